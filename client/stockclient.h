@@ -1,0 +1,69 @@
+/* stockclient.h — libstockclient: a small, thread-safe C client for stockd over the gRPC C
+ * core. One client holds one channel; any number of threads may call through it at once.
+ * Every call takes a deadline and returns the gRPC status with its message and the decoded
+ * google.rpc details (BadRequest, PreconditionFailure).
+ *
+ * The caller must have called grpc_init() (and later grpc_shutdown()). */
+#ifndef STOCKCLIENT_H
+#define STOCKCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "google/rpc/error_details.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "stockd/v1/inventory.pb-c.h"
+
+typedef struct sc_client sc_client_t;
+
+/* The outcome of a call. code is a grpc_status_code (0 = OK). */
+typedef struct {
+    int code;
+    char message[512];
+    Google__Rpc__BadRequest *bad_request;          /* owned; NULL when absent */
+    Google__Rpc__PreconditionFailure *precondition; /* owned; NULL when absent */
+} sc_status_t;
+
+typedef struct {
+    /* Open a connection of this client's own instead of sharing one with other clients of the
+     * same target (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL); load generators want this. */
+    bool own_connection;
+} sc_client_options_t;
+
+/* Creates a client for target ("127.0.0.1:50051"). options may be NULL. Returns NULL when out
+ * of memory. The connection is made lazily. */
+sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options);
+void sc_client_free(sc_client_t *client);
+
+/* Calls `method` ("/stockd.v1.Inventory/Decrement") with request; on OK unpacks the reply
+ * with response_descriptor into *response_out (caller frees it with
+ * protobuf_c_message_free_unpacked). Returns status->code. status must be released with
+ * sc_status_free. */
+int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                  const ProtobufCMessageDescriptor *response_descriptor,
+                  ProtobufCMessage **response_out, int64_t deadline_ms, sc_status_t *status);
+
+void sc_status_init(sc_status_t *status);
+void sc_status_free(sc_status_t *status);
+/* "OK", "INVALID_ARGUMENT", ... */
+const char *sc_code_name(int code);
+
+/* Typed wrappers. */
+int sc_decrement(sc_client_t *client, const Stockd__V1__DecrementRequest *request,
+                 Stockd__V1__DecrementResponse **response_out, int64_t deadline_ms,
+                 sc_status_t *status);
+int sc_increment(sc_client_t *client, const Stockd__V1__IncrementRequest *request,
+                 Stockd__V1__IncrementResponse **response_out, int64_t deadline_ms,
+                 sc_status_t *status);
+int sc_set_stock(sc_client_t *client, const Stockd__V1__SetStockRequest *request,
+                 Stockd__V1__SetStockResponse **response_out, int64_t deadline_ms,
+                 sc_status_t *status);
+int sc_get_stock(sc_client_t *client, const Stockd__V1__GetStockRequest *request,
+                 Stockd__V1__GetStockResponse **response_out, int64_t deadline_ms,
+                 sc_status_t *status);
+/* Health/Check for service ("" = the server); *serving_out = true when SERVING. */
+int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
+                    int64_t deadline_ms, sc_status_t *status);
+
+#endif

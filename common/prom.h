@@ -1,0 +1,34 @@
+/* prom.h — lock-free Prometheus primitives (counters, histograms) and text rendering. */
+#ifndef STOCKD_PROM_H
+#define STOCKD_PROM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROM_BUCKETS_MAX 16
+
+typedef struct {
+    const double *bounds; /* upper bounds, ascending; +Inf is implicit */
+    size_t bounds_count;  /* <= PROM_BUCKETS_MAX */
+    _Atomic uint64_t counts[PROM_BUCKETS_MAX + 1];
+    _Atomic uint64_t sum_micro; /* sum of observations × 10^6 */
+} prom_histogram_t;
+
+/* A growing text buffer with a hard cap: output past the cap is dropped. */
+typedef struct {
+    char *data;
+    size_t used;
+    size_t capacity;
+} prom_buffer_t;
+
+void prom_histogram_init(prom_histogram_t *histogram, const double *bounds, size_t bounds_count);
+void prom_histogram_observe(prom_histogram_t *histogram, double value);
+
+void prom_printf(prom_buffer_t *buffer, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Writes the _bucket/_sum/_count series; labels is "" or "key=\"value\"". */
+void prom_render_histogram(prom_buffer_t *buffer, const char *name, const char *labels,
+                           prom_histogram_t *histogram);
+
+#endif

@@ -1,0 +1,171 @@
+/* util.c — see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t util_now_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+int64_t util_now_s(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec;
+}
+
+double util_monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec * 1000.0 + (double)now.tv_nsec / 1e6;
+}
+
+/* Returns the length of the UTF-8 sequence starting at bytes[0], or 0 when malformed. */
+static size_t util_utf8_sequence_length(const unsigned char *bytes, size_t remaining)
+{
+    unsigned char lead = bytes[0];
+    if (lead == 0) {
+        return 0;
+    }
+    if (lead < 0x80) {
+        return 1;
+    }
+    size_t length;
+    uint32_t code;
+    if ((lead & 0xE0) == 0xC0) {
+        length = 2;
+        code = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+        length = 3;
+        code = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+        length = 4;
+        code = lead & 0x07;
+    } else {
+        return 0;
+    }
+    if (length > remaining) {
+        return 0;
+    }
+    for (size_t i = 1; i < length; i++) {
+        if ((bytes[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        code = (code << 6) | (bytes[i] & 0x3F);
+    }
+    static const uint32_t minimum[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < minimum[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+        return 0;
+    }
+    return length;
+}
+
+bool util_utf8_valid(const char *bytes, size_t length)
+{
+    const unsigned char *cursor = (const unsigned char *)bytes;
+    size_t index = 0;
+    while (index < length) {
+        size_t step = util_utf8_sequence_length(cursor + index, length - index);
+        if (step == 0) {
+            return false;
+        }
+        index += step;
+    }
+    return true;
+}
+
+size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, size_t out_capacity)
+{
+    size_t used = 0;
+    if (out_capacity == 0) {
+        return 0;
+    }
+    for (size_t i = 0; text[i] != '\0' && i < input_bytes_max; i++) {
+        unsigned char c = (unsigned char)text[i];
+        char escape[8];
+        size_t n;
+        if (c == '"' || c == '\\') {
+            escape[0] = '\\';
+            escape[1] = (char)c;
+            n = 2;
+        } else if (c < 0x20 || c == 0x7F) {
+            n = (size_t)snprintf(escape, sizeof(escape), "\\u%04x", c);
+        } else {
+            escape[0] = (char)c;
+            n = 1;
+        }
+        if (used + n >= out_capacity) {
+            break;
+        }
+        memcpy(out + used, escape, n);
+        used += n;
+    }
+    out[used] = '\0';
+    return used;
+}
+
+bool util_parse_int64(const char *text, int64_t *value_out)
+{
+    if (text == NULL || *text == '\0') {
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0') {
+        return false;
+    }
+    *value_out = (int64_t)value;
+    return true;
+}
+
+bool util_parse_duration_s(const char *text, int64_t *seconds_out)
+{
+    static const struct {
+        char suffix;
+        int64_t seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    size_t length = text ? strlen(text) : 0;
+    if (length == 0 || length > 32) {
+        return false;
+    }
+    char number[33];
+    memcpy(number, text, length + 1);
+    int64_t multiplier = 1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (number[length - 1] == units[i].suffix) {
+            multiplier = units[i].seconds;
+            number[length - 1] = '\0';
+            break;
+        }
+    }
+    int64_t value;
+    if (!util_parse_int64(number, &value) || value < 0 || value > INT64_MAX / multiplier) {
+        return false;
+    }
+    *seconds_out = value * multiplier;
+    return true;
+}
+
+void util_hex(const unsigned char *bytes, size_t length, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < length; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 0x0F];
+    }
+    out[2 * length] = '\0';
+}
+
+bool util_add_int64(int64_t a, int64_t b, int64_t *result_out)
+{
+    return !__builtin_add_overflow(a, b, result_out);
+}

@@ -1,0 +1,34 @@
+/* util.h — small helpers shared by every binary: time, UTF-8, JSON escaping, numbers. */
+#ifndef STOCKD_UTIL_H
+#define STOCKD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock time in unix microseconds / seconds. */
+int64_t util_now_us(void);
+int64_t util_now_s(void);
+/* Monotonic time in milliseconds, as a double for latency measurements. */
+double util_monotonic_ms(void);
+
+/* True when bytes[0..length) is well-formed UTF-8 (no overlongs, no surrogates) without NUL. */
+bool util_utf8_valid(const char *bytes, size_t length);
+
+/* Writes JSON-escaped text (without quotes) into out, reading at most input_bytes_max bytes of
+ * input; always NUL-terminates; returns the bytes written (excluding NUL). */
+size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, size_t out_capacity);
+
+/* Strict decimal parse of a whole string into int64; false on junk, empty or overflow. */
+bool util_parse_int64(const char *text, int64_t *value_out);
+
+/* Parses a duration "90", "90s", "15m", "12h", "7d" into seconds. */
+bool util_parse_duration_s(const char *text, int64_t *seconds_out);
+
+/* Lower-case hex of bytes into out (2*length+1 bytes). */
+void util_hex(const unsigned char *bytes, size_t length, char *out);
+
+/* Checked arithmetic: false when the result would overflow. */
+bool util_add_int64(int64_t a, int64_t b, int64_t *result_out);
+
+#endif

@@ -1,0 +1,902 @@
+/* batch.c — see batch.h.
+ *
+ * State: an overlay map from encoded item key to the level as this batch left it (loaded from
+ * RocksDB on first touch), the RocksDB WriteBatch being built, and the idempotency records
+ * written by this batch (so a repeat inside the same batch is recognised too). */
+#include "batch.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sd_limits.h"
+#include "log.h"
+#include "util.h"
+
+#define SD_SUBJECT_BYTES_MAX 1200
+
+/* ---- a small open-addressing map: key bytes -> uint32 index ---- */
+
+typedef struct {
+    uint8_t *key; /* owned */
+    uint32_t key_length;
+    uint32_t index;
+    uint64_t hash;
+} sd_map_slot_t;
+
+typedef struct {
+    sd_map_slot_t *slots;
+    size_t capacity; /* power of two */
+    size_t count;
+} sd_map_t;
+
+static uint64_t sd_hash_bytes(const uint8_t *bytes, size_t length)
+{
+    uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < length; i++) {
+        hash = (hash ^ bytes[i]) * 1099511628211ULL;
+    }
+    return hash | 1; /* 0 marks an empty slot */
+}
+
+static void sd_map_clear(sd_map_t *map)
+{
+    if (map->slots == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < map->capacity; i++) {
+        free(map->slots[i].key);
+    }
+    memset(map->slots, 0, map->capacity * sizeof(*map->slots));
+    map->count = 0;
+}
+
+static void sd_map_free(sd_map_t *map)
+{
+    sd_map_clear(map);
+    free(map->slots);
+    map->slots = NULL;
+    map->capacity = 0;
+}
+
+static sd_map_slot_t *sd_map_probe(sd_map_slot_t *slots, size_t capacity, const uint8_t *key,
+                                   size_t key_length, uint64_t hash)
+{
+    size_t mask = capacity - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        sd_map_slot_t *slot = &slots[i];
+        if (slot->hash == 0 || (slot->hash == hash && slot->key_length == key_length &&
+                                memcmp(slot->key, key, key_length) == 0)) {
+            return slot;
+        }
+    }
+}
+
+static bool sd_map_grow(sd_map_t *map)
+{
+    size_t capacity = map->capacity ? map->capacity * 2 : 64;
+    sd_map_slot_t *slots = calloc(capacity, sizeof(*slots));
+    if (slots == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < map->capacity; i++) {
+        sd_map_slot_t *old = &map->slots[i];
+        if (old->hash != 0) {
+            *sd_map_probe(slots, capacity, old->key, old->key_length, old->hash) = *old;
+        }
+    }
+    free(map->slots);
+    map->slots = slots;
+    map->capacity = capacity;
+    return true;
+}
+
+/* Finds key; when absent inserts it with index new_index. Returns the slot or NULL when out
+ * of memory; *inserted_out tells which happened. */
+static sd_map_slot_t *sd_map_upsert(sd_map_t *map, const uint8_t *key, size_t key_length,
+                                    uint32_t new_index, bool *inserted_out)
+{
+    if ((map->count + 1) * 2 > map->capacity && !sd_map_grow(map)) {
+        return NULL;
+    }
+    uint64_t hash = sd_hash_bytes(key, key_length);
+    sd_map_slot_t *slot = sd_map_probe(map->slots, map->capacity, key, key_length, hash);
+    *inserted_out = slot->hash == 0;
+    if (*inserted_out) {
+        slot->key = malloc(key_length);
+        if (slot->key == NULL) {
+            return NULL;
+        }
+        memcpy(slot->key, key, key_length);
+        slot->key_length = (uint32_t)key_length;
+        slot->index = new_index;
+        slot->hash = hash;
+        map->count++;
+    }
+    return slot;
+}
+
+/* ---- batch state ---- */
+
+typedef struct {
+    sd_level_t level;
+    bool exists; /* stored, or written by this batch */
+    bool dirty;  /* must be written at commit */
+    const uint8_t *key; /* points at the overlay map's copy */
+    uint32_t key_length;
+} sd_overlay_entry_t;
+
+/* One distinct item of the request being evaluated. */
+typedef struct {
+    uint32_t overlay_index;
+    int64_t delta_total;
+    size_t first_line;
+    sd_overlay_entry_t before; /* undo copy, restored if the request cannot finish */
+} sd_unique_t;
+
+typedef struct {
+    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
+    size_t key_length;
+    uint8_t fingerprint[SD_FINGERPRINT_BYTES];
+    uint8_t *response; /* owned */
+    size_t response_length;
+} sd_idempotency_record_t;
+
+struct sd_batch {
+    sd_storage_t *storage;
+    int64_t idempotency_ttl_us;
+    rocksdb_writebatch_t *write_batch;
+    uint64_t last_seq;
+    size_t applied_count;
+    sd_map_t overlay_map;
+    sd_overlay_entry_t *overlay;
+    size_t overlay_count, overlay_capacity;
+    sd_map_t request_map; /* per request: key -> index into uniques */
+    sd_unique_t *uniques;
+    size_t uniques_capacity;
+    uint32_t *line_uniques; /* per line of the current request: index into uniques */
+    size_t line_uniques_capacity;
+    sd_idempotency_record_t *records;
+    size_t records_count, records_capacity;
+    uint8_t *scratch; /* packing buffer for ledger entries */
+    size_t scratch_capacity;
+};
+
+sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idempotency_ttl_us)
+{
+    sd_batch_t *batch = calloc(1, sizeof(*batch));
+    if (batch == NULL) {
+        return NULL;
+    }
+    batch->storage = storage;
+    batch->idempotency_ttl_us = idempotency_ttl_us;
+    batch->write_batch = rocksdb_writebatch_create();
+    batch->last_seq = last_seq;
+    return batch;
+}
+
+static void sd_batch_clear_records(sd_batch_t *batch)
+{
+    for (size_t i = 0; i < batch->records_count; i++) {
+        free(batch->records[i].response);
+    }
+    batch->records_count = 0;
+}
+
+void sd_batch_reset(sd_batch_t *batch, uint64_t last_seq)
+{
+    rocksdb_writebatch_clear(batch->write_batch);
+    sd_map_clear(&batch->overlay_map);
+    batch->overlay_count = 0;
+    sd_batch_clear_records(batch);
+    batch->applied_count = 0;
+    batch->last_seq = last_seq;
+}
+
+void sd_batch_free(sd_batch_t *batch)
+{
+    if (batch == NULL) {
+        return;
+    }
+    sd_batch_reset(batch, 0);
+    rocksdb_writebatch_destroy(batch->write_batch);
+    sd_map_free(&batch->overlay_map);
+    sd_map_free(&batch->request_map);
+    free(batch->overlay);
+    free(batch->uniques);
+    free(batch->line_uniques);
+    free(batch->records);
+    free(batch->scratch);
+    free(batch);
+}
+
+size_t sd_batch_applied_count(const sd_batch_t *batch)
+{
+    return batch->applied_count;
+}
+
+uint64_t sd_batch_last_seq(const sd_batch_t *batch)
+{
+    return batch->last_seq;
+}
+
+void sd_write_result_init(sd_write_result_t *result)
+{
+    memset(result, 0, sizeof(*result));
+    sd_error_init(&result->error);
+}
+
+void sd_write_result_free(sd_write_result_t *result)
+{
+    sd_error_free(&result->error);
+    free(result->response);
+    result->response = NULL;
+}
+
+/* Grows *array (of element_size elements) to hold at least needed elements. */
+static bool sd_reserve(void **array, size_t *capacity, size_t needed, size_t element_size)
+{
+    if (needed <= *capacity) {
+        return true;
+    }
+    size_t grown = *capacity ? *capacity : 16;
+    while (grown < needed) {
+        grown *= 2;
+    }
+    void *bigger = realloc(*array, grown * element_size);
+    if (bigger == NULL) {
+        return false;
+    }
+    *array = bigger;
+    *capacity = grown;
+    return true;
+}
+
+static sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__ItemRef *item)
+{
+    sd_item_key_t key = {sd_bytes_of(tenant_id), sd_bytes_of(item->location_id),
+                         sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
+                         sd_bytes_of(item->variant)};
+    return key;
+}
+
+/* Finds the overlay entry of key, loading it from storage on first touch. */
+static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t key_length,
+                                  uint32_t *index_out)
+{
+    bool inserted = false;
+    sd_map_slot_t *slot = sd_map_upsert(&batch->overlay_map, key, key_length,
+                                        (uint32_t)batch->overlay_count, &inserted);
+    if (slot == NULL) {
+        return SD_UNAVAILABLE;
+    }
+    if (!inserted) {
+        *index_out = slot->index;
+        return SD_OK;
+    }
+    if (!sd_reserve((void **)&batch->overlay, &batch->overlay_capacity,
+                    batch->overlay_count + 1, sizeof(*batch->overlay))) {
+        return SD_UNAVAILABLE;
+    }
+    sd_overlay_entry_t *entry = &batch->overlay[batch->overlay_count];
+    memset(entry, 0, sizeof(*entry));
+    entry->key = slot->key;
+    entry->key_length = slot->key_length;
+    sd_status_t status = sd_storage_get_level(batch->storage, key, key_length, &entry->level,
+                                              &entry->exists);
+    /* Even when the read failed, the slot now refers to this entry; keep it consistent (a
+     * default level, never written because it is not dirty). */
+    batch->overlay_count++;
+    *index_out = slot->index;
+    return status;
+}
+
+/* ---- fingerprints (idempotency) ---- */
+
+static void sd_digest_text(EVP_MD_CTX *context, const char *text)
+{
+    uint8_t length[8];
+    size_t text_length = strlen(text);
+    sd_be64_put(length, text_length);
+    EVP_DigestUpdate(context, length, sizeof(length));
+    EVP_DigestUpdate(context, text, text_length);
+}
+
+static void sd_digest_int(EVP_MD_CTX *context, int64_t value)
+{
+    uint8_t bytes[8];
+    sd_be64_put(bytes, (uint64_t)value);
+    EVP_DigestUpdate(context, bytes, sizeof(bytes));
+}
+
+static void sd_digest_item(EVP_MD_CTX *context, const Stockd__V1__ItemRef *item)
+{
+    sd_digest_text(context, item->location_id);
+    sd_digest_text(context, item->app_id);
+    sd_digest_text(context, item->catalog_item_id);
+    sd_digest_text(context, item->variant);
+}
+
+/* SHA-256 over a length-prefixed encoding of every field that affects the outcome, so that
+ * "same content" does not depend on how a client serialized its protobuf. */
+static bool sd_fingerprint(const sd_write_request_t *request, uint8_t out[SD_FINGERPRINT_BYTES])
+{
+    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    if (context == NULL || EVP_DigestInit_ex(context, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(context);
+        return false;
+    }
+    sd_digest_int(context, request->kind);
+    sd_digest_text(context, request->tenant_id);
+    sd_digest_int(context, request->restrict_inventory);
+    sd_digest_text(context, request->order_id);
+    sd_digest_int(context, request->reason);
+    sd_digest_text(context, request->reason_text);
+    sd_digest_int(context, (int64_t)request->lines_count);
+    for (size_t i = 0; i < request->lines_count; i++) {
+        if (request->kind == SD_WRITE_SET) {
+            const Stockd__V1__SetLine *line = request->set_lines[i];
+            sd_digest_item(context, line->item);
+            sd_digest_int(context, line->available);
+            sd_digest_int(context, line->tracked ? 1 + line->tracked->value : 0);
+            sd_digest_int(context, line->floor ? 1 : 0);
+            sd_digest_int(context, line->floor ? line->floor->value : 0);
+            sd_digest_int(context, line->expected_version ? 1 : 0);
+            sd_digest_int(context, line->expected_version ? (int64_t)line->expected_version->value
+                                                          : 0);
+        } else {
+            const Stockd__V1__Line *line = request->lines[i];
+            sd_digest_item(context, line->item);
+            sd_digest_int(context, line->quantity);
+            sd_digest_int(context, line->subscription_item);
+        }
+    }
+    unsigned int length = 0;
+    bool ok = EVP_DigestFinal_ex(context, out, &length) == 1 && length == SD_FINGERPRINT_BYTES;
+    EVP_MD_CTX_free(context);
+    return ok;
+}
+
+/* ---- idempotency records ---- */
+
+/* Protobuf merges repeated occurrences of a scalar field with "last one wins", so appending
+ * field 3 (replayed, varint) = true to a stored response marks it as a replay without
+ * re-encoding it. All three write responses number `replayed` 3. */
+static const uint8_t sd_replayed_suffix[2] = {(3 << 3) | 0, 1};
+
+typedef struct {
+    bool found;
+    uint8_t fingerprint[SD_FINGERPRINT_BYTES];
+    uint8_t *response; /* malloc'd copy */
+    size_t response_length;
+} sd_idempotency_hit_t;
+
+static sd_status_t sd_idempotency_decode(const uint8_t *value, size_t length, int64_t now_us,
+                                         int64_t ttl_us, sd_idempotency_hit_t *hit)
+{
+    if (length < SD_IDEMPOTENCY_HEADER_BYTES || value[0] != SD_IDEMPOTENCY_FORMAT_V1) {
+        SD_LOG(LOG_ERROR, "storage_corrupt_idempotency", LF_UINT("value_bytes", length));
+        return SD_INTERNAL;
+    }
+    int64_t created_us = (int64_t)sd_be64_get(value + 1);
+    if (now_us - created_us > ttl_us) {
+        return SD_OK; /* expired: as if never seen */
+    }
+    size_t response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
+    hit->response = malloc(response_length + sizeof(sd_replayed_suffix));
+    if (hit->response == NULL) {
+        return SD_UNAVAILABLE;
+    }
+    memcpy(hit->fingerprint, value + 9, SD_FINGERPRINT_BYTES);
+    memcpy(hit->response, value + SD_IDEMPOTENCY_HEADER_BYTES, response_length);
+    hit->response_length = response_length;
+    hit->found = true;
+    return SD_OK;
+}
+
+static sd_status_t sd_idempotency_find(sd_batch_t *batch, const uint8_t *key, size_t key_length,
+                                       int64_t now_us, sd_idempotency_hit_t *hit)
+{
+    memset(hit, 0, sizeof(*hit));
+    for (size_t i = batch->records_count; i-- > 0;) {
+        sd_idempotency_record_t *record = &batch->records[i];
+        if (record->key_length == key_length && memcmp(record->key, key, key_length) == 0) {
+            hit->response = malloc(record->response_length + sizeof(sd_replayed_suffix));
+            if (hit->response == NULL) {
+                return SD_UNAVAILABLE;
+            }
+            memcpy(hit->response, record->response, record->response_length);
+            memcpy(hit->fingerprint, record->fingerprint, SD_FINGERPRINT_BYTES);
+            hit->response_length = record->response_length;
+            hit->found = true;
+            return SD_OK;
+        }
+    }
+    char *value = NULL;
+    size_t value_length = 0;
+    sd_status_t status = sd_storage_get(batch->storage, SD_CF_IDEMPOTENCY, key, key_length,
+                                        &value, &value_length);
+    if (status != SD_OK || value == NULL) {
+        return status;
+    }
+    status = sd_idempotency_decode((const uint8_t *)value, value_length, now_us,
+                                   batch->idempotency_ttl_us, hit);
+    sd_storage_free(value);
+    return status;
+}
+
+/* Stores the record in the WriteBatch and remembers it for the rest of this batch. */
+static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_t key_length,
+                                    const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
+                                    int64_t now_us, const uint8_t *response,
+                                    size_t response_length)
+{
+    if (!sd_reserve((void **)&batch->records, &batch->records_capacity,
+                    batch->records_count + 1, sizeof(*batch->records))) {
+        return false;
+    }
+    size_t value_length = SD_IDEMPOTENCY_HEADER_BYTES + response_length;
+    uint8_t *value = malloc(value_length);
+    uint8_t *response_copy = malloc(response_length ? response_length : 1);
+    if (value == NULL || response_copy == NULL) {
+        free(value);
+        free(response_copy);
+        return false;
+    }
+    value[0] = SD_IDEMPOTENCY_FORMAT_V1;
+    sd_be64_put(value + 1, (uint64_t)now_us);
+    memcpy(value + 9, fingerprint, SD_FINGERPRINT_BYTES);
+    memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
+    rocksdb_writebatch_put_cf(batch->write_batch,
+                              sd_storage_cf(batch->storage, SD_CF_IDEMPOTENCY),
+                              (const char *)key, key_length, (const char *)value, value_length);
+    free(value);
+    sd_idempotency_record_t *record = &batch->records[batch->records_count++];
+    memcpy(record->key, key, key_length);
+    record->key_length = key_length;
+    memcpy(record->fingerprint, fingerprint, SD_FINGERPRINT_BYTES);
+    memcpy(response_copy, response, response_length);
+    record->response = response_copy;
+    record->response_length = response_length;
+    return true;
+}
+
+/* ---- evaluation ---- */
+
+void sd_item_subject(const Stockd__V1__ItemRef *item, char *out, size_t capacity)
+{
+    char location[SD_LOCATION_BYTES_MAX * 6 + 1], app[SD_APP_BYTES_MAX * 6 + 1];
+    char catalog[SD_CATALOG_ITEM_BYTES_MAX * 6 + 1], variant[SD_VARIANT_BYTES_MAX * 6 + 1];
+    util_json_escape(item->location_id, SD_LOCATION_BYTES_MAX, location, sizeof(location));
+    util_json_escape(item->app_id, SD_APP_BYTES_MAX, app, sizeof(app));
+    util_json_escape(item->catalog_item_id, SD_CATALOG_ITEM_BYTES_MAX, catalog, sizeof(catalog));
+    util_json_escape(item->variant, SD_VARIANT_BYTES_MAX, variant, sizeof(variant));
+    snprintf(out, capacity,
+             "{\"location_id\":\"%s\",\"app_id\":\"%s\",\"catalog_item_id\":\"%s\","
+             "\"variant\":\"%s\"}",
+             location, app, catalog, variant);
+}
+
+static const Stockd__V1__ItemRef *sd_request_item(const sd_write_request_t *request, size_t line)
+{
+    return request->kind == SD_WRITE_SET ? request->set_lines[line]->item
+                                         : request->lines[line]->item;
+}
+
+static int64_t sd_request_delta(const sd_write_request_t *request, size_t line)
+{
+    switch (request->kind) {
+    case SD_WRITE_DECREMENT:
+        return -request->lines[line]->quantity;
+    case SD_WRITE_INCREMENT:
+        return request->lines[line]->quantity;
+    case SD_WRITE_SET:
+        return 0;
+    }
+    return 0;
+}
+
+/* Groups the request's lines by item (summing deltas) and loads each item's current level.
+ * Returns the number of distinct items through *count_out. */
+static sd_status_t sd_collect_uniques(sd_batch_t *batch, const sd_write_request_t *request,
+                                      size_t *count_out, sd_error_t *error)
+{
+    uint8_t key[SD_ITEM_KEY_BYTES_MAX];
+    size_t count = 0;
+    sd_map_clear(&batch->request_map);
+    if (!sd_reserve((void **)&batch->uniques, &batch->uniques_capacity, request->lines_count,
+                    sizeof(*batch->uniques)) ||
+        !sd_reserve((void **)&batch->line_uniques, &batch->line_uniques_capacity,
+                    request->lines_count, sizeof(*batch->line_uniques))) {
+        return SD_UNAVAILABLE;
+    }
+    for (size_t line = 0; line < request->lines_count; line++) {
+        sd_item_key_t parts = sd_item_key_of(request->tenant_id, sd_request_item(request, line));
+        size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));
+        bool inserted = false;
+        sd_map_slot_t *slot = key_length ? sd_map_upsert(&batch->request_map, key, key_length,
+                                                         (uint32_t)count, &inserted)
+                                         : NULL;
+        if (slot == NULL) {
+            return key_length ? SD_UNAVAILABLE : SD_INTERNAL;
+        }
+        if (inserted) {
+            sd_unique_t *unique = &batch->uniques[count++];
+            unique->delta_total = 0;
+            unique->first_line = line;
+            sd_status_t status = sd_overlay_get(batch, key, key_length, &unique->overlay_index);
+            if (status != SD_OK) {
+                return status;
+            }
+        } else if (request->kind == SD_WRITE_SET) {
+            char field[64];
+            snprintf(field, sizeof(field), "lines[%zu].item", line);
+            sd_error_add_field(error, field, "repeats the item of lines[%zu]; set each item once",
+                               batch->uniques[slot->index].first_line);
+        }
+        batch->uniques[slot->index].delta_total += sd_request_delta(request, line);
+        batch->line_uniques[line] = slot->index;
+    }
+    *count_out = count;
+    return error->status == SD_OK ? SD_OK : SD_INVALID_ARGUMENT;
+}
+
+static bool sd_in_range(int64_t value)
+{
+    return value >= -SD_LEVEL_ABS_MAX && value <= SD_LEVEL_ABS_MAX;
+}
+
+/* Checks a decrement or increment: floors (restricted decrements) and the ±10^15 range. */
+static void sd_check_moves(sd_batch_t *batch, const sd_write_request_t *request,
+                           size_t uniques_count, sd_error_t *error)
+{
+    size_t short_count = 0;
+    char subject[SD_SUBJECT_BYTES_MAX];
+    for (size_t u = 0; u < uniques_count; u++) {
+        const sd_unique_t *unique = &batch->uniques[u];
+        const sd_level_t *level = &batch->overlay[unique->overlay_index].level;
+        if (!level->tracked) {
+            continue;
+        }
+        int64_t after = level->available + unique->delta_total;
+        const Stockd__V1__ItemRef *item = sd_request_item(request, unique->first_line);
+        if (request->kind == SD_WRITE_DECREMENT && request->restrict_inventory &&
+            after < level->floor) {
+            sd_item_subject(item, subject, sizeof(subject));
+            sd_error_add_precondition(error, "INSUFFICIENT_STOCK", subject,
+                                      "requested %lld, available %lld, floor %lld",
+                                      (long long)-unique->delta_total,
+                                      (long long)level->available, (long long)level->floor);
+            if (short_count++ == 0) {
+                sd_error_set(error, SD_FAILED_PRECONDITION,
+                             "insufficient stock for catalog_item_id \"%.64s\" variant "
+                             "\"%.64s\": requested %lld, available %lld",
+                             item->catalog_item_id, item->variant,
+                             (long long)-unique->delta_total, (long long)level->available);
+            }
+        } else if (!sd_in_range(after) && error->status == SD_OK) {
+            sd_error_set(error, SD_OUT_OF_RANGE,
+                         "lines[%zu]: level of catalog_item_id \"%.64s\" would be %lld, outside "
+                         "+-10^15",
+                         unique->first_line, item->catalog_item_id, (long long)after);
+        }
+    }
+    if (short_count > 1) {
+        size_t length = strlen(error->message);
+        snprintf(error->message + length, sizeof(error->message) - length,
+                 " (and %zu more short items)", short_count - 1);
+    }
+}
+
+static bool sd_expected_version_ok(const Stockd__V1__SetLine *line,
+                                   const sd_overlay_entry_t *entry)
+{
+    if (line->expected_version == NULL) {
+        return true;
+    }
+    if (line->expected_version->value == 0) {
+        return !entry->exists;
+    }
+    return entry->exists && entry->level.version == line->expected_version->value;
+}
+
+/* Checks a SetStock: compare-and-set versions and the ±10^15 range of the new values. */
+static void sd_check_sets(sd_batch_t *batch, const sd_write_request_t *request,
+                          size_t uniques_count, sd_error_t *error)
+{
+    for (size_t u = 0; u < uniques_count && error->status == SD_OK; u++) {
+        const sd_unique_t *unique = &batch->uniques[u];
+        const Stockd__V1__SetLine *line = request->set_lines[unique->first_line];
+        const sd_overlay_entry_t *entry = &batch->overlay[unique->overlay_index];
+        if (!sd_in_range(line->available) || (line->floor && !sd_in_range(line->floor->value))) {
+            sd_error_set(error, SD_OUT_OF_RANGE,
+                         "lines[%zu]: available and floor must be within +-10^15",
+                         unique->first_line);
+        } else if (!sd_expected_version_ok(line, entry)) {
+            sd_error_set(error, SD_ABORTED,
+                         "lines[%zu]: expected_version %llu but the item is at version %llu%s",
+                         unique->first_line,
+                         (unsigned long long)line->expected_version->value,
+                         (unsigned long long)entry->level.version,
+                         entry->exists ? "" : " (never written)");
+        }
+    }
+}
+
+/* ---- applying ---- */
+
+#define SD_LEDGER_VALUE_BYTES_MAX 4096
+_Static_assert(SD_LEDGER_VALUE_BYTES_MAX > 1 + 16 * 8 + SD_TENANT_BYTES_MAX +
+                                               SD_ITEM_KEY_BYTES_MAX + SD_ORDER_ID_BYTES_MAX +
+                                               SD_REASON_TEXT_BYTES_MAX + SD_REQUEST_ID_BYTES_MAX,
+               "a ledger entry always fits the scratch buffer");
+
+static Stockd__V1__Op sd_op_of(sd_write_kind_t kind)
+{
+    switch (kind) {
+    case SD_WRITE_DECREMENT:
+        return STOCKD__V1__OP__OP_DECREMENT;
+    case SD_WRITE_INCREMENT:
+        return STOCKD__V1__OP__OP_INCREMENT;
+    case SD_WRITE_SET:
+        return STOCKD__V1__OP__OP_SET;
+    }
+    return STOCKD__V1__OP__OP_UNSPECIFIED;
+}
+
+/* Appends one ledger entry (seq = ++last_seq) to the WriteBatch. Cannot fail: the scratch
+ * buffer is allocated before any change is made. */
+static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *request, size_t line,
+                             int64_t delta, int64_t available_after, int64_t now_us)
+{
+    Stockd__V1__LedgerEntry entry = STOCKD__V1__LEDGER_ENTRY__INIT;
+    entry.seq = ++batch->last_seq;
+    entry.time_us = now_us;
+    entry.tenant_id = (char *)request->tenant_id;
+    entry.op = sd_op_of(request->kind);
+    entry.item = (Stockd__V1__ItemRef *)sd_request_item(request, line);
+    entry.delta = delta;
+    entry.available_after = available_after;
+    entry.order_id = (char *)request->order_id;
+    entry.reason = (Stockd__V1__Reason)request->reason;
+    entry.reason_text = (char *)request->reason_text;
+    entry.request_id = (char *)request->request_id;
+    size_t length = stockd__v1__ledger_entry__get_packed_size(&entry);
+    uint8_t key[SD_LEDGER_KEY_BYTES_MAX];
+    size_t key_length = sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key,
+                                             sizeof(key));
+    batch->scratch[0] = SD_LEDGER_FORMAT_V1;
+    stockd__v1__ledger_entry__pack(&entry, batch->scratch + 1);
+    rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_LEDGER),
+                              (const char *)key, key_length, (const char *)batch->scratch,
+                              length + 1);
+}
+
+static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *request, size_t line,
+                              int64_t now_us)
+{
+    const Stockd__V1__SetLine *set = request->set_lines[line];
+    sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[batch->line_uniques[line]]
+                                                    .overlay_index];
+    int64_t delta = set->available - entry->level.available;
+    entry->level.available = set->available;
+    if (set->tracked != NULL) {
+        entry->level.tracked = set->tracked->value;
+    }
+    if (set->floor != NULL) {
+        entry->level.floor = set->floor->value;
+    }
+    entry->level.version++;
+    entry->level.updated_at_us = now_us;
+    entry->exists = true;
+    entry->dirty = true;
+    sd_ledger_append(batch, request, line, delta, entry->level.available, now_us);
+}
+
+/* Applies every line to the overlay and the ledger; the checks have all passed. */
+static void sd_apply_lines(sd_batch_t *batch, const sd_write_request_t *request,
+                           size_t uniques_count, int64_t now_us)
+{
+    for (size_t u = 0; u < uniques_count; u++) {
+        batch->uniques[u].before = batch->overlay[batch->uniques[u].overlay_index];
+    }
+    for (size_t line = 0; line < request->lines_count; line++) {
+        if (request->kind == SD_WRITE_SET) {
+            sd_apply_set_line(batch, request, line, now_us);
+            continue;
+        }
+        sd_unique_t *unique = &batch->uniques[batch->line_uniques[line]];
+        sd_overlay_entry_t *entry = &batch->overlay[unique->overlay_index];
+        int64_t delta = sd_request_delta(request, line);
+        if (entry->level.tracked) {
+            entry->level.available += delta;
+        }
+        sd_ledger_append(batch, request, line, delta, entry->level.available, now_us);
+    }
+    if (request->kind == SD_WRITE_SET) {
+        return;
+    }
+    for (size_t u = 0; u < uniques_count; u++) {
+        sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[u].overlay_index];
+        if (entry->level.tracked) { /* untracked levels do not change */
+            entry->level.version++;
+            entry->level.updated_at_us = now_us;
+            entry->exists = true;
+            entry->dirty = true;
+        }
+    }
+}
+
+/* Builds the packed response: the resulting level of every distinct item. */
+static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *request,
+                             size_t uniques_count, sd_write_result_t *result)
+{
+    /* The three write responses are wire-identical ({levels, ledger_seq, replayed}). */
+    Stockd__V1__DecrementResponse response = STOCKD__V1__DECREMENT_RESPONSE__INIT;
+    Stockd__V1__StockLevel *levels = calloc(uniques_count, sizeof(*levels));
+    Stockd__V1__StockLevel **pointers = calloc(uniques_count, sizeof(*pointers));
+    bool ok = levels != NULL && pointers != NULL;
+    for (size_t u = 0; ok && u < uniques_count; u++) {
+        const sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[u].overlay_index];
+        stockd__v1__stock_level__init(&levels[u]);
+        levels[u].item = (Stockd__V1__ItemRef *)sd_request_item(request,
+                                                                 batch->uniques[u].first_line);
+        levels[u].available = entry->level.available;
+        levels[u].tracked = entry->level.tracked;
+        levels[u].floor = entry->level.floor;
+        levels[u].version = entry->level.version;
+        levels[u].updated_at_us = entry->level.updated_at_us;
+        pointers[u] = &levels[u];
+    }
+    response.n_levels = uniques_count;
+    response.levels = pointers;
+    response.ledger_seq = batch->last_seq;
+    result->response_length = stockd__v1__decrement_response__get_packed_size(&response);
+    result->response = ok ? malloc(result->response_length + sizeof(sd_replayed_suffix)) : NULL;
+    if (result->response != NULL) {
+        stockd__v1__decrement_response__pack(&response, result->response);
+    }
+    free(levels);
+    free(pointers);
+    return result->response != NULL;
+}
+
+/* Undoes the overlay and WriteBatch changes of a request that could not finish. */
+static void sd_rollback_request(sd_batch_t *batch, size_t uniques_count, uint64_t seq_before)
+{
+    for (size_t u = 0; u < uniques_count; u++) {
+        batch->overlay[batch->uniques[u].overlay_index] = batch->uniques[u].before;
+    }
+    char *rocks_error = NULL;
+    rocksdb_writebatch_rollback_to_save_point(batch->write_batch, &rocks_error);
+    if (rocks_error != NULL) {
+        rocksdb_free(rocks_error);
+    }
+    batch->last_seq = seq_before;
+}
+
+static void sd_replay(const sd_idempotency_hit_t *hit, const uint8_t *fingerprint,
+                      const sd_write_request_t *request, sd_write_result_t *result)
+{
+    if (memcmp(hit->fingerprint, fingerprint, SD_FINGERPRINT_BYTES) != 0) {
+        sd_error_set(&result->error, SD_ALREADY_EXISTS,
+                     "request_id \"%.128s\" was already used with different content",
+                     request->request_id);
+        free(hit->response);
+        return;
+    }
+    memcpy(hit->response + hit->response_length, sd_replayed_suffix,
+           sizeof(sd_replayed_suffix));
+    result->response = hit->response;
+    result->response_length = hit->response_length + sizeof(sd_replayed_suffix);
+    result->replayed = true;
+}
+
+static bool sd_batch_prepare_scratch(sd_batch_t *batch)
+{
+    if (batch->scratch == NULL) {
+        batch->scratch = malloc(SD_LEDGER_VALUE_BYTES_MAX);
+        batch->scratch_capacity = batch->scratch ? SD_LEDGER_VALUE_BYTES_MAX : 0;
+    }
+    return batch->scratch != NULL;
+}
+
+/* Runs the checks and, when they pass, applies the request. */
+static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, int64_t now_us,
+                        const uint8_t *fingerprint, const uint8_t *idempotency_key,
+                        size_t idempotency_key_length, sd_write_result_t *result)
+{
+    size_t uniques_count = 0;
+    sd_status_t status = sd_collect_uniques(batch, request, &uniques_count, &result->error);
+    if (status != SD_OK) {
+        if (result->error.status == SD_OK) {
+            sd_error_set(&result->error, status, "%s", sd_status_message(status));
+        }
+        return;
+    }
+    if (request->kind == SD_WRITE_SET) {
+        sd_check_sets(batch, request, uniques_count, &result->error);
+    } else {
+        sd_check_moves(batch, request, uniques_count, &result->error);
+    }
+    if (result->error.status != SD_OK) {
+        return;
+    }
+    uint64_t seq_before = batch->last_seq;
+    rocksdb_writebatch_set_save_point(batch->write_batch);
+    sd_apply_lines(batch, request, uniques_count, now_us);
+    bool ok = sd_pack_response(batch, request, uniques_count, result);
+    if (ok && idempotency_key_length > 0) {
+        ok = sd_idempotency_remember(batch, idempotency_key, idempotency_key_length, fingerprint,
+                                     now_us, result->response, result->response_length);
+    }
+    if (!ok) {
+        sd_rollback_request(batch, uniques_count, seq_before);
+        free(result->response);
+        result->response = NULL;
+        sd_error_set(&result->error, SD_UNAVAILABLE, "out of memory; not applied");
+        return;
+    }
+    char *rocks_error = NULL;
+    rocksdb_writebatch_pop_save_point(batch->write_batch, &rocks_error);
+    rocksdb_free(rocks_error); /* only fails when no save point is set, which cannot be */
+    result->applied = true;
+    batch->applied_count++;
+}
+
+void sd_batch_apply(sd_batch_t *batch, const sd_write_request_t *request, int64_t now_us,
+                    sd_write_result_t *result)
+{
+    uint8_t fingerprint[SD_FINGERPRINT_BYTES] = {0};
+    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
+    size_t key_length = 0;
+    if (!sd_batch_prepare_scratch(batch)) {
+        sd_error_set(&result->error, SD_UNAVAILABLE, "out of memory; not applied");
+        return;
+    }
+    if (request->request_id[0] != '\0') {
+        key_length = sd_key_encode_idempotency(sd_bytes_of(request->tenant_id),
+                                               sd_bytes_of(request->request_id), key, sizeof(key));
+        sd_idempotency_hit_t hit;
+        sd_status_t status = key_length == 0 || !sd_fingerprint(request, fingerprint)
+                                 ? SD_INTERNAL
+                                 : sd_idempotency_find(batch, key, key_length, now_us, &hit);
+        if (status != SD_OK) {
+            sd_error_set(&result->error, status, "cannot check request_id: %s",
+                         sd_status_message(status));
+            return;
+        }
+        if (hit.found) {
+            sd_replay(&hit, fingerprint, request, result);
+            return;
+        }
+    }
+    sd_evaluate(batch, request, now_us, fingerprint, key, key_length, result);
+}
+
+sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
+{
+    if (batch->applied_count == 0) {
+        return SD_OK;
+    }
+    uint8_t value[SD_LEVEL_VALUE_BYTES];
+    rocksdb_column_family_handle_t *levels = sd_storage_cf(batch->storage, SD_CF_LEVELS);
+    for (size_t i = 0; i < batch->overlay_count; i++) {
+        const sd_overlay_entry_t *entry = &batch->overlay[i];
+        if (!entry->dirty) {
+            continue;
+        }
+        sd_level_encode(&entry->level, value);
+        sd_level_t check;
+        if (!sd_level_decode(value, sizeof(value), &check)) {
+            /* Checked before writing too: a level outside the contract is a bug. */
+            SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "level out of range"));
+            return SD_INTERNAL;
+        }
+        rocksdb_writebatch_put_cf(batch->write_batch, levels, (const char *)entry->key,
+                                  entry->key_length, (const char *)value, sizeof(value));
+    }
+    sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
+    return sd_storage_write(batch->storage, batch->write_batch, sync);
+}

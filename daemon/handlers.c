@@ -1,0 +1,259 @@
+/* handlers.c — the RPC handlers and the method table.
+ *
+ * Writes (Decrement, Increment, SetStock) are unpacked and validated on the polling thread,
+ * then queued to the writer, which answers when the batch is durable. Reads go straight to
+ * RocksDB and never wait for the writer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "sd_limits.h"
+#include "log.h"
+#include "server.h"
+#include "stockd/v1/inventory.pb-c.h"
+#include "validate.h"
+
+/* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
+ * On success the message is kept by the call and freed with it. */
+static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
+                                   const uint8_t *bytes, size_t length)
+{
+    ProtobufCMessage *message = protobuf_c_message_unpack(descriptor, NULL, length, bytes);
+    if (message == NULL) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
+        return NULL;
+    }
+    sd_call_keep_message(call, message);
+    return message;
+}
+
+static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
+{
+    sd_call_reply_error(call, error);
+    sd_error_free(error);
+}
+
+/* ---- writes ---- */
+
+static void sd_write_complete(sd_write_job_t *job)
+{
+    sd_call_t *call = job->context;
+    if (job->result.error.status == SD_OK) {
+        sd_call_reply_bytes(call, job->result.response, job->result.response_length);
+    } else {
+        sd_call_reply_error(call, &job->result.error);
+    }
+}
+
+static void sd_submit_write(sd_call_t *call, sd_write_job_t *job)
+{
+    job->deadline_us = sd_call_deadline_us(call);
+    job->complete = sd_write_complete;
+    job->context = call;
+    sd_write_result_init(&job->result);
+    sd_status_t status = sd_writer_submit(sd_call_services(call)->writer, job);
+    if (status != SD_OK) {
+        sd_call_reply_status(call, status,
+                             status == SD_RESOURCE_EXHAUSTED
+                                 ? "write queue is full; retry with backoff"
+                                 : "server is shutting down; not applied");
+    }
+}
+
+static void sd_handle_decrement(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__DecrementRequest *request = (Stockd__V1__DecrementRequest *)sd_unpack(
+        call, &stockd__v1__decrement_request__descriptor, bytes, length);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_validate_decrement(request, &error)) {
+        sd_reply_validation(call, &error);
+        return;
+    }
+    sd_write_job_t *job = sd_call_job(call);
+    job->request = (sd_write_request_t){
+        .kind = SD_WRITE_DECREMENT, .tenant_id = request->tenant_id,
+        .lines_count = request->n_lines, .lines = request->lines,
+        .restrict_inventory = request->restrict_inventory, .order_id = request->order_id,
+        .reason = request->reason, .reason_text = request->reason_text,
+        .request_id = request->request_id};
+    sd_submit_write(call, job);
+}
+
+static void sd_handle_increment(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__IncrementRequest *request = (Stockd__V1__IncrementRequest *)sd_unpack(
+        call, &stockd__v1__increment_request__descriptor, bytes, length);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_validate_increment(request, &error)) {
+        sd_reply_validation(call, &error);
+        return;
+    }
+    sd_write_job_t *job = sd_call_job(call);
+    job->request = (sd_write_request_t){
+        .kind = SD_WRITE_INCREMENT, .tenant_id = request->tenant_id,
+        .lines_count = request->n_lines, .lines = request->lines, .order_id = request->order_id,
+        .reason = request->reason, .reason_text = request->reason_text,
+        .request_id = request->request_id};
+    sd_submit_write(call, job);
+}
+
+static void sd_handle_set_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__SetStockRequest *request = (Stockd__V1__SetStockRequest *)sd_unpack(
+        call, &stockd__v1__set_stock_request__descriptor, bytes, length);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_validate_set_stock(request, &error)) {
+        sd_reply_validation(call, &error);
+        return;
+    }
+    sd_write_job_t *job = sd_call_job(call);
+    job->request = (sd_write_request_t){
+        .kind = SD_WRITE_SET, .tenant_id = request->tenant_id, .lines_count = request->n_lines,
+        .set_lines = request->lines, .order_id = "", .reason = request->reason,
+        .reason_text = request->reason_text, .request_id = request->request_id};
+    sd_submit_write(call, job);
+}
+
+/* ---- reads ---- */
+
+static sd_status_t sd_read_levels(sd_storage_t *storage, const Stockd__V1__GetStockRequest *request,
+                                  Stockd__V1__StockLevel *levels)
+{
+    uint8_t key[SD_ITEM_KEY_BYTES_MAX];
+    for (size_t i = 0; i < request->n_items; i++) {
+        const Stockd__V1__ItemRef *item = request->items[i];
+        sd_item_key_t parts = {sd_bytes_of(request->tenant_id), sd_bytes_of(item->location_id),
+                               sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
+                               sd_bytes_of(item->variant)};
+        size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));
+        sd_level_t level;
+        bool found = false;
+        sd_status_t status = key_length == 0
+                                 ? SD_INTERNAL
+                                 : sd_storage_get_level(storage, key, key_length, &level, &found);
+        if (status != SD_OK) {
+            return status;
+        }
+        stockd__v1__stock_level__init(&levels[i]);
+        levels[i].item = request->items[i];
+        levels[i].available = level.available;
+        levels[i].tracked = level.tracked;
+        levels[i].floor = level.floor;
+        levels[i].version = level.version;
+        levels[i].updated_at_us = level.updated_at_us;
+    }
+    return SD_OK;
+}
+
+static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__GetStockRequest *request = (Stockd__V1__GetStockRequest *)sd_unpack(
+        call, &stockd__v1__get_stock_request__descriptor, bytes, length);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_validate_get_stock(request, &error)) {
+        sd_reply_validation(call, &error);
+        return;
+    }
+    Stockd__V1__StockLevel *levels = calloc(request->n_items, sizeof(*levels));
+    Stockd__V1__StockLevel **pointers = calloc(request->n_items, sizeof(*pointers));
+    sd_status_t status = levels && pointers
+                             ? sd_read_levels(sd_call_services(call)->storage, request, levels)
+                             : SD_UNAVAILABLE;
+    if (status == SD_OK) {
+        for (size_t i = 0; i < request->n_items; i++) {
+            pointers[i] = &levels[i];
+        }
+        Stockd__V1__GetStockResponse response = STOCKD__V1__GET_STOCK_RESPONSE__INIT;
+        response.n_levels = request->n_items;
+        response.levels = pointers;
+        sd_call_reply_message(call, &response.base);
+    } else {
+        sd_call_reply_status(call, status, "cannot read stock levels");
+    }
+    free(levels);
+    free(pointers);
+}
+
+static void sd_handle_unimplemented(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    (void)bytes, (void)length;
+    sd_call_reply_status(call, SD_UNIMPLEMENTED, "not implemented yet");
+}
+
+/* ---- grpc.health.v1.Health ---- */
+
+/* "" (the whole server) and the Inventory service are known; anything else is NOT_FOUND. */
+static bool sd_health_known(const char *service)
+{
+    return service[0] == '\0' || strcmp(service, "stockd.v1.Inventory") == 0;
+}
+
+static Grpc__Health__V1__HealthCheckResponse__ServingStatus sd_health_status(sd_call_t *call)
+{
+    return sd_server_is_stopping(call)
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+}
+
+static void sd_handle_health_check(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Grpc__Health__V1__HealthCheckRequest *request = (Grpc__Health__V1__HealthCheckRequest *)
+        sd_unpack(call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_health_known(request->service)) {
+        sd_call_reply_status(call, SD_NOT_FOUND, "unknown service");
+        return;
+    }
+    Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    response.status = sd_health_status(call);
+    sd_call_reply_message(call, &response.base);
+}
+
+static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Grpc__Health__V1__HealthCheckRequest *request = (Grpc__Health__V1__HealthCheckRequest *)
+        sd_unpack(call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    /* Per the health protocol, Watch on an unknown service streams SERVICE_UNKNOWN. */
+    response.status = sd_health_known(request->service)
+                          ? sd_health_status(call)
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    sd_call_stream_hold(call, &response.base);
+}
+
+const sd_method_t sd_methods[] = {
+    {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement},
+    {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment},
+    {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock},
+    {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock},
+    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_unimplemented},
+    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_unimplemented},
+    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_unimplemented},
+    {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check},
+    {"/grpc.health.v1.Health/Watch", "Health.Watch", SD_METHOD_SERVER_STREAM,
+     sd_handle_health_watch},
+};
+const size_t sd_methods_count = sizeof(sd_methods) / sizeof(sd_methods[0]);

@@ -1,0 +1,158 @@
+/* keys.c — see keys.h. Integers in values are little-endian, fixed width; integers in keys
+ * are big-endian so they sort numerically. */
+#include "keys.h"
+
+#include <string.h>
+
+sd_level_t sd_level_default(void)
+{
+    sd_level_t level = {.available = 0, .tracked = true, .floor = 0, .version = 0,
+                        .updated_at_us = 0};
+    return level;
+}
+
+void sd_be64_put(uint8_t out[8], uint64_t value)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(value & 0xFF);
+        value >>= 8;
+    }
+}
+
+uint64_t sd_be64_get(const uint8_t in[8])
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++) {
+        value = (value << 8) | in[i];
+    }
+    return value;
+}
+
+static void sd_le64_put(uint8_t *out, uint64_t value)
+{
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(value >> (8 * i));
+    }
+}
+
+static uint64_t sd_le64_get(const uint8_t *in)
+{
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--) {
+        value = (value << 8) | in[i];
+    }
+    return value;
+}
+
+/* Appends a length-prefixed part (prefix of `prefix_bytes` bytes, big-endian). */
+static bool sd_key_put_part(uint8_t *out, size_t capacity, size_t *used, sd_bytes_t part,
+                            size_t prefix_bytes, size_t part_bytes_max)
+{
+    if (part.length > part_bytes_max || *used + prefix_bytes + part.length > capacity) {
+        return false;
+    }
+    if (prefix_bytes == 2) {
+        out[(*used)++] = (uint8_t)(part.length >> 8);
+    }
+    out[(*used)++] = (uint8_t)(part.length & 0xFF);
+    if (part.length > 0) {
+        memcpy(out + *used, part.data, part.length);
+    }
+    *used += part.length;
+    return true;
+}
+
+static bool sd_key_get_part(const uint8_t *bytes, size_t length, size_t *used, sd_bytes_t *part,
+                            size_t prefix_bytes)
+{
+    if (*used + prefix_bytes > length) {
+        return false;
+    }
+    size_t part_length = bytes[*used];
+    if (prefix_bytes == 2) {
+        part_length = (part_length << 8) | bytes[*used + 1];
+    }
+    *used += prefix_bytes;
+    if (*used + part_length > length) {
+        return false;
+    }
+    part->data = (const char *)bytes + *used;
+    part->length = part_length;
+    *used += part_length;
+    return true;
+}
+
+size_t sd_key_encode_item(const sd_item_key_t *key, uint8_t *out, size_t capacity)
+{
+    size_t used = 0;
+    bool ok = sd_key_put_part(out, capacity, &used, key->tenant_id, 1, SD_TENANT_BYTES_MAX) &&
+              sd_key_put_part(out, capacity, &used, key->location_id, 1, SD_LOCATION_BYTES_MAX) &&
+              sd_key_put_part(out, capacity, &used, key->app_id, 1, SD_APP_BYTES_MAX) &&
+              sd_key_put_part(out, capacity, &used, key->catalog_item_id, 2,
+                              SD_CATALOG_ITEM_BYTES_MAX) &&
+              sd_key_put_part(out, capacity, &used, key->variant, 2, SD_VARIANT_BYTES_MAX);
+    return ok ? used : 0;
+}
+
+bool sd_key_decode_item(const uint8_t *bytes, size_t length, sd_item_key_t *key_out)
+{
+    size_t used = 0;
+    bool ok = sd_key_get_part(bytes, length, &used, &key_out->tenant_id, 1) &&
+              sd_key_get_part(bytes, length, &used, &key_out->location_id, 1) &&
+              sd_key_get_part(bytes, length, &used, &key_out->app_id, 1) &&
+              sd_key_get_part(bytes, length, &used, &key_out->catalog_item_id, 2) &&
+              sd_key_get_part(bytes, length, &used, &key_out->variant, 2);
+    return ok && used == length;
+}
+
+size_t sd_key_encode_tenant(sd_bytes_t tenant_id, uint8_t *out, size_t capacity)
+{
+    size_t used = 0;
+    return sd_key_put_part(out, capacity, &used, tenant_id, 1, SD_TENANT_BYTES_MAX) ? used : 0;
+}
+
+size_t sd_key_encode_ledger(sd_bytes_t tenant_id, uint64_t seq, uint8_t *out, size_t capacity)
+{
+    size_t used = sd_key_encode_tenant(tenant_id, out, capacity);
+    if (used == 0 || used + 8 > capacity) {
+        return 0;
+    }
+    sd_be64_put(out + used, seq);
+    return used + 8;
+}
+
+size_t sd_key_encode_idempotency(sd_bytes_t tenant_id, sd_bytes_t request_id, uint8_t *out,
+                                 size_t capacity)
+{
+    size_t used = sd_key_encode_tenant(tenant_id, out, capacity);
+    if (used == 0 ||
+        !sd_key_put_part(out, capacity, &used, request_id, 1, SD_REQUEST_ID_BYTES_MAX)) {
+        return 0;
+    }
+    return used;
+}
+
+void sd_level_encode(const sd_level_t *level, uint8_t out[SD_LEVEL_VALUE_BYTES])
+{
+    out[0] = SD_LEVEL_FORMAT_V1;
+    sd_le64_put(out + 1, (uint64_t)level->available);
+    out[9] = level->tracked ? 1 : 0;
+    sd_le64_put(out + 10, (uint64_t)level->floor);
+    sd_le64_put(out + 18, level->version);
+    sd_le64_put(out + 26, (uint64_t)level->updated_at_us);
+}
+
+bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out)
+{
+    if (length != SD_LEVEL_VALUE_BYTES || bytes[0] != SD_LEVEL_FORMAT_V1 || bytes[9] > 1) {
+        return false;
+    }
+    level_out->available = (int64_t)sd_le64_get(bytes + 1);
+    level_out->tracked = bytes[9] == 1;
+    level_out->floor = (int64_t)sd_le64_get(bytes + 10);
+    level_out->version = sd_le64_get(bytes + 18);
+    level_out->updated_at_us = (int64_t)sd_le64_get(bytes + 26);
+    /* Read-back check: a stored level is always inside the contract's range. */
+    return level_out->available >= -SD_LEVEL_ABS_MAX && level_out->available <= SD_LEVEL_ABS_MAX &&
+           level_out->floor >= -SD_LEVEL_ABS_MAX && level_out->floor <= SD_LEVEL_ABS_MAX;
+}

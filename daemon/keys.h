@@ -1,0 +1,81 @@
+/* keys.h — RocksDB key and value encodings.
+ *
+ * Keys are length-prefixed so no byte inside a field can be mistaken for a separator; they
+ * sort by tenant first (so a tenant is one contiguous range), then location, app, item and
+ * variant. Values start with a format-version byte so the layout can evolve. */
+#ifndef STOCKD_KEYS_H
+#define STOCKD_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sd_limits.h"
+
+#define SD_LEVEL_FORMAT_V1 1
+#define SD_LEVEL_VALUE_BYTES 34
+#define SD_LEDGER_FORMAT_V1 1
+#define SD_IDEMPOTENCY_FORMAT_V1 1
+#define SD_FINGERPRINT_BYTES 32
+#define SD_IDEMPOTENCY_HEADER_BYTES (1 + 8 + SD_FINGERPRINT_BYTES)
+#define SD_TENANT_PREFIX_BYTES_MAX (1 + SD_TENANT_BYTES_MAX)
+#define SD_LEDGER_KEY_BYTES_MAX (SD_TENANT_PREFIX_BYTES_MAX + 8)
+#define SD_IDEMPOTENCY_KEY_BYTES_MAX (SD_TENANT_PREFIX_BYTES_MAX + 1 + SD_REQUEST_ID_BYTES_MAX)
+
+/* A view of one string (not NUL-terminated in keys). */
+typedef struct {
+    const char *data;
+    size_t length;
+} sd_bytes_t;
+
+/* The five parts of an item key, as views. */
+typedef struct {
+    sd_bytes_t tenant_id;
+    sd_bytes_t location_id;
+    sd_bytes_t app_id;
+    sd_bytes_t catalog_item_id;
+    sd_bytes_t variant;
+} sd_item_key_t;
+
+/* One stock level as stored. */
+typedef struct {
+    int64_t available;
+    bool tracked;
+    int64_t floor;
+    uint64_t version;
+    int64_t updated_at_us;
+} sd_level_t;
+
+/* The level of a never-written item: available 0, tracked, floor 0, version 0. */
+sd_level_t sd_level_default(void);
+
+/* Encodes an item key into out (capacity >= SD_ITEM_KEY_BYTES_MAX); returns its length, or 0
+ * when a part exceeds its limit (callers validate first, so 0 is a programmer error). */
+size_t sd_key_encode_item(const sd_item_key_t *key, uint8_t *out, size_t capacity);
+/* Decodes an item key; the views point into `bytes`. False when malformed. */
+bool sd_key_decode_item(const uint8_t *bytes, size_t length, sd_item_key_t *key_out);
+
+/* Tenant prefix (u8 length + tenant): the start of all of that tenant's keys in every column
+ * family. Returns its length. */
+size_t sd_key_encode_tenant(sd_bytes_t tenant_id, uint8_t *out, size_t capacity);
+/* Ledger key: tenant prefix + big-endian seq, so a tenant's ledger is in seq order. */
+size_t sd_key_encode_ledger(sd_bytes_t tenant_id, uint64_t seq, uint8_t *out, size_t capacity);
+/* Idempotency key: tenant prefix + u8 length + request_id. */
+size_t sd_key_encode_idempotency(sd_bytes_t tenant_id, sd_bytes_t request_id, uint8_t *out,
+                                 size_t capacity);
+
+void sd_level_encode(const sd_level_t *level, uint8_t out[SD_LEVEL_VALUE_BYTES]);
+/* False when the value is not a known format or has the wrong size. */
+bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out);
+
+void sd_be64_put(uint8_t out[8], uint64_t value);
+uint64_t sd_be64_get(const uint8_t in[8]);
+
+static inline sd_bytes_t sd_bytes_of(const char *text)
+{
+    sd_bytes_t bytes = {text, text ? strlen(text) : 0};
+    return bytes;
+}
+
+#endif

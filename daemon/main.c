@@ -1,0 +1,178 @@
+/* main.c — stockd: configuration, start-up, signal handling and the shutdown order. */
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "sd_limits.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+#include "storage.h"
+#include "writer.h"
+
+typedef struct {
+    const char *listen;
+    const char *data_dir;
+    const char *sync;
+    const char *metrics_listen;
+    int64_t idempotency_ttl_s;
+    int64_t queue_depth;
+    int64_t batch_max;
+    int64_t block_cache_mb;
+    int64_t write_buffer_mb;
+    int64_t threads;
+    int64_t shutdown_grace_s;
+    const char *log_level;
+} sd_config_t;
+
+static const char *const sd_sync_choices[] = {"always", "never", NULL};
+static const char *const sd_level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+#define SD_OPT(flag, env, type, field, def, lo, hi, choices, help)                         \
+    {flag, env, type, offsetof(sd_config_t, field), def, lo, hi, choices, false, help}
+
+static const cfg_option_t sd_options[] = {
+    SD_OPT("listen", "STOCKD_LISTEN", CFG_STRING, listen, "127.0.0.1:50051", 0, 0, NULL,
+           "gRPC listen address HOST:PORT (port 0 = any free port, logged)"),
+    SD_OPT("data-dir", "STOCKD_DATA_DIR", CFG_STRING, data_dir, "./stockd-data", 0, 0, NULL,
+           "RocksDB data directory (created if missing)"),
+    SD_OPT("sync", "STOCKD_SYNC", CFG_CHOICE, sync, "always", 0, 0, sd_sync_choices,
+           "fsync the WAL before acknowledging writes: always|never (never is for tests)"),
+    SD_OPT("metrics-listen", "STOCKD_METRICS_LISTEN", CFG_STRING, metrics_listen, "", 0, 0, NULL,
+           "HOST:PORT serving GET /metrics (Prometheus); empty = off"),
+    SD_OPT("idempotency-ttl", "STOCKD_IDEMPOTENCY_TTL", CFG_DURATION, idempotency_ttl_s, "7d",
+           60, 366 * 86400, NULL, "how long a request_id is remembered (e.g. 7d, 12h)"),
+    SD_OPT("queue-depth", "STOCKD_QUEUE_DEPTH", CFG_INT, queue_depth, "4096", 1, 1 << 20, NULL,
+           "write requests that may wait; beyond it RESOURCE_EXHAUSTED"),
+    SD_OPT("batch-max", "STOCKD_BATCH_MAX", CFG_INT, batch_max, "256", 1, 65536, NULL,
+           "write requests per group commit"),
+    SD_OPT("block-cache-mb", "STOCKD_BLOCK_CACHE_MB", CFG_INT, block_cache_mb, "64", 1, 65536,
+           NULL, "RocksDB block cache size in MiB"),
+    SD_OPT("write-buffer-mb", "STOCKD_WRITE_BUFFER_MB", CFG_INT, write_buffer_mb, "32", 1, 4096,
+           NULL, "RocksDB memtable size per column family in MiB (up to 3 each)"),
+    SD_OPT("threads", "STOCKD_THREADS", CFG_INT, threads, "2", 1, 16, NULL,
+           "gRPC completion-queue polling threads"),
+    SD_OPT("shutdown-grace", "STOCKD_SHUTDOWN_GRACE", CFG_DURATION, shutdown_grace_s, "20s", 0,
+           3600, NULL, "how long in-flight calls may take to finish at shutdown"),
+    SD_OPT("log-level", "STOCKD_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
+           sd_level_choices, "debug|info|warn|error"),
+};
+
+static const cfg_spec_t sd_spec = {
+    "stockd", "stockd — the inventory daemon: stock levels in RocksDB, served over gRPC.",
+    sd_options, sizeof(sd_options) / sizeof(sd_options[0])};
+
+static const char *sd_method_names[SD_METRICS_METHODS_MAX];
+
+/* Blocks SIGINT/SIGTERM in every thread (gRPC's included: they inherit the mask) so that the
+ * main thread can sigwait for them. */
+static void sd_block_signals(sigset_t *signals)
+{
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int sd_run(const sd_config_t *config, sigset_t *signals)
+{
+    int exit_code = 1;
+    sd_storage_t *storage = NULL;
+    sd_writer_t *writer = NULL;
+    sd_server_t *server = NULL;
+    char error[512];
+    for (size_t i = 0; i < sd_methods_count; i++) {
+        sd_method_names[i] = sd_methods[i].name;
+    }
+    sd_metrics_t *metrics = sd_metrics_new(sd_method_names, sd_methods_count);
+    mkdir(config->data_dir, 0750); /* RocksDB creates one level only; EEXIST is fine */
+    sd_storage_options_t storage_options = {config->data_dir, config->block_cache_mb << 20,
+                                            config->write_buffer_mb << 20,
+                                            config->idempotency_ttl_s};
+    if (metrics == NULL ||
+        sd_storage_open(&storage_options, &storage, error, sizeof(error)) != SD_OK) {
+        SD_LOG(LOG_ERROR, "storage_open_failed", LF_STR("error", metrics ? error : "memory"));
+        goto cleanup;
+    }
+    bool sync = strcmp(config->sync, "always") == 0;
+    if (!sync) {
+        SD_LOG(LOG_WARN, "sync_disabled",
+               LF_STR("warning", "--sync=never: acknowledged writes can be LOST on a crash or "
+                                 "power failure. Use only for tests and benchmarks."));
+    }
+    sd_writer_options_t writer_options = {
+        .storage = storage, .sync = sync, .queue_depth_max = (size_t)config->queue_depth,
+        .batch_jobs_max = (size_t)config->batch_max, .batch_lines_max = 4 * SD_LINES_MAX,
+        .idempotency_ttl_s = config->idempotency_ttl_s, .metrics = metrics};
+    if (sd_writer_start(&writer_options, &writer) != SD_OK) {
+        SD_LOG(LOG_ERROR, "writer_start_failed", LF_END);
+        goto cleanup;
+    }
+    if (config->metrics_listen[0] != '\0') {
+        int port = 0;
+        if (sd_metrics_listen(metrics, config->metrics_listen, &port) != SD_OK) {
+            SD_LOG(LOG_ERROR, "metrics_listen_failed", LF_STR("address", config->metrics_listen));
+            goto cleanup;
+        }
+        SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
+               LF_INT("port", port));
+    }
+    sd_services_t services = {storage, writer, metrics};
+    sd_server_options_t server_options = {config->listen, (int)config->threads,
+                                          16 * 1024 * 1024};
+    char bound[128];
+    server = sd_server_start(&server_options, &services, bound, sizeof(bound));
+    if (server == NULL) {
+        goto cleanup;
+    }
+    SD_LOG(LOG_INFO, "listening", LF_STR("address", bound),
+           LF_UINT("ledger_seq", sd_storage_last_seq(storage)));
+    int signal_number = 0;
+    sigwait(signals, &signal_number);
+    SD_LOG(LOG_INFO, "shutdown_started", LF_STR("signal", signal_number == SIGTERM ? "SIGTERM"
+                                                                                    : "SIGINT"));
+    exit_code = 0;
+cleanup:
+    /* Order: stop accepting and finish in-flight calls (the writer still runs for them), then
+     * drain the writer, then close the database (flushing the WAL). */
+    sd_server_stop(server, config->shutdown_grace_s * 1000);
+    sd_writer_stop(writer);
+    sd_storage_close(storage);
+    sd_metrics_free(metrics);
+    if (exit_code == 0) {
+        SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
+    }
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    sd_config_t config;
+    memset(&config, 0, sizeof(config));
+    cfg_parse_result_t parsed = cfg_parse(&sd_spec, &config, argc, argv, 1, NULL, stdout,
+                                          stderr);
+    if (parsed != CFG_PARSE_OK) {
+        return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
+    }
+    log_level_t level = LOG_INFO;
+    log_level_parse(config.log_level, &level);
+    log_init("stockd", level);
+    if (config.listen[0] == '\0' || config.data_dir[0] == '\0') {
+        fprintf(stderr, "--listen and --data-dir must not be empty\n");
+        return 2;
+    }
+    cfg_log_effective(&sd_spec, &config);
+    sigset_t signals;
+    sd_block_signals(&signals);
+    grpc_init();
+    int exit_code = sd_run(&config, &signals);
+    grpc_shutdown();
+    return exit_code;
+}

@@ -1,0 +1,34 @@
+/* limits.h — every limit of the stockd contract, defined once (api.md §2, §3). */
+#ifndef STOCKD_LIMITS_H
+#define STOCKD_LIMITS_H
+
+#include <stdint.h>
+
+#define SD_TENANT_BYTES_MAX 64
+#define SD_LOCATION_BYTES_MAX 64
+#define SD_APP_BYTES_MAX 64
+#define SD_CATALOG_ITEM_BYTES_MAX 256
+#define SD_VARIANT_BYTES_MAX 256
+#define SD_ORDER_ID_BYTES_MAX 128
+#define SD_REQUEST_ID_BYTES_MAX 128
+#define SD_REASON_TEXT_BYTES_MAX 256
+#define SD_LINES_MAX 8192
+#define SD_QUANTITY_MAX INT64_C(1000000000)
+#define SD_LEVEL_ABS_MAX INT64_C(1000000000000000)
+#define SD_PAGE_SIZE_MAX 1000
+#define SD_PAGE_SIZE_DEFAULT 100
+
+/* Encoded item key: u8-length tenant, location, app; u16-length item and variant. */
+#define SD_ITEM_KEY_BYTES_MAX                                                              \
+    (1 + SD_TENANT_BYTES_MAX + 1 + SD_LOCATION_BYTES_MAX + 1 + SD_APP_BYTES_MAX + 2 +      \
+     SD_CATALOG_ITEM_BYTES_MAX + 2 + SD_VARIANT_BYTES_MAX)
+
+_Static_assert(SD_TENANT_BYTES_MAX <= 255 && SD_LOCATION_BYTES_MAX <= 255 &&
+                   SD_APP_BYTES_MAX <= 255,
+               "one-byte length prefixes");
+/* The largest possible summed change of one request must not overflow int64 before the
+ * ±10^15 range check runs. */
+_Static_assert(SD_LINES_MAX * SD_QUANTITY_MAX < INT64_MAX - SD_LEVEL_ABS_MAX,
+               "summed quantities fit in int64");
+
+#endif

@@ -1,0 +1,532 @@
+/* server.c — see server.h.
+ *
+ * Life of a call: a call object is posted to the server for one method
+ * (grpc_server_request_registered_call). When its NEW event arrives, a fresh object is
+ * posted in its place at once, and the handler runs. The reply is one batch (initial
+ * metadata, message, status, close); when that batch completes the object is freed. Every
+ * outstanding batch holds a reference, so a streaming call with two batches in flight is
+ * freed only after both finish. */
+#include "server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define SD_CALLS_POSTED_PER_METHOD 16
+#define SD_WATCHES_MAX 1024
+#define SD_POLLING_THREADS_MAX 16
+
+typedef enum {
+    SD_TAG_NEW_CALL,     /* a registered call arrived (or the post failed at shutdown) */
+    SD_TAG_UNKNOWN_CALL, /* a call for an unregistered method arrived */
+    SD_TAG_BATCH_DONE,   /* a batch of ours finished: drop its reference */
+    SD_TAG_STREAM_CLOSED, /* a held stream ended (client left or server cancelled it) */
+    SD_TAG_SHUTDOWN,     /* grpc_server_shutdown_and_notify finished */
+} sd_tag_kind_t;
+
+typedef struct {
+    sd_tag_kind_t kind;
+    void *owner;
+} sd_tag_t;
+
+struct sd_call {
+    sd_server_t *server;
+    const sd_method_t *method; /* NULL for unknown methods */
+    size_t method_index;
+    sd_tag_t new_tag;
+    sd_tag_t done_tag;
+    sd_tag_t closed_tag;
+    _Atomic int refs;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array request_metadata;
+    grpc_call_details details; /* unknown methods only */
+    grpc_byte_buffer *payload;
+    grpc_byte_buffer *response;
+    grpc_slice status_message;
+    grpc_slice status_details;
+    bool has_status_details;
+    grpc_metadata trailing[1];
+    int cancelled;
+    double started_ms;
+    char log_message[256]; /* the status message, truncated, for the log line */
+    ProtobufCMessage *kept_message;
+    sd_write_job_t job;
+    bool watching; /* in the server's watch list */
+};
+
+struct sd_server {
+    grpc_server *grpc;
+    grpc_completion_queue *queue;
+    void *registered[SD_METRICS_METHODS_MAX];
+    sd_services_t services;
+    pthread_t threads[SD_POLLING_THREADS_MAX];
+    int threads_count;
+    sd_tag_t shutdown_tag;
+    pthread_mutex_t mutex;
+    pthread_cond_t shutdown_done;
+    bool shutdown_finished;
+    _Atomic bool stopping;
+    sd_call_t *watches[SD_WATCHES_MAX];
+    size_t watches_count;
+};
+
+/* ---- call objects ---- */
+
+static sd_call_t *sd_call_new(sd_server_t *server, const sd_method_t *method, size_t index)
+{
+    sd_call_t *call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        return NULL;
+    }
+    call->server = server;
+    call->method = method;
+    call->method_index = index;
+    call->new_tag = (sd_tag_t){method ? SD_TAG_NEW_CALL : SD_TAG_UNKNOWN_CALL, call};
+    call->done_tag = (sd_tag_t){SD_TAG_BATCH_DONE, call};
+    call->closed_tag = (sd_tag_t){SD_TAG_STREAM_CLOSED, call};
+    atomic_init(&call->refs, 1);
+    grpc_metadata_array_init(&call->request_metadata);
+    grpc_call_details_init(&call->details);
+    call->status_message = grpc_empty_slice();
+    call->status_details = grpc_empty_slice();
+    return call;
+}
+
+static void sd_call_free(sd_call_t *call)
+{
+    if (call->kept_message != NULL) {
+        protobuf_c_message_free_unpacked(call->kept_message, NULL);
+    }
+    sd_write_result_free(&call->job.result);
+    grpc_metadata_array_destroy(&call->request_metadata);
+    grpc_call_details_destroy(&call->details);
+    if (call->payload != NULL) {
+        grpc_byte_buffer_destroy(call->payload);
+    }
+    if (call->response != NULL) {
+        grpc_byte_buffer_destroy(call->response);
+    }
+    grpc_slice_unref(call->status_message);
+    grpc_slice_unref(call->status_details);
+    if (call->call != NULL) {
+        grpc_call_unref(call->call);
+    }
+    free(call);
+}
+
+static void sd_call_unref(sd_call_t *call)
+{
+    if (atomic_fetch_sub(&call->refs, 1) == 1) {
+        sd_call_free(call);
+    }
+}
+
+/* Posts a call object waiting for the next call of method `index` (or unknown methods). */
+static void sd_server_post(sd_server_t *server, const sd_method_t *method, size_t index)
+{
+    if (atomic_load(&server->stopping)) {
+        return;
+    }
+    sd_call_t *call = sd_call_new(server, method, index);
+    if (call == NULL) {
+        SD_LOG(LOG_ERROR, "out_of_memory", LF_STR("where", "post call"));
+        return;
+    }
+    grpc_call_error error;
+    if (method != NULL) {
+        error = grpc_server_request_registered_call(
+            server->grpc, server->registered[index], &call->call, &call->deadline,
+            &call->request_metadata, &call->payload, server->queue, server->queue,
+            &call->new_tag);
+    } else {
+        error = grpc_server_request_call(server->grpc, &call->call, &call->details,
+                                         &call->request_metadata, server->queue, server->queue,
+                                         &call->new_tag);
+    }
+    if (error != GRPC_CALL_OK) {
+        SD_LOG(LOG_ERROR, "grpc_request_call_failed", LF_INT("error", error));
+        sd_call_free(call);
+    }
+}
+
+/* ---- replies ---- */
+
+static void sd_call_start(sd_call_t *call, const grpc_op *ops, size_t ops_count, sd_tag_t *tag)
+{
+    atomic_fetch_add(&call->refs, 1);
+    grpc_call_error error = grpc_call_start_batch(call->call, ops, ops_count, tag, NULL);
+    if (error != GRPC_CALL_OK) {
+        SD_LOG(LOG_ERROR, "grpc_start_batch_failed", LF_INT("error", error));
+        sd_call_unref(call);
+    }
+}
+
+static void sd_call_finish(sd_call_t *call, sd_status_t status)
+{
+    double latency_ms = util_monotonic_ms() - call->started_ms;
+    const char *name = call->method ? call->method->name : "unknown";
+    sd_metrics_count_request(call->server->services.metrics, call->method_index, status,
+                             latency_ms);
+    if (status == SD_OK) {
+        SD_LOG(LOG_DEBUG, "rpc", LF_STR("method", name), LF_STR("status", "OK"),
+               LF_DBL("latency_ms", latency_ms));
+    } else {
+        SD_LOG(LOG_INFO, "rpc", LF_STR("method", name), LF_STR("status", sd_status_name(status)),
+               LF_STR("message", call->log_message),
+               LF_DBL("latency_ms", latency_ms));
+    }
+    grpc_op ops[4];
+    size_t count = 0;
+    memset(ops, 0, sizeof(ops));
+    ops[count++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (call->response != NULL) {
+        ops[count].op = GRPC_OP_SEND_MESSAGE;
+        ops[count++].data.send_message.send_message = call->response;
+    }
+    ops[count].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[count].data.send_status_from_server.status = (grpc_status_code)sd_status_grpc_code(status);
+    ops[count].data.send_status_from_server.status_details =
+        GRPC_SLICE_IS_EMPTY(call->status_message) ? NULL : &call->status_message;
+    if (call->has_status_details) {
+        call->trailing[0].key = grpc_slice_from_static_string("grpc-status-details-bin");
+        call->trailing[0].value = call->status_details;
+        ops[count].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[count].data.send_status_from_server.trailing_metadata = call->trailing;
+    }
+    count++;
+    ops[count].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[count++].data.recv_close_on_server.cancelled = &call->cancelled;
+    sd_call_start(call, ops, count, &call->done_tag);
+    sd_call_unref(call); /* the handler's reference */
+}
+
+void sd_call_reply_bytes(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, length);
+    call->response = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    sd_call_finish(call, SD_OK);
+}
+
+void sd_call_reply_message(sd_call_t *call, const ProtobufCMessage *message)
+{
+    size_t length = protobuf_c_message_get_packed_size(message);
+    grpc_slice slice = grpc_slice_malloc(length);
+    protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
+    call->response = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    sd_call_finish(call, SD_OK);
+}
+
+void sd_call_reply_status(sd_call_t *call, sd_status_t status, const char *message)
+{
+    call->status_message = grpc_slice_from_copied_string(message);
+    snprintf(call->log_message, sizeof(call->log_message), "%.255s", message);
+    sd_call_finish(call, status);
+}
+
+void sd_call_reply_error(sd_call_t *call, const sd_error_t *error)
+{
+    uint8_t *details = NULL;
+    size_t details_length = 0;
+    if (sd_error_pack_status(error, &details, &details_length)) {
+        call->status_details = grpc_slice_from_copied_buffer((const char *)details,
+                                                             details_length);
+        call->has_status_details = true;
+        free(details);
+    }
+    sd_call_reply_status(call, error->status,
+                         error->message[0] ? error->message : sd_status_message(error->status));
+}
+
+/* ---- streams (health Watch) ---- */
+
+static void sd_server_watch_remove(sd_server_t *server, sd_call_t *call)
+{
+    pthread_mutex_lock(&server->mutex);
+    for (size_t i = 0; i < server->watches_count; i++) {
+        if (server->watches[i] == call) {
+            server->watches[i] = server->watches[--server->watches_count];
+            break;
+        }
+    }
+    call->watching = false;
+    pthread_mutex_unlock(&server->mutex);
+}
+
+void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message)
+{
+    sd_server_t *server = call->server;
+    pthread_mutex_lock(&server->mutex);
+    bool admitted = server->watches_count < SD_WATCHES_MAX && !atomic_load(&server->stopping);
+    if (admitted) {
+        server->watches[server->watches_count++] = call;
+        call->watching = true;
+    }
+    pthread_mutex_unlock(&server->mutex);
+    if (!admitted) {
+        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, "too many open watches");
+        return;
+    }
+    size_t length = protobuf_c_message_get_packed_size(first_message);
+    grpc_slice slice = grpc_slice_malloc(length);
+    protobuf_c_message_pack(first_message, GRPC_SLICE_START_PTR(slice));
+    call->response = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    grpc_op send_ops[2];
+    memset(send_ops, 0, sizeof(send_ops));
+    send_ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    send_ops[1].op = GRPC_OP_SEND_MESSAGE;
+    send_ops[1].data.send_message.send_message = call->response;
+    sd_call_start(call, send_ops, 2, &call->done_tag);
+    /* The close batch completes when the client goes away or the server cancels the call at
+     * shutdown; the call stays in the watch list until then. */
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof(close_op));
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &call->cancelled;
+    sd_call_start(call, &close_op, 1, &call->closed_tag);
+    sd_metrics_count_request(server->services.metrics, call->method_index, SD_OK,
+                             util_monotonic_ms() - call->started_ms);
+    sd_call_unref(call); /* the handler's reference */
+}
+
+/* ---- handler accessors ---- */
+
+const sd_services_t *sd_call_services(const sd_call_t *call)
+{
+    return &call->server->services;
+}
+
+int64_t sd_call_deadline_us(const sd_call_t *call)
+{
+    if (gpr_time_cmp(call->deadline, gpr_inf_future(call->deadline.clock_type)) == 0) {
+        return INT64_MAX;
+    }
+    gpr_timespec realtime = gpr_convert_clock_type(call->deadline, GPR_CLOCK_REALTIME);
+    return (int64_t)realtime.tv_sec * 1000000 + realtime.tv_nsec / 1000;
+}
+
+sd_write_job_t *sd_call_job(sd_call_t *call)
+{
+    return &call->job;
+}
+
+void sd_call_keep_message(sd_call_t *call, ProtobufCMessage *message)
+{
+    call->kept_message = message;
+}
+
+bool sd_server_is_stopping(const sd_call_t *call)
+{
+    return atomic_load(&call->server->stopping);
+}
+
+/* ---- the event loop ---- */
+
+static void sd_server_dispatch(sd_call_t *call)
+{
+    sd_server_t *server = call->server;
+    call->started_ms = util_monotonic_ms();
+    sd_server_post(server, call->method, call->method_index);
+    if (call->method == NULL) {
+        sd_call_reply_status(call, SD_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    if (call->payload == NULL) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "missing request message");
+        return;
+    }
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, call->payload)) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "unreadable request message");
+        return;
+    }
+    grpc_slice request = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    call->method->handler(call, GRPC_SLICE_START_PTR(request), GRPC_SLICE_LENGTH(request));
+    grpc_slice_unref(request);
+}
+
+static void sd_server_on_event(sd_server_t *server, grpc_event event)
+{
+    sd_tag_t *tag = event.tag;
+    sd_call_t *call = tag->owner;
+    switch (tag->kind) {
+    case SD_TAG_NEW_CALL:
+    case SD_TAG_UNKNOWN_CALL:
+        if (!event.success) { /* the server is shutting down */
+            sd_call_free(call);
+            return;
+        }
+        sd_server_dispatch(call);
+        return;
+    case SD_TAG_BATCH_DONE:
+        sd_call_unref(call);
+        return;
+    case SD_TAG_STREAM_CLOSED:
+        sd_server_watch_remove(server, call);
+        sd_call_unref(call);
+        return;
+    case SD_TAG_SHUTDOWN:
+        pthread_mutex_lock(&server->mutex);
+        server->shutdown_finished = true;
+        pthread_cond_broadcast(&server->shutdown_done);
+        pthread_mutex_unlock(&server->mutex);
+        return;
+    }
+}
+
+static void *sd_server_poll(void *argument)
+{
+    sd_server_t *server = argument;
+    for (;;) {
+        grpc_event event = grpc_completion_queue_next(server->queue,
+                                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (event.type == GRPC_QUEUE_SHUTDOWN) {
+            return NULL;
+        }
+        if (event.type == GRPC_OP_COMPLETE) {
+            sd_server_on_event(server, event);
+        }
+    }
+}
+
+/* ---- start and stop ---- */
+
+static bool sd_server_bind(sd_server_t *server, const char *listen, char *bound_out,
+                           size_t bound_capacity)
+{
+    grpc_server_credentials *credentials = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(server->grpc, listen, credentials);
+    grpc_server_credentials_release(credentials);
+    if (port == 0) {
+        SD_LOG(LOG_ERROR, "listen_failed", LF_STR("address", listen));
+        return false;
+    }
+    const char *colon = strrchr(listen, ':');
+    int host_length = colon ? (int)(colon - listen) : (int)strlen(listen);
+    snprintf(bound_out, bound_capacity, "%.*s:%d", host_length, listen, port);
+    return true;
+}
+
+sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_services_t *services,
+                             char *bound_out, size_t bound_capacity)
+{
+    sd_server_t *server = calloc(1, sizeof(*server));
+    if (server == NULL || sd_methods_count > SD_METRICS_METHODS_MAX) {
+        free(server);
+        return NULL;
+    }
+    server->services = *services;
+    server->shutdown_tag = (sd_tag_t){SD_TAG_SHUTDOWN, NULL};
+    pthread_mutex_init(&server->mutex, NULL);
+    pthread_cond_init(&server->shutdown_done, NULL);
+    /* SO_REUSEPORT off: a second daemon on the same port must fail, not steal connections. */
+    grpc_arg args[2] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)options->message_bytes_max},
+    };
+    grpc_channel_args channel_args = {.num_args = 2, .args = args};
+    server->grpc = grpc_server_create(&channel_args, NULL);
+    server->queue = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(server->grpc, server->queue, NULL);
+    for (size_t i = 0; i < sd_methods_count; i++) {
+        server->registered[i] = grpc_server_register_method(
+            server->grpc, sd_methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    server->shutdown_finished = true; /* nothing to wait for if we fail before start */
+    if (!sd_server_bind(server, options->listen, bound_out, bound_capacity)) {
+        sd_server_stop(server, 0);
+        return NULL;
+    }
+    grpc_server_start(server->grpc);
+    server->shutdown_finished = false;
+    for (size_t i = 0; i < sd_methods_count; i++) {
+        for (int posted = 0; posted < SD_CALLS_POSTED_PER_METHOD; posted++) {
+            sd_server_post(server, &sd_methods[i], i);
+        }
+    }
+    sd_server_post(server, NULL, SIZE_MAX);
+    int threads = options->polling_threads_count;
+    threads = threads < 1 ? 1 : threads > SD_POLLING_THREADS_MAX ? SD_POLLING_THREADS_MAX : threads;
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&server->threads[i], NULL, sd_server_poll, server) == 0) {
+            server->threads_count++;
+        }
+    }
+    return server;
+}
+
+static void sd_server_end_watches(sd_server_t *server)
+{
+    pthread_mutex_lock(&server->mutex);
+    for (size_t i = 0; i < server->watches_count; i++) {
+        grpc_call_cancel_with_status(server->watches[i]->call, GRPC_STATUS_UNAVAILABLE,
+                                     "server is shutting down", NULL);
+    }
+    pthread_mutex_unlock(&server->mutex);
+}
+
+static void sd_server_wait_shutdown(sd_server_t *server, int64_t grace_ms)
+{
+    gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                      gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
+    struct timespec deadline = {.tv_sec = until.tv_sec, .tv_nsec = until.tv_nsec};
+    pthread_mutex_lock(&server->mutex);
+    while (!server->shutdown_finished) {
+        if (pthread_cond_timedwait(&server->shutdown_done, &server->mutex, &deadline) != 0) {
+            break;
+        }
+    }
+    bool finished = server->shutdown_finished;
+    pthread_mutex_unlock(&server->mutex);
+    if (!finished) {
+        SD_LOG(LOG_WARN, "shutdown_grace_expired", LF_INT("grace_ms", grace_ms));
+        grpc_server_cancel_all_calls(server->grpc);
+        pthread_mutex_lock(&server->mutex);
+        while (!server->shutdown_finished) {
+            pthread_cond_wait(&server->shutdown_done, &server->mutex);
+        }
+        pthread_mutex_unlock(&server->mutex);
+    }
+}
+
+void sd_server_stop(sd_server_t *server, int64_t grace_ms)
+{
+    if (server == NULL) {
+        return;
+    }
+    atomic_store(&server->stopping, true);
+    if (!server->shutdown_finished) {
+        grpc_server_shutdown_and_notify(server->grpc, server->queue, &server->shutdown_tag);
+        sd_server_end_watches(server);
+        sd_server_wait_shutdown(server, grace_ms);
+    }
+    grpc_completion_queue_shutdown(server->queue);
+    if (server->threads_count == 0) {
+        /* never started polling: drain here so the queue can be destroyed */
+        while (grpc_completion_queue_next(server->queue, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                          NULL).type != GRPC_QUEUE_SHUTDOWN) {
+        }
+    }
+    for (int i = 0; i < server->threads_count; i++) {
+        pthread_join(server->threads[i], NULL);
+    }
+    grpc_server_destroy(server->grpc);
+    grpc_completion_queue_destroy(server->queue);
+    pthread_mutex_destroy(&server->mutex);
+    pthread_cond_destroy(&server->shutdown_done);
+    free(server);
+}

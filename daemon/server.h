@@ -1,0 +1,81 @@
+/* server.h — the gRPC C-core plumbing of stockd: completion queue, polling threads, the
+ * call life cycle and replies. The RPC handlers (handlers.c) see only this interface. */
+#ifndef STOCKD_SERVER_H
+#define STOCKD_SERVER_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "rpc_status.h"
+#include "storage.h"
+#include "writer.h"
+
+typedef struct sd_call sd_call_t;
+typedef struct sd_server sd_server_t;
+
+typedef enum { SD_METHOD_UNARY, SD_METHOD_SERVER_STREAM } sd_method_kind_t;
+
+/* Handles one call whose request message (bytes, owned by the call) has arrived. The handler
+ * must eventually answer with exactly one sd_call_reply_* (unary) or sd_call_stream_* end. */
+typedef void sd_handler_fn(sd_call_t *call, const uint8_t *request, size_t request_length);
+
+typedef struct {
+    const char *path; /* "/package.Service/Method" */
+    const char *name; /* metrics/log label */
+    sd_method_kind_t kind;
+    sd_handler_fn *handler;
+} sd_method_t;
+
+/* The method table (handlers.c). */
+extern const sd_method_t sd_methods[];
+extern const size_t sd_methods_count;
+
+typedef struct {
+    const char *listen;         /* "127.0.0.1:50051"; port 0 = any free port */
+    int polling_threads_count;  /* threads draining the completion queue */
+    size_t message_bytes_max;   /* largest request accepted */
+} sd_server_options_t;
+
+/* Everything handlers may use. */
+typedef struct {
+    sd_storage_t *storage;
+    sd_writer_t *writer;
+    sd_metrics_t *metrics;
+} sd_services_t;
+
+/* Creates and starts the server; the bound address is logged and stored in bound_out.
+ * Returns NULL on failure (logged). */
+sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_services_t *services,
+                             char *bound_out, size_t bound_capacity);
+/* Stops accepting calls, ends health watches, waits up to grace_ms for in-flight calls (then
+ * cancels them), joins the polling threads and frees the server. */
+void sd_server_stop(sd_server_t *server, int64_t grace_ms);
+
+/* ---- for handlers ---- */
+const sd_services_t *sd_call_services(const sd_call_t *call);
+/* The caller's deadline in unix microseconds (INT64_MAX when none). */
+int64_t sd_call_deadline_us(const sd_call_t *call);
+/* The call's write job (one per call, owned by the call). */
+sd_write_job_t *sd_call_job(sd_call_t *call);
+/* Keeps an unpacked request message alive until the call ends (freed then). */
+void sd_call_keep_message(sd_call_t *call, ProtobufCMessage *message);
+/* Replies OK with a serialized response (copied). */
+void sd_call_reply_bytes(sd_call_t *call, const uint8_t *bytes, size_t length);
+/* Replies OK with a message (serialized here). */
+void sd_call_reply_message(sd_call_t *call, const ProtobufCMessage *message);
+/* Replies with error->status, its message and its google.rpc details. */
+void sd_call_reply_error(sd_call_t *call, const sd_error_t *error);
+/* Replies with a status and a plain message (no details). */
+void sd_call_reply_status(sd_call_t *call, sd_status_t status, const char *message);
+
+/* Server-streaming: sends the initial metadata and a first message and keeps the call open
+ * until the client goes away or the server stops (the health Watch). */
+void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message);
+
+/* True once shutdown has begun (health reports NOT_SERVING). */
+bool sd_server_is_stopping(const sd_call_t *call);
+
+#endif

@@ -1,0 +1,286 @@
+/* storage.c — RocksDB setup and access; see storage.h. All options are set explicitly. */
+#include "storage.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger",
+                                                     "idempotency"};
+static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
+
+struct sd_storage {
+    rocksdb_t *db;
+    rocksdb_options_t *db_options;
+    rocksdb_options_t *cf_options[SD_CF_COUNT];
+    rocksdb_column_family_handle_t *cf[SD_CF_COUNT];
+    rocksdb_block_based_table_options_t *table_options;
+    rocksdb_cache_t *cache;
+    rocksdb_filterpolicy_t *bloom; /* owned by table_options once set */
+    rocksdb_compactionfilter_t *idempotency_filter;
+    rocksdb_readoptions_t *read_options;
+    rocksdb_writeoptions_t *write_sync;
+    rocksdb_writeoptions_t *write_nosync;
+    uint64_t last_seq;
+    int64_t idempotency_ttl_us;
+    atomic_int fail_write_countdown;
+};
+
+/* Idempotency records expire: compaction drops those older than the retention window, so
+ * the column family does not grow without bound. Lookups check the age too, because
+ * compaction runs at its own pace. */
+static unsigned char sd_idempotency_filter(void *state, int level, const char *key,
+                                           size_t key_length, const char *value,
+                                           size_t value_length, char **new_value,
+                                           size_t *new_value_length, unsigned char *changed)
+{
+    (void)level, (void)key, (void)key_length, (void)new_value, (void)new_value_length;
+    const sd_storage_t *storage = state;
+    *changed = 0;
+    if (value_length < SD_IDEMPOTENCY_HEADER_BYTES) {
+        return 0; /* unknown layout: keep it, never drop what we do not understand */
+    }
+    int64_t created_us = 0;
+    for (int i = 7; i >= 0; i--) {
+        created_us = (int64_t)(((uint64_t)created_us << 8) | (uint8_t)value[1 + i]);
+    }
+    return util_now_us() - created_us > storage->idempotency_ttl_us ? 1 : 0;
+}
+
+/* The filter's state is the storage itself, which outlives the filter: nothing to free, but
+ * RocksDB calls the destructor unconditionally. */
+static void sd_idempotency_filter_destroy(void *state)
+{
+    (void)state;
+}
+
+static const char *sd_idempotency_filter_name(void *state)
+{
+    (void)state;
+    return "stockd.idempotency_ttl";
+}
+
+static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options_t *options)
+{
+    storage->db_options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(storage->db_options, 1);
+    rocksdb_options_set_create_missing_column_families(storage->db_options, 1);
+    rocksdb_options_set_max_background_jobs(storage->db_options, 2);
+    rocksdb_options_set_max_open_files(storage->db_options, 512);
+    rocksdb_options_set_keep_log_file_num(storage->db_options, 4);
+    /* Point-in-time recovery: after a crash, replay the WAL up to the first corrupt record. */
+    rocksdb_options_set_wal_recovery_mode(storage->db_options, 2);
+    storage->cache = rocksdb_cache_create_lru((size_t)options->block_cache_bytes);
+    storage->table_options = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(storage->table_options, storage->cache);
+    storage->bloom = rocksdb_filterpolicy_create_bloom(10);
+    rocksdb_block_based_options_set_filter_policy(storage->table_options, storage->bloom);
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        rocksdb_options_t *cf_options = rocksdb_options_create_copy(storage->db_options);
+        rocksdb_options_set_write_buffer_size(cf_options,
+                                              (size_t)options->write_buffer_bytes);
+        rocksdb_options_set_max_write_buffer_number(cf_options, 3);
+        rocksdb_options_set_block_based_table_factory(cf_options, storage->table_options);
+        rocksdb_options_set_compression(cf_options, rocksdb_lz4_compression);
+        storage->cf_options[cf] = cf_options;
+    }
+    storage->idempotency_ttl_us = options->idempotency_ttl_s * 1000000;
+    storage->idempotency_filter = rocksdb_compactionfilter_create(
+        storage, sd_idempotency_filter_destroy, sd_idempotency_filter, sd_idempotency_filter_name);
+    rocksdb_options_set_compaction_filter(storage->cf_options[SD_CF_IDEMPOTENCY],
+                                          storage->idempotency_filter);
+    storage->read_options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(storage->read_options, 1);
+    storage->write_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(storage->write_sync, 1);
+    storage->write_nosync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(storage->write_nosync, 0);
+}
+
+static sd_status_t sd_storage_load_last_seq(sd_storage_t *storage)
+{
+    char *value = NULL;
+    size_t value_length = 0;
+    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT,
+                                        (const uint8_t *)sd_meta_last_seq_key,
+                                        sizeof(sd_meta_last_seq_key) - 1, &value, &value_length);
+    if (status != SD_OK) {
+        return status;
+    }
+    storage->last_seq = 0;
+    if (value != NULL) {
+        if (value_length != 8) {
+            sd_storage_free(value);
+            return SD_INTERNAL;
+        }
+        storage->last_seq = sd_be64_get((const uint8_t *)value);
+        sd_storage_free(value);
+    }
+    return SD_OK;
+}
+
+sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
+                            char *error, size_t error_capacity)
+{
+    sd_storage_t *storage = calloc(1, sizeof(*storage));
+    if (storage == NULL) {
+        snprintf(error, error_capacity, "out of memory");
+        return SD_UNAVAILABLE;
+    }
+    sd_storage_configure(storage, options);
+    char *rocks_error = NULL;
+    storage->db = rocksdb_open_column_families(
+        storage->db_options, options->data_dir, SD_CF_COUNT, (const char *const *)sd_cf_names,
+        (const rocksdb_options_t *const *)storage->cf_options, storage->cf, &rocks_error);
+    if (rocks_error != NULL) {
+        snprintf(error, error_capacity, "cannot open RocksDB in %s: %s", options->data_dir,
+                 rocks_error);
+        rocksdb_free(rocks_error);
+        storage->db = NULL;
+        sd_storage_close(storage);
+        return SD_UNAVAILABLE;
+    }
+    if (sd_storage_load_last_seq(storage) != SD_OK) {
+        snprintf(error, error_capacity, "cannot read the ledger sequence in %s",
+                 options->data_dir);
+        sd_storage_close(storage);
+        return SD_INTERNAL;
+    }
+    *storage_out = storage;
+    return SD_OK;
+}
+
+void sd_storage_close(sd_storage_t *storage)
+{
+    if (storage == NULL) {
+        return;
+    }
+    if (storage->db != NULL) {
+        char *rocks_error = NULL;
+        rocksdb_flush_wal(storage->db, 1, &rocks_error);
+        if (rocks_error != NULL) {
+            SD_LOG(LOG_ERROR, "storage_flush_failed", LF_STR("error", rocks_error));
+            rocksdb_free(rocks_error);
+        }
+        for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+            rocksdb_column_family_handle_destroy(storage->cf[cf]);
+        }
+        rocksdb_close(storage->db);
+    }
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        if (storage->cf_options[cf] != NULL) {
+            rocksdb_options_destroy(storage->cf_options[cf]);
+        }
+    }
+    if (storage->idempotency_filter != NULL) {
+        rocksdb_compactionfilter_destroy(storage->idempotency_filter);
+    }
+    rocksdb_options_destroy(storage->db_options);
+    rocksdb_block_based_options_destroy(storage->table_options); /* frees the bloom policy */
+    rocksdb_cache_destroy(storage->cache);
+    rocksdb_readoptions_destroy(storage->read_options);
+    rocksdb_writeoptions_destroy(storage->write_sync);
+    rocksdb_writeoptions_destroy(storage->write_nosync);
+    free(storage);
+}
+
+sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key,
+                           size_t key_length, char **value_out, size_t *value_length_out)
+{
+    char *rocks_error = NULL;
+    *value_out = rocksdb_get_cf(storage->db, storage->read_options, storage->cf[cf],
+                                (const char *)key, key_length, value_length_out, &rocks_error);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_read_failed", LF_STR("cf", sd_cf_names[cf]),
+               LF_STR("error", rocks_error));
+        bool corrupt = strstr(rocks_error, "Corruption") != NULL;
+        rocksdb_free(rocks_error);
+        return corrupt ? SD_INTERNAL : SD_UNAVAILABLE;
+    }
+    return SD_OK;
+}
+
+void sd_storage_free(void *value)
+{
+    rocksdb_free(value);
+}
+
+sd_status_t sd_storage_get_level(sd_storage_t *storage, const uint8_t *key, size_t key_length,
+                                 sd_level_t *level_out, bool *found_out)
+{
+    char *value = NULL;
+    size_t value_length = 0;
+    *level_out = sd_level_default();
+    *found_out = false;
+    sd_status_t status = sd_storage_get(storage, SD_CF_LEVELS, key, key_length, &value,
+                                        &value_length);
+    if (status != SD_OK || value == NULL) {
+        return status;
+    }
+    bool valid = sd_level_decode((const uint8_t *)value, value_length, level_out);
+    sd_storage_free(value);
+    if (!valid) {
+        SD_LOG(LOG_ERROR, "storage_corrupt_level", LF_UINT("value_bytes", value_length));
+        *level_out = sd_level_default();
+        return SD_INTERNAL;
+    }
+    *found_out = true;
+    return SD_OK;
+}
+
+sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync)
+{
+    int countdown = atomic_load(&storage->fail_write_countdown);
+    if (countdown > 0 && atomic_fetch_sub(&storage->fail_write_countdown, 1) == 1) {
+        SD_LOG(LOG_WARN, "storage_write_failed", LF_STR("error", "injected failure"));
+        return SD_UNAVAILABLE;
+    }
+    char *rocks_error = NULL;
+    rocksdb_write(storage->db, sync ? storage->write_sync : storage->write_nosync, batch,
+                  &rocks_error);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_write_failed", LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
+}
+
+uint64_t sd_storage_last_seq(const sd_storage_t *storage)
+{
+    return storage->last_seq;
+}
+
+void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                   uint64_t seq)
+{
+    uint8_t value[8];
+    sd_be64_put(value, seq);
+    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
+                              sizeof(sd_meta_last_seq_key) - 1, (const char *)value,
+                              sizeof(value));
+}
+
+rocksdb_column_family_handle_t *sd_storage_cf(sd_storage_t *storage, sd_cf_t cf)
+{
+    return storage->cf[cf];
+}
+
+rocksdb_t *sd_storage_db(sd_storage_t *storage)
+{
+    return storage->db;
+}
+
+const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage)
+{
+    return storage->read_options;
+}
+
+void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count)
+{
+    atomic_store(&storage->fail_write_countdown, writes_count);
+}

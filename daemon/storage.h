@@ -1,0 +1,63 @@
+/* storage.h — everything stockd keeps in RocksDB, and nothing else.
+ *
+ * Column families: "levels" (item key → level), "ledger" (tenant + seq → LedgerEntry),
+ * "idempotency" (tenant + request_id → fingerprint + response), and "default" for metadata
+ * (the last ledger seq). Only the writer thread writes; readers use the DB directly. */
+#ifndef STOCKD_STORAGE_H
+#define STOCKD_STORAGE_H
+
+#include <rocksdb/c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keys.h"
+#include "status.h"
+
+typedef enum { SD_CF_DEFAULT = 0, SD_CF_LEVELS, SD_CF_LEDGER, SD_CF_IDEMPOTENCY, SD_CF_COUNT } sd_cf_t;
+
+typedef struct {
+    const char *data_dir;
+    int64_t block_cache_bytes;
+    int64_t write_buffer_bytes;
+    int64_t idempotency_ttl_s; /* compaction drops records older than this */
+} sd_storage_options_t;
+
+typedef struct sd_storage sd_storage_t;
+
+/* Opens (creating if needed) the database in options->data_dir. On failure writes a reason
+ * into error and returns SD_UNAVAILABLE. The caller owns *storage_out (sd_storage_close). */
+sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
+                            char *error, size_t error_capacity);
+/* Flushes and closes; NULL is allowed. */
+void sd_storage_close(sd_storage_t *storage);
+
+/* Reads a level. Not found is not an error: *found_out = false and *level_out = default.
+ * Returns SD_INTERNAL for a corrupt record and SD_UNAVAILABLE for an I/O error. */
+sd_status_t sd_storage_get_level(sd_storage_t *storage, const uint8_t *key, size_t key_length,
+                                 sd_level_t *level_out, bool *found_out);
+
+/* Reads a raw value of any column family. *value_out is NULL when not found; otherwise it is
+ * owned by the caller and released with sd_storage_free. */
+sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key,
+                           size_t key_length, char **value_out, size_t *value_length_out);
+void sd_storage_free(void *value);
+
+/* Applies a batch atomically; with sync the WAL is fsynced before returning. */
+sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync);
+
+/* The last ledger seq recorded (0 for a new database). */
+uint64_t sd_storage_last_seq(const sd_storage_t *storage);
+/* Puts the "last ledger seq" metadata record into batch. */
+void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                   uint64_t seq);
+
+rocksdb_column_family_handle_t *sd_storage_cf(sd_storage_t *storage, sd_cf_t cf);
+rocksdb_t *sd_storage_db(sd_storage_t *storage);
+/* Read options for a point read or a scan (shared, immutable). */
+const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage);
+
+/* Test hook: make the Nth next write fail with an I/O error (0 = never). */
+void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count);
+
+#endif

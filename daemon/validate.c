@@ -1,0 +1,169 @@
+/* validate.c — see validate.h. */
+#include "validate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "sd_limits.h"
+#include "util.h"
+
+#define SD_FIELD_PATH_BYTES_MAX 96
+
+bool sd_validate_text(const char *text, const char *field, size_t bytes_max, bool required,
+                      sd_error_t *error)
+{
+    size_t length = strlen(text);
+    if (required && length == 0) {
+        sd_error_add_field(error, field, "is required (1..%zu bytes)", bytes_max);
+        return false;
+    }
+    if (length > bytes_max) {
+        sd_error_add_field(error, field, "is %zu bytes long; at most %zu allowed: \"%.32s...\"",
+                           length, bytes_max, text);
+        return false;
+    }
+    if (!util_utf8_valid(text, length)) {
+        sd_error_add_field(error, field, "is not valid UTF-8");
+        return false;
+    }
+    return true;
+}
+
+bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *error)
+{
+    if (!sd_validate_text(tenant_id, field, SD_TENANT_BYTES_MAX, true, error)) {
+        return false;
+    }
+    for (const char *cursor = tenant_id; *cursor != '\0'; cursor++) {
+        char c = *cursor;
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+        if (!allowed) {
+            sd_error_add_field(error, field,
+                               "\"%.64s\" has a character outside [A-Za-z0-9._:-] at byte %zu",
+                               tenant_id, (size_t)(cursor - tenant_id));
+            return false;
+        }
+    }
+    return true;
+}
+
+bool sd_validate_item(const Stockd__V1__ItemRef *item, const char *field, sd_error_t *error)
+{
+    char path[SD_FIELD_PATH_BYTES_MAX];
+    if (item == NULL) {
+        sd_error_add_field(error, field, "is required");
+        return false;
+    }
+    bool ok = true;
+    snprintf(path, sizeof(path), "%s.location_id", field);
+    ok &= sd_validate_text(item->location_id, path, SD_LOCATION_BYTES_MAX, false, error);
+    snprintf(path, sizeof(path), "%s.app_id", field);
+    ok &= sd_validate_text(item->app_id, path, SD_APP_BYTES_MAX, true, error);
+    snprintf(path, sizeof(path), "%s.catalog_item_id", field);
+    ok &= sd_validate_text(item->catalog_item_id, path, SD_CATALOG_ITEM_BYTES_MAX, true, error);
+    snprintf(path, sizeof(path), "%s.variant", field);
+    ok &= sd_validate_text(item->variant, path, SD_VARIANT_BYTES_MAX, false, error);
+    return ok;
+}
+
+bool sd_validate_reason(int reason, const char *field, sd_error_t *error)
+{
+    if (reason < STOCKD__V1__REASON__REASON_UNSPECIFIED ||
+        reason > STOCKD__V1__REASON__REASON_TRANSFER) {
+        sd_error_add_field(error, field, "%d is not a known Reason value", reason);
+        return false;
+    }
+    return true;
+}
+
+static bool sd_validate_lines_count(size_t count, sd_error_t *error)
+{
+    if (count == 0 || count > SD_LINES_MAX) {
+        sd_error_add_field(error, "lines", "has %zu entries; 1..%d allowed", count,
+                           SD_LINES_MAX);
+        return false;
+    }
+    return true;
+}
+
+static bool sd_validate_lines(Stockd__V1__Line *const *lines, size_t count, sd_error_t *error)
+{
+    if (!sd_validate_lines_count(count, error)) {
+        return false;
+    }
+    bool ok = true;
+    char path[SD_FIELD_PATH_BYTES_MAX];
+    for (size_t i = 0; i < count; i++) {
+        snprintf(path, sizeof(path), "lines[%zu].item", i);
+        ok &= sd_validate_item(lines[i]->item, path, error);
+        if (lines[i]->quantity < 1 || lines[i]->quantity > SD_QUANTITY_MAX) {
+            snprintf(path, sizeof(path), "lines[%zu].quantity", i);
+            sd_error_add_field(error, path, "%lld is outside 1..%lld",
+                               (long long)lines[i]->quantity, (long long)SD_QUANTITY_MAX);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* The fields every write request shares. */
+static bool sd_validate_write_common(const char *tenant_id, const char *order_id, int reason,
+                                     const char *reason_text, const char *request_id,
+                                     sd_error_t *error)
+{
+    bool ok = sd_validate_tenant(tenant_id, "tenant_id", error);
+    ok &= sd_validate_text(order_id, "order_id", SD_ORDER_ID_BYTES_MAX, false, error);
+    ok &= sd_validate_reason(reason, "reason", error);
+    ok &= sd_validate_text(reason_text, "reason_text", SD_REASON_TEXT_BYTES_MAX, false, error);
+    ok &= sd_validate_text(request_id, "request_id", SD_REQUEST_ID_BYTES_MAX, false, error);
+    return ok;
+}
+
+bool sd_validate_decrement(const Stockd__V1__DecrementRequest *request, sd_error_t *error)
+{
+    bool ok = sd_validate_write_common(request->tenant_id, request->order_id, request->reason,
+                                       request->reason_text, request->request_id, error);
+    ok &= sd_validate_lines(request->lines, request->n_lines, error);
+    return ok;
+}
+
+bool sd_validate_increment(const Stockd__V1__IncrementRequest *request, sd_error_t *error)
+{
+    bool ok = sd_validate_write_common(request->tenant_id, request->order_id, request->reason,
+                                       request->reason_text, request->request_id, error);
+    ok &= sd_validate_lines(request->lines, request->n_lines, error);
+    return ok;
+}
+
+bool sd_validate_set_stock(const Stockd__V1__SetStockRequest *request, sd_error_t *error)
+{
+    bool ok = sd_validate_write_common(request->tenant_id, "", request->reason,
+                                       request->reason_text, request->request_id, error);
+    if (!sd_validate_lines_count(request->n_lines, error)) {
+        return false;
+    }
+    char path[SD_FIELD_PATH_BYTES_MAX];
+    for (size_t i = 0; i < request->n_lines; i++) {
+        const Stockd__V1__SetLine *line = request->lines[i];
+        snprintf(path, sizeof(path), "lines[%zu].item", i);
+        ok &= sd_validate_item(line->item, path, error);
+    }
+    return ok;
+}
+
+bool sd_validate_get_stock(const Stockd__V1__GetStockRequest *request, sd_error_t *error)
+{
+    bool ok = sd_validate_tenant(request->tenant_id, "tenant_id", error);
+    if (request->n_items == 0 || request->n_items > SD_LINES_MAX) {
+        sd_error_add_field(error, "items", "has %zu entries; 1..%d allowed", request->n_items,
+                           SD_LINES_MAX);
+        return false;
+    }
+    char path[SD_FIELD_PATH_BYTES_MAX];
+    for (size_t i = 0; i < request->n_items; i++) {
+        snprintf(path, sizeof(path), "items[%zu]", i);
+        ok &= sd_validate_item(request->items[i], path, error);
+    }
+    return ok;
+}

@@ -1,0 +1,193 @@
+/* writer.c — see writer.h. */
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+struct sd_writer {
+    sd_writer_options_t options;
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t wakeup;
+    sd_write_job_t **ring; /* queue_depth_max slots */
+    size_t head, count;
+    bool stopping;
+    sd_batch_t *batch;
+    sd_write_job_t **taken; /* the jobs of the batch in progress */
+    _Atomic uint64_t committed_seq;
+};
+
+sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
+{
+    sd_status_t status = SD_OK;
+    pthread_mutex_lock(&writer->mutex);
+    if (writer->stopping) {
+        status = SD_UNAVAILABLE;
+    } else if (writer->count == writer->options.queue_depth_max) {
+        status = SD_RESOURCE_EXHAUSTED;
+    } else {
+        size_t tail = (writer->head + writer->count) % writer->options.queue_depth_max;
+        writer->ring[tail] = job;
+        writer->count++;
+        pthread_cond_signal(&writer->wakeup);
+    }
+    pthread_mutex_unlock(&writer->mutex);
+    return status;
+}
+
+/* Takes queued jobs for one batch; returns 0 when stopping and the queue is empty. */
+static size_t sd_writer_take(sd_writer_t *writer)
+{
+    size_t taken = 0, lines = 0;
+    pthread_mutex_lock(&writer->mutex);
+    while (writer->count == 0 && !writer->stopping) {
+        pthread_cond_wait(&writer->wakeup, &writer->mutex);
+    }
+    while (writer->count > 0 && taken < writer->options.batch_jobs_max) {
+        sd_write_job_t *job = writer->ring[writer->head];
+        if (taken > 0 && lines + job->request.lines_count > writer->options.batch_lines_max) {
+            break;
+        }
+        lines += job->request.lines_count;
+        writer->taken[taken++] = job;
+        writer->head = (writer->head + 1) % writer->options.queue_depth_max;
+        writer->count--;
+    }
+    pthread_mutex_unlock(&writer->mutex);
+    return taken;
+}
+
+/* Turns every applied job of a failed commit into a failure: none of it is stored. */
+static void sd_writer_fail_applied(sd_writer_t *writer, size_t taken, sd_status_t status)
+{
+    for (size_t i = 0; i < taken; i++) {
+        sd_write_result_t *result = &writer->taken[i]->result;
+        if (result->applied) {
+            sd_write_result_free(result);
+            sd_write_result_init(result);
+            sd_error_set(&result->error, status == SD_INTERNAL ? SD_INTERNAL : SD_UNAVAILABLE,
+                         "storage write failed; not applied");
+        }
+    }
+}
+
+static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
+{
+    int64_t now_us = util_now_us();
+    uint64_t committed = atomic_load(&writer->committed_seq);
+    sd_batch_reset(writer->batch, committed);
+    for (size_t i = 0; i < taken; i++) {
+        sd_write_job_t *job = writer->taken[i];
+        sd_write_result_init(&job->result);
+        if (job->deadline_us < now_us) {
+            sd_error_set(&job->result.error, SD_DEADLINE_EXCEEDED,
+                         "deadline passed before the write was applied; not applied");
+            continue;
+        }
+        sd_batch_apply(writer->batch, &job->request, now_us, &job->result);
+    }
+    size_t applied = sd_batch_applied_count(writer->batch);
+    if (applied > 0) {
+        double started_ms = util_monotonic_ms();
+        sd_status_t status = sd_batch_commit(writer->batch, writer->options.sync);
+        sd_metrics_observe_commit(writer->options.metrics, applied,
+                                  util_monotonic_ms() - started_ms);
+        if (status != SD_OK) {
+            sd_writer_fail_applied(writer, taken, status);
+        } else {
+            uint64_t last_seq = sd_batch_last_seq(writer->batch);
+            atomic_store(&writer->committed_seq, last_seq);
+            if (writer->options.on_commit != NULL) {
+                writer->options.on_commit(writer->options.on_commit_context, last_seq);
+            }
+        }
+    }
+    for (size_t i = 0; i < taken; i++) {
+        writer->taken[i]->complete(writer->taken[i]);
+    }
+}
+
+static void *sd_writer_main(void *argument)
+{
+    sd_writer_t *writer = argument;
+    for (;;) {
+        size_t taken = sd_writer_take(writer);
+        if (taken == 0) {
+            break;
+        }
+        sd_metrics_set_queue_depth(writer->options.metrics, sd_writer_queue_depth(writer));
+        sd_writer_run_batch(writer, taken);
+    }
+    return NULL;
+}
+
+sd_status_t sd_writer_start(const sd_writer_options_t *options, sd_writer_t **writer_out)
+{
+    sd_writer_t *writer = calloc(1, sizeof(*writer));
+    if (writer == NULL) {
+        return SD_UNAVAILABLE;
+    }
+    writer->options = *options;
+    writer->ring = calloc(options->queue_depth_max, sizeof(*writer->ring));
+    writer->taken = calloc(options->batch_jobs_max, sizeof(*writer->taken));
+    uint64_t last_seq = sd_storage_last_seq(options->storage);
+    atomic_store(&writer->committed_seq, last_seq);
+    writer->batch = sd_batch_new(options->storage, last_seq,
+                                 options->idempotency_ttl_s * 1000000);
+    if (writer->ring == NULL || writer->taken == NULL || writer->batch == NULL) {
+        sd_batch_free(writer->batch);
+        free(writer->ring);
+        free(writer->taken);
+        free(writer);
+        return SD_UNAVAILABLE;
+    }
+    pthread_mutex_init(&writer->mutex, NULL);
+    pthread_cond_init(&writer->wakeup, NULL);
+    if (pthread_create(&writer->thread, NULL, sd_writer_main, writer) != 0) {
+        pthread_mutex_destroy(&writer->mutex);
+        pthread_cond_destroy(&writer->wakeup);
+        sd_batch_free(writer->batch);
+        free(writer->ring);
+        free(writer->taken);
+        free(writer);
+        return SD_UNAVAILABLE;
+    }
+    *writer_out = writer;
+    return SD_OK;
+}
+
+void sd_writer_stop(sd_writer_t *writer)
+{
+    if (writer == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&writer->mutex);
+    writer->stopping = true;
+    pthread_cond_signal(&writer->wakeup);
+    pthread_mutex_unlock(&writer->mutex);
+    pthread_join(writer->thread, NULL);
+    pthread_mutex_destroy(&writer->mutex);
+    pthread_cond_destroy(&writer->wakeup);
+    sd_batch_free(writer->batch);
+    free(writer->ring);
+    free(writer->taken);
+    free(writer);
+}
+
+uint64_t sd_writer_committed_seq(const sd_writer_t *writer)
+{
+    return atomic_load(&writer->committed_seq);
+}
+
+size_t sd_writer_queue_depth(sd_writer_t *writer)
+{
+    pthread_mutex_lock(&writer->mutex);
+    size_t count = writer->count;
+    pthread_mutex_unlock(&writer->mutex);
+    return count;
+}
