@@ -1,0 +1,30 @@
+# stockd — the two commands a newcomer needs:
+#   make run    install what is missing, build, start stockd on 127.0.0.1:50051
+#   make test   install what is missing, build (warnings are errors), run every test, then
+#               build again with ASan+UBSan and run the unit and integration tests again
+.PHONY: all setup build run test test-release test-sanitize bench clean
+
+BUILD ?= build
+BUILD_ASAN ?= build-asan
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@bash scripts/run.sh $(BUILD)
+
+test: setup
+	@bash scripts/test.sh $(BUILD) $(BUILD_ASAN)
+
+bench: build
+	@bash scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package stockd needs to build, run and test, by exact name.
+# Idempotent: installs only what is missing, and runs apt-get update only then.
+# Needs root (or sudo) on Debian 12 "bookworm".
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev grpc-proto
+  libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev libcmocka-dev
+  python3 python3-grpcio python3-protobuf python3-jwt
+  curl openssl valgrind clang
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

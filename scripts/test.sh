@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: a release build with warnings as errors (unit, integration and
+# valgrind tests), then an ASan+UBSan build running the unit and integration tests again.
+set -euo pipefail
+BUILD=${1:-build}
+BUILD_ASAN=${2:-build-asan}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+echo "== release build (-Werror)"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
+cmake --build "$BUILD" -j "$JOBS"
+echo "== release tests"
+(cd "$BUILD" && ctest --output-on-failure --timeout 600)
+
+echo "== ASan+UBSan build"
+cmake -S . -B "$BUILD_ASAN" -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_WERROR=ON -DSTOCKD_SANITIZE=ON \
+  >/dev/null
+cmake --build "$BUILD_ASAN" -j "$JOBS"
+echo "== ASan+UBSan tests"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd "$BUILD_ASAN" && ctest --output-on-failure --timeout 900 -LE valgrind)

@@ -1,0 +1,163 @@
+/* Unit tests for keys.c: item key round trip, tenant grouping and sort order, injection
+ * safety of the length prefixes, level value round trip and read-back checks. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "keys.h"
+
+static sd_item_key_t make_key(const char *tenant, const char *location, const char *app,
+                              const char *item, const char *variant)
+{
+    sd_item_key_t key = {sd_bytes_of(tenant), sd_bytes_of(location), sd_bytes_of(app),
+                         sd_bytes_of(item), sd_bytes_of(variant)};
+    return key;
+}
+
+static int compare_encoded(const sd_item_key_t *a, const sd_item_key_t *b)
+{
+    uint8_t ka[SD_ITEM_KEY_BYTES_MAX], kb[SD_ITEM_KEY_BYTES_MAX];
+    size_t la = sd_key_encode_item(a, ka, sizeof(ka));
+    size_t lb = sd_key_encode_item(b, kb, sizeof(kb));
+    assert_true(la > 0 && lb > 0);
+    int c = memcmp(ka, kb, la < lb ? la : lb);
+    return c != 0 ? c : (la < lb ? -1 : la > lb ? 1 : 0);
+}
+
+static void test_item_key_round_trip(void **state)
+{
+    (void)state;
+    sd_item_key_t key = make_key("tenant-1", "loc", "app", "item-42", "{\"size\":\"L\"}");
+    uint8_t bytes[SD_ITEM_KEY_BYTES_MAX];
+    size_t length = sd_key_encode_item(&key, bytes, sizeof(bytes));
+    assert_int_equal(length, 1 + 8 + 1 + 3 + 1 + 3 + 2 + 7 + 2 + 12);
+    sd_item_key_t decoded;
+    assert_true(sd_key_decode_item(bytes, length, &decoded));
+    assert_int_equal(decoded.catalog_item_id.length, 7);
+    assert_memory_equal(decoded.catalog_item_id.data, "item-42", 7);
+    assert_memory_equal(decoded.variant.data, "{\"size\":\"L\"}", 12);
+    assert_int_equal(decoded.location_id.length, 3);
+    /* truncated or padded keys are rejected */
+    assert_false(sd_key_decode_item(bytes, length - 1, &decoded));
+    bytes[length] = 0;
+    assert_false(sd_key_decode_item(bytes, length + 1, &decoded));
+}
+
+static void test_item_key_maximum_lengths(void **state)
+{
+    (void)state;
+    char tenant[SD_TENANT_BYTES_MAX + 2], item[SD_CATALOG_ITEM_BYTES_MAX + 2];
+    memset(tenant, 't', sizeof(tenant));
+    memset(item, 'i', sizeof(item));
+    tenant[SD_TENANT_BYTES_MAX] = '\0';
+    item[SD_CATALOG_ITEM_BYTES_MAX] = '\0';
+    sd_item_key_t key = make_key(tenant, "", "a", item, "");
+    uint8_t bytes[SD_ITEM_KEY_BYTES_MAX];
+    assert_true(sd_key_encode_item(&key, bytes, sizeof(bytes)) > 0);
+    tenant[SD_TENANT_BYTES_MAX] = 't';
+    tenant[SD_TENANT_BYTES_MAX + 1] = '\0';
+    key = make_key(tenant, "", "a", item, "");
+    assert_int_equal(sd_key_encode_item(&key, bytes, sizeof(bytes)), 0);
+}
+
+/* A separator-based encoding would confuse ("a", "bc") with ("ab", "c"); length prefixes
+ * cannot be fooled by any byte inside a field. */
+static void test_item_key_no_injection(void **state)
+{
+    (void)state;
+    sd_item_key_t a = make_key("t", "a", "bc", "x", "");
+    sd_item_key_t b = make_key("t", "ab", "c", "x", "");
+    assert_int_not_equal(compare_encoded(&a, &b), 0);
+    sd_item_key_t c = make_key("t", "", "app", "x\001\003app", "");
+    sd_item_key_t d = make_key("t", "", "app", "x", "\003app");
+    assert_int_not_equal(compare_encoded(&c, &d), 0);
+}
+
+/* Every key of a tenant starts with the tenant prefix, so a tenant is one contiguous range,
+ * and within a tenant keys group by location then app. */
+static void test_item_key_sort_order(void **state)
+{
+    (void)state;
+    uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], key[SD_ITEM_KEY_BYTES_MAX];
+    size_t prefix_length = sd_key_encode_tenant(sd_bytes_of("shop"), prefix, sizeof(prefix));
+    sd_item_key_t k = make_key("shop", "loc", "app", "item", "v");
+    size_t length = sd_key_encode_item(&k, key, sizeof(key));
+    assert_true(length > prefix_length);
+    assert_memory_equal(key, prefix, prefix_length);
+    /* tenant dominates: anything of tenant "a" sorts before anything of tenant "b" */
+    sd_item_key_t a_last = make_key("a", "zzzz", "zzzz", "zzzz", "zzzz");
+    sd_item_key_t b_first = make_key("b", "", "a", "a", "");
+    assert_true(compare_encoded(&a_last, &b_first) < 0);
+    /* then location, then app, then item, then variant */
+    sd_item_key_t l1 = make_key("t", "l1", "z", "z", "z");
+    sd_item_key_t l2 = make_key("t", "l2", "a", "a", "");
+    assert_true(compare_encoded(&l1, &l2) < 0);
+    sd_item_key_t app1 = make_key("t", "l", "a1", "z", "z");
+    sd_item_key_t app2 = make_key("t", "l", "a2", "a", "");
+    assert_true(compare_encoded(&app1, &app2) < 0);
+    sd_item_key_t v1 = make_key("t", "l", "a", "i", "v1");
+    sd_item_key_t v2 = make_key("t", "l", "a", "i", "v2");
+    assert_true(compare_encoded(&v1, &v2) < 0);
+}
+
+static void test_ledger_key_orders_by_seq(void **state)
+{
+    (void)state;
+    uint8_t k1[SD_LEDGER_KEY_BYTES_MAX], k2[SD_LEDGER_KEY_BYTES_MAX];
+    size_t l1 = sd_key_encode_ledger(sd_bytes_of("t"), 255, k1, sizeof(k1));
+    size_t l2 = sd_key_encode_ledger(sd_bytes_of("t"), 256, k2, sizeof(k2));
+    assert_int_equal(l1, l2);
+    assert_true(memcmp(k1, k2, l1) < 0);
+    assert_int_equal(sd_be64_get(k2 + l2 - 8), 256);
+}
+
+static void test_level_round_trip(void **state)
+{
+    (void)state;
+    sd_level_t level = {.available = -12345, .tracked = false, .floor = -7,
+                        .version = UINT64_C(1) << 40, .updated_at_us = 1795761554287110};
+    uint8_t bytes[SD_LEVEL_VALUE_BYTES];
+    sd_level_encode(&level, bytes);
+    assert_int_equal(bytes[0], SD_LEVEL_FORMAT_V1);
+    sd_level_t decoded;
+    assert_true(sd_level_decode(bytes, sizeof(bytes), &decoded));
+    assert_int_equal(decoded.available, -12345);
+    assert_false(decoded.tracked);
+    assert_int_equal(decoded.floor, -7);
+    assert_int_equal(decoded.version, UINT64_C(1) << 40);
+    assert_int_equal(decoded.updated_at_us, 1795761554287110);
+}
+
+static void test_level_rejects_corruption(void **state)
+{
+    (void)state;
+    sd_level_t level = sd_level_default();
+    uint8_t bytes[SD_LEVEL_VALUE_BYTES];
+    sd_level_t decoded;
+    sd_level_encode(&level, bytes);
+    assert_false(sd_level_decode(bytes, sizeof(bytes) - 1, &decoded)); /* short */
+    bytes[0] = 99;
+    assert_false(sd_level_decode(bytes, sizeof(bytes), &decoded)); /* unknown format */
+    level.available = SD_LEVEL_ABS_MAX + 1;
+    sd_level_encode(&level, bytes);
+    assert_false(sd_level_decode(bytes, sizeof(bytes), &decoded)); /* out of range */
+    sd_level_encode(&(sd_level_t){.tracked = true}, bytes);
+    bytes[9] = 7;
+    assert_false(sd_level_decode(bytes, sizeof(bytes), &decoded)); /* bad bool */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_item_key_round_trip),
+        cmocka_unit_test(test_item_key_maximum_lengths),
+        cmocka_unit_test(test_item_key_no_injection),
+        cmocka_unit_test(test_item_key_sort_order),
+        cmocka_unit_test(test_ledger_key_orders_by_seq),
+        cmocka_unit_test(test_level_round_trip),
+        cmocka_unit_test(test_level_rejects_corruption),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
