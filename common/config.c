@@ -195,6 +195,32 @@ cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, cha
     return result;
 }
 
+cfg_parse_result_t cfg_parse_mixed(const cfg_spec_t *spec, void *config, int argc, char **argv,
+                                   char **positional, int positional_max,
+                                   int *positional_count, FILE *out, FILE *err)
+{
+    bool seen[CFG_OPTIONS_MAX] = {false};
+    bool options_ended = false;
+    *positional_count = 0;
+    if (spec->options_count > CFG_OPTIONS_MAX) {
+        return CFG_PARSE_ERROR;
+    }
+    cfg_parse_result_t result = cfg_apply_defaults_and_env(spec, config, err);
+    for (int index = 1; result == CFG_PARSE_OK && index < argc; index++) {
+        if (!options_ended && strcmp(argv[index], "--") == 0) {
+            options_ended = true;
+        } else if (!options_ended && strncmp(argv[index], "--", 2) == 0) {
+            result = cfg_parse_flag(spec, config, argc, argv, &index, seen, out, err);
+        } else if (*positional_count < positional_max) {
+            positional[(*positional_count)++] = argv[index];
+        } else {
+            fprintf(err, "too many arguments (see --help)\n");
+            return CFG_PARSE_ERROR;
+        }
+    }
+    return result;
+}
+
 void cfg_log_effective(const cfg_spec_t *spec, const void *config)
 {
     log_field_t fields[CFG_OPTIONS_MAX + 1];

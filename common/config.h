@@ -48,6 +48,13 @@ typedef struct {
 cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, char **argv,
                              int first_arg, int *rest_index_out, FILE *out, FILE *err);
 
+/* Like cfg_parse, but options and positional arguments may be mixed (as in
+ * "stockctl --json get APP ITEM --tenant t"); positional arguments are collected in order into
+ * positional[0..*positional_count), at most positional_max. "--" ends the options. */
+cfg_parse_result_t cfg_parse_mixed(const cfg_spec_t *spec, void *config, int argc, char **argv,
+                                   char **positional, int positional_max,
+                                   int *positional_count, FILE *out, FILE *err);
+
 /* Writes the --help text. */
 void cfg_print_help(const cfg_spec_t *spec, FILE *out);
 

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev grpc-proto
   libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev libcmocka-dev
-  python3 python3-grpcio python3-protobuf python3-jwt
+  python3 python3-grpcio python3-protobuf python3-jwt python3-cryptography
   curl openssl valgrind clang
 )
 

@@ -1,0 +1,397 @@
+/* stockctl — the operator's command line for stockd.
+ *
+ *   stockctl [--stockd ADDR] [--json] COMMAND [options] [arguments]
+ *
+ * Exit codes: 0 done; 1 refused (insufficient stock, version or request_id conflict);
+ * 2 invalid input; 3 stockd unreachable or too slow; 4 anything else. */
+#include <grpc/grpc.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "stockclient.h"
+#include "util.h"
+#include "wix_sign.h"
+
+enum { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_INVALID = 2, EXIT_UNREACHABLE = 3, EXIT_OTHER = 4 };
+
+typedef struct {
+    const char *stockd;
+    const char *tenant;
+    const char *location;
+    const char *variant;
+    int64_t deadline_ms;
+    bool json;
+    bool restrict_inventory;
+    const char *request_id;
+    const char *order_id;
+    /* wix-sign */
+    const char *key;
+    const char *app_id;
+    const char *instance_id;
+    const char *alg;
+    int64_t ttl_s;
+} ctl_config_t;
+
+static const char *const ctl_algs[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                       NULL};
+
+#define CTL_OPT(flag, env, type, field, def, lo, hi, choices, help)                        \
+    {flag, env, type, offsetof(ctl_config_t, field), def, lo, hi, choices, false, help}
+
+static const cfg_option_t ctl_options[] = {
+    CTL_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
+            "stockd gRPC address"),
+    CTL_OPT("tenant", "STOCKD_TENANT", CFG_STRING, tenant, "default", 0, 0, NULL, "tenant id"),
+    CTL_OPT("location", "STOCKD_LOCATION", CFG_STRING, location, "", 0, 0, NULL,
+            "location id (empty = default location)"),
+    CTL_OPT("variant", "STOCKD_VARIANT", CFG_STRING, variant, "", 0, 0, NULL, "variant"),
+    CTL_OPT("deadline-ms", "STOCKD_DEADLINE_MS", CFG_INT, deadline_ms, "10000", 1, 3600000, NULL,
+            "deadline of each call"),
+    CTL_OPT("json", "STOCKD_JSON", CFG_BOOL, json, "false", 0, 0, NULL, "print JSON"),
+    CTL_OPT("restrict", "STOCKD_RESTRICT", CFG_BOOL, restrict_inventory, "false", 0, 0, NULL,
+            "decrement: refuse if stock would go below the floor"),
+    CTL_OPT("request-id", "STOCKD_REQUEST_ID", CFG_STRING, request_id, "", 0, 0, NULL,
+            "idempotency key (wix-sign: metadata.requestId)"),
+    CTL_OPT("order-id", "STOCKD_ORDER_ID", CFG_STRING, order_id, "", 0, 0, NULL, "order id"),
+    CTL_OPT("key", "STOCKD_WIX_PRIVATE_KEY", CFG_STRING, key,
+            "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix-sign: private key (PEM)"),
+    CTL_OPT("app-id", "STOCKD_WIX_APP_ID", CFG_STRING, app_id, "", 0, 0, NULL,
+            "wix-sign: app id (aud); default: the app-id file beside --key"),
+    CTL_OPT("instance-id", "STOCKD_WIX_INSTANCE_ID", CFG_STRING, instance_id, "default", 0, 0,
+            NULL, "wix-sign: metadata.instanceId when the input has no metadata"),
+    CTL_OPT("alg", "STOCKD_WIX_ALG", CFG_CHOICE, alg, "RS256", 0, 0, ctl_algs, "wix-sign: alg"),
+    CTL_OPT("ttl", "STOCKD_WIX_TTL", CFG_DURATION, ttl_s, "300s", 1, 86400, NULL,
+            "wix-sign: exp - iat"),
+};
+
+static const cfg_spec_t ctl_spec = {
+    "stockctl",
+    "stockctl — stockd from the command line.\n\ncommands:\n"
+    "  health                              Health/Check of stockd\n"
+    "  get APP ITEM                        read a level\n"
+    "  set APP ITEM AVAILABLE              set a level absolutely\n"
+    "  decrement APP ITEM QUANTITY         remove stock (--restrict to refuse when short)\n"
+    "  increment APP ITEM QUANTITY         add stock\n"
+    "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would",
+    ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
+
+static int ctl_exit_for(int code)
+{
+    switch (code) {
+    case 0:
+        return EXIT_DONE;
+    case 9:  /* FAILED_PRECONDITION */
+    case 10: /* ABORTED */
+    case 6:  /* ALREADY_EXISTS */
+        return EXIT_REFUSED;
+    case 3:  /* INVALID_ARGUMENT */
+    case 11: /* OUT_OF_RANGE */
+        return EXIT_INVALID;
+    case 14: /* UNAVAILABLE */
+    case 4:  /* DEADLINE_EXCEEDED */
+    case 8:  /* RESOURCE_EXHAUSTED */
+        return EXIT_UNREACHABLE;
+    default:
+        return EXIT_OTHER;
+    }
+}
+
+static int ctl_report_error(const ctl_config_t *config, const sc_status_t *status)
+{
+    if (config->json) {
+        json_t *error = json_pack("{s:{s:s,s:s}}", "error", "code", sc_code_name(status->code),
+                                  "message", status->message);
+        char *text = json_dumps(error, JSON_COMPACT);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(error);
+    } else {
+        fprintf(stderr, "stockctl: %s: %s\n", sc_code_name(status->code), status->message);
+    }
+    return ctl_exit_for(status->code);
+}
+
+static void ctl_print_levels(const ctl_config_t *config, Stockd__V1__StockLevel *const *levels,
+                             size_t count)
+{
+    if (config->json) {
+        json_t *array = json_array();
+        for (size_t i = 0; i < count; i++) {
+            const Stockd__V1__StockLevel *l = levels[i];
+            json_array_append_new(
+                array, json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:I,s:I}", "location_id",
+                                 l->item->location_id, "app_id", l->item->app_id,
+                                 "catalog_item_id", l->item->catalog_item_id, "variant",
+                                 l->item->variant, "available", (json_int_t)l->available,
+                                 "tracked", l->tracked, "floor", (json_int_t)l->floor, "version",
+                                 (json_int_t)l->version, "updated_at_us",
+                                 (json_int_t)l->updated_at_us));
+        }
+        char *text = json_dumps(array, JSON_COMPACT);
+        printf("%s\n", text ? text : "[]");
+        free(text);
+        json_decref(array);
+        return;
+    }
+    printf("%-24s %-24s %-16s %12s %8s %8s %8s\n", "APP", "ITEM", "VARIANT", "AVAILABLE",
+           "TRACKED", "FLOOR", "VERSION");
+    for (size_t i = 0; i < count; i++) {
+        const Stockd__V1__StockLevel *l = levels[i];
+        printf("%-24s %-24s %-16s %12lld %8s %8lld %8llu\n", l->item->app_id,
+               l->item->catalog_item_id, l->item->variant, (long long)l->available,
+               l->tracked ? "yes" : "no", (long long)l->floor, (unsigned long long)l->version);
+    }
+}
+
+static Stockd__V1__ItemRef ctl_item(const ctl_config_t *config, char **args)
+{
+    Stockd__V1__ItemRef item = STOCKD__V1__ITEM_REF__INIT;
+    item.location_id = (char *)config->location;
+    item.app_id = args[0];
+    item.catalog_item_id = args[1];
+    item.variant = (char *)config->variant;
+    return item;
+}
+
+static bool ctl_number(const char *text, const char *what, int64_t *out)
+{
+    if (!util_parse_int64(text, out)) {
+        fprintf(stderr, "stockctl: %s must be an integer, got \"%.32s\"\n", what, text);
+        return false;
+    }
+    return true;
+}
+
+static int ctl_health(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    (void)args, (void)count;
+    sc_status_t status;
+    bool serving = false;
+    int code = sc_health_check(client, "", &serving, config->deadline_ms, &status);
+    int exit_code = code == 0 ? (serving ? EXIT_DONE : EXIT_UNREACHABLE)
+                              : ctl_report_error(config, &status);
+    if (code == 0) {
+        printf(config->json ? "{\"status\":\"%s\"}\n" : "%s\n",
+               serving ? "SERVING" : "NOT_SERVING");
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+static int ctl_get(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    if (count != 2) {
+        fprintf(stderr, "usage: stockctl get APP ITEM\n");
+        return EXIT_INVALID;
+    }
+    Stockd__V1__ItemRef item = ctl_item(config, args);
+    Stockd__V1__ItemRef *items[1] = {&item};
+    Stockd__V1__GetStockRequest request = STOCKD__V1__GET_STOCK_REQUEST__INIT;
+    request.tenant_id = (char *)config->tenant;
+    request.n_items = 1;
+    request.items = items;
+    Stockd__V1__GetStockResponse *response = NULL;
+    sc_status_t status;
+    int exit_code = sc_get_stock(client, &request, &response, config->deadline_ms, &status) == 0
+                        ? EXIT_DONE
+                        : ctl_report_error(config, &status);
+    if (response != NULL) {
+        ctl_print_levels(config, response->levels, response->n_levels);
+        stockd__v1__get_stock_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+static int ctl_set(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    int64_t available = 0;
+    if (count != 3) {
+        fprintf(stderr, "usage: stockctl set APP ITEM AVAILABLE\n");
+        return EXIT_INVALID;
+    }
+    if (!ctl_number(args[2], "AVAILABLE", &available)) {
+        return EXIT_INVALID;
+    }
+    Stockd__V1__ItemRef item = ctl_item(config, args);
+    Stockd__V1__SetLine line = STOCKD__V1__SET_LINE__INIT;
+    line.item = &item;
+    line.available = available;
+    Stockd__V1__SetLine *lines[1] = {&line};
+    Stockd__V1__SetStockRequest request = STOCKD__V1__SET_STOCK_REQUEST__INIT;
+    request.tenant_id = (char *)config->tenant;
+    request.n_lines = 1;
+    request.lines = lines;
+    request.reason = STOCKD__V1__REASON__REASON_RECOUNT;
+    request.request_id = (char *)config->request_id;
+    Stockd__V1__SetStockResponse *response = NULL;
+    sc_status_t status;
+    int exit_code = sc_set_stock(client, &request, &response, config->deadline_ms, &status) == 0
+                        ? EXIT_DONE
+                        : ctl_report_error(config, &status);
+    if (response != NULL) {
+        ctl_print_levels(config, response->levels, response->n_levels);
+        stockd__v1__set_stock_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+/* decrement and increment: the same line, two methods. */
+static int ctl_move(const ctl_config_t *config, sc_client_t *client, char **args, int count,
+                    bool is_decrement)
+{
+    int64_t quantity = 0;
+    if (count != 3) {
+        fprintf(stderr, "usage: stockctl %s APP ITEM QUANTITY\n",
+                is_decrement ? "decrement" : "increment");
+        return EXIT_INVALID;
+    }
+    if (!ctl_number(args[2], "QUANTITY", &quantity)) {
+        return EXIT_INVALID;
+    }
+    Stockd__V1__ItemRef item = ctl_item(config, args);
+    Stockd__V1__Line line = STOCKD__V1__LINE__INIT;
+    line.item = &item;
+    line.quantity = quantity;
+    Stockd__V1__Line *lines[1] = {&line};
+    Stockd__V1__DecrementRequest request = STOCKD__V1__DECREMENT_REQUEST__INIT;
+    request.tenant_id = (char *)config->tenant;
+    request.n_lines = 1;
+    request.lines = lines;
+    request.restrict_inventory = config->restrict_inventory;
+    request.order_id = (char *)config->order_id;
+    request.request_id = (char *)config->request_id;
+    request.reason = is_decrement ? STOCKD__V1__REASON__REASON_CORRECTION
+                                  : STOCKD__V1__REASON__REASON_RECEIVED;
+    /* IncrementRequest is DecrementRequest without restrict_inventory: same field numbers. */
+    Stockd__V1__DecrementResponse *response = NULL;
+    sc_status_t status;
+    int code = sc_call_unary(client,
+                             is_decrement ? "/stockd.v1.Inventory/Decrement"
+                                          : "/stockd.v1.Inventory/Increment",
+                             &request.base, &stockd__v1__decrement_response__descriptor,
+                             (ProtobufCMessage **)&response, config->deadline_ms, &status);
+    int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
+    if (response != NULL) {
+        ctl_print_levels(config, response->levels, response->n_levels);
+        stockd__v1__decrement_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+static int ctl_decrement(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    return ctl_move(config, client, args, count, true);
+}
+
+static int ctl_increment(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    return ctl_move(config, client, args, count, false);
+}
+
+/* The app id: --app-id, else the "app-id" file beside the key (development mode). */
+static bool ctl_app_id(const ctl_config_t *config, char *out, size_t capacity)
+{
+    if (config->app_id[0] != '\0') {
+        snprintf(out, capacity, "%s", config->app_id);
+        return true;
+    }
+    char path[1024];
+    const char *slash = strrchr(config->key, '/');
+    snprintf(path, sizeof(path), "%.*s%sapp-id", slash ? (int)(slash - config->key) : 0,
+             config->key, slash ? "/" : "");
+    FILE *file = fopen(path, "r");
+    bool ok = file != NULL && fgets(out, (int)capacity, file) != NULL;
+    if (file != NULL) {
+        fclose(file);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return ok && out[0] != '\0';
+}
+
+static int ctl_wix_sign(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    (void)client;
+    char app_id[128];
+    if (count != 1) {
+        fprintf(stderr, "usage: stockctl wix-sign [--key PEM] [--app-id ID] FILE\n");
+        return EXIT_INVALID;
+    }
+    if (!ctl_app_id(config, app_id, sizeof(app_id))) {
+        fprintf(stderr, "stockctl: no --app-id and no app-id file beside %s\n", config->key);
+        return EXIT_INVALID;
+    }
+    EVP_PKEY *key = sc_wix_load_private_key(config->key);
+    json_error_t error;
+    json_t *input = json_load_file(args[0], JSON_REJECT_DUPLICATES, &error);
+    sc_wix_sign_options_t options = {app_id, config->instance_id,
+                                     config->request_id[0] ? config->request_id : NULL,
+                                     util_now_s(), config->ttl_s};
+    json_t *claims = input ? sc_wix_claims(input, &options) : NULL;
+    char *token = key && claims ? sc_wix_sign(key, config->alg, claims) : NULL;
+    int exit_code = EXIT_DONE;
+    if (token != NULL) {
+        printf("%s\n", token);
+    } else {
+        fprintf(stderr, "stockctl: %s\n",
+                key == NULL     ? "cannot read the private key (--key)"
+                : input == NULL ? error.text
+                                : "the file holds neither claims nor a request with items");
+        exit_code = EXIT_INVALID;
+    }
+    free(token);
+    json_decref(claims);
+    json_decref(input);
+    EVP_PKEY_free(key);
+    return exit_code;
+}
+
+typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args,
+                           int count);
+
+static const struct {
+    const char *name;
+    ctl_command_fn *run;
+    bool needs_stockd;
+} ctl_commands[] = {
+    {"health", ctl_health, true},       {"get", ctl_get, true},
+    {"set", ctl_set, true},             {"decrement", ctl_decrement, true},
+    {"increment", ctl_increment, true}, {"wix-sign", ctl_wix_sign, false},
+};
+
+int main(int argc, char **argv)
+{
+    ctl_config_t config;
+    memset(&config, 0, sizeof(config));
+    char *arguments[8];
+    int count = 0;
+    cfg_parse_result_t parsed = cfg_parse_mixed(&ctl_spec, &config, argc, argv, arguments, 8,
+                                                &count, stdout, stderr);
+    if (parsed != CFG_PARSE_OK) {
+        return parsed == CFG_PARSE_EXIT_SUCCESS ? EXIT_DONE : EXIT_INVALID;
+    }
+    if (count == 0) {
+        cfg_print_help(&ctl_spec, stderr);
+        return EXIT_INVALID;
+    }
+    for (size_t c = 0; c < sizeof(ctl_commands) / sizeof(ctl_commands[0]); c++) {
+        if (strcmp(ctl_commands[c].name, arguments[0]) != 0) {
+            continue;
+        }
+        grpc_init();
+        sc_client_t *client = ctl_commands[c].needs_stockd ? sc_client_new(config.stockd, NULL)
+                                                           : NULL;
+        int exit_code = ctl_commands[c].run(&config, client, arguments + 1, count - 1);
+        sc_client_free(client);
+        grpc_shutdown();
+        return exit_code;
+    }
+    fprintf(stderr, "stockctl: unknown command \"%.32s\" (see --help)\n", arguments[0]);
+    return EXIT_INVALID;
+}

@@ -1,0 +1,343 @@
+/* jwt.c — see jwt.h. */
+#include "jwt.h"
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define GW_KEY_FILE_BYTES_MAX (64 * 1024)
+
+const char *gw_jwt_status_name(gw_jwt_status_t status)
+{
+    switch (status) {
+#define GW_JWT_NAME(name, description)                                                     \
+    case GW_JWT_##name:                                                                    \
+        return #name;
+        GW_JWT_STATUS_MAP(GW_JWT_NAME)
+#undef GW_JWT_NAME
+    case GW_JWT_STATUS_COUNT:
+        break;
+    }
+    return "UNKNOWN";
+}
+
+const char *gw_jwt_status_description(gw_jwt_status_t status)
+{
+    switch (status) {
+#define GW_JWT_DESCRIPTION(name, description)                                              \
+    case GW_JWT_##name:                                                                    \
+        return description;
+        GW_JWT_STATUS_MAP(GW_JWT_DESCRIPTION)
+#undef GW_JWT_DESCRIPTION
+    case GW_JWT_STATUS_COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+static int gw_base64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+unsigned char *gw_base64url_decode(const char *text, size_t length, size_t *decoded_length)
+{
+    /* RFC 7515 §2: base64url without padding; a length of 1 mod 4 cannot occur. */
+    if (length % 4 == 1) {
+        return NULL;
+    }
+    unsigned char *out = malloc(length * 3 / 4 + 3);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t used = 0;
+    uint32_t accumulator = 0;
+    int bits = 0;
+    for (size_t i = 0; i < length; i++) {
+        int value = gw_base64url_value((unsigned char)text[i]);
+        if (value < 0) {
+            free(out);
+            return NULL;
+        }
+        accumulator = (accumulator << 6) | (uint32_t)value;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[used++] = (unsigned char)(accumulator >> bits);
+        }
+    }
+    /* The leftover bits must be zero, so each token has exactly one encoding. */
+    if (bits > 0 && (accumulator & ((1u << bits) - 1)) != 0) {
+        free(out);
+        return NULL;
+    }
+    *decoded_length = used;
+    return out;
+}
+
+/* Decodes one base64url segment as a JSON object. */
+static json_t *gw_decode_json_segment(const char *text, size_t length)
+{
+    size_t decoded_length = 0;
+    unsigned char *decoded = gw_base64url_decode(text, length, &decoded_length);
+    if (decoded == NULL) {
+        return NULL;
+    }
+    json_error_t error;
+    json_t *value = json_loadb((const char *)decoded, decoded_length, JSON_REJECT_DUPLICATES,
+                               &error);
+    free(decoded);
+    if (value != NULL && !json_is_object(value)) {
+        json_decref(value);
+        return NULL;
+    }
+    return value;
+}
+
+typedef struct {
+    const char *name;
+    const EVP_MD *(*digest)(void);
+    bool pss;
+} gw_algorithm_t;
+
+static const gw_algorithm_t gw_algorithms[] = {
+    {"RS256", EVP_sha256, false}, {"RS384", EVP_sha384, false}, {"RS512", EVP_sha512, false},
+    {"PS256", EVP_sha256, true},  {"PS384", EVP_sha384, true},  {"PS512", EVP_sha512, true},
+};
+
+static const gw_algorithm_t *gw_find_algorithm(const json_t *header)
+{
+    const char *alg = json_string_value(json_object_get(header, "alg"));
+    for (size_t i = 0; alg != NULL && i < sizeof(gw_algorithms) / sizeof(gw_algorithms[0]); i++) {
+        if (strcmp(alg, gw_algorithms[i].name) == 0) {
+            return &gw_algorithms[i];
+        }
+    }
+    return NULL;
+}
+
+static bool gw_verify_signature(EVP_PKEY *key, const gw_algorithm_t *algorithm,
+                                const char *signed_part, size_t signed_length,
+                                const unsigned char *signature, size_t signature_length)
+{
+    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *key_context = NULL;
+    bool ok = context != NULL &&
+              EVP_DigestVerifyInit(context, &key_context, algorithm->digest(), NULL, key) == 1;
+    if (ok && algorithm->pss) {
+        ok = EVP_PKEY_CTX_set_rsa_padding(key_context, RSA_PKCS1_PSS_PADDING) > 0 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(key_context, RSA_PSS_SALTLEN_DIGEST) > 0;
+    }
+    ok = ok && EVP_DigestVerify(context, signature, signature_length,
+                                (const unsigned char *)signed_part, signed_length) == 1;
+    EVP_MD_CTX_free(context);
+    return ok;
+}
+
+/* A NumericDate claim: a JSON number (RFC 7519 §2). */
+static bool gw_numeric_claim(const json_t *payload, const char *name, double *value_out)
+{
+    const json_t *claim = json_object_get(payload, name);
+    if (claim == NULL || !json_is_number(claim)) {
+        return false;
+    }
+    *value_out = json_number_value(claim);
+    return true;
+}
+
+static bool gw_audience_matches(const json_t *aud, const char *app_id)
+{
+    if (json_is_string(aud)) {
+        return strcmp(json_string_value(aud), app_id) == 0;
+    }
+    size_t index;
+    const json_t *entry;
+    json_array_foreach(aud, index, entry)
+    {
+        if (json_is_string(entry) && strcmp(json_string_value(entry), app_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static gw_jwt_status_t gw_check_claims(const gw_jwt_verifier_t *verifier, const json_t *payload,
+                                       int64_t now_s)
+{
+    const char *issuer = json_string_value(json_object_get(payload, "iss"));
+    if (issuer == NULL || strcmp(issuer, "wix.com") != 0) {
+        return GW_JWT_ISSUER;
+    }
+    if (!gw_audience_matches(json_object_get(payload, "aud"), verifier->app_id)) {
+        return GW_JWT_AUDIENCE;
+    }
+    double exp, iat, nbf;
+    double now = (double)now_s, skew = (double)verifier->skew_s;
+    if (!gw_numeric_claim(payload, "exp", &exp) || exp <= now - skew) {
+        return GW_JWT_EXPIRED;
+    }
+    if (!gw_numeric_claim(payload, "iat", &iat) || iat > now + skew) {
+        return GW_JWT_NOT_YET_VALID;
+    }
+    if (json_object_get(payload, "nbf") != NULL &&
+        (!gw_numeric_claim(payload, "nbf", &nbf) || nbf > now + skew)) {
+        return GW_JWT_NOT_YET_VALID;
+    }
+    return GW_JWT_OK;
+}
+
+/* Skips ASCII whitespace at both ends. */
+static void gw_trim(const char **text, size_t *length)
+{
+    while (*length > 0 && strchr(" \t\r\n\f\v", (*text)[0]) != NULL && (*text)[0] != '\0') {
+        (*text)++;
+        (*length)--;
+    }
+    while (*length > 0 && strchr(" \t\r\n\f\v", (*text)[*length - 1]) != NULL &&
+           (*text)[*length - 1] != '\0') {
+        (*length)--;
+    }
+}
+
+gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token,
+                              size_t length, int64_t now_s, json_t **payload_out)
+{
+    *payload_out = NULL;
+    gw_trim(&token, &length);
+    const char *first_dot = length ? memchr(token, '.', length) : NULL;
+    const char *second_dot = first_dot ? memchr(first_dot + 1, '.', length - (size_t)(first_dot + 1 - token)) : NULL;
+    if (length > GW_TOKEN_BYTES_MAX || first_dot == NULL || second_dot == NULL ||
+        memchr(second_dot + 1, '.', length - (size_t)(second_dot + 1 - token)) != NULL) {
+        return GW_JWT_MALFORMED;
+    }
+    json_t *header = gw_decode_json_segment(token, (size_t)(first_dot - token));
+    if (header == NULL) {
+        return GW_JWT_MALFORMED;
+    }
+    const gw_algorithm_t *algorithm = gw_find_algorithm(header);
+    bool critical = json_object_get(header, "crit") != NULL; /* no extensions are understood */
+    json_decref(header);
+    if (algorithm == NULL || critical) {
+        return GW_JWT_ALGORITHM;
+    }
+    size_t signature_length = 0;
+    const char *signature_text = second_dot + 1;
+    unsigned char *signature = gw_base64url_decode(
+        signature_text, length - (size_t)(signature_text - token), &signature_length);
+    if (signature == NULL) {
+        return GW_JWT_MALFORMED;
+    }
+    bool verified = gw_verify_signature(verifier->public_key, algorithm, token,
+                                        (size_t)(second_dot - token), signature, signature_length);
+    free(signature);
+    if (!verified) {
+        return GW_JWT_SIGNATURE;
+    }
+    json_t *payload = gw_decode_json_segment(first_dot + 1, (size_t)(second_dot - first_dot - 1));
+    if (payload == NULL) {
+        return GW_JWT_MALFORMED;
+    }
+    gw_jwt_status_t status = gw_check_claims(verifier, payload, now_s);
+    if (status != GW_JWT_OK) {
+        json_decref(payload);
+        return status;
+    }
+    *payload_out = payload;
+    return GW_JWT_OK;
+}
+
+/* Reads a whole small file into a NUL-terminated malloc'd buffer. */
+static char *gw_read_file(const char *path, size_t *length_out)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        return NULL;
+    }
+    char *data = malloc(GW_KEY_FILE_BYTES_MAX + 1);
+    size_t length = data ? fread(data, 1, GW_KEY_FILE_BYTES_MAX + 1, file) : 0;
+    fclose(file);
+    if (data == NULL || length > GW_KEY_FILE_BYTES_MAX) {
+        free(data);
+        return NULL;
+    }
+    data[length] = '\0';
+    *length_out = length;
+    return data;
+}
+
+/* Decodes standard base64 (whitespace ignored) into a malloc'd NUL-terminated buffer. */
+static char *gw_base64_decode_text(const char *text, size_t length)
+{
+    char *compact = malloc(length + 1);
+    size_t used = 0;
+    for (size_t i = 0; compact != NULL && i < length; i++) {
+        if (strchr(" \t\r\n", text[i]) == NULL) {
+            compact[used++] = text[i];
+        }
+    }
+    if (compact == NULL || used == 0 || used % 4 != 0) {
+        free(compact);
+        return NULL;
+    }
+    char *decoded = malloc(used / 4 * 3 + 1);
+    int decoded_length = decoded ? EVP_DecodeBlock((unsigned char *)decoded,
+                                                   (const unsigned char *)compact, (int)used)
+                                 : -1;
+    free(compact);
+    if (decoded_length < 0) {
+        free(decoded);
+        return NULL;
+    }
+    decoded[decoded_length] = '\0';
+    return decoded;
+}
+
+/* Wix publishes the app key as an SPKI PEM ("-----BEGIN PUBLIC KEY-----"). */
+static EVP_PKEY *gw_parse_public_pem(const char *pem)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    return key;
+}
+
+EVP_PKEY *gw_jwt_load_public_key(const char *path, char *error, size_t error_capacity)
+{
+    size_t length = 0;
+    char *text = gw_read_file(path, &length);
+    if (text == NULL) {
+        snprintf(error, error_capacity, "cannot read key file %s (missing, unreadable or over "
+                 "64 KiB)", path);
+        return NULL;
+    }
+    char *pem = text;
+    if (strstr(text, "-----BEGIN") == NULL) {
+        pem = gw_base64_decode_text(text, length); /* base64 of the PEM, as Wix shows it */
+    }
+    EVP_PKEY *key = pem ? gw_parse_public_pem(pem) : NULL;
+    if (pem != text) {
+        free(pem);
+    }
+    free(text);
+    if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+        snprintf(error, error_capacity, "%s holds no RSA public key (PEM, or base64 of the PEM)",
+                 path);
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    return key;
+}

@@ -1,0 +1,191 @@
+/* main.c — stockd-gateway: configuration, start-up (development keys when asked), signal
+ * handling and shutdown. */
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "devkeys.h"
+#include "http.h"
+#include "log.h"
+#include "routes.h"
+
+typedef struct {
+    const char *listen;
+    const char *stockd;
+    const char *wix_app_id;
+    const char *wix_public_key;
+    const char *default_tenant;
+    int64_t deadline_ms;
+    int64_t jwt_skew_s;
+    int64_t body_bytes_max;
+    int64_t connections_max;
+    int64_t connection_timeout_s;
+    bool dev;
+    const char *dev_dir;
+    const char *log_level;
+} gw_config_t;
+
+static const char *const gw_level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+#define GW_OPT(flag, env, type, field, def, lo, hi, choices, help)                         \
+    {flag, env, type, offsetof(gw_config_t, field), def, lo, hi, choices, false, help}
+
+static const cfg_option_t gw_options[] = {
+    GW_OPT("listen", "STOCKD_GATEWAY_LISTEN", CFG_STRING, listen, "127.0.0.1:8080", 0, 0, NULL,
+           "HTTP listen address HOST:PORT (port 0 = any free port, logged)"),
+    GW_OPT("stockd", "STOCKD_GATEWAY_STOCKD", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
+           "stockd gRPC address"),
+    GW_OPT("wix-app-id", "STOCKD_GATEWAY_WIX_APP_ID", CFG_STRING, wix_app_id, "", 0, 0, NULL,
+           "the Wix app id (the JWT aud); required unless --dev"),
+    GW_OPT("wix-public-key", "STOCKD_GATEWAY_WIX_PUBLIC_KEY", CFG_STRING, wix_public_key, "", 0,
+           0, NULL, "file with the Wix app public key: PEM, or base64 of the PEM; required "
+                    "unless --dev"),
+    GW_OPT("default-tenant", "STOCKD_GATEWAY_DEFAULT_TENANT", CFG_STRING, default_tenant,
+           "default", 0, 0, NULL, "tenant for calls without metadata.instanceId"),
+    GW_OPT("deadline-ms", "STOCKD_GATEWAY_DEADLINE_MS", CFG_INT, deadline_ms, "3000", 10, 60000,
+           NULL, "deadline of each call to stockd"),
+    GW_OPT("jwt-skew", "STOCKD_GATEWAY_JWT_SKEW", CFG_DURATION, jwt_skew_s, "60s", 0, 600, NULL,
+           "allowed clock skew for exp/iat/nbf"),
+    GW_OPT("body-max-bytes", "STOCKD_GATEWAY_BODY_MAX_BYTES", CFG_INT, body_bytes_max, "1048576",
+           1024, 16 * 1024 * 1024, NULL, "largest request body (413 beyond)"),
+    GW_OPT("max-connections", "STOCKD_GATEWAY_MAX_CONNECTIONS", CFG_INT, connections_max, "512",
+           1, 10000, NULL, "concurrent connections (one thread each)"),
+    GW_OPT("connection-timeout", "STOCKD_GATEWAY_CONNECTION_TIMEOUT", CFG_DURATION,
+           connection_timeout_s, "10s", 1, 3600, NULL, "idle connection timeout"),
+    GW_OPT("dev", "STOCKD_GATEWAY_DEV", CFG_BOOL, dev, "false", 0, 0, NULL,
+           "development mode: without a key, make a local key pair and app id in --dev-dir"),
+    GW_OPT("dev-dir", "STOCKD_GATEWAY_DEV_DIR", CFG_STRING, dev_dir, "./stockd-gateway-dev", 0,
+           0, NULL, "where development mode keeps its keys"),
+    GW_OPT("log-level", "STOCKD_GATEWAY_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
+           gw_level_choices, "debug|info|warn|error"),
+};
+
+static const cfg_spec_t gw_spec = {
+    "stockd-gateway",
+    "stockd-gateway — verifies Wix Inventory Service Plugin calls and forwards them to stockd.",
+    gw_options, sizeof(gw_options) / sizeof(gw_options[0])};
+
+static const char *gw_route_names[GW_METRICS_ROUTES_MAX];
+
+static void gw_observe(void *context, const char *route, unsigned int status, double latency_ms)
+{
+    gw_context_t *gateway = context;
+    gw_metrics_observe(gateway->metrics, route, status, latency_ms);
+}
+
+/* Resolves the key and app id: configured, or development ones. */
+static int gw_resolve_identity(gw_config_t *config, char *key_path, size_t key_capacity,
+                               char *app_id, size_t app_id_capacity)
+{
+    if (config->wix_public_key[0] != '\0' && config->wix_app_id[0] != '\0') {
+        snprintf(key_path, key_capacity, "%s", config->wix_public_key);
+        snprintf(app_id, app_id_capacity, "%s", config->wix_app_id);
+        return 0;
+    }
+    if (!config->dev) {
+        fprintf(stderr, "missing required option --%s (or env %s); use --dev for local "
+                        "development keys\n",
+                config->wix_app_id[0] == '\0' ? "wix-app-id" : "wix-public-key",
+                config->wix_app_id[0] == '\0' ? "STOCKD_GATEWAY_WIX_APP_ID"
+                                              : "STOCKD_GATEWAY_WIX_PUBLIC_KEY");
+        return -1;
+    }
+    char error[256];
+    if (gw_dev_keys_ensure(config->dev_dir, key_path, key_capacity, app_id, app_id_capacity,
+                           error, sizeof(error)) != 0) {
+        SD_LOG(LOG_ERROR, "dev_keys_failed", LF_STR("error", error));
+        return -1;
+    }
+    char hint[1024];
+    snprintf(hint, sizeof(hint),
+             "sign: stockctl wix-sign --key %s/%s --app-id %s REQUEST.json "
+             "> token; send: curl -s -X POST --data-binary @token "
+             "http://%s/v1/decrement",
+             config->dev_dir, GW_DEV_PRIVATE_KEY_FILE, app_id, config->listen);
+    SD_LOG(LOG_WARN, "dev_mode", LF_STR("app_id", app_id), LF_STR("public_key", key_path),
+           LF_STR("hint", hint));
+    return 0;
+}
+
+static int gw_run(gw_config_t *config, sigset_t *signals)
+{
+    char key_path[1024], app_id[128];
+    if (gw_resolve_identity(config, key_path, sizeof(key_path), app_id, sizeof(app_id)) != 0) {
+        return 2;
+    }
+    char error[512];
+    EVP_PKEY *key = gw_jwt_load_public_key(key_path, error, sizeof(error));
+    if (key == NULL) {
+        SD_LOG(LOG_ERROR, "wix_public_key_invalid", LF_STR("error", error));
+        return 2;
+    }
+    for (size_t i = 0; i < gw_routes_count; i++) {
+        gw_route_names[i] = gw_routes[i].name;
+    }
+    gw_context_t context = {
+        .verifier = {key, app_id, config->jwt_skew_s},
+        .client = sc_client_new(config->stockd, NULL),
+        .default_tenant = config->default_tenant,
+        .deadline_ms = config->deadline_ms,
+        .metrics = gw_metrics_new(gw_route_names, gw_routes_count)};
+    gw_http_options_t http_options = {
+        config->listen, (size_t)config->body_bytes_max, (unsigned int)config->connections_max,
+        (unsigned int)config->connection_timeout_s, gw_routes, gw_routes_count, &context,
+        gw_observe};
+    int port = 0, exit_code = 1;
+    gw_http_t *http = context.client && context.metrics ? gw_http_start(&http_options, &port)
+                                                        : NULL;
+    if (http != NULL) {
+        char bound[128];
+        const char *colon = strrchr(config->listen, ':');
+        snprintf(bound, sizeof(bound), "%.*s:%d", (int)(colon - config->listen), config->listen,
+                 port);
+        SD_LOG(LOG_INFO, "listening", LF_STR("address", bound), LF_STR("stockd", config->stockd),
+               LF_STR("app_id", app_id));
+        int signal_number = 0;
+        sigwait(signals, &signal_number);
+        SD_LOG(LOG_INFO, "shutdown_started",
+               LF_STR("signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
+        gw_http_stop(http);
+        SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
+        exit_code = 0;
+    }
+    sc_client_free(context.client);
+    gw_metrics_free(context.metrics);
+    EVP_PKEY_free(key);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    gw_config_t config;
+    memset(&config, 0, sizeof(config));
+    cfg_parse_result_t parsed = cfg_parse(&gw_spec, &config, argc, argv, 1, NULL, stdout,
+                                          stderr);
+    if (parsed != CFG_PARSE_OK) {
+        return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
+    }
+    log_level_t level = LOG_INFO;
+    log_level_parse(config.log_level, &level);
+    log_init("stockd-gateway", level);
+    if (strrchr(config.listen, ':') == NULL) {
+        fprintf(stderr, "invalid value \"%s\" for --listen: expected HOST:PORT\n", config.listen);
+        return 2;
+    }
+    cfg_log_effective(&gw_spec, &config);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    grpc_init();
+    int exit_code = gw_run(&config, &signals);
+    grpc_shutdown();
+    return exit_code;
+}

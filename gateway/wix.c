@@ -1,0 +1,375 @@
+/* wix.c — see wix.h. */
+#include "wix.h"
+
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+#define GW_TENANT_BYTES_MAX 64
+#define GW_LOCATION_BYTES_MAX 64
+#define GW_APP_BYTES_MAX 64
+#define GW_ORDER_ID_BYTES_MAX 128
+#define GW_REQUEST_ID_BYTES_MAX 128
+
+static const struct {
+    const char *name;
+    Stockd__V1__Reason value;
+} gw_reasons[] = {
+    {"ORDER_PLACED", STOCKD__V1__REASON__REASON_ORDER_PLACED},
+    {"ORDER_PAID", STOCKD__V1__REASON__REASON_ORDER_PAID},
+    {"ORDER_CANCELED", STOCKD__V1__REASON__REASON_ORDER_CANCELED},
+    {"ORDER_REFUNDED", STOCKD__V1__REASON__REASON_ORDER_REFUNDED},
+    {"ORDER_EDITED", STOCKD__V1__REASON__REASON_ORDER_EDITED},
+    {"ORDER_REJECTED", STOCKD__V1__REASON__REASON_ORDER_REJECTED},
+};
+
+static gw_wix_result_t gw_refuse(gw_wix_call_t *call, gw_wix_result_t result, const char *format,
+                                 ...) __attribute__((format(printf, 3, 4)));
+
+static gw_wix_result_t gw_refuse(gw_wix_call_t *call, gw_wix_result_t result, const char *format,
+                                 ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(call->reason, sizeof(call->reason), format, args);
+    va_end(args);
+    return result;
+}
+
+/* Number of Unicode code points in valid UTF-8 text. */
+static size_t gw_utf8_chars(const char *text)
+{
+    size_t count = 0;
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        count += (*c & 0xC0) != 0x80;
+    }
+    return count;
+}
+
+static void gw_sha256_hex(const char *text, size_t length, char hex[65])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)text, length, digest);
+    util_hex(digest, sizeof(digest), hex);
+}
+
+/* Keeps a variant within the stockd limit: long ones become "sha256:" + hex. */
+static char *gw_bounded_variant(const char *text)
+{
+    size_t length = strlen(text);
+    if (length <= GW_VARIANT_BYTES_MAX) {
+        return strdup(text);
+    }
+    char *hashed = malloc(7 + 64 + 1);
+    if (hashed != NULL) {
+        memcpy(hashed, "sha256:", 7);
+        gw_sha256_hex(text, length, hashed + 7);
+    }
+    return hashed;
+}
+
+char *gw_wix_variant(const json_t *options)
+{
+    if (options == NULL || json_is_null(options) ||
+        (json_is_object(options) && json_object_size(options) == 0)) {
+        return strdup("");
+    }
+    const json_t *variant_id = json_object_get(options, "variantId");
+    if (json_is_string(variant_id)) {
+        return gw_bounded_variant(json_string_value(variant_id));
+    }
+    json_t *copy = json_deep_copy(options);
+    if (copy == NULL) {
+        return NULL;
+    }
+    json_object_del(copy, "customTextFields");
+    char *canonical = json_object_size(copy) == 0
+                          ? strdup("")
+                          : json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(copy);
+    if (canonical == NULL) {
+        return NULL;
+    }
+    char *variant = gw_bounded_variant(canonical);
+    free(canonical);
+    return variant;
+}
+
+/* An integer-valued JSON number (JSON has one number type: 2.0 is the integer 2). */
+static bool gw_json_integer(const json_t *value, int64_t *out)
+{
+    if (json_is_integer(value)) {
+        *out = (int64_t)json_integer_value(value);
+        return true;
+    }
+    double real = json_is_real(value) ? json_real_value(value) : 0.5;
+    if (real != (double)(int64_t)real || real > 1e15 || real < -1e15) {
+        return false;
+    }
+    *out = (int64_t)real;
+    return true;
+}
+
+static bool gw_tenant_valid(const char *tenant)
+{
+    size_t length = strlen(tenant);
+    if (length == 0 || length > GW_TENANT_BYTES_MAX) {
+        return false;
+    }
+    for (const char *c = tenant; *c != '\0'; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == ':' || *c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* metadata → tenant and request_id. */
+static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *default_tenant,
+                                       gw_wix_call_t *call)
+{
+    const json_t *instance = json_object_get(metadata, "instanceId");
+    const char *tenant = default_tenant;
+    if (instance != NULL && !json_is_null(instance)) {
+        tenant = json_string_value(instance);
+        if (tenant == NULL || !gw_tenant_valid(tenant)) {
+            return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                             "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]");
+        }
+    }
+    snprintf(call->tenant_id, sizeof(call->tenant_id), "%s", tenant);
+    const char *request_id = json_string_value(json_object_get(metadata, "requestId"));
+    call->request_id[0] = '\0';
+    if (request_id != NULL && request_id[0] != '\0') {
+        if (strlen(request_id) + 4 <= GW_REQUEST_ID_BYTES_MAX) {
+            snprintf(call->request_id, sizeof(call->request_id), "wix:%s", request_id);
+        } else { /* keep any requestId usable: long ones are hashed */
+            char hex[65];
+            gw_sha256_hex(request_id, strlen(request_id), hex);
+            snprintf(call->request_id, sizeof(call->request_id), "wix:sha256:%s", hex);
+        }
+    }
+    return GW_WIX_OK;
+}
+
+/* An optional string field: absent or null gives "", otherwise a string of at most
+ * bytes_max bytes. */
+static bool gw_optional_string(const json_t *parent, const char *name, size_t bytes_max,
+                               const char **out)
+{
+    const json_t *value = json_object_get(parent, name);
+    *out = "";
+    if (value == NULL || json_is_null(value)) {
+        return true;
+    }
+    if (!json_is_string(value) || json_string_length(value) > bytes_max ||
+        strlen(json_string_value(value)) != json_string_length(value)) {
+        return false;
+    }
+    *out = json_string_value(value);
+    return true;
+}
+
+static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index,
+                                                gw_wix_call_t *call)
+{
+    const json_t *reference = json_object_get(item, "catalogReference");
+    if (!json_is_object(reference)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].catalogReference: required object", index);
+    }
+    const char *catalog_item = json_string_value(json_object_get(reference, "catalogItemId"));
+    if (catalog_item == NULL || gw_utf8_chars(catalog_item) < 1 ||
+        gw_utf8_chars(catalog_item) > GW_WIX_CATALOG_ITEM_CHARS_MAX) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].catalogReference.catalogItemId: must be a string "
+                         "of 1..36 characters", index);
+    }
+    const char *app = json_string_value(json_object_get(reference, "appId"));
+    if (app == NULL || app[0] == '\0' || strlen(app) > GW_APP_BYTES_MAX) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].catalogReference.appId: must be a non-empty string "
+                         "of at most 64 bytes", index);
+    }
+    const json_t *options = json_object_get(reference, "options");
+    if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].catalogReference.options: must be an object or null",
+                         index);
+    }
+    call->variants[index] = gw_wix_variant(options);
+    if (call->variants[index] == NULL) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST, "out of memory");
+    }
+    Stockd__V1__ItemRef *ref = &call->items[index];
+    ref->app_id = (char *)app;
+    ref->catalog_item_id = (char *)catalog_item;
+    ref->variant = call->variants[index];
+    return GW_WIX_OK;
+}
+
+static gw_wix_result_t gw_map_item(const json_t *item, size_t index, gw_wix_call_t *call)
+{
+    if (!json_is_object(item)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST, "request.items[%zu]: must be an object", index);
+    }
+    stockd__v1__item_ref__init(&call->items[index]);
+    stockd__v1__line__init(&call->lines[index]);
+    gw_wix_result_t result = gw_map_catalog_reference(item, index, call);
+    if (result != GW_WIX_OK) {
+        return result;
+    }
+    const char *location = "";
+    if (!gw_optional_string(item, "locationId", GW_LOCATION_BYTES_MAX, &location)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].locationId: must be a string of at most 64 bytes "
+                         "or null", index);
+    }
+    call->items[index].location_id = (char *)location;
+    int64_t quantity = 0;
+    if (!gw_json_integer(json_object_get(item, "quantity"), &quantity) || quantity < 1 ||
+        quantity > GW_WIX_QUANTITY_MAX) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].quantity: must be an integer 1..100000", index);
+    }
+    const json_t *subscription = json_object_get(item, "subscriptionItem");
+    if (subscription != NULL && !json_is_null(subscription) && !json_is_boolean(subscription)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items[%zu].subscriptionItem: must be a boolean", index);
+    }
+    call->lines[index].item = &call->items[index];
+    call->lines[index].quantity = quantity;
+    call->lines[index].subscription_item = json_is_true(subscription);
+    call->line_pointers[index] = &call->lines[index];
+    return GW_WIX_OK;
+}
+
+static gw_wix_result_t gw_map_items(const json_t *request, gw_wix_call_t *call)
+{
+    const json_t *items = json_object_get(request, "items");
+    size_t count = json_is_array(items) ? json_array_size(items) : 0;
+    if (count < 1 || count > GW_WIX_ITEMS_MAX) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.items: must be an array of 1..300 items");
+    }
+    call->items = calloc(count, sizeof(*call->items));
+    call->lines = calloc(count, sizeof(*call->lines));
+    call->line_pointers = calloc(count, sizeof(*call->line_pointers));
+    call->variants = calloc(count, sizeof(*call->variants));
+    if (!call->items || !call->lines || !call->line_pointers || !call->variants) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST, "out of memory");
+    }
+    call->lines_count = count;
+    for (size_t i = 0; i < count; i++) {
+        gw_wix_result_t result = gw_map_item(json_array_get(items, i), i, call);
+        if (result != GW_WIX_OK) {
+            return result;
+        }
+    }
+    return GW_WIX_OK;
+}
+
+static bool gw_reason_of(const json_t *request, Stockd__V1__Reason *reason_out)
+{
+    const char *reason = json_string_value(json_object_get(request, "reason"));
+    for (size_t i = 0; reason != NULL && i < sizeof(gw_reasons) / sizeof(gw_reasons[0]); i++) {
+        if (strcmp(reason, gw_reasons[i].name) == 0) {
+            *reason_out = gw_reasons[i].value;
+            return true;
+        }
+    }
+    return false;
+}
+
+static gw_wix_result_t gw_map_request(gw_wix_method_t method, const json_t *request,
+                                      gw_wix_call_t *call)
+{
+    if (!json_is_object(request)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST, "request: required object");
+    }
+    gw_wix_result_t result = gw_map_items(request, call);
+    if (result != GW_WIX_OK) {
+        return result;
+    }
+    const json_t *order = json_object_get(request, "orderId");
+    if (!json_is_string(order) || json_string_length(order) > GW_ORDER_ID_BYTES_MAX ||
+        strlen(json_string_value(order)) != json_string_length(order)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.orderId: must be a string of at most 128 bytes");
+    }
+    Stockd__V1__Reason reason;
+    if (!gw_reason_of(request, &reason)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.reason: must be one of ORDER_PLACED, ORDER_PAID, "
+                         "ORDER_CANCELED, ORDER_REFUNDED, ORDER_EDITED, ORDER_REJECTED");
+    }
+    const json_t *restrict_value = json_object_get(request, "restrictInventoryValue");
+    if (method == GW_WIX_DECREMENT && !json_is_boolean(restrict_value)) {
+        return gw_refuse(call, GW_WIX_BAD_REQUEST,
+                         "request.restrictInventoryValue: must be a boolean");
+    }
+    if (method == GW_WIX_DECREMENT) {
+        Stockd__V1__DecrementRequest *d = &call->decrement;
+        d->tenant_id = call->tenant_id;
+        d->n_lines = call->lines_count;
+        d->lines = call->line_pointers;
+        d->restrict_inventory = json_is_true(restrict_value);
+        d->order_id = (char *)json_string_value(order);
+        d->reason = reason;
+        d->request_id = call->request_id;
+    } else {
+        Stockd__V1__IncrementRequest *i = &call->increment;
+        i->tenant_id = call->tenant_id;
+        i->n_lines = call->lines_count;
+        i->lines = call->line_pointers;
+        i->order_id = (char *)json_string_value(order);
+        i->reason = reason;
+        i->request_id = call->request_id;
+    }
+    return GW_WIX_OK;
+}
+
+gw_wix_result_t gw_wix_map(gw_wix_method_t method, json_t *payload, const char *default_tenant,
+                           gw_wix_call_t *call)
+{
+    memset(call, 0, sizeof(*call));
+    call->method = method;
+    call->payload = json_incref(payload);
+    stockd__v1__decrement_request__init(&call->decrement);
+    stockd__v1__increment_request__init(&call->increment);
+    const json_t *data = json_object_get(payload, "data");
+    const json_t *metadata = json_object_get(data, "metadata");
+    if (!json_is_object(data) || !json_is_object(metadata)) {
+        return gw_refuse(call, GW_WIX_BAD_ENVELOPE, "data: must be an object holding a "
+                                                    "metadata object");
+    }
+    const char *type = json_string_value(json_object_get(metadata, "appExtensionType"));
+    if (type == NULL || strcasecmp(type, GW_WIX_APP_EXTENSION_TYPE) != 0) {
+        return gw_refuse(call, GW_WIX_BAD_EXTENSION,
+                         "data.metadata.appExtensionType: must be ECOM_INVENTORY");
+    }
+    gw_wix_result_t result = gw_map_metadata(metadata, default_tenant, call);
+    if (result != GW_WIX_OK) {
+        return result;
+    }
+    return gw_map_request(method, json_object_get(data, "request"), call);
+}
+
+void gw_wix_call_free(gw_wix_call_t *call)
+{
+    for (size_t i = 0; call->variants != NULL && i < call->lines_count; i++) {
+        free(call->variants[i]);
+    }
+    free(call->variants);
+    free(call->items);
+    free(call->lines);
+    free(call->line_pointers);
+    json_decref(call->payload);
+    memset(call, 0, sizeof(*call));
+}
