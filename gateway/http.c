@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "net.h"
@@ -178,7 +179,14 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
         *request_state = upload;
         if (gw_declared_too_large(connection, http->options.body_bytes_max)) {
             upload->too_large = true;
-            return gw_answer_request(http, connection, url, method, upload);
+            /* A client waiting for "100 Continue" gets the 413 before sending the body; any
+             * other client is answered after its body was read (and dropped), so it is not
+             * cut off mid-send and sees the answer. */
+            const char *expect = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_EXPECT);
+            if (expect != NULL && strcasecmp(expect, "100-continue") == 0) {
+                return gw_answer_request(http, connection, url, method, upload);
+            }
         }
         return MHD_YES;
     }

@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""Integration test of stockd-gateway with a real stockd, over real HTTP.
+
+Goal: Wix's calls work end to end and are answered byte for byte as Wix's SDK would: the seed
+flows (order placed; order edited), every example payload in shared/spec/examples, refusals
+(401/400/404/405/413/428), no oversell under 80 concurrent checkouts, replays applied once,
+and 503 + /readyz 503 when stockd is down.
+Method: start stockd and the gateway on 127.0.0.1:0 with temporary directories; sign tokens
+with Debian's python3-jwt (an independent JWT implementation) and with `stockctl wix-sign`;
+send them with urllib; read levels back over gRPC with python3-grpcio.
+Usage: test_gateway.py BUILD-DIR PYGEN-DIR EXAMPLES-DIR
+"""
+import copy
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+BUILD, PYGEN, EXAMPLES = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, PYGEN)
+del sys.argv[1:4]
+
+import grpc  # noqa: E402
+import jwt  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from stockd.v1 import inventory_pb2 as pb  # noqa: E402
+
+APP_ID = "228540bd-2509-4dfa-90c5-bcc6b493e7d4"
+STORES = "215238eb-22a5-4c36-9e7b-e7c08025e04e"
+INSTANCE = "8469f2fd-764b-4ea0-b748-13520b1f453b"
+DECREMENT_REFUSED = b'{"applicationError":{"code":"DECREMENT_NOT_POSSIBLE"}}'
+INCREMENT_REFUSED = b'{"applicationError":{"code":"INCREMENT_NOT_POSSIBLE"}}'
+
+
+def start(args, log_path):
+    """Starts a binary on port 0 and returns (process, bound address)."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        log.write(line)
+        m = re.search(r'"event":"listening","address":"(127\.0\.0\.1:\d+)"', line)
+        if m:
+            def drain():
+                for rest in proc.stderr:
+                    log.write(rest)
+                log.close()
+            threading.Thread(target=drain, daemon=True).start()
+            return proc, m.group(1)
+    raise RuntimeError("%s did not start; see %s" % (args[0], log_path))
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+class Gateway(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="stockd-gw-")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cls.private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
+        cls.private_path = os.path.join(cls.dir, "private.pem")
+        with open(cls.private_path, "wb") as f:
+            f.write(cls.private_pem)
+        cls.public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        cls.public_path = os.path.join(cls.dir, "public.pem")
+        with open(cls.public_path, "wb") as f:
+            f.write(cls.public_pem)
+        cls.start_stockd()
+        cls.gateway, cls.http = start(
+            [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+             cls.grpc_address, "--wix-app-id", APP_ID, "--wix-public-key", cls.public_path,
+             "--deadline-ms", "5000"], os.path.join(cls.dir, "gateway.log"))
+
+    @classmethod
+    def start_stockd(cls, port=0):
+        cls.stockd, cls.grpc_address = start(
+            [os.path.join(BUILD, "stockd"), "--listen", "127.0.0.1:%d" % port, "--data-dir",
+             os.path.join(cls.dir, "data")], os.path.join(cls.dir, "stockd.log"))
+        cls.channel = grpc.insecure_channel(cls.grpc_address)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert stop(cls.gateway) == 0
+        if cls.stockd.poll() is None:
+            assert stop(cls.stockd) == 0
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    # ---- helpers ----
+
+    def grpc_call(self, method, request, response_type):
+        return self.channel.unary_unary(
+            "/stockd.v1.Inventory/" + method, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_type.FromString)(request, timeout=10)
+
+    def set_level(self, sku, available, variant="", location="", app=STORES, tenant=INSTANCE):
+        self.grpc_call("SetStock", pb.SetStockRequest(tenant_id=tenant, lines=[pb.SetLine(
+            item=pb.ItemRef(location_id=location, app_id=app, catalog_item_id=sku,
+                            variant=variant), available=available)]), pb.SetStockResponse)
+
+    def level(self, sku, variant="", location="", app=STORES, tenant=INSTANCE):
+        r = self.grpc_call("GetStock", pb.GetStockRequest(tenant_id=tenant, items=[pb.ItemRef(
+            location_id=location, app_id=app, catalog_item_id=sku, variant=variant)]),
+            pb.GetStockResponse)
+        return r.levels[0].available
+
+    def claims(self, request, request_id=None, **overrides):
+        now = int(time.time())
+        claims = {"data": {"request": request, "metadata": {
+            "requestId": request_id or "py.%f" % time.time(), "instanceId": INSTANCE,
+            "currency": "USD", "appExtensionType": "ECOM_INVENTORY"}},
+            "aud": APP_ID, "iss": "wix.com", "iat": now, "exp": now + 300}
+        claims.update(overrides)
+        return claims
+
+    def sign(self, claims, algorithm="RS256"):
+        return jwt.encode(claims, self.private_pem, algorithm=algorithm)
+
+    def post(self, path, body, method="POST"):
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request("http://%s%s" % (self.http, path), data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def order(self, items, restrict=True, reason="ORDER_PLACED", order_id="o-1"):
+        request = {"items": items, "orderId": order_id, "reason": reason}
+        if restrict is not None:
+            request["restrictInventoryValue"] = restrict
+        return request
+
+    @staticmethod
+    def item(sku, quantity, variant_id=None, location=None):
+        ref = {"catalogItemId": sku, "appId": STORES}
+        if variant_id:
+            ref["options"] = {"variantId": variant_id}
+        item = {"catalogReference": ref, "quantity": quantity, "subscriptionItem": False}
+        if location:
+            item["locationId"] = location
+        return item
+
+    # ---- the seed flows ----
+
+    def test_order_placed_flow(self):
+        self.set_level("shirt", 5, variant="v-red")
+        self.set_level("mug", 1)
+        request = self.order([self.item("shirt", 2, "v-red"), self.item("mug", 1)])
+        status, headers, body = self.post("/v1/decrement", self.sign(self.claims(request)))
+        self.assertEqual((status, body), (200, b"{}"))
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual((self.level("shirt", "v-red"), self.level("mug")), (3, 0))
+        # the mug is gone: the whole order is refused and nothing changes
+        status, headers, body = self.post("/v1/decrement", self.sign(self.claims(request)))
+        self.assertEqual((status, body), (428, DECREMENT_REFUSED))
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertIn("mug", headers["X-Stockd-Reason"])
+        self.assertEqual((self.level("shirt", "v-red"), self.level("mug")), (3, 0))
+
+    def test_order_edited_flow(self):
+        self.set_level("new-item", 1)
+        self.set_level("old-item", 0)
+        edit = self.order([self.item("new-item", 3)], restrict=False, reason="ORDER_EDITED")
+        status, _, body = self.post("/any/base/path/v1/decrement", self.sign(self.claims(edit)))
+        self.assertEqual((status, body), (200, b"{}"))
+        self.assertEqual(self.level("new-item"), -2)
+        back = self.order([self.item("old-item", 2)], restrict=None, reason="ORDER_EDITED")
+        status, _, body = self.post("/v1/increment", self.sign(self.claims(back)))
+        self.assertEqual((status, body), (200, b"{}"))
+        self.assertEqual(self.level("old-item"), 2)
+        restore = self.order([self.item("new-item", 3)], restrict=None, reason="ORDER_CANCELED")
+        self.post("/v1/increment", self.sign(self.claims(restore)))
+        self.assertEqual(self.level("new-item"), 1)
+
+    def test_every_example_payload(self):
+        files = sorted(glob.glob(os.path.join(EXAMPLES, "*.json")))
+        self.assertGreaterEqual(len(files), 4)
+        for path in files:
+            with open(path) as f:
+                example = json.load(f)
+            claims = copy.deepcopy(example["claims"])
+            claims["iat"] = int(time.time())
+            claims["exp"] = claims["iat"] + 300
+            claims["aud"] = APP_ID
+            request = claims["data"]["request"]
+            tenant = claims["data"]["metadata"]["instanceId"]
+            expected = []
+            for item in request["items"]:
+                ref = item["catalogReference"]
+                variant = (ref.get("options") or {}).get("variantId", "")
+                key = dict(sku=ref["catalogItemId"], variant=variant,
+                           location=item.get("locationId") or "", app=ref["appId"], tenant=tenant)
+                self.set_level(available=100, **key)
+                sign = -1 if example["path"].endswith("decrement") else 1
+                expected.append((key, 100 + sign * item["quantity"]))
+            status, _, body = self.post(example["path"], self.sign(claims))
+            self.assertEqual((status, body), (200, b"{}"), path)
+            for key, available in expected:
+                self.assertEqual(self.level(**key), available, path)
+
+    def test_replayed_call_applies_once(self):
+        self.set_level("replay", 10)
+        token = self.sign(self.claims(self.order([self.item("replay", 4)]), request_id="same-id"))
+        self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+        self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+        self.assertEqual(self.level("replay"), 6)
+
+    def test_80_concurrent_checkouts_on_30(self):
+        self.set_level("hot", 30)
+        tokens = [self.sign(self.claims(self.order([self.item("hot", 1)]), request_id="hot-%d" % i))
+                  for i in range(80)]
+        with ThreadPoolExecutor(max_workers=80) as pool:
+            results = list(pool.map(lambda t: self.post("/v1/decrement", t), tokens))
+        statuses = sorted(r[0] for r in results)
+        self.assertEqual(statuses.count(200), 30)
+        self.assertEqual(statuses.count(428), 50)
+        self.assertTrue(all(r[2] == DECREMENT_REFUSED for r in results if r[0] == 428))
+        self.assertEqual(self.level("hot"), 0)
+
+    def test_token_signed_by_stockctl_and_ps256(self):
+        self.set_level("signed", 3)
+        request_file = os.path.join(self.dir, "request.json")
+        with open(request_file, "w") as f:
+            json.dump(self.order([self.item("signed", 1)]), f)
+        token = subprocess.run(
+            [os.path.join(BUILD, "stockctl"), "wix-sign", "--key", self.private_path, "--app-id",
+             APP_ID, "--instance-id", INSTANCE, request_file],
+            check=True, capture_output=True, text=True).stdout
+        self.assertEqual(self.post("/v1/decrement", token)[:3:2], (200, b"{}"))
+        token = self.sign(self.claims(self.order([self.item("signed", 1)])), algorithm="PS256")
+        self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+        self.assertEqual(self.level("signed"), 1)
+        # the independent verifier accepts what stockctl signs
+        decoded = jwt.decode(token, self.public_pem, algorithms=["PS256"], audience=APP_ID,
+                             issuer="wix.com")
+        self.assertEqual(decoded["aud"], APP_ID)
+
+    # ---- refusals ----
+
+    def test_refusals(self):
+        request = self.order([self.item("x", 1)])
+        none_token = jwt.encode(self.claims(request), None, algorithm="none")
+        status, headers, body = self.post("/v1/decrement", none_token)
+        self.assertEqual(status, 401)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(json.loads(body)["error"]["code"], "UNAUTHENTICATED")
+        hs_token = jwt.encode(self.claims(request), "not-the-key", algorithm="HS256")
+        self.assertEqual(self.post("/v1/decrement", hs_token)[0], 401)
+        self.assertEqual(self.post("/v1/decrement", self.sign(self.claims(request, aud="other")))[0], 401)
+        self.assertEqual(self.post("/v1/decrement", self.sign(self.claims(
+            request, exp=int(time.time()) - 3600)))[0], 401)
+        self.assertEqual(self.post("/v1/decrement", "garbage")[0], 401)
+        other_plugin = self.claims(request)
+        other_plugin["data"]["metadata"]["appExtensionType"] = "ECOM_SHIPPING_RATES"
+        self.assertEqual(self.post("/v1/decrement", self.sign(other_plugin))[0], 401)
+        status, _, body = self.post("/v1/decrement", self.sign({**self.claims(request), "data": "x"}))
+        self.assertEqual(status, 400)
+        bad = self.order([self.item("x", 0)])
+        status, headers, body = self.post("/v1/increment", self.sign(self.claims(bad)))
+        self.assertEqual((status, body), (428, INCREMENT_REFUSED))
+        self.assertIn("quantity", headers["X-Stockd-Reason"])
+        self.assertEqual(self.post("/v2/nothing", "x")[0], 404)
+        status, headers, _ = self.post("/v1/decrement", None, method="GET")
+        self.assertEqual((status, headers["Allow"]), (405, "POST"))
+        self.assertEqual(self.post("/v1/decrement", b"x" * (1024 * 1024 + 1))[0], 413)
+
+    def test_health_and_metrics(self):
+        self.assertEqual(self.post("/healthz", None, method="GET")[0], 200)
+        self.assertEqual(self.post("/readyz", None, method="GET")[0], 200)
+        self.post("/v1/decrement", "garbage")
+        status, headers, body = self.post("/metrics", None, method="GET")
+        self.assertEqual(status, 200)
+        self.assertIn(b'stockd_gateway_jwt_refusals_total{reason="MALFORMED"}', body)
+        self.assertIn(b'stockd_gateway_requests_total{route="decrement",status="401"}', body)
+
+    def test_zz_stockd_down(self):
+        """Runs last (name order): stops stockd, checks 503s, then starts it again."""
+        port = int(self.grpc_address.rsplit(":", 1)[1])
+        self.assertEqual(stop(self.stockd), 0)
+        token = self.sign(self.claims(self.order([self.item("down", 1)])))
+        status, headers, body = self.post("/v1/decrement", token)
+        self.assertEqual(status, 503)
+        self.assertIn("Retry-After", headers)
+        self.assertNotIn(b"127.0.0.1", body)
+        self.assertEqual(self.post("/readyz", None, method="GET")[0], 503)
+        self.assertEqual(self.post("/healthz", None, method="GET")[0], 200)
+        type(self).start_stockd(port)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.post("/readyz", None, method="GET")[0] != 200:
+            time.sleep(0.2)
+        self.assertEqual(self.post("/readyz", None, method="GET")[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
