@@ -2,7 +2,7 @@
 #   make run    install what is missing, build, start stockd on 127.0.0.1:50051
 #   make test   install what is missing, build (warnings are errors), run every test, then
 #               build again with ASan+UBSan and run the unit and integration tests again
-.PHONY: all setup build run test test-release test-sanitize bench clean
+.PHONY: all setup build run test bench fuzz clean
 
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -26,5 +26,11 @@ test: setup
 bench: build
 	@bash scripts/bench.sh $(BUILD)
 
+fuzz: setup
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_FUZZ=ON >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_gateway
+	mkdir -p build-fuzz/corpus && cp tests/fuzz/corpus/gateway/* build-fuzz/corpus/
+	./build-fuzz/tests/fuzz_gateway -max_total_time=$${FUZZ_SECONDS:-300} build-fuzz/corpus
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

@@ -75,7 +75,7 @@ static void sc_decode_details(const grpc_metadata_array *trailing, sc_status_t *
 {
     for (size_t i = 0; i < trailing->count; i++) {
         const grpc_metadata *entry = &trailing->metadata[i];
-        if (!grpc_slice_str_cmp(entry->key, "grpc-status-details-bin") == 0) {
+        if (grpc_slice_str_cmp(entry->key, "grpc-status-details-bin") != 0) {
             continue;
         }
         Google__Rpc__Status *rich = google__rpc__status__unpack(

@@ -70,6 +70,9 @@ static void log_append_raw(log_buffer_t *buffer, const char *text, size_t length
 }
 
 static void log_appendf(log_buffer_t *buffer, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void log_appendf(log_buffer_t *buffer, const char *format, ...)
 {
     char scratch[64];
     va_list args;
