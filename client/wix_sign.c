@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 EVP_PKEY *sc_wix_load_private_key(const char *path)
 {
     FILE *file = fopen(path, "r");
@@ -18,25 +20,6 @@ EVP_PKEY *sc_wix_load_private_key(const char *path)
     EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
     fclose(file);
     return key;
-}
-
-/* base64url without padding; returns a malloc'd string. */
-static char *sc_base64url(const unsigned char *bytes, size_t length)
-{
-    size_t encoded_capacity = 4 * ((length + 2) / 3) + 1;
-    char *out = malloc(encoded_capacity);
-    if (out == NULL) {
-        return NULL;
-    }
-    int n = EVP_EncodeBlock((unsigned char *)out, bytes, (int)length);
-    while (n > 0 && out[n - 1] == '=') {
-        n--;
-    }
-    out[n] = '\0';
-    for (int i = 0; i < n; i++) {
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-    }
-    return out;
 }
 
 static void sc_random_request_id(char *out, size_t capacity)
@@ -119,7 +102,7 @@ static char *sc_sign_bytes(EVP_PKEY *key, const char *alg, const char *input)
     ok = ok && EVP_DigestSign(context, signature, &signature_length,
                               (const unsigned char *)input, strlen(input)) == 1;
     EVP_MD_CTX_free(context);
-    return ok ? sc_base64url(signature, signature_length) : NULL;
+    return ok ? util_base64url_encode(signature, signature_length) : NULL;
 }
 
 char *sc_wix_sign(EVP_PKEY *private_key, const char *alg, const json_t *claims)
@@ -127,8 +110,8 @@ char *sc_wix_sign(EVP_PKEY *private_key, const char *alg, const json_t *claims)
     char header[64];
     snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
     char *payload = json_dumps(claims, JSON_COMPACT);
-    char *header_b64 = sc_base64url((const unsigned char *)header, strlen(header));
-    char *payload_b64 = payload ? sc_base64url((const unsigned char *)payload, strlen(payload))
+    char *header_b64 = util_base64url_encode((const unsigned char *)header, strlen(header));
+    char *payload_b64 = payload ? util_base64url_encode((const unsigned char *)payload, strlen(payload))
                                 : NULL;
     char *token = NULL;
     if (header_b64 != NULL && payload_b64 != NULL) {

@@ -169,3 +169,78 @@ bool util_add_int64(int64_t a, int64_t b, int64_t *result_out)
 {
     return !__builtin_add_overflow(a, b, result_out);
 }
+
+static int util_base64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+unsigned char *util_base64url_decode(const char *text, size_t length, size_t *decoded_length)
+{
+    /* RFC 7515 §2: base64url without padding; a length of 1 mod 4 cannot occur. */
+    if (length % 4 == 1) {
+        return NULL;
+    }
+    unsigned char *out = malloc(length * 3 / 4 + 3);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t used = 0;
+    uint32_t accumulator = 0;
+    int bits = 0;
+    for (size_t i = 0; i < length; i++) {
+        int value = util_base64url_value((unsigned char)text[i]);
+        if (value < 0) {
+            free(out);
+            return NULL;
+        }
+        accumulator = (accumulator << 6) | (uint32_t)value;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[used++] = (unsigned char)(accumulator >> bits);
+        }
+    }
+    /* The leftover bits must be zero, so each token has exactly one encoding. */
+    if (bits > 0 && (accumulator & ((1u << bits) - 1)) != 0) {
+        free(out);
+        return NULL;
+    }
+    *decoded_length = used;
+    return out;
+}
+
+char *util_base64url_encode(const unsigned char *bytes, size_t length)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = malloc(length / 3 * 4 + 5);
+    size_t used = 0;
+    uint32_t accumulator = 0;
+    int bits = 0;
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < length; i++) {
+        accumulator = (accumulator << 8) | bytes[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[used++] = alphabet[(accumulator >> bits) & 0x3F];
+        }
+    }
+    if (bits > 0) {
+        out[used++] = alphabet[(accumulator << (6 - bits)) & 0x3F];
+    }
+    out[used] = '\0';
+    return out;
+}

@@ -28,6 +28,13 @@ bool util_parse_duration_s(const char *text, int64_t *seconds_out);
 /* Lower-case hex of bytes into out (2*length+1 bytes). */
 void util_hex(const unsigned char *bytes, size_t length, char *out);
 
+/* base64url without padding (RFC 4648 §5), as JWS and page tokens use it. Both return
+ * malloc'd buffers (NULL on invalid input or out of memory); decoding rejects padding,
+ * characters outside the alphabet and non-zero leftover bits, so each value has exactly one
+ * encoding. */
+char *util_base64url_encode(const unsigned char *bytes, size_t length);
+unsigned char *util_base64url_decode(const char *text, size_t length, size_t *decoded_length);
+
 /* Checked arithmetic: false when the result would overflow. */
 bool util_add_int64(int64_t a, int64_t b, int64_t *result_out);
 

@@ -1,6 +1,8 @@
 /* jwt.c — see jwt.h. */
 #include "jwt.h"
 
+#include "util.h"
+
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -40,60 +42,11 @@ const char *gw_jwt_status_description(gw_jwt_status_t status)
     return "unknown";
 }
 
-static int gw_base64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
-unsigned char *gw_base64url_decode(const char *text, size_t length, size_t *decoded_length)
-{
-    /* RFC 7515 §2: base64url without padding; a length of 1 mod 4 cannot occur. */
-    if (length % 4 == 1) {
-        return NULL;
-    }
-    unsigned char *out = malloc(length * 3 / 4 + 3);
-    if (out == NULL) {
-        return NULL;
-    }
-    size_t used = 0;
-    uint32_t accumulator = 0;
-    int bits = 0;
-    for (size_t i = 0; i < length; i++) {
-        int value = gw_base64url_value((unsigned char)text[i]);
-        if (value < 0) {
-            free(out);
-            return NULL;
-        }
-        accumulator = (accumulator << 6) | (uint32_t)value;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[used++] = (unsigned char)(accumulator >> bits);
-        }
-    }
-    /* The leftover bits must be zero, so each token has exactly one encoding. */
-    if (bits > 0 && (accumulator & ((1u << bits) - 1)) != 0) {
-        free(out);
-        return NULL;
-    }
-    *decoded_length = used;
-    return out;
-}
-
 /* Decodes one base64url segment as a JSON object. */
 static json_t *gw_decode_json_segment(const char *text, size_t length)
 {
     size_t decoded_length = 0;
-    unsigned char *decoded = gw_base64url_decode(text, length, &decoded_length);
+    unsigned char *decoded = util_base64url_decode(text, length, &decoded_length);
     if (decoded == NULL) {
         return NULL;
     }
@@ -236,7 +189,7 @@ gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *tok
     }
     size_t signature_length = 0;
     const char *signature_text = second_dot + 1;
-    unsigned char *signature = gw_base64url_decode(
+    unsigned char *signature = util_base64url_decode(
         signature_text, length - (size_t)(signature_text - token), &signature_length);
     if (signature == NULL) {
         return GW_JWT_MALFORMED;

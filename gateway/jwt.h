@@ -54,7 +54,4 @@ gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *tok
  * caller owns the key (EVP_PKEY_free). */
 EVP_PKEY *gw_jwt_load_public_key(const char *path, char *error, size_t error_capacity);
 
-/* base64url (no padding) decode into a malloc'd buffer; NULL on invalid input. */
-unsigned char *gw_base64url_decode(const char *text, size_t length, size_t *decoded_length);
-
 #endif

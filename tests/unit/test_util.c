@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
@@ -68,6 +69,29 @@ static void test_host_port(void **state)
     assert_false(net_parse_ipv4_host_port("not-an-ip:80", &address));
 }
 
+static void test_base64url(void **state)
+{
+    (void)state;
+    const char *inputs[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\xfd"};
+    const char *expected[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy", "__79"};
+    for (size_t i = 0; i < 8; i++) {
+        char *encoded = util_base64url_encode((const unsigned char *)inputs[i], strlen(inputs[i]));
+        assert_string_equal(encoded, expected[i]);
+        size_t length = 0;
+        unsigned char *decoded = util_base64url_decode(encoded, strlen(encoded), &length);
+        assert_non_null(decoded);
+        assert_int_equal(length, strlen(inputs[i]));
+        assert_memory_equal(decoded, inputs[i], length);
+        free(decoded);
+        free(encoded);
+    }
+    size_t length;
+    assert_null(util_base64url_decode("Zg==", 4, &length)); /* padding */
+    assert_null(util_base64url_decode("Z+8", 3, &length));  /* standard alphabet */
+    assert_null(util_base64url_decode("Zh", 2, &length));   /* non-zero leftover bits */
+    assert_null(util_base64url_decode("Z", 1, &length));    /* impossible length */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -75,6 +99,7 @@ int main(void)
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_host_port),
+        cmocka_unit_test(test_base64url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
