@@ -898,5 +898,7 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
                                   entry->key_length, (const char *)value, sizeof(value));
     }
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
+    sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
+                                    util_now_us());
     return sd_storage_write(batch->storage, batch->write_batch, sync);
 }

@@ -11,9 +11,11 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "sd_limits.h"
 #include "log.h"
+#include "queries.h"
 #include "server.h"
 #include "stockd/v1/inventory.pb-c.h"
 #include "validate.h"
+#include "watch.h"
 
 /* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
  * On success the message is kept by the call and freed with it. */
@@ -192,10 +194,56 @@ static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t le
     free(pointers);
 }
 
-static void sd_handle_unimplemented(sd_call_t *call, const uint8_t *bytes, size_t length)
+/* Runs a paged query and answers with its packed response or its error. */
+static void sd_reply_query(sd_call_t *call, sd_status_t status, sd_error_t *error,
+                           uint8_t *packed, size_t packed_length)
 {
-    (void)bytes, (void)length;
-    sd_call_reply_status(call, SD_UNIMPLEMENTED, "not implemented yet");
+    if (status == SD_OK) {
+        sd_call_reply_bytes(call, packed, packed_length);
+    } else {
+        sd_call_reply_error(call, error);
+    }
+    free(packed);
+    sd_error_free(error);
+}
+
+static void sd_handle_list_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__ListStockRequest *request = (Stockd__V1__ListStockRequest *)sd_unpack(
+        call, &stockd__v1__list_stock_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    uint8_t *packed = NULL;
+    size_t packed_length = 0;
+    sd_status_t status = sd_query_list_stock(sd_call_services(call)->storage, request, &error,
+                                             &packed, &packed_length);
+    sd_reply_query(call, status, &error, packed, packed_length);
+}
+
+static void sd_handle_history(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__HistoryRequest *request = (Stockd__V1__HistoryRequest *)sd_unpack(
+        call, &stockd__v1__history_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    uint8_t *packed = NULL;
+    size_t packed_length = 0;
+    const sd_services_t *services = sd_call_services(call);
+    sd_status_t status = sd_query_history(services->storage,
+                                          sd_storage_pruned_through(services->storage), request,
+                                          &error, &packed, &packed_length);
+    sd_reply_query(call, status, &error, packed, packed_length);
+}
+
+static void sd_handle_watch(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    sd_watch_hub_handle(sd_call_services(call)->watch_hub, call, bytes, length);
 }
 
 /* ---- grpc.health.v1.Health ---- */
@@ -249,9 +297,9 @@ const sd_method_t sd_methods[] = {
     {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment},
     {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock},
     {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock},
-    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_unimplemented},
-    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_unimplemented},
-    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_unimplemented},
+    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock},
+    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history},
+    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch},
     {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check},
     {"/grpc.health.v1.Health/Watch", "Health.Watch", SD_METHOD_SERVER_STREAM,
      sd_handle_health_watch},

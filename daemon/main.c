@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "storage.h"
+#include "watch.h"
 #include "writer.h"
 
 typedef struct {
@@ -22,6 +23,9 @@ typedef struct {
     const char *sync;
     const char *metrics_listen;
     int64_t idempotency_ttl_s;
+    int64_t ledger_retention_s;
+    int64_t ledger_prune_interval_s;
+    int64_t watch_lag_max;
     int64_t queue_depth;
     int64_t batch_max;
     int64_t block_cache_mb;
@@ -48,6 +52,13 @@ static const cfg_option_t sd_options[] = {
            "HOST:PORT serving GET /metrics (Prometheus); empty = off"),
     SD_OPT("idempotency-ttl", "STOCKD_IDEMPOTENCY_TTL", CFG_DURATION, idempotency_ttl_s, "7d",
            60, 366 * 86400, NULL, "how long a request_id is remembered (e.g. 7d, 12h)"),
+    SD_OPT("ledger-retention", "STOCKD_LEDGER_RETENTION", CFG_DURATION, ledger_retention_s,
+           "90d", 0, 100LL * 366 * 86400, NULL,
+           "how long ledger entries are kept (0 = forever); older ones are deleted"),
+    SD_OPT("ledger-prune-interval", "STOCKD_LEDGER_PRUNE_INTERVAL", CFG_DURATION,
+           ledger_prune_interval_s, "10m", 1, 86400, NULL, "how often retention runs"),
+    SD_OPT("watch-lag-max", "STOCKD_WATCH_LAG_MAX", CFG_INT, watch_lag_max, "1000000", 1,
+           INT64_MAX, NULL, "seqs a Watch may fall behind before it is ended (it can resume)"),
     SD_OPT("queue-depth", "STOCKD_QUEUE_DEPTH", CFG_INT, queue_depth, "4096", 1, 1 << 20, NULL,
            "write requests that may wait; beyond it RESOURCE_EXHAUSTED"),
     SD_OPT("batch-max", "STOCKD_BATCH_MAX", CFG_INT, batch_max, "256", 1, 65536, NULL,
@@ -87,6 +98,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     sd_storage_t *storage = NULL;
     sd_writer_t *writer = NULL;
     sd_server_t *server = NULL;
+    sd_watch_hub_t *hub = NULL;
     char error[512];
     for (size_t i = 0; i < sd_methods_count; i++) {
         sd_method_names[i] = sd_methods[i].name;
@@ -110,8 +122,13 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     sd_writer_options_t writer_options = {
         .storage = storage, .sync = sync, .queue_depth_max = (size_t)config->queue_depth,
         .batch_jobs_max = (size_t)config->batch_max, .batch_lines_max = 4 * SD_LINES_MAX,
-        .idempotency_ttl_s = config->idempotency_ttl_s, .metrics = metrics};
-    if (sd_writer_start(&writer_options, &writer) != SD_OK) {
+        .idempotency_ttl_s = config->idempotency_ttl_s,
+        .ledger_retention_s = config->ledger_retention_s,
+        .prune_interval_s = config->ledger_prune_interval_s, .metrics = metrics,
+        .on_commit = sd_watch_hub_on_commit};
+    hub = sd_watch_hub_new(storage, sd_storage_last_seq(storage), (uint64_t)config->watch_lag_max);
+    writer_options.on_commit_context = hub;
+    if (hub == NULL || sd_writer_start(&writer_options, &writer) != SD_OK) {
         SD_LOG(LOG_ERROR, "writer_start_failed", LF_END);
         goto cleanup;
     }
@@ -124,7 +141,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
                LF_INT("port", port));
     }
-    sd_services_t services = {storage, writer, metrics};
+    sd_services_t services = {storage, writer, metrics, hub};
     sd_server_options_t server_options = {config->listen, (int)config->threads,
                                           16 * 1024 * 1024};
     char bound[128];
@@ -140,10 +157,12 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
                                                                                     : "SIGINT"));
     exit_code = 0;
 cleanup:
-    /* Order: stop accepting and finish in-flight calls (the writer still runs for them), then
-     * drain the writer, then close the database (flushing the WAL). */
+    /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and
+     * every stream ends), then drain the writer, stop the watch hub, and close the database
+     * (flushing the WAL). */
     sd_server_stop(server, config->shutdown_grace_s * 1000);
     sd_writer_stop(writer);
+    sd_watch_hub_free(hub);
     sd_storage_close(storage);
     sd_metrics_free(metrics);
     if (exit_code == 0) {

@@ -29,7 +29,8 @@ typedef enum {
     SD_TAG_NEW_CALL,     /* a registered call arrived (or the post failed at shutdown) */
     SD_TAG_UNKNOWN_CALL, /* a call for an unregistered method arrived */
     SD_TAG_BATCH_DONE,   /* a batch of ours finished: drop its reference */
-    SD_TAG_STREAM_CLOSED, /* a held stream ended (client left or server cancelled it) */
+    SD_TAG_STREAM_SENT,   /* a stream message went out (or failed) */
+    SD_TAG_STREAM_CLOSED, /* a stream ended (client left, status sent, or cancelled) */
     SD_TAG_SHUTDOWN,     /* grpc_server_shutdown_and_notify finished */
 } sd_tag_kind_t;
 
@@ -45,6 +46,7 @@ struct sd_call {
     sd_tag_t new_tag;
     sd_tag_t done_tag;
     sd_tag_t closed_tag;
+    sd_tag_t sent_tag;
     _Atomic int refs;
     grpc_call *call;
     gpr_timespec deadline;
@@ -62,6 +64,10 @@ struct sd_call {
     ProtobufCMessage *kept_message;
     sd_write_job_t job;
     bool watching; /* in the server's watch list */
+    bool metadata_sent;
+    grpc_byte_buffer *stream_message; /* the message in flight */
+    sd_stream_event_fn *on_stream_event;
+    void *stream_context;
 };
 
 struct sd_server {
@@ -94,6 +100,7 @@ static sd_call_t *sd_call_new(sd_server_t *server, const sd_method_t *method, si
     call->new_tag = (sd_tag_t){method ? SD_TAG_NEW_CALL : SD_TAG_UNKNOWN_CALL, call};
     call->done_tag = (sd_tag_t){SD_TAG_BATCH_DONE, call};
     call->closed_tag = (sd_tag_t){SD_TAG_STREAM_CLOSED, call};
+    call->sent_tag = (sd_tag_t){SD_TAG_STREAM_SENT, call};
     atomic_init(&call->refs, 1);
     grpc_metadata_array_init(&call->request_metadata);
     grpc_call_details_init(&call->details);
@@ -115,6 +122,9 @@ static void sd_call_free(sd_call_t *call)
     }
     if (call->response != NULL) {
         grpc_byte_buffer_destroy(call->response);
+    }
+    if (call->stream_message != NULL) {
+        grpc_byte_buffer_destroy(call->stream_message);
     }
     grpc_slice_unref(call->status_message);
     grpc_slice_unref(call->status_details);
@@ -264,33 +274,24 @@ static void sd_server_watch_remove(sd_server_t *server, sd_call_t *call)
     pthread_mutex_unlock(&server->mutex);
 }
 
-void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message)
+bool sd_call_stream_open(sd_call_t *call, sd_stream_event_fn *on_event, void *context)
 {
     sd_server_t *server = call->server;
     pthread_mutex_lock(&server->mutex);
-    bool admitted = server->watches_count < SD_WATCHES_MAX && !atomic_load(&server->stopping);
+    bool stopping = atomic_load(&server->stopping);
+    bool admitted = server->watches_count < SD_WATCHES_MAX && !stopping;
     if (admitted) {
         server->watches[server->watches_count++] = call;
         call->watching = true;
     }
     pthread_mutex_unlock(&server->mutex);
     if (!admitted) {
-        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, "too many open watches");
-        return;
+        sd_call_reply_status(call, stopping ? SD_UNAVAILABLE : SD_RESOURCE_EXHAUSTED,
+                             stopping ? "server is shutting down" : "too many open streams");
+        return false;
     }
-    size_t length = protobuf_c_message_get_packed_size(first_message);
-    grpc_slice slice = grpc_slice_malloc(length);
-    protobuf_c_message_pack(first_message, GRPC_SLICE_START_PTR(slice));
-    call->response = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    grpc_op send_ops[2];
-    memset(send_ops, 0, sizeof(send_ops));
-    send_ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    send_ops[1].op = GRPC_OP_SEND_MESSAGE;
-    send_ops[1].data.send_message.send_message = call->response;
-    sd_call_start(call, send_ops, 2, &call->done_tag);
-    /* The close batch completes when the client goes away or the server cancels the call at
-     * shutdown; the call stays in the watch list until then. */
+    call->on_stream_event = on_event;
+    call->stream_context = context;
     grpc_op close_op;
     memset(&close_op, 0, sizeof(close_op));
     close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -298,7 +299,69 @@ void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message)
     sd_call_start(call, &close_op, 1, &call->closed_tag);
     sd_metrics_count_request(server->services.metrics, call->method_index, SD_OK,
                              util_monotonic_ms() - call->started_ms);
-    sd_call_unref(call); /* the handler's reference */
+    return true;
+}
+
+bool sd_call_stream_send(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    grpc_op ops[2];
+    size_t count = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!call->metadata_sent) {
+        ops[count++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        call->metadata_sent = true;
+    }
+    if (call->stream_message != NULL) {
+        grpc_byte_buffer_destroy(call->stream_message);
+    }
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, length);
+    call->stream_message = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    ops[count].op = GRPC_OP_SEND_MESSAGE;
+    ops[count++].data.send_message.send_message = call->stream_message;
+    atomic_fetch_add(&call->refs, 1);
+    if (grpc_call_start_batch(call->call, ops, count, &call->sent_tag, NULL) != GRPC_CALL_OK) {
+        sd_call_unref(call);
+        return false;
+    }
+    return true;
+}
+
+void sd_call_stream_end(sd_call_t *call, sd_status_t status, const char *message)
+{
+    grpc_op ops[2];
+    size_t count = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!call->metadata_sent) {
+        ops[count++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        call->metadata_sent = true;
+    }
+    call->status_message = grpc_slice_from_copied_string(message);
+    ops[count].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[count].data.send_status_from_server.status = (grpc_status_code)sd_status_grpc_code(status);
+    ops[count++].data.send_status_from_server.status_details = &call->status_message;
+    sd_call_start(call, ops, count, &call->done_tag);
+    sd_call_unref(call);
+}
+
+void sd_call_stream_release(sd_call_t *call)
+{
+    sd_call_unref(call);
+}
+
+void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message)
+{
+    if (!sd_call_stream_open(call, NULL, NULL)) {
+        return;
+    }
+    size_t length = protobuf_c_message_get_packed_size(first_message);
+    uint8_t *bytes = malloc(length ? length : 1);
+    if (bytes != NULL) {
+        protobuf_c_message_pack(first_message, bytes);
+        sd_call_stream_send(call, bytes, length);
+        free(bytes);
+    }
+    sd_call_unref(call); /* nothing more to send: the close batch keeps the call alive */
 }
 
 /* ---- handler accessors ---- */
@@ -374,8 +437,17 @@ static void sd_server_on_event(sd_server_t *server, grpc_event event)
     case SD_TAG_BATCH_DONE:
         sd_call_unref(call);
         return;
+    case SD_TAG_STREAM_SENT:
+        if (call->on_stream_event != NULL) {
+            call->on_stream_event(call->stream_context, SD_STREAM_SENT, event.success);
+        }
+        sd_call_unref(call);
+        return;
     case SD_TAG_STREAM_CLOSED:
         sd_server_watch_remove(server, call);
+        if (call->on_stream_event != NULL) {
+            call->on_stream_event(call->stream_context, SD_STREAM_CLOSED, true);
+        }
         sd_call_unref(call);
         return;
     case SD_TAG_SHUTDOWN:

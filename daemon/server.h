@@ -40,10 +40,13 @@ typedef struct {
 } sd_server_options_t;
 
 /* Everything handlers may use. */
+typedef struct sd_watch_hub sd_watch_hub_t;
+
 typedef struct {
     sd_storage_t *storage;
     sd_writer_t *writer;
     sd_metrics_t *metrics;
+    sd_watch_hub_t *watch_hub;
 } sd_services_t;
 
 /* Creates and starts the server; the bound address is logged and stored in bound_out.
@@ -71,8 +74,28 @@ void sd_call_reply_error(sd_call_t *call, const sd_error_t *error);
 /* Replies with a status and a plain message (no details). */
 void sd_call_reply_status(sd_call_t *call, sd_status_t status, const char *message);
 
-/* Server-streaming: sends the initial metadata and a first message and keeps the call open
- * until the client goes away or the server stops (the health Watch). */
+/* ---- server streaming ----
+ * A stream is opened once, then messages are sent one at a time (the next only after the
+ * SENT event of the previous), and it is ended with a status (or released after CLOSED).
+ * Events arrive on a polling thread: SENT when a send finished (ok tells whether it went
+ * out), CLOSED exactly once when the call is over (client gone, status sent, or cancelled at
+ * shutdown). The call stays valid until the CLOSED event has been delivered. */
+typedef enum { SD_STREAM_SENT, SD_STREAM_CLOSED } sd_stream_event_t;
+typedef void sd_stream_event_fn(void *context, sd_stream_event_t event, bool ok);
+
+/* Opens the stream; false (and the call answered) when too many streams are open or the
+ * server is stopping. The handler's reference passes to the stream owner, who gives it
+ * back with sd_call_stream_end or sd_call_stream_release. */
+bool sd_call_stream_open(sd_call_t *call, sd_stream_event_fn *on_event, void *context);
+/* Sends one message (serialized bytes, copied). False when it could not be started. */
+bool sd_call_stream_send(sd_call_t *call, const uint8_t *bytes, size_t length);
+/* Ends the stream with a status and gives back the owner's reference. */
+void sd_call_stream_end(sd_call_t *call, sd_status_t status, const char *message);
+/* Gives back the owner's reference without a status (after CLOSED). */
+void sd_call_stream_release(sd_call_t *call);
+
+/* Sends one message and keeps the call open until the client goes away or the server
+ * stops (the health Watch, whose status never changes while serving). */
 void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message);
 
 /* True once shutdown has begun (health reports NOT_SERVING). */

@@ -12,6 +12,9 @@
 static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger",
                                                      "idempotency"};
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
+static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
+static const char sd_time_index_prefix[] = "ledger_time:";
+#define SD_TIME_INDEX_KEY_BYTES (sizeof(sd_time_index_prefix) - 1 + 8)
 
 struct sd_storage {
     rocksdb_t *db;
@@ -26,6 +29,7 @@ struct sd_storage {
     rocksdb_writeoptions_t *write_sync;
     rocksdb_writeoptions_t *write_nosync;
     uint64_t last_seq;
+    _Atomic uint64_t pruned_through;
     int64_t idempotency_ttl_us;
     atomic_int fail_write_countdown;
 };
@@ -101,26 +105,33 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_writeoptions_set_sync(storage->write_nosync, 0);
 }
 
-static sd_status_t sd_storage_load_last_seq(sd_storage_t *storage)
+/* Reads a big-endian u64 metadata record (0 when absent). */
+static sd_status_t sd_storage_load_meta(sd_storage_t *storage, const char *key, uint64_t *out)
 {
     char *value = NULL;
     size_t value_length = 0;
-    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT,
-                                        (const uint8_t *)sd_meta_last_seq_key,
-                                        sizeof(sd_meta_last_seq_key) - 1, &value, &value_length);
-    if (status != SD_OK) {
+    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)key,
+                                        strlen(key), &value, &value_length);
+    *out = 0;
+    if (status != SD_OK || value == NULL) {
         return status;
     }
-    storage->last_seq = 0;
-    if (value != NULL) {
-        if (value_length != 8) {
-            sd_storage_free(value);
-            return SD_INTERNAL;
-        }
-        storage->last_seq = sd_be64_get((const uint8_t *)value);
-        sd_storage_free(value);
+    if (value_length == 8) {
+        *out = sd_be64_get((const uint8_t *)value);
     }
-    return SD_OK;
+    sd_storage_free(value);
+    return value_length == 8 ? SD_OK : SD_INTERNAL;
+}
+
+static sd_status_t sd_storage_load_last_seq(sd_storage_t *storage)
+{
+    uint64_t pruned = 0;
+    sd_status_t status = sd_storage_load_meta(storage, sd_meta_last_seq_key, &storage->last_seq);
+    if (status == SD_OK) {
+        status = sd_storage_load_meta(storage, sd_meta_pruned_key, &pruned);
+    }
+    atomic_store(&storage->pruned_through, pruned);
+    return status;
 }
 
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
@@ -283,4 +294,145 @@ const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage
 void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count)
 {
     atomic_store(&storage->fail_write_countdown, writes_count);
+}
+
+sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *prefix,
+                            size_t prefix_length, const uint8_t *start, size_t start_length,
+                            bool start_exclusive, size_t entries_max, sd_scan_fn *visit,
+                            void *context, bool *more_out)
+{
+    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf(
+        storage->db, storage->read_options, storage->cf[cf]);
+    const uint8_t *seek = start ? start : prefix;
+    size_t seek_length = start ? start_length : prefix_length;
+    rocksdb_iter_seek(iterator, (const char *)seek, seek_length);
+    size_t visited = 0;
+    *more_out = false;
+    for (; rocksdb_iter_valid(iterator); rocksdb_iter_next(iterator)) {
+        size_t key_length = 0, value_length = 0;
+        const char *key = rocksdb_iter_key(iterator, &key_length);
+        if (key_length < prefix_length || memcmp(key, prefix, prefix_length) != 0) {
+            break;
+        }
+        if (start_exclusive && start && key_length == start_length &&
+            memcmp(key, start, start_length) == 0) {
+            continue;
+        }
+        if (visited == entries_max) {
+            *more_out = true;
+            break;
+        }
+        visited++;
+        const char *value = rocksdb_iter_value(iterator, &value_length);
+        if (!visit(context, (const uint8_t *)key, key_length, (const uint8_t *)value,
+                   value_length)) {
+            *more_out = true;
+            break;
+        }
+    }
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
+    rocksdb_iter_destroy(iterator);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_scan_failed", LF_STR("cf", sd_cf_names[cf]),
+               LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
+}
+
+void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                     uint64_t seq, int64_t time_us)
+{
+    uint8_t key[SD_TIME_INDEX_KEY_BYTES], value[8];
+    memcpy(key, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
+    sd_be64_put(key + sizeof(sd_time_index_prefix) - 1, seq);
+    sd_be64_put(value, (uint64_t)time_us);
+    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)key, sizeof(key),
+                              (const char *)value, sizeof(value));
+}
+
+uint64_t sd_storage_pruned_through(const sd_storage_t *storage)
+{
+    return atomic_load(&storage->pruned_through);
+}
+
+typedef struct {
+    int64_t cutoff_us;
+    uint64_t cutoff_seq;
+} sd_cutoff_scan_t;
+
+static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length,
+                            const uint8_t *value, size_t value_length)
+{
+    sd_cutoff_scan_t *scan = context;
+    if (key_length != SD_TIME_INDEX_KEY_BYTES || value_length != 8 ||
+        (int64_t)sd_be64_get(value) >= scan->cutoff_us) {
+        return false;
+    }
+    scan->cutoff_seq = sd_be64_get(key + key_length - 8);
+    return true;
+}
+
+/* Adds deletes of every tenant's ledger entries with seq <= cutoff_seq to batch. */
+static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                             uint64_t cutoff_seq)
+{
+    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf(
+        storage->db, storage->read_options, storage->cf[SD_CF_LEDGER]);
+    uint8_t begin[SD_LEDGER_KEY_BYTES_MAX], end[SD_LEDGER_KEY_BYTES_MAX];
+    for (rocksdb_iter_seek_to_first(iterator); rocksdb_iter_valid(iterator);) {
+        size_t key_length = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(iterator, &key_length);
+        size_t tenant_length = key_length > 0 ? (size_t)key[0] + 1 : 0;
+        if (tenant_length == 0 || tenant_length + 8 != key_length) {
+            break; /* not a ledger key: leave the rest alone */
+        }
+        memcpy(begin, key, tenant_length);
+        memcpy(end, key, tenant_length);
+        sd_be64_put(begin + tenant_length, 0);
+        sd_be64_put(end + tenant_length, cutoff_seq + 1);
+        rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_LEDGER], (const char *)begin,
+                                           tenant_length + 8, (const char *)end,
+                                           tenant_length + 8);
+        sd_be64_put(end + tenant_length, UINT64_MAX); /* then on to the next tenant */
+        rocksdb_iter_seek(iterator, (const char *)end, tenant_length + 8);
+        if (rocksdb_iter_valid(iterator)) {
+            rocksdb_iter_next(iterator);
+        }
+    }
+    rocksdb_iter_destroy(iterator);
+}
+
+sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
+{
+    sd_cutoff_scan_t scan = {cutoff_us, 0};
+    bool more = false;
+    sd_status_t status = sd_storage_scan(storage, SD_CF_DEFAULT,
+                                         (const uint8_t *)sd_time_index_prefix,
+                                         sizeof(sd_time_index_prefix) - 1, NULL, 0, false,
+                                         SIZE_MAX, sd_cutoff_visit, &scan, &more);
+    if (status != SD_OK || scan.cutoff_seq <= atomic_load(&storage->pruned_through)) {
+        return status;
+    }
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    sd_storage_delete_ledger_through(storage, batch, scan.cutoff_seq);
+    uint8_t begin[SD_TIME_INDEX_KEY_BYTES], end[SD_TIME_INDEX_KEY_BYTES], value[8];
+    memcpy(begin, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
+    memcpy(end, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
+    sd_be64_put(begin + sizeof(sd_time_index_prefix) - 1, 0);
+    sd_be64_put(end + sizeof(sd_time_index_prefix) - 1, scan.cutoff_seq + 1);
+    rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)begin,
+                                       sizeof(begin), (const char *)end, sizeof(end));
+    sd_be64_put(value, scan.cutoff_seq);
+    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_pruned_key,
+                              sizeof(sd_meta_pruned_key) - 1, (const char *)value, sizeof(value));
+    status = sd_storage_write(storage, batch, true);
+    rocksdb_writebatch_destroy(batch);
+    if (status == SD_OK) {
+        atomic_store(&storage->pruned_through, scan.cutoff_seq);
+        SD_LOG(LOG_INFO, "ledger_pruned", LF_UINT("through_seq", scan.cutoff_seq));
+    }
+    return status;
 }

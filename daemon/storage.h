@@ -57,6 +57,31 @@ rocksdb_t *sd_storage_db(sd_storage_t *storage);
 /* Read options for a point read or a scan (shared, immutable). */
 const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage);
 
+/* Called for each entry of a scan; return false to stop. key/value are valid only during
+ * the call. */
+typedef bool sd_scan_fn(void *context, const uint8_t *key, size_t key_length,
+                        const uint8_t *value, size_t value_length);
+
+/* Visits, in key order, the entries of `cf` whose key starts with prefix, beginning at start
+ * (or at the prefix when start is NULL), skipping start itself when start_exclusive. Visits
+ * at most entries_max entries; *more_out tells whether the scan stopped before the end of
+ * the prefix. Returns SD_UNAVAILABLE/SD_INTERNAL on I/O errors. */
+sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *prefix,
+                            size_t prefix_length, const uint8_t *start, size_t start_length,
+                            bool start_exclusive, size_t entries_max, sd_scan_fn *visit,
+                            void *context, bool *more_out);
+
+/* ---- ledger retention ----
+ * Each commit records (its last seq → its time) in a small time index; pruning finds the
+ * highest seq committed before the cutoff and deletes every tenant's ledger entries up to
+ * it, remembering that seq so that History and Watch can say OUT_OF_RANGE for it. */
+void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                     uint64_t seq, int64_t time_us);
+/* Deletes ledger entries committed before cutoff_us; call from the writer thread only. */
+sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us);
+/* The highest seq deleted by retention (0 = none). */
+uint64_t sd_storage_pruned_through(const sd_storage_t *storage);
+
 /* Test hook: make the Nth next write fail with an I/O error (0 = never). */
 void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count);
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -20,6 +21,7 @@ struct sd_writer {
     sd_batch_t *batch;
     sd_write_job_t **taken; /* the jobs of the batch in progress */
     _Atomic uint64_t committed_seq;
+    double next_prune_ms;   /* monotonic time of the next retention run */
 };
 
 sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
@@ -40,14 +42,44 @@ sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
     return status;
 }
 
-/* Takes queued jobs for one batch; returns 0 when stopping and the queue is empty. */
-static size_t sd_writer_take(sd_writer_t *writer)
+static bool sd_writer_prune_due(const sd_writer_t *writer)
+{
+    return writer->options.ledger_retention_s > 0 && util_monotonic_ms() >= writer->next_prune_ms;
+}
+
+/* Waits until jobs are queued, stopping begins or retention is due. */
+static void sd_writer_wait(sd_writer_t *writer)
+{
+    while (writer->count == 0 && !writer->stopping && !sd_writer_prune_due(writer)) {
+        if (writer->options.ledger_retention_s <= 0) {
+            pthread_cond_wait(&writer->wakeup, &writer->mutex);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&writer->wakeup, &writer->mutex, &until);
+    }
+}
+
+/* Runs ledger retention on the writer thread, so it never races a commit. */
+static void sd_writer_prune(sd_writer_t *writer)
+{
+    int64_t cutoff_us = util_now_us() - writer->options.ledger_retention_s * 1000000;
+    if (sd_storage_prune_ledger(writer->options.storage, cutoff_us) != SD_OK) {
+        SD_LOG(LOG_WARN, "ledger_prune_failed", LF_END);
+    }
+    writer->next_prune_ms = util_monotonic_ms() + (double)writer->options.prune_interval_s * 1000;
+}
+
+/* Takes queued jobs for one batch (0 when none are queued). *stop_out is set when stopping
+ * and the queue is empty. */
+static size_t sd_writer_take(sd_writer_t *writer, bool *stop_out)
 {
     size_t taken = 0, lines = 0;
     pthread_mutex_lock(&writer->mutex);
-    while (writer->count == 0 && !writer->stopping) {
-        pthread_cond_wait(&writer->wakeup, &writer->mutex);
-    }
+    sd_writer_wait(writer);
+    *stop_out = writer->stopping && writer->count == 0;
     while (writer->count > 0 && taken < writer->options.batch_jobs_max) {
         sd_write_job_t *job = writer->ring[writer->head];
         if (taken > 0 && lines + job->request.lines_count > writer->options.batch_lines_max) {
@@ -116,12 +148,18 @@ static void *sd_writer_main(void *argument)
 {
     sd_writer_t *writer = argument;
     for (;;) {
-        size_t taken = sd_writer_take(writer);
-        if (taken == 0) {
+        bool stop = false;
+        size_t taken = sd_writer_take(writer, &stop);
+        if (stop) {
             break;
         }
-        sd_metrics_set_queue_depth(writer->options.metrics, sd_writer_queue_depth(writer));
-        sd_writer_run_batch(writer, taken);
+        if (taken > 0) {
+            sd_metrics_set_queue_depth(writer->options.metrics, sd_writer_queue_depth(writer));
+            sd_writer_run_batch(writer, taken);
+        }
+        if (sd_writer_prune_due(writer)) {
+            sd_writer_prune(writer);
+        }
     }
     return NULL;
 }

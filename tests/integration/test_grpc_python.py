@@ -199,11 +199,152 @@ class StatusCodes(unittest.TestCase):
         stream.cancel()
 
 
+class ReadsAndWatch(unittest.TestCase):
+    """ListStock paging and filters, History filters and paging, Watch catch-up and live."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon()
+        lines = [pb.SetLine(item=pb.ItemRef(location_id=loc, app_id=app, catalog_item_id="i%02d" % i),
+                             available=i)
+                 for loc in ("", "north") for app in ("a1", "a2") for i in range(25)]
+        cls.d.call("SetStock", pb.SetStockRequest(tenant_id="w", lines=lines), pb.SetStockResponse)
+        cls.d.call("SetStock", pb.SetStockRequest(tenant_id="other", lines=lines[:3]),
+                   pb.SetStockResponse)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0
+
+    def list_all(self, **filters):
+        seen, token, pages = [], "", 0
+        while True:
+            r = self.d.call("ListStock", pb.ListStockRequest(tenant_id="w", page_size=7,
+                                                             page_token=token, **filters),
+                            pb.ListStockResponse)
+            seen += [(l.item.location_id, l.item.app_id, l.item.catalog_item_id) for l in r.levels]
+            pages += 1
+            token = r.next_page_token
+            if not token:
+                return seen, pages
+
+    def test_list_stock_pages_and_filters(self):
+        everything, pages = self.list_all()
+        self.assertEqual(len(everything), 100)
+        self.assertEqual(len(set(everything)), 100)
+        self.assertGreaterEqual(pages, 15)
+        north, _ = self.list_all(location_id="north")
+        self.assertEqual(len(north), 50)
+        self.assertTrue(all(loc == "north" for loc, _, _ in north))
+        a2, _ = self.list_all(app_id="a2")
+        self.assertEqual(len(a2), 50)
+        both, _ = self.list_all(location_id="north", app_id="a1")
+        self.assertEqual(sorted(both), sorted(k for k in north if k[1] == "a1"))
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.d.call("ListStock", pb.ListStockRequest(tenant_id="w", page_token="!!bad"),
+                        pb.ListStockResponse)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.d.call("ListStock", pb.ListStockRequest(tenant_id="w", page_size=-1),
+                        pb.ListStockResponse)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        big = self.d.call("ListStock", pb.ListStockRequest(tenant_id="w", page_size=5000),
+                          pb.ListStockResponse)
+        self.assertEqual(len(big.levels), 100)
+
+    def test_history_filters(self):
+        item = pb.ItemRef(app_id="a1", catalog_item_id="i03")
+        for n in range(3):
+            self.d.call("Decrement", pb.DecrementRequest(
+                tenant_id="w", order_id="ord-%d" % n, reason=pb.REASON_ORDER_PLACED,
+                lines=[pb.Line(item=item, quantity=1)]), pb.DecrementResponse)
+        r = self.d.call("History", pb.HistoryRequest(tenant_id="w", item=item), pb.HistoryResponse)
+        self.assertEqual([e.op for e in r.entries], [pb.OP_SET, pb.OP_DECREMENT, pb.OP_DECREMENT,
+                                                     pb.OP_DECREMENT])
+        self.assertEqual([e.available_after for e in r.entries], [3, 2, 1, 0])
+        self.assertEqual(r.entries[1].delta, -1)
+        self.assertEqual(r.entries[1].tenant_id, "w")
+        self.assertEqual(r.next_after_seq, 0)
+        r = self.d.call("History", pb.HistoryRequest(tenant_id="w", order_id="ord-1"),
+                        pb.HistoryResponse)
+        self.assertEqual(len(r.entries), 1)
+        self.assertEqual(r.entries[0].reason, pb.REASON_ORDER_PLACED)
+        # paging through everything of tenant w, in seq order
+        seqs, after = [], 0
+        while True:
+            r = self.d.call("History", pb.HistoryRequest(tenant_id="w", after_seq=after,
+                                                         page_size=9), pb.HistoryResponse)
+            seqs += [e.seq for e in r.entries]
+            if not r.next_after_seq:
+                break
+            after = r.next_after_seq
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(len(seqs), 103)
+        other = self.d.call("History", pb.HistoryRequest(tenant_id="other"), pb.HistoryResponse)
+        self.assertEqual(len(other.entries), 3)
+
+    def test_watch_catches_up_then_follows(self):
+        watch = self.d.channel.unary_stream(
+            "/stockd.v1.Inventory/Watch", request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.LedgerEntry.FromString)
+        stream = watch(pb.WatchRequest(tenant_id="other", after_seq=0), timeout=20)
+        first = [next(stream) for _ in range(3)]
+        self.assertEqual([e.op for e in first], [pb.OP_SET] * 3)
+        item = pb.ItemRef(app_id="a1", catalog_item_id="live")
+        for n in range(20):
+            self.d.call("Increment", pb.IncrementRequest(tenant_id="other", lines=[
+                pb.Line(item=item, quantity=1)]), pb.IncrementResponse)
+            self.d.call("Increment", pb.IncrementRequest(tenant_id="w", lines=[
+                pb.Line(item=item, quantity=1)]), pb.IncrementResponse)
+        live = [next(stream) for _ in range(20)]
+        self.assertEqual([e.available_after for e in live], list(range(1, 21)))
+        self.assertTrue(all(e.tenant_id == "other" for e in live))
+        seqs = [e.seq for e in first + live]
+        self.assertEqual(seqs, sorted(seqs))
+        stream.cancel()
+        # resume from the last seq seen: nothing is repeated
+        stream = watch(pb.WatchRequest(tenant_id="other", after_seq=live[9].seq), timeout=20)
+        self.assertEqual(next(stream).seq, live[10].seq)
+        stream.cancel()
+
+
+class Retention(unittest.TestCase):
+    def test_pruned_seqs_are_out_of_range(self):
+        d = Daemon("--ledger-retention", "1s", "--ledger-prune-interval", "1s")
+        try:
+            item = pb.ItemRef(app_id="a", catalog_item_id="old")
+            for _ in range(3):
+                d.call("Increment", pb.IncrementRequest(tenant_id="r", lines=[
+                    pb.Line(item=item, quantity=1)]), pb.IncrementResponse)
+            time.sleep(3.5)
+            d.call("Increment", pb.IncrementRequest(tenant_id="r", lines=[
+                pb.Line(item=item, quantity=1)]), pb.IncrementResponse)
+            with self.assertRaises(grpc.RpcError) as caught:
+                d.call("History", pb.HistoryRequest(tenant_id="r"), pb.HistoryResponse)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+            r = d.call("History", pb.HistoryRequest(tenant_id="r", after_seq=3), pb.HistoryResponse)
+            self.assertEqual([e.seq for e in r.entries], [4])
+            watch = d.channel.unary_stream("/stockd.v1.Inventory/Watch",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.LedgerEntry.FromString)
+            with self.assertRaises(grpc.RpcError) as caught:
+                next(watch(pb.WatchRequest(tenant_id="r", after_seq=1), timeout=10))
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+            # the level itself is untouched by retention
+            got = d.call("GetStock", pb.GetStockRequest(tenant_id="r", items=[item]),
+                         pb.GetStockResponse)
+            self.assertEqual(got.levels[0].available, 4)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Shutdown(unittest.TestCase):
     def test_watch_ends_and_exit_is_clean(self):
         d = Daemon("--sync", "never")
         stream = d.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
         self.assertEqual(next(stream), b"\x08\x01")
+        ledger = d.channel.unary_stream("/stockd.v1.Inventory/Watch")(
+            pb.WatchRequest(tenant_id="t").SerializeToString(), timeout=30)
         started = time.time()
         self.assertEqual(d.stop(), 0)
         self.assertLess(time.time() - started, 10)

@@ -1,0 +1,320 @@
+/* watch.c — see watch.h.
+ *
+ * One thread runs every watcher: it wakes on commits, on finished sends and on new streams,
+ * and is the only thread that starts sends or ends streams. Stream events arrive on polling
+ * threads; a CLOSED event releases the watcher there and then (so that when the server has
+ * stopped, every watcher is gone). All watcher state is guarded by the hub's mutex. */
+#include "watch.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keys.h"
+#include "log.h"
+#include "queries.h"
+#include "sd_limits.h"
+#include "validate.h"
+
+typedef struct sd_watcher sd_watcher_t;
+
+struct sd_watcher {
+    sd_watch_hub_t *hub;
+    sd_call_t *call;
+    char tenant_id[SD_TENANT_BYTES_MAX + 1];
+    uint64_t cursor;          /* the last seq sent (or the request's after_seq) */
+    uint64_t scanned_through; /* committed seq up to which this tenant has nothing unsent */
+    uint8_t *pending[SD_WATCH_CHUNK_ENTRIES]; /* serialized entries read, not yet sent */
+    size_t pending_lengths[SD_WATCH_CHUNK_ENTRIES];
+    uint64_t pending_seqs[SD_WATCH_CHUNK_ENTRIES];
+    size_t pending_head, pending_count;
+    bool sending;             /* a send is in flight */
+    bool failed;              /* a send failed: the call is going away */
+    bool close_seen;          /* the CLOSED event arrived */
+    bool owner_ref;           /* we still hold the call's owner reference */
+    sd_watcher_t *next;
+};
+
+struct sd_watch_hub {
+    sd_storage_t *storage;
+    uint64_t lag_max;
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t wakeup;
+    bool stopping;
+    bool dirty;
+    uint64_t committed_seq;
+    sd_watcher_t *watchers;
+};
+
+void sd_watch_hub_on_commit(void *context, uint64_t last_seq)
+{
+    sd_watch_hub_t *hub = context;
+    pthread_mutex_lock(&hub->mutex);
+    hub->committed_seq = last_seq;
+    hub->dirty = true;
+    pthread_cond_signal(&hub->wakeup);
+    pthread_mutex_unlock(&hub->mutex);
+}
+
+static void sd_watcher_free_pending(sd_watcher_t *watcher);
+
+/* Unlinks and frees a watcher; the hub's mutex is held. */
+static void sd_watcher_destroy(sd_watcher_t *watcher)
+{
+    sd_watch_hub_t *hub = watcher->hub;
+    for (sd_watcher_t **link = &hub->watchers; *link != NULL; link = &(*link)->next) {
+        if (*link == watcher) {
+            *link = watcher->next;
+            break;
+        }
+    }
+    sd_watcher_free_pending(watcher);
+    free(watcher);
+}
+
+static void sd_watcher_on_event(void *context, sd_stream_event_t event, bool ok)
+{
+    sd_watcher_t *watcher = context;
+    sd_watch_hub_t *hub = watcher->hub;
+    pthread_mutex_lock(&hub->mutex);
+    if (event == SD_STREAM_SENT) {
+        watcher->sending = false;
+        watcher->failed |= !ok;
+    } else {
+        watcher->close_seen = true;
+        if (watcher->owner_ref) {
+            watcher->owner_ref = false;
+            sd_call_stream_release(watcher->call);
+        }
+    }
+    if (watcher->close_seen && !watcher->sending) {
+        sd_watcher_destroy(watcher); /* no event can follow */
+    } else {
+        hub->dirty = true;
+        pthread_cond_signal(&hub->wakeup);
+    }
+    pthread_mutex_unlock(&hub->mutex);
+}
+
+/* ---- reading the ledger ---- */
+
+typedef struct {
+    sd_watcher_t *watcher;
+    uint64_t committed_seq;
+} sd_watch_scan_t;
+
+static bool sd_watch_visit(void *context, const uint8_t *key, size_t key_length,
+                           const uint8_t *value, size_t value_length)
+{
+    sd_watch_scan_t *scan = context;
+    sd_watcher_t *watcher = scan->watcher;
+    uint64_t seq = sd_be64_get(key + key_length - 8);
+    if (seq > scan->committed_seq || value_length < 1) {
+        return false; /* committed_seq is what we were told about: stop there */
+    }
+    size_t slot = (watcher->pending_head + watcher->pending_count) % SD_WATCH_CHUNK_ENTRIES;
+    watcher->pending[slot] = malloc(value_length - 1);
+    if (watcher->pending[slot] == NULL) {
+        return false;
+    }
+    /* The stored value is a format byte followed by the serialized LedgerEntry. */
+    memcpy(watcher->pending[slot], value + 1, value_length - 1);
+    watcher->pending_lengths[slot] = value_length - 1;
+    watcher->pending_seqs[slot] = seq;
+    watcher->pending_count++;
+    return watcher->pending_count < SD_WATCH_CHUNK_ENTRIES;
+}
+
+/* Reads the next chunk of the tenant's entries after the last one read. */
+static sd_status_t sd_watcher_refill(sd_watcher_t *watcher, uint64_t committed_seq)
+{
+    uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], start[SD_LEDGER_KEY_BYTES_MAX];
+    uint64_t after = watcher->pending_count > 0
+                         ? watcher->pending_seqs[(watcher->pending_head + watcher->pending_count -
+                                                  1) % SD_WATCH_CHUNK_ENTRIES]
+                         : watcher->cursor;
+    size_t prefix_length = sd_key_encode_tenant(sd_bytes_of(watcher->tenant_id), prefix,
+                                                sizeof(prefix));
+    size_t start_length = sd_key_encode_ledger(sd_bytes_of(watcher->tenant_id), after + 1, start,
+                                               sizeof(start));
+    sd_watch_scan_t scan = {watcher, committed_seq};
+    bool more = false;
+    sd_status_t status = sd_storage_scan(watcher->hub->storage, SD_CF_LEDGER, prefix,
+                                         prefix_length, start, start_length, false,
+                                         SD_WATCH_CHUNK_ENTRIES, sd_watch_visit, &scan, &more);
+    if (status == SD_OK && watcher->pending_count == 0) {
+        watcher->scanned_through = committed_seq;
+    }
+    return status;
+}
+
+static void sd_watcher_free_pending(sd_watcher_t *watcher)
+{
+    for (size_t i = 0; i < watcher->pending_count; i++) {
+        free(watcher->pending[(watcher->pending_head + i) % SD_WATCH_CHUNK_ENTRIES]);
+    }
+    watcher->pending_count = 0;
+}
+
+/* Ends the watcher's stream with a status (its CLOSED event then frees it). */
+static void sd_watcher_end(sd_watcher_t *watcher, sd_status_t status, const char *message)
+{
+    SD_LOG(LOG_INFO, "watch_ended", LF_STR("tenant", watcher->tenant_id),
+           LF_STR("status", sd_status_name(status)), LF_UINT("cursor", watcher->cursor));
+    sd_watcher_free_pending(watcher);
+    watcher->owner_ref = false;
+    sd_call_stream_end(watcher->call, status, message);
+}
+
+/* Sends the next entry, reading more first when none are pending; the hub's mutex is held
+ * (starting a batch never runs a completion synchronously, so this cannot deadlock). */
+static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
+{
+    sd_watch_hub_t *hub = watcher->hub;
+    if (watcher->cursor < sd_storage_pruned_through(hub->storage)) {
+        sd_watcher_end(watcher, SD_OUT_OF_RANGE,
+                       "the watch fell behind ledger retention; resume from a newer seq");
+        return;
+    }
+    if (watcher->pending_count == 0 && watcher->scanned_through < committed_seq &&
+        sd_watcher_refill(watcher, committed_seq) != SD_OK) {
+        sd_watcher_end(watcher, SD_UNAVAILABLE, "cannot read the ledger; resume later");
+        return;
+    }
+    if (watcher->pending_count == 0) {
+        return;
+    }
+    if (committed_seq - watcher->cursor > hub->lag_max) {
+        sd_watcher_end(watcher, SD_RESOURCE_EXHAUSTED,
+                       "the watch fell too far behind; resume from the last seq received");
+        return;
+    }
+    size_t slot = watcher->pending_head;
+    uint64_t seq = watcher->pending_seqs[slot];
+    watcher->sending = true;
+    if (!sd_call_stream_send(watcher->call, watcher->pending[slot],
+                             watcher->pending_lengths[slot])) {
+        watcher->sending = false;
+        watcher->failed = true;
+    }
+    free(watcher->pending[slot]);
+    watcher->pending_head = (slot + 1) % SD_WATCH_CHUNK_ENTRIES;
+    watcher->pending_count--;
+    watcher->cursor = seq;
+}
+
+/* ---- the hub thread ---- */
+
+static void *sd_watch_hub_main(void *argument)
+{
+    sd_watch_hub_t *hub = argument;
+    pthread_mutex_lock(&hub->mutex);
+    while (!hub->stopping) {
+        while (!hub->dirty && !hub->stopping) {
+            pthread_cond_wait(&hub->wakeup, &hub->mutex);
+        }
+        hub->dirty = false;
+        for (sd_watcher_t *watcher = hub->watchers; watcher != NULL; watcher = watcher->next) {
+            if (watcher->owner_ref && !watcher->sending && !watcher->failed &&
+                !watcher->close_seen) {
+                sd_watcher_pump(watcher, hub->committed_seq);
+            }
+        }
+    }
+    pthread_mutex_unlock(&hub->mutex);
+    return NULL;
+}
+
+sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq,
+                                 uint64_t lag_max)
+{
+    sd_watch_hub_t *hub = calloc(1, sizeof(*hub));
+    if (hub == NULL) {
+        return NULL;
+    }
+    hub->storage = storage;
+    hub->lag_max = lag_max;
+    hub->committed_seq = committed_seq;
+    pthread_mutex_init(&hub->mutex, NULL);
+    pthread_cond_init(&hub->wakeup, NULL);
+    if (pthread_create(&hub->thread, NULL, sd_watch_hub_main, hub) != 0) {
+        pthread_mutex_destroy(&hub->mutex);
+        pthread_cond_destroy(&hub->wakeup);
+        free(hub);
+        return NULL;
+    }
+    return hub;
+}
+
+void sd_watch_hub_free(sd_watch_hub_t *hub)
+{
+    if (hub == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&hub->mutex);
+    hub->stopping = true;
+    pthread_cond_signal(&hub->wakeup);
+    pthread_mutex_unlock(&hub->mutex);
+    pthread_join(hub->thread, NULL);
+    /* The server has stopped, so every stream has delivered CLOSED and every watcher is gone;
+     * anything left means a stream outlived the server, which is a bug worth logging. */
+    if (hub->watchers != NULL) {
+        SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "watchers left at shutdown"));
+    }
+    pthread_mutex_destroy(&hub->mutex);
+    pthread_cond_destroy(&hub->wakeup);
+    free(hub);
+}
+
+void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *bytes,
+                         size_t length)
+{
+    Stockd__V1__WatchRequest *request = stockd__v1__watch_request__unpack(NULL, length, bytes);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (request == NULL) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
+        return;
+    }
+    bool valid = sd_validate_tenant(request->tenant_id, "tenant_id", &error);
+    if (request->after_seq == UINT64_MAX) {
+        sd_error_add_field(&error, "after_seq", "must be below 2^64-1");
+        valid = false;
+    }
+    if (valid && request->after_seq < sd_storage_pruned_through(hub->storage)) {
+        sd_error_set(&error, SD_OUT_OF_RANGE,
+                     "after_seq %llu: entries up to seq %llu were removed by ledger retention",
+                     (unsigned long long)request->after_seq,
+                     (unsigned long long)sd_storage_pruned_through(hub->storage));
+        valid = false;
+    }
+    sd_watcher_t *watcher = valid ? calloc(1, sizeof(*watcher)) : NULL;
+    if (watcher == NULL) {
+        if (valid) {
+            sd_error_set(&error, SD_UNAVAILABLE, "out of memory");
+        }
+        sd_call_reply_error(call, &error);
+        sd_error_free(&error);
+        stockd__v1__watch_request__free_unpacked(request, NULL);
+        return;
+    }
+    watcher->hub = hub;
+    watcher->call = call;
+    watcher->cursor = request->after_seq;
+    watcher->owner_ref = true;
+    snprintf(watcher->tenant_id, sizeof(watcher->tenant_id), "%s", request->tenant_id);
+    stockd__v1__watch_request__free_unpacked(request, NULL);
+    pthread_mutex_lock(&hub->mutex);
+    if (!sd_call_stream_open(call, sd_watcher_on_event, watcher)) {
+        pthread_mutex_unlock(&hub->mutex);
+        free(watcher);
+        return;
+    }
+    watcher->next = hub->watchers;
+    hub->watchers = watcher;
+    hub->dirty = true;
+    pthread_cond_signal(&hub->wakeup);
+    pthread_mutex_unlock(&hub->mutex);
+}

@@ -1,0 +1,34 @@
+/* watch.h — the Watch RPC's hub: follows tenants' ledgers for server-streaming calls.
+ *
+ * Each watcher sends the ledger entries of its tenant after its cursor, read from RocksDB in
+ * small chunks, one message in flight at a time, then waits for the next commit. Since the
+ * entries are read from the durable ledger in seq order, a watcher sees every entry once, in
+ * order, without gaps, and a slow watcher never holds up writers: it only falls behind. One
+ * that falls more than lag_max seqs behind is ended with RESOURCE_EXHAUSTED, and one whose
+ * cursor was removed by retention with OUT_OF_RANGE; either can resume from its last seq. */
+#ifndef STOCKD_WATCH_H
+#define STOCKD_WATCH_H
+
+#include <stdint.h>
+
+#include "server.h"
+#include "storage.h"
+
+#define SD_WATCH_CHUNK_ENTRIES 64
+
+typedef struct sd_watch_hub sd_watch_hub_t;
+
+/* Starts the hub thread. Returns NULL when out of resources. */
+sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq,
+                                 uint64_t lag_max);
+/* Stops the thread and frees the hub; every stream must have ended (server stopped). */
+void sd_watch_hub_free(sd_watch_hub_t *hub);
+
+/* The writer's commit callback: entries up to last_seq are durable. */
+void sd_watch_hub_on_commit(void *hub, uint64_t last_seq);
+
+/* The Watch handler: validates the request and adds a watcher for the call. */
+void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *request,
+                         size_t request_length);
+
+#endif
