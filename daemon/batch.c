@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     sd_map_slot_t *slots;
-    size_t capacity; /* power of two */
+    uint32_t *occupied; /* indices of the used slots, so clearing costs O(count) */
+    size_t capacity;    /* power of two */
     size_t count;
 } sd_map_t;
 
@@ -40,15 +41,15 @@ static uint64_t sd_hash_bytes(const uint8_t *bytes, size_t length)
     return hash | 1; /* 0 marks an empty slot */
 }
 
+/* Empties the map. Only the used slots are visited: a map that once grew large for a big
+ * request must not make every later small request pay for its size. */
 static void sd_map_clear(sd_map_t *map)
 {
-    if (map->slots == NULL) {
-        return;
+    for (size_t i = 0; i < map->count; i++) {
+        sd_map_slot_t *slot = &map->slots[map->occupied[i]];
+        free(slot->key);
+        memset(slot, 0, sizeof(*slot));
     }
-    for (size_t i = 0; i < map->capacity; i++) {
-        free(map->slots[i].key);
-    }
-    memset(map->slots, 0, map->capacity * sizeof(*map->slots));
     map->count = 0;
 }
 
@@ -56,7 +57,9 @@ static void sd_map_free(sd_map_t *map)
 {
     sd_map_clear(map);
     free(map->slots);
+    free(map->occupied);
     map->slots = NULL;
+    map->occupied = NULL;
     map->capacity = 0;
 }
 
@@ -77,17 +80,22 @@ static bool sd_map_grow(sd_map_t *map)
 {
     size_t capacity = map->capacity ? map->capacity * 2 : 64;
     sd_map_slot_t *slots = calloc(capacity, sizeof(*slots));
-    if (slots == NULL) {
+    uint32_t *occupied = calloc(capacity / 2 + 1, sizeof(*occupied));
+    if (slots == NULL || occupied == NULL) {
+        free(slots);
+        free(occupied);
         return false;
     }
-    for (size_t i = 0; i < map->capacity; i++) {
-        sd_map_slot_t *old = &map->slots[i];
-        if (old->hash != 0) {
-            *sd_map_probe(slots, capacity, old->key, old->key_length, old->hash) = *old;
-        }
+    for (size_t i = 0; i < map->count; i++) {
+        sd_map_slot_t *old = &map->slots[map->occupied[i]];
+        sd_map_slot_t *slot = sd_map_probe(slots, capacity, old->key, old->key_length, old->hash);
+        *slot = *old;
+        occupied[i] = (uint32_t)(slot - slots);
     }
     free(map->slots);
+    free(map->occupied);
     map->slots = slots;
+    map->occupied = occupied;
     map->capacity = capacity;
     return true;
 }
@@ -112,7 +120,7 @@ static sd_map_slot_t *sd_map_upsert(sd_map_t *map, const uint8_t *key, size_t ke
         slot->key_length = (uint32_t)key_length;
         slot->index = new_index;
         slot->hash = hash;
-        map->count++;
+        map->occupied[map->count++] = (uint32_t)(slot - map->slots);
     }
     return slot;
 }
@@ -123,9 +131,15 @@ typedef struct {
     sd_level_t level;
     bool exists; /* stored, or written by this batch */
     bool dirty;  /* must be written at commit */
+    sd_status_t load_status; /* not SD_OK: the read failed and the level is unknown */
     const uint8_t *key; /* points at the overlay map's copy */
     uint32_t key_length;
 } sd_overlay_entry_t;
+
+typedef struct {
+    sd_level_t level;
+    bool exists;
+} sd_cached_level_t;
 
 /* One distinct item of the request being evaluated. */
 typedef struct {
@@ -161,6 +175,12 @@ struct sd_batch {
     size_t records_count, records_capacity;
     uint8_t *scratch; /* packing buffer for ledger entries */
     size_t scratch_capacity;
+    /* Committed levels the writer has seen, so hot items skip the RocksDB read. The writer
+     * is the only writer of levels, so the cache is never stale; it is filled only after a
+     * successful commit, and emptied whole when it reaches its bound. */
+    sd_map_t cache_map;
+    sd_cached_level_t *cache;
+    size_t cache_count, cache_entries_max;
 };
 
 sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idempotency_ttl_us)
@@ -169,6 +189,7 @@ sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idemp
     if (batch == NULL) {
         return NULL;
     }
+    batch->cache_entries_max = SD_LEVEL_CACHE_ENTRIES_DEFAULT;
     batch->storage = storage;
     batch->idempotency_ttl_us = idempotency_ttl_us;
     batch->write_batch = rocksdb_writebatch_create();
@@ -203,6 +224,8 @@ void sd_batch_free(sd_batch_t *batch)
     rocksdb_writebatch_destroy(batch->write_batch);
     sd_map_free(&batch->overlay_map);
     sd_map_free(&batch->request_map);
+    sd_map_free(&batch->cache_map);
+    free(batch->cache);
     free(batch->overlay);
     free(batch->uniques);
     free(batch->line_uniques);
@@ -261,7 +284,56 @@ static sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__Ite
     return key;
 }
 
-/* Finds the overlay entry of key, loading it from storage on first touch. */
+/* The cache slot of key, or UINT32_MAX. */
+static uint32_t sd_cache_find(sd_batch_t *batch, const uint8_t *key, size_t key_length)
+{
+    if (batch->cache_count == 0) {
+        return UINT32_MAX;
+    }
+    uint64_t hash = sd_hash_bytes(key, key_length);
+    sd_map_slot_t *slot = sd_map_probe(batch->cache_map.slots, batch->cache_map.capacity, key,
+                                       key_length, hash);
+    return slot->hash == 0 ? UINT32_MAX : slot->index;
+}
+
+/* Records the committed state of every item the batch touched. */
+static void sd_cache_remember(sd_batch_t *batch)
+{
+    if (batch->cache_entries_max == 0) {
+        return;
+    }
+    if (batch->cache_count + batch->overlay_count > batch->cache_entries_max) {
+        sd_map_clear(&batch->cache_map);
+        batch->cache_count = 0;
+    }
+    if (batch->cache == NULL) {
+        batch->cache = malloc(batch->cache_entries_max * sizeof(*batch->cache));
+        if (batch->cache == NULL) {
+            batch->cache_entries_max = 0;
+            return;
+        }
+    }
+    for (size_t i = 0; i < batch->overlay_count; i++) {
+        const sd_overlay_entry_t *entry = &batch->overlay[i];
+        if (entry->load_status != SD_OK) {
+            continue;
+        }
+        bool inserted = false;
+        sd_map_slot_t *slot = sd_map_upsert(&batch->cache_map, entry->key, entry->key_length,
+                                            (uint32_t)batch->cache_count, &inserted);
+        if (slot == NULL) {
+            sd_map_clear(&batch->cache_map); /* out of memory: start over, stay correct */
+            batch->cache_count = 0;
+            return;
+        }
+        if (inserted) {
+            batch->cache_count++;
+        }
+        batch->cache[slot->index] = (sd_cached_level_t){entry->level, entry->exists};
+    }
+}
+
+/* Finds the overlay entry of key, loading it (from the cache or RocksDB) on first touch. */
 static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t key_length,
                                   uint32_t *index_out)
 {
@@ -273,7 +345,7 @@ static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t 
     }
     if (!inserted) {
         *index_out = slot->index;
-        return SD_OK;
+        return batch->overlay[slot->index].load_status;
     }
     if (!sd_reserve((void **)&batch->overlay, &batch->overlay_capacity,
                     batch->overlay_count + 1, sizeof(*batch->overlay))) {
@@ -283,10 +355,18 @@ static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t 
     memset(entry, 0, sizeof(*entry));
     entry->key = slot->key;
     entry->key_length = slot->key_length;
-    sd_status_t status = sd_storage_get_level(batch->storage, key, key_length, &entry->level,
-                                              &entry->exists);
-    /* Even when the read failed, the slot now refers to this entry; keep it consistent (a
-     * default level, never written because it is not dirty). */
+    sd_status_t status = SD_OK;
+    uint32_t cached = sd_cache_find(batch, key, key_length);
+    if (cached != UINT32_MAX) {
+        entry->level = batch->cache[cached].level;
+        entry->exists = batch->cache[cached].exists;
+    } else {
+        status = sd_storage_get_level(batch->storage, key, key_length, &entry->level,
+                                      &entry->exists);
+    }
+    /* Even when the read failed, the slot now refers to this entry: it keeps the failure, so
+     * later requests of the batch fail on this item too instead of reading a default. */
+    entry->load_status = status;
     batch->overlay_count++;
     *index_out = slot->index;
     return status;
@@ -900,5 +980,18 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
     sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
                                     util_now_us());
-    return sd_storage_write(batch->storage, batch->write_batch, sync);
+    sd_status_t status = sd_storage_write(batch->storage, batch->write_batch, sync);
+    if (status == SD_OK) {
+        sd_cache_remember(batch);
+    }
+    return status;
+}
+
+void sd_batch_set_cache_entries(sd_batch_t *batch, size_t entries_max)
+{
+    sd_map_clear(&batch->cache_map);
+    free(batch->cache);
+    batch->cache = NULL;
+    batch->cache_count = 0;
+    batch->cache_entries_max = entries_max;
 }

@@ -42,6 +42,9 @@ typedef struct {
 
 typedef struct sd_batch sd_batch_t;
 
+/* Committed levels kept in memory by the writer (0 = none). */
+#define SD_LEVEL_CACHE_ENTRIES_DEFAULT 262144
+
 /* Creates an empty batch that will assign ledger seqs after last_seq. The storage must
  * outlive the batch. Returns NULL when out of memory. */
 sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idempotency_ttl_us);
@@ -64,6 +67,9 @@ uint64_t sd_batch_last_seq(const sd_batch_t *batch);
 /* Writes the batch to RocksDB (one atomic write; fsync of the WAL when sync). On failure
  * nothing of the batch is stored; the caller must fail every applied request and reset. */
 sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync);
+
+/* Bounds the writer's level cache (0 turns it off); empties it. */
+void sd_batch_set_cache_entries(sd_batch_t *batch, size_t entries_max);
 
 void sd_write_result_init(sd_write_result_t *result);
 void sd_write_result_free(sd_write_result_t *result);

@@ -29,6 +29,7 @@ typedef struct {
     int64_t queue_depth;
     int64_t batch_max;
     int64_t block_cache_mb;
+    int64_t level_cache_entries;
     int64_t write_buffer_mb;
     int64_t threads;
     int64_t shutdown_grace_s;
@@ -65,6 +66,9 @@ static const cfg_option_t sd_options[] = {
            "write requests per group commit"),
     SD_OPT("block-cache-mb", "STOCKD_BLOCK_CACHE_MB", CFG_INT, block_cache_mb, "64", 1, 65536,
            NULL, "RocksDB block cache size in MiB"),
+    SD_OPT("level-cache-entries", "STOCKD_LEVEL_CACHE_ENTRIES", CFG_INT, level_cache_entries,
+           "262144", 0, 1LL << 26, NULL,
+           "committed levels the writer keeps in memory (about 200 bytes each; 0 = off)"),
     SD_OPT("write-buffer-mb", "STOCKD_WRITE_BUFFER_MB", CFG_INT, write_buffer_mb, "32", 1, 4096,
            NULL, "RocksDB memtable size per column family in MiB (up to 3 each)"),
     SD_OPT("threads", "STOCKD_THREADS", CFG_INT, threads, "2", 1, 16, NULL,
@@ -123,6 +127,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         .storage = storage, .sync = sync, .queue_depth_max = (size_t)config->queue_depth,
         .batch_jobs_max = (size_t)config->batch_max, .batch_lines_max = 4 * SD_LINES_MAX,
         .idempotency_ttl_s = config->idempotency_ttl_s,
+        .level_cache_entries = (size_t)config->level_cache_entries,
         .ledger_retention_s = config->ledger_retention_s,
         .prune_interval_s = config->ledger_prune_interval_s, .metrics = metrics,
         .on_commit = sd_watch_hub_on_commit};

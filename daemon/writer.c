@@ -177,6 +177,9 @@ sd_status_t sd_writer_start(const sd_writer_options_t *options, sd_writer_t **wr
     atomic_store(&writer->committed_seq, last_seq);
     writer->batch = sd_batch_new(options->storage, last_seq,
                                  options->idempotency_ttl_s * 1000000);
+    if (writer->batch != NULL) {
+        sd_batch_set_cache_entries(writer->batch, options->level_cache_entries);
+    }
     if (writer->ring == NULL || writer->taken == NULL || writer->batch == NULL) {
         sd_batch_free(writer->batch);
         free(writer->ring);

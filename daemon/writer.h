@@ -38,6 +38,7 @@ typedef struct {
     size_t batch_jobs_max;     /* jobs per commit */
     size_t batch_lines_max;    /* lines per commit (a job is never split) */
     int64_t idempotency_ttl_s;
+    size_t level_cache_entries; /* committed levels kept in memory */
     int64_t ledger_retention_s; /* 0 = keep the ledger forever */
     int64_t prune_interval_s;   /* how often retention runs (when enabled) */
     sd_metrics_t *metrics;     /* may be NULL */
