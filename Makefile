@@ -2,6 +2,7 @@
 #   make run    install what is missing, build, start stockd on 127.0.0.1:50051
 #   make test   install what is missing, build (warnings are errors), run every test, then
 #               build again with ASan+UBSan and run the unit and integration tests again
+#   make bench  the benchmarks of BENCHMARKS.md (DURATION=10s per run by default)
 .PHONY: all setup build run test bench fuzz clean
 
 BUILD ?= build

@@ -771,6 +771,7 @@ int main(int argc, char **argv)
                first.seconds, first.ops_per_s, first.p50, first.p90, first.p99, first.max,
                (long long)mismatches);
     }
+    sc_thread_release();
     grpc_shutdown();
     return exit_code;
 }

@@ -6,6 +6,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,43 @@
 struct sc_client {
     grpc_channel *channel;
 };
+
+/* Each calling thread keeps one pluck completion queue for all its calls: creating and
+ * destroying a queue per call costs more than the call itself on a fast path. */
+static pthread_key_t sc_queue_key;
+static pthread_once_t sc_queue_once = PTHREAD_ONCE_INIT;
+
+static void sc_queue_destroy(void *queue)
+{
+    grpc_completion_queue_shutdown(queue);
+    grpc_completion_queue_destroy(queue);
+}
+
+static void sc_queue_key_create(void)
+{
+    pthread_key_create(&sc_queue_key, sc_queue_destroy);
+}
+
+static grpc_completion_queue *sc_thread_queue(void)
+{
+    pthread_once(&sc_queue_once, sc_queue_key_create);
+    grpc_completion_queue *queue = pthread_getspecific(sc_queue_key);
+    if (queue == NULL) {
+        queue = grpc_completion_queue_create_for_pluck(NULL);
+        pthread_setspecific(sc_queue_key, queue);
+    }
+    return queue;
+}
+
+void sc_thread_release(void)
+{
+    pthread_once(&sc_queue_once, sc_queue_key_create);
+    grpc_completion_queue *queue = pthread_getspecific(sc_queue_key);
+    if (queue != NULL) {
+        pthread_setspecific(sc_queue_key, NULL);
+        sc_queue_destroy(queue);
+    }
+}
 
 sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options)
 {
@@ -157,7 +195,7 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
 {
     sc_status_init(status);
     *response_out = NULL;
-    grpc_completion_queue *queue = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_completion_queue *queue = sc_thread_queue();
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                          gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
     grpc_slice method_slice = grpc_slice_from_static_string(method);
@@ -191,8 +229,6 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
         grpc_byte_buffer_destroy(receive);
     }
     grpc_call_unref(call);
-    grpc_completion_queue_shutdown(queue);
-    grpc_completion_queue_destroy(queue);
     return status->code;
 }
 

@@ -36,6 +36,10 @@ typedef struct {
 sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options);
 void sc_client_free(sc_client_t *client);
 
+/* Frees the calling thread's completion queue now (it is freed at thread exit anyway); call
+ * it on the main thread before grpc_shutdown() to leave nothing behind. */
+void sc_thread_release(void);
+
 /* Calls `method` ("/stockd.v1.Inventory/Decrement") with request; on OK unpacks the reply
  * with response_descriptor into *response_out (caller frees it with
  * protobuf_c_message_free_unpacked). Returns status->code. status must be released with

@@ -389,6 +389,7 @@ int main(int argc, char **argv)
                                                            : NULL;
         int exit_code = ctl_commands[c].run(&config, client, arguments + 1, count - 1);
         sc_client_free(client);
+        sc_thread_release();
         grpc_shutdown();
         return exit_code;
     }

@@ -186,6 +186,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     grpc_init();
     int exit_code = gw_run(&config, &signals);
+    sc_thread_release();
     grpc_shutdown();
     return exit_code;
 }

@@ -571,6 +571,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sigkill_under_load_loses_no_acknowledged_write),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    sc_thread_release();
     grpc_shutdown();
     return failed;
 }
