@@ -19,6 +19,16 @@ for package in "${PACKAGES[@]}"; do
   fi
 done
 
+# Node.js and npm run the grpc-js interop test; keep a Node that is already installed (a
+# newer one from elsewhere conflicts with Debian's npm package).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  for package in nodejs npm; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$package")
+    fi
+  done
+fi
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages present"
   exit 0

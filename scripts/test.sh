@@ -6,6 +6,9 @@ BUILD=${1:-build}
 BUILD_ASAN=${2:-build-asan}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
+echo "== npm packages for the grpc-js interop test"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== release build (-Werror)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
 cmake --build "$BUILD" -j "$JOBS"
