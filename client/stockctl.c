@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "stockclient.h"
+#include "stockd/v1/admin.pb-c.h"
 #include "util.h"
 #include "wix_sign.h"
 
@@ -76,7 +77,8 @@ static const cfg_spec_t ctl_spec = {
     "  set APP ITEM AVAILABLE              set a level absolutely\n"
     "  decrement APP ITEM QUANTITY         remove stock (--restrict to refuse when short)\n"
     "  increment APP ITEM QUANTITY         add stock\n"
-    "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would",
+    "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would\n"
+    "  backup NAME                         RocksDB checkpoint in <data-dir>/backups/NAME",
     ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
 
 static int ctl_exit_for(int code)
@@ -352,6 +354,30 @@ static int ctl_wix_sign(const ctl_config_t *config, sc_client_t *client, char **
     return exit_code;
 }
 
+static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    if (count != 1) {
+        fprintf(stderr, "usage: stockctl backup NAME\n");
+        return EXIT_INVALID;
+    }
+    Stockd__V1__CheckpointRequest request = STOCKD__V1__CHECKPOINT_REQUEST__INIT;
+    request.name = args[0];
+    Stockd__V1__CheckpointResponse *response = NULL;
+    sc_status_t status;
+    int code = sc_call_unary(client, "/stockd.v1.Admin/Checkpoint", &request.base,
+                             &stockd__v1__checkpoint_response__descriptor,
+                             (ProtobufCMessage **)&response, config->deadline_ms, &status);
+    int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
+    if (response != NULL) {
+        printf(config->json ? "{\"path\":\"%s\",\"ledger_seq\":%llu}\n"
+                            : "checkpoint written to %s (ledger seq %llu)\n",
+               response->path, (unsigned long long)response->ledger_seq);
+        stockd__v1__checkpoint_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
 typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args,
                            int count);
 
@@ -363,6 +389,7 @@ static const struct {
     {"health", ctl_health, true},       {"get", ctl_get, true},
     {"set", ctl_set, true},             {"decrement", ctl_decrement, true},
     {"increment", ctl_increment, true}, {"wix-sign", ctl_wix_sign, false},
+    {"backup", ctl_backup, true},
 };
 
 int main(int argc, char **argv)

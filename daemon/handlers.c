@@ -13,7 +13,10 @@
 #include "log.h"
 #include "queries.h"
 #include "server.h"
+#include "stockd/v1/admin.pb-c.h"
 #include "stockd/v1/inventory.pb-c.h"
+#include <errno.h>
+#include <sys/stat.h>
 #include "validate.h"
 #include "watch.h"
 
@@ -292,6 +295,59 @@ static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t
     sd_call_stream_hold(call, &response.base);
 }
 
+/* ---- stockd.v1.Admin ---- */
+
+static bool sd_checkpoint_name_valid(const char *name)
+{
+    size_t length = strlen(name);
+    if (length == 0 || length > 64 || name[0] == '.') {
+        return false;
+    }
+    for (const char *c = name; *c != '\0'; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__CheckpointRequest *request = (Stockd__V1__CheckpointRequest *)sd_unpack(
+        call, &stockd__v1__checkpoint_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    if (!sd_checkpoint_name_valid(request->name)) {
+        sd_error_add_field(&error, "name", "must be 1..64 bytes of [A-Za-z0-9._-], not starting "
+                                           "with '.'");
+        sd_reply_validation(call, &error);
+        return;
+    }
+    const sd_services_t *services = sd_call_services(call);
+    char directory[1024], message[512];
+    snprintf(directory, sizeof(directory), "%s/backups", services->data_dir);
+    if (mkdir(directory, 0750) != 0 && errno != EEXIST) {
+        sd_call_reply_status(call, SD_UNAVAILABLE, "cannot create the backups directory");
+        return;
+    }
+    snprintf(directory, sizeof(directory), "%s/backups/%s", services->data_dir, request->name);
+    uint64_t seq = sd_writer_committed_seq(services->writer); /* read first: all <= it are in */
+    sd_status_t status = sd_storage_checkpoint(services->storage, directory, message,
+                                               sizeof(message));
+    if (status != SD_OK) {
+        sd_call_reply_status(call, status, message);
+        return;
+    }
+    Stockd__V1__CheckpointResponse response = STOCKD__V1__CHECKPOINT_RESPONSE__INIT;
+    response.path = directory;
+    response.ledger_seq = seq;
+    sd_call_reply_message(call, &response.base);
+}
+
 const sd_method_t sd_methods[] = {
     {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement},
     {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment},
@@ -300,6 +356,7 @@ const sd_method_t sd_methods[] = {
     {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock},
     {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history},
     {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch},
+    {"/stockd.v1.Admin/Checkpoint", "Admin.Checkpoint", SD_METHOD_UNARY, sd_handle_checkpoint},
     {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check},
     {"/grpc.health.v1.Health/Watch", "Health.Watch", SD_METHOD_SERVER_STREAM,
      sd_handle_health_watch},

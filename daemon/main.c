@@ -146,7 +146,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
                LF_INT("port", port));
     }
-    sd_services_t services = {storage, writer, metrics, hub};
+    sd_services_t services = {storage, writer, metrics, hub, config->data_dir};
     sd_server_options_t server_options = {config->listen, (int)config->threads,
                                           16 * 1024 * 1024};
     char bound[128];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -435,4 +436,30 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
         SD_LOG(LOG_INFO, "ledger_pruned", LF_UINT("through_seq", scan.cutoff_seq));
     }
     return status;
+}
+
+sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, char *error,
+                                  size_t error_capacity)
+{
+    if (access(directory, F_OK) == 0) {
+        snprintf(error, error_capacity, "%s already exists", directory);
+        return SD_ALREADY_EXISTS;
+    }
+    char *rocks_error = NULL;
+    rocksdb_checkpoint_t *checkpoint = rocksdb_checkpoint_object_create(storage->db, &rocks_error);
+    if (checkpoint != NULL && rocks_error == NULL) {
+        /* log_size_for_flush 0: flush the memtables, so the checkpoint holds no WAL to replay */
+        rocksdb_checkpoint_create(checkpoint, directory, 0, &rocks_error);
+    }
+    if (checkpoint != NULL) {
+        rocksdb_checkpoint_object_destroy(checkpoint);
+    }
+    if (rocks_error != NULL) {
+        snprintf(error, error_capacity, "checkpoint failed: %s", rocks_error);
+        SD_LOG(LOG_ERROR, "checkpoint_failed", LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    SD_LOG(LOG_INFO, "checkpoint_written", LF_STR("path", directory));
+    return SD_OK;
 }

@@ -82,6 +82,11 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us);
 /* The highest seq deleted by retention (0 = none). */
 uint64_t sd_storage_pruned_through(const sd_storage_t *storage);
 
+/* Writes a consistent checkpoint of the database into directory (which must not exist; its
+ * parent must). SD_ALREADY_EXISTS when it exists, SD_UNAVAILABLE on I/O errors. */
+sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, char *error,
+                                  size_t error_capacity);
+
 /* Test hook: make the Nth next write fail with an I/O error (0 = never). */
 void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count);
 

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""Integration test of the stockctl command line against the real stockd.
+
+Goal: every stockctl subcommand does its job, prints tables or --json, and exits with the
+documented codes (0 done, 1 refused, 2 invalid input, 3 unreachable); `backup` writes a
+checkpoint that restores to exactly the state it was taken at.
+Method: start stockd on 127.0.0.1:0 in a temporary directory and run the stockctl binary.
+Usage: test_stockctl.py BUILD-DIR
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BUILD = sys.argv[1]
+del sys.argv[1:2]
+STOCKCTL = os.path.join(BUILD, "stockctl")
+
+
+def start_stockd(data_dir):
+    proc = subprocess.Popen([os.path.join(BUILD, "stockd"), "--listen", "127.0.0.1:0",
+                             "--data-dir", data_dir], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        m = re.search(r'"event":"listening","address":"(127\.0\.0\.1:\d+)"', line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, m.group(1)
+    raise RuntimeError("stockd did not start")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+class Stockctl(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="stockd-ctl-")
+        cls.data = os.path.join(cls.dir, "data")
+        cls.proc, cls.addr = start_stockd(cls.data)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            assert stop(cls.proc) == 0
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def ctl(self, *args, addr=None):
+        r = subprocess.run([STOCKCTL, "--stockd", addr or self.addr, "--tenant", "ctl", *args],
+                           capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout, r.stderr
+
+    def test_set_get_move_with_exit_codes(self):
+        code, out, _ = self.ctl("set", "app", "sku-1", "5")
+        self.assertEqual(code, 0)
+        self.assertIn("AVAILABLE", out)
+        code, out, _ = self.ctl("--json", "get", "app", "sku-1")
+        self.assertEqual(code, 0)
+        level = json.loads(out)[0]
+        self.assertEqual((level["available"], level["version"], level["tracked"]), (5, 1, True))
+        self.assertEqual(self.ctl("--restrict", "decrement", "app", "sku-1", "3")[0], 0)
+        code, _, err = self.ctl("--restrict", "decrement", "app", "sku-1", "3")
+        self.assertEqual(code, 1, "refused: insufficient stock")
+        self.assertIn("FAILED_PRECONDITION", err)
+        code, out, _ = self.ctl("--json", "--restrict", "decrement", "app", "sku-1", "3")
+        self.assertEqual(json.loads(out)["error"]["code"], "FAILED_PRECONDITION")
+        self.assertEqual(self.ctl("increment", "app", "sku-1", "10")[0], 0)
+        self.assertEqual(json.loads(self.ctl("--json", "get", "app", "sku-1")[1])[0]["available"], 12)
+        self.assertEqual(self.ctl("decrement", "app", "sku-1", "0")[0], 2, "invalid quantity")
+        self.assertEqual(self.ctl("decrement", "app", "sku-1", "x")[0], 2, "not a number")
+        self.assertEqual(self.ctl("get", "app")[0], 2, "missing argument")
+        self.assertEqual(self.ctl("no-such-command")[0], 2)
+        self.assertEqual(self.ctl("--variant", "L", "get", "app", "sku-1")[0], 0)
+        # request ids make repeats safe
+        self.assertEqual(self.ctl("--request-id", "r1", "decrement", "app", "sku-1", "1")[0], 0)
+        self.assertEqual(self.ctl("--request-id", "r1", "decrement", "app", "sku-1", "1")[0], 0)
+        self.assertEqual(json.loads(self.ctl("--json", "get", "app", "sku-1")[1])[0]["available"], 11)
+        self.assertEqual(self.ctl("--request-id", "r1", "decrement", "app", "sku-1", "2")[0], 1)
+
+    def test_health_and_unreachable(self):
+        code, out, _ = self.ctl("health")
+        self.assertEqual((code, out.strip()), (0, "SERVING"))
+        code, _, err = self.ctl("--deadline-ms", "500", "health", addr="127.0.0.1:1")
+        self.assertEqual(code, 3)
+        self.assertIn("UNAVAILABLE", err)
+
+    def test_zz_backup_and_restore(self):
+        self.assertEqual(self.ctl("set", "app", "backup-me", "7")[0], 0)
+        code, out, _ = self.ctl("--json", "backup", "nightly")
+        self.assertEqual(code, 0, out)
+        checkpoint = json.loads(out)["path"]
+        self.assertTrue(os.path.isdir(checkpoint))
+        self.assertEqual(self.ctl("backup", "nightly")[0], 1, "exists already")
+        self.assertEqual(self.ctl("backup", "../escape")[0], 2)
+        self.assertEqual(self.ctl("set", "app", "backup-me", "99")[0], 0)  # after the backup
+        restored = os.path.join(self.dir, "restored")
+        shutil.copytree(checkpoint, restored)
+        proc, addr = start_stockd(restored)
+        try:
+            level = json.loads(self.ctl("--json", "get", "app", "backup-me", addr=addr)[1])[0]
+            self.assertEqual(level["available"], 7)
+        finally:
+            self.assertEqual(stop(proc), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
