@@ -78,7 +78,7 @@ static const cfg_spec_t ctl_spec = {
     "  decrement APP ITEM QUANTITY         remove stock (--restrict to refuse when short)\n"
     "  increment APP ITEM QUANTITY         add stock\n"
     "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would\n"
-    "  backup NAME                         RocksDB checkpoint in <data-dir>/backups/NAME",
+    "  backup NAME                         RocksDB checkpoint in stockd's --backup-dir/NAME",
     ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
 
 static int ctl_exit_for(int code)

@@ -329,12 +329,11 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
     }
     const sd_services_t *services = sd_call_services(call);
     char directory[1024], message[512];
-    snprintf(directory, sizeof(directory), "%s/backups", services->data_dir);
-    if (mkdir(directory, 0750) != 0 && errno != EEXIST) {
+    if (mkdir(services->backup_dir, 0750) != 0 && errno != EEXIST) {
         sd_call_reply_status(call, SD_UNAVAILABLE, "cannot create the backups directory");
         return;
     }
-    snprintf(directory, sizeof(directory), "%s/backups/%s", services->data_dir, request->name);
+    snprintf(directory, sizeof(directory), "%s/%s", services->backup_dir, request->name);
     uint64_t seq = sd_writer_committed_seq(services->writer); /* read first: all <= it are in */
     sd_status_t status = sd_storage_checkpoint(services->storage, directory, message,
                                                sizeof(message));

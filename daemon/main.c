@@ -20,6 +20,7 @@
 typedef struct {
     const char *listen;
     const char *data_dir;
+    const char *backup_dir;
     const char *sync;
     const char *metrics_listen;
     int64_t idempotency_ttl_s;
@@ -47,6 +48,8 @@ static const cfg_option_t sd_options[] = {
            "gRPC listen address HOST:PORT (port 0 = any free port, logged)"),
     SD_OPT("data-dir", "STOCKD_DATA_DIR", CFG_STRING, data_dir, "./stockd-data", 0, 0, NULL,
            "RocksDB data directory (created if missing)"),
+    SD_OPT("backup-dir", "STOCKD_BACKUP_DIR", CFG_STRING, backup_dir, "", 0, 0, NULL,
+           "where Admin.Checkpoint writes (default <data-dir>/backups; same filesystem)"),
     SD_OPT("sync", "STOCKD_SYNC", CFG_CHOICE, sync, "always", 0, 0, sd_sync_choices,
            "fsync the WAL before acknowledging writes: always|never (never is for tests)"),
     SD_OPT("metrics-listen", "STOCKD_METRICS_LISTEN", CFG_STRING, metrics_listen, "", 0, 0, NULL,
@@ -146,7 +149,12 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
                LF_INT("port", port));
     }
-    sd_services_t services = {storage, writer, metrics, hub, config->data_dir};
+    char backup_dir[1024];
+    snprintf(backup_dir, sizeof(backup_dir), "%s", config->backup_dir);
+    if (backup_dir[0] == '\0') {
+        snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
+    }
+    sd_services_t services = {storage, writer, metrics, hub, backup_dir};
     sd_server_options_t server_options = {config->listen, (int)config->threads,
                                           16 * 1024 * 1024};
     char bound[128];

@@ -47,7 +47,7 @@ typedef struct {
     sd_writer_t *writer;
     sd_metrics_t *metrics;
     sd_watch_hub_t *watch_hub;
-    const char *data_dir;
+    const char *backup_dir; /* Admin.Checkpoint writes <backup_dir>/<name> */
 } sd_services_t;
 
 /* Creates and starts the server; the bound address is logged and stored in bound_out.

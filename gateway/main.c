@@ -84,7 +84,17 @@ static int gw_resolve_identity(gw_config_t *config, char *key_path, size_t key_c
 {
     if (config->wix_public_key[0] != '\0' && config->wix_app_id[0] != '\0') {
         snprintf(key_path, key_capacity, "%s", config->wix_public_key);
-        snprintf(app_id, app_id_capacity, "%s", config->wix_app_id);
+        /* an app id read from a file or Secret often ends in a newline: drop surrounding
+         * whitespace, which no app id contains */
+        const char *start = config->wix_app_id;
+        while (*start == ' ' || *start == '\t' || *start == '\r' || *start == '\n') {
+            start++;
+        }
+        snprintf(app_id, app_id_capacity, "%s", start);
+        size_t length = strlen(app_id);
+        while (length > 0 && strchr(" \t\r\n", app_id[length - 1]) != NULL) {
+            app_id[--length] = '\0';
+        }
         return 0;
     }
     if (!config->dev) {

@@ -1,28 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite: a release build with warnings as errors (unit, integration and
-# valgrind tests), then an ASan+UBSan build running the unit and integration tests again.
+# The whole test suite:
+#  1. a release build with warnings as errors: unit, integration, interop (grpc-js),
+#     valgrind and deployment-manifest tests;
+#  2. a libFuzzer smoke run of the gateway's request path (clang);
+#  3. an ASan+UBSan build running the unit and integration tests again (last, so the run
+#     ends with CTest's summary).
 set -euo pipefail
 BUILD=${1:-build}
 BUILD_ASAN=${2:-build-asan}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-echo "== npm packages for the grpc-js interop test"
+echo "== npm packages for the grpc-js interop test and the manifest schema check"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== release build (-Werror)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
 cmake --build "$BUILD" -j "$JOBS"
 echo "== release tests"
-(cd "$BUILD" && ctest --output-on-failure --timeout 600)
-
-echo "== ASan+UBSan build"
-cmake -S . -B "$BUILD_ASAN" -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_WERROR=ON -DSTOCKD_SANITIZE=ON \
-  >/dev/null
-cmake --build "$BUILD_ASAN" -j "$JOBS"
-echo "== ASan+UBSan tests"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd "$BUILD_ASAN" && ctest --output-on-failure --timeout 900 -LE valgrind)
+(cd "$BUILD" && ctest --output-on-failure --timeout 900)
 
 echo "== libFuzzer smoke run of the gateway request path (clang)"
 if command -v clang >/dev/null 2>&1; then
@@ -33,5 +29,14 @@ if command -v clang >/dev/null 2>&1; then
   ./build-fuzz/tests/fuzz_gateway -max_total_time=20 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
   rm -rf "$corpus"
 else
-  echo "clang not found: skipped (the corpus replay above still ran)"
+  echo "clang not found: skipped (the corpus replay in the release tests still ran)"
 fi
+
+echo "== ASan+UBSan build"
+cmake -S . -B "$BUILD_ASAN" -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_WERROR=ON -DSTOCKD_SANITIZE=ON \
+  >/dev/null
+cmake --build "$BUILD_ASAN" -j "$JOBS"
+echo "== ASan+UBSan tests"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd "$BUILD_ASAN" && ctest --output-on-failure --timeout 900 -LE valgrind)

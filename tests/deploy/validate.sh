@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Offline checks of deploy/k8s (no cluster needed):
+#  1. render every overlay with `kubectl kustomize` from Debian's kubernetes-client (kubectl
+#     1.20, whose kustomize is old) and, where a current kubectl/kustomize is installed too,
+#     check that it renders the very same objects;
+#  2. lint every YAML file with yamllint;
+#  3. validate every rendered object against the Kubernetes schemas (npm kubernetes-models),
+#     and check that a deliberately broken manifest is refused;
+#  4. check that flags, env variables, ports and probes agree with the binaries.
+# Usage: validate.sh SOURCE-DIR BUILD-DIR
+set -euo pipefail
+SRC=$1
+BUILD=$2
+OUT="$BUILD/deploy-check"
+mkdir -p "$OUT"
+
+# Debian's kubectl 1.20. A machine may have another kubectl at /usr/bin/kubectl (cloud SDKs
+# ship one, and it conflicts with the Debian package), so take the Debian package's binary
+# from its .deb into the build directory rather than installing it over the other one.
+KUBECTL_DEBIAN="$OUT/kubernetes-client/usr/bin/kubectl"
+if command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | grep -q 'GitVersion:"v1.20'; then
+  KUBECTL_DEBIAN=$(command -v kubectl)
+elif [ ! -x "$KUBECTL_DEBIAN" ]; then
+  (cd "$OUT" && { apt-get download kubernetes-client >/dev/null 2>&1 \
+     || { apt-get update -qq && apt-get download kubernetes-client >/dev/null; }; } \
+     && dpkg-deb -x kubernetes-client_*.deb kubernetes-client)
+fi
+"$KUBECTL_DEBIAN" version --client 2>/dev/null | head -n 1
+
+rendered=()
+for overlay in dev prod; do
+  "$KUBECTL_DEBIAN" kustomize "$SRC/deploy/k8s/overlays/$overlay" > "$OUT/$overlay.yaml"
+  rendered+=("$OUT/$overlay.yaml")
+  for current in kustomize kubectl; do
+    command -v "$current" >/dev/null || continue
+    [ "$(command -v "$current")" = "$KUBECTL_DEBIAN" ] && continue
+    if [ "$current" = kustomize ]; then
+      kustomize build "$SRC/deploy/k8s/overlays/$overlay" > "$OUT/$overlay.current.yaml" 2>/dev/null
+    else
+      kubectl kustomize "$SRC/deploy/k8s/overlays/$overlay" > "$OUT/$overlay.current.yaml" 2>/dev/null
+    fi
+    /usr/bin/python3 - "$OUT/$overlay.yaml" "$OUT/$overlay.current.yaml" <<'PY'
+import sys, yaml
+key = lambda o: (o["kind"], o["metadata"]["name"])
+old, new = (sorted((o for o in yaml.safe_load_all(open(p)) if o), key=key) for p in sys.argv[1:3])
+if old != new:
+    sys.exit("kubectl 1.20 and the current kustomize render %s differently" % sys.argv[1])
+print("current kustomize renders %s identically (%d objects)" % (sys.argv[1], len(old)))
+PY
+    break
+  done
+done
+
+yamllint -c "$SRC/.yamllint" "$SRC/deploy" "$SRC/tests/deploy/broken.yaml"
+echo "yamllint: clean"
+
+node "$SRC/tests/deploy/validate.mjs" "${rendered[@]}"
+node "$SRC/tests/deploy/validate.mjs" --expect-invalid "$SRC/tests/deploy/broken.yaml"
+echo "schema check refuses the broken manifest"
+
+/usr/bin/python3 "$SRC/tests/deploy/consistency.py" "$BUILD" "${rendered[@]}"
