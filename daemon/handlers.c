@@ -19,12 +19,27 @@
 #include <sys/stat.h>
 #include "validate.h"
 #include "watch.h"
+#include "wire.h"
+
+static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
+{
+    sd_call_reply_error(call, error);
+    sd_error_free(error);
+}
 
 /* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
  * On success the message is kept by the call and freed with it. */
 static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
                                    const uint8_t *bytes, size_t length)
 {
+    char field[160];
+    if (!sd_wire_strings_clean(descriptor, bytes, length, field, sizeof(field))) {
+        sd_error_t error;
+        sd_error_init(&error);
+        sd_error_add_field(&error, field, "contains a NUL byte");
+        sd_reply_validation(call, &error);
+        return NULL;
+    }
     ProtobufCMessage *message = protobuf_c_message_unpack(descriptor, NULL, length, bytes);
     if (message == NULL) {
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
@@ -32,12 +47,6 @@ static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescri
     }
     sd_call_keep_message(call, message);
     return message;
-}
-
-static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
-{
-    sd_call_reply_error(call, error);
-    sd_error_free(error);
 }
 
 /* ---- writes ---- */

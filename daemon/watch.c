@@ -16,6 +16,7 @@
 #include "queries.h"
 #include "sd_limits.h"
 #include "validate.h"
+#include "wire.h"
 
 typedef struct sd_watcher sd_watcher_t;
 
@@ -271,9 +272,17 @@ void sd_watch_hub_free(sd_watch_hub_t *hub)
 void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *bytes,
                          size_t length)
 {
-    Stockd__V1__WatchRequest *request = stockd__v1__watch_request__unpack(NULL, length, bytes);
+    char field[160];
     sd_error_t error;
     sd_error_init(&error);
+    if (!sd_wire_strings_clean(&stockd__v1__watch_request__descriptor, bytes, length, field,
+                               sizeof(field))) {
+        sd_error_add_field(&error, field, "contains a NUL byte");
+        sd_call_reply_error(call, &error);
+        sd_error_free(&error);
+        return;
+    }
+    Stockd__V1__WatchRequest *request = stockd__v1__watch_request__unpack(NULL, length, bytes);
     if (request == NULL) {
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
         return;

@@ -41,6 +41,14 @@ static gw_wix_result_t gw_refuse(gw_wix_call_t *call, gw_wix_result_t result, co
     return result;
 }
 
+/* The text of a JSON string, or NULL when it is not a string or holds a NUL (jansson keeps
+ * "\u0000", but C strings would silently cut there). */
+static const char *gw_json_text(const json_t *value)
+{
+    const char *text = json_string_value(value);
+    return text != NULL && strlen(text) == json_string_length(value) ? text : NULL;
+}
+
 /* Number of Unicode code points in valid UTF-8 text. */
 static size_t gw_utf8_chars(const char *text)
 {
@@ -79,9 +87,9 @@ char *gw_wix_variant(const json_t *options)
         (json_is_object(options) && json_object_size(options) == 0)) {
         return strdup("");
     }
-    const json_t *variant_id = json_object_get(options, "variantId");
-    if (json_is_string(variant_id)) {
-        return gw_bounded_variant(json_string_value(variant_id));
+    const char *variant_id = gw_json_text(json_object_get(options, "variantId"));
+    if (variant_id != NULL) {
+        return gw_bounded_variant(variant_id);
     }
     json_t *copy = json_deep_copy(options);
     if (copy == NULL) {
@@ -137,14 +145,14 @@ static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *defau
     const json_t *instance = json_object_get(metadata, "instanceId");
     const char *tenant = default_tenant;
     if (instance != NULL && !json_is_null(instance)) {
-        tenant = json_string_value(instance);
+        tenant = gw_json_text(instance);
         if (tenant == NULL || !gw_tenant_valid(tenant)) {
             return gw_refuse(call, GW_WIX_BAD_REQUEST,
                              "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]");
         }
     }
     snprintf(call->tenant_id, sizeof(call->tenant_id), "%s", tenant);
-    const char *request_id = json_string_value(json_object_get(metadata, "requestId"));
+    const char *request_id = gw_json_text(json_object_get(metadata, "requestId"));
     call->request_id[0] = '\0';
     if (request_id != NULL && request_id[0] != '\0') {
         if (strlen(request_id) + 4 <= GW_REQUEST_ID_BYTES_MAX) {
@@ -168,11 +176,10 @@ static bool gw_optional_string(const json_t *parent, const char *name, size_t by
     if (value == NULL || json_is_null(value)) {
         return true;
     }
-    if (!json_is_string(value) || json_string_length(value) > bytes_max ||
-        strlen(json_string_value(value)) != json_string_length(value)) {
+    if (gw_json_text(value) == NULL || json_string_length(value) > bytes_max) {
         return false;
     }
-    *out = json_string_value(value);
+    *out = gw_json_text(value);
     return true;
 }
 
@@ -184,14 +191,14 @@ static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference: required object", index);
     }
-    const char *catalog_item = json_string_value(json_object_get(reference, "catalogItemId"));
+    const char *catalog_item = gw_json_text(json_object_get(reference, "catalogItemId"));
     if (catalog_item == NULL || gw_utf8_chars(catalog_item) < 1 ||
         gw_utf8_chars(catalog_item) > GW_WIX_CATALOG_ITEM_CHARS_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.catalogItemId: must be a string "
                          "of 1..36 characters", index);
     }
-    const char *app = json_string_value(json_object_get(reference, "appId"));
+    const char *app = gw_json_text(json_object_get(reference, "appId"));
     if (app == NULL || app[0] == '\0' || strlen(app) > GW_APP_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.appId: must be a non-empty string "
@@ -277,7 +284,7 @@ static gw_wix_result_t gw_map_items(const json_t *request, gw_wix_call_t *call)
 
 static bool gw_reason_of(const json_t *request, Stockd__V1__Reason *reason_out)
 {
-    const char *reason = json_string_value(json_object_get(request, "reason"));
+    const char *reason = gw_json_text(json_object_get(request, "reason"));
     for (size_t i = 0; reason != NULL && i < sizeof(gw_reasons) / sizeof(gw_reasons[0]); i++) {
         if (strcmp(reason, gw_reasons[i].name) == 0) {
             *reason_out = gw_reasons[i].value;
@@ -298,8 +305,7 @@ static gw_wix_result_t gw_map_request(gw_wix_method_t method, const json_t *requ
         return result;
     }
     const json_t *order = json_object_get(request, "orderId");
-    if (!json_is_string(order) || json_string_length(order) > GW_ORDER_ID_BYTES_MAX ||
-        strlen(json_string_value(order)) != json_string_length(order)) {
+    if (gw_json_text(order) == NULL || json_string_length(order) > GW_ORDER_ID_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.orderId: must be a string of at most 128 bytes");
     }
@@ -349,7 +355,7 @@ gw_wix_result_t gw_wix_map(gw_wix_method_t method, json_t *payload, const char *
         return gw_refuse(call, GW_WIX_BAD_ENVELOPE, "data: must be an object holding a "
                                                     "metadata object");
     }
-    const char *type = json_string_value(json_object_get(metadata, "appExtensionType"));
+    const char *type = gw_json_text(json_object_get(metadata, "appExtensionType"));
     if (type == NULL || strcasecmp(type, GW_WIX_APP_EXTENSION_TYPE) != 0) {
         return gw_refuse(call, GW_WIX_BAD_EXTENSION,
                          "data.metadata.appExtensionType: must be ECOM_INVENTORY");

@@ -140,6 +140,17 @@ class StatusCodes(unittest.TestCase):
         self.assertEqual(fields, ["tenant_id", "lines[1].quantity"])
         self.assertIn("tenant_id", e.details())
 
+    def test_nul_in_strings_is_refused(self):
+        e = self.expect_error(grpc.StatusCode.INVALID_ARGUMENT, "Increment", pb.IncrementRequest(
+            tenant_id="t", lines=[pb.Line(item=pb.ItemRef(app_id="app", catalog_item_id="a\x00b"),
+                                          quantity=1)]), pb.IncrementResponse)
+        _, details = rich_details(e)
+        self.assertEqual(details["BadRequest"].field_violations[0].field,
+                         "lines[0].item.catalog_item_id")
+        got = self.d.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("a")]),
+                          pb.GetStockResponse)
+        self.assertEqual(got.levels[0].version, 0)
+
     def test_failed_precondition_details(self):
         self.set("short", 1)
         e = self.expect_error(grpc.StatusCode.FAILED_PRECONDITION, "Decrement", pb.DecrementRequest(

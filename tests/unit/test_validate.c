@@ -9,6 +9,7 @@
 
 #include "sd_limits.h"
 #include "validate.h"
+#include "wire.h"
 
 typedef struct {
     Stockd__V1__ItemRef items[4];
@@ -234,6 +235,35 @@ static void test_set_stock_and_get_stock(void **state)
     sd_error_free(&error);
 }
 
+/* Strings with an embedded NUL would be cut short by protobuf-c: the wire check finds them
+ * and names the field, at any depth and index. */
+static void test_wire_nul_in_strings(void **state)
+{
+    (void)state;
+    /* DecrementRequest{tenant_id:"t", lines:[Line{item:{app_id:"a"}}, Line{item:{
+     * catalog_item_id:"a\0b"}}]} */
+    const uint8_t message[] = {
+        0x0a, 0x01, 't',                               /* tenant_id */
+        0x12, 0x05, 0x0a, 0x03, 0x12, 0x01, 'a',       /* lines[0].item.app_id */
+        0x12, 0x07, 0x0a, 0x05, 0x1a, 0x03, 'a', 0x00, 'b', /* lines[1].item.catalog_item_id */
+    };
+    char field[160] = "";
+    assert_false(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, message,
+                                       sizeof(message), field, sizeof(field)));
+    assert_string_equal(field, "lines[1].item.catalog_item_id");
+    const uint8_t clean[] = {0x0a, 0x01, 't', 0x12, 0x05, 0x0a, 0x03, 0x12, 0x01, 'a'};
+    assert_true(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, clean,
+                                      sizeof(clean), field, sizeof(field)));
+    const uint8_t tenant[] = {0x0a, 0x03, 'a', 0x00, 'b'};
+    assert_false(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, tenant,
+                                       sizeof(tenant), field, sizeof(field)));
+    assert_string_equal(field, "tenant_id");
+    /* bytes fields and malformed input are left to protobuf-c */
+    const uint8_t truncated[] = {0x0a, 0x09, 'a'};
+    assert_true(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, truncated,
+                                      sizeof(truncated), field, sizeof(field)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_text_fields),
         cmocka_unit_test(test_reports_every_violation),
         cmocka_unit_test(test_set_stock_and_get_stock),
+        cmocka_unit_test(test_wire_nul_in_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

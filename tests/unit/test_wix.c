@@ -170,6 +170,14 @@ static void test_request_rules(void **state)
     json_object_set_new(json_object_get(json_object_get(p, "data"), "metadata"), "instanceId",
                         json_string("has spaces"));
     expect_refused(p, GW_WIX_BAD_REQUEST, "metadata.instanceId");
+    /* a NUL inside a string would be cut by C: refused, not truncated */
+    p = payload();
+    json_object_set_new(json_object_get(item_of(p), "catalogReference"), "catalogItemId",
+                        json_stringn("ab\0cd", 5));
+    expect_refused(p, GW_WIX_BAD_REQUEST, "catalogItemId");
+    p = payload();
+    json_object_set_new(request_of(p), "reason", json_stringn("ORDER_PLACED\0x", 14));
+    expect_refused(p, GW_WIX_BAD_REQUEST, "request.reason");
     /* increments need no restrictInventoryValue */
     p = payload();
     json_object_del(request_of(p), "restrictInventoryValue");
