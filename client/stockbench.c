@@ -61,36 +61,38 @@ typedef struct {
 
 static const char *const bench_modes[] = {"health", "decrement", "mixed", "wix", NULL};
 
-#define BENCH_OPT(flag, env, type, field, def, lo, hi, choices, help)                      \
-    {flag, env, type, offsetof(bench_config_t, field), def, lo, hi, choices, false, help}
+#define BENCH_OPT(flag, env, type, field, def, lo, hi, choices, help)                              \
+    {                                                                                              \
+        flag, env, type, offsetof(bench_config_t, field), def, lo, hi, choices, false, help        \
+    }
 
 static const cfg_option_t bench_options[] = {
     BENCH_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
               "stockd gRPC address"),
-    BENCH_OPT("gateway", "STOCKD_BENCH_GATEWAY", CFG_STRING, gateway, "127.0.0.1:8080", 0, 0,
-              NULL, "gateway HTTP address (wix mode)"),
+    BENCH_OPT("gateway", "STOCKD_BENCH_GATEWAY", CFG_STRING, gateway, "127.0.0.1:8080", 0, 0, NULL,
+              "gateway HTTP address (wix mode)"),
     BENCH_OPT("mode", "STOCKD_BENCH_MODE", CFG_CHOICE, mode, "decrement", 0, 0, bench_modes,
               "health | decrement | mixed (half increments) | wix"),
     BENCH_OPT("tenant", "STOCKD_BENCH_TENANT", CFG_STRING, tenant, "bench", 0, 0, NULL,
               "tenant used for the load"),
     BENCH_OPT("connections", "STOCKD_BENCH_CONNECTIONS", CFG_INT, connections, "4", 1,
               BENCH_CONNECTIONS_MAX, NULL, "connections (wix: also the concurrency)"),
-    BENCH_OPT("inflight", "STOCKD_BENCH_INFLIGHT", CFG_INT, inflight, "64", 1,
-              BENCH_INFLIGHT_MAX, NULL, "calls in flight (gRPC modes)"),
-    BENCH_OPT("lines-min", "STOCKD_BENCH_LINES_MIN", CFG_INT, lines_min, "1", 1,
-              BENCH_LINES_MAX, NULL, "lines per request, at least"),
-    BENCH_OPT("lines-max", "STOCKD_BENCH_LINES_MAX", CFG_INT, lines_max, "3", 1,
-              BENCH_LINES_MAX, NULL, "lines per request, at most"),
+    BENCH_OPT("inflight", "STOCKD_BENCH_INFLIGHT", CFG_INT, inflight, "64", 1, BENCH_INFLIGHT_MAX,
+              NULL, "calls in flight (gRPC modes)"),
+    BENCH_OPT("lines-min", "STOCKD_BENCH_LINES_MIN", CFG_INT, lines_min, "1", 1, BENCH_LINES_MAX,
+              NULL, "lines per request, at least"),
+    BENCH_OPT("lines-max", "STOCKD_BENCH_LINES_MAX", CFG_INT, lines_max, "3", 1, BENCH_LINES_MAX,
+              NULL, "lines per request, at most"),
     BENCH_OPT("skus", "STOCKD_BENCH_SKUS", CFG_INT, skus, "10000", 1, 100000000, NULL,
               "key-space size"),
-    BENCH_OPT("restricted-percent", "STOCKD_BENCH_RESTRICTED_PERCENT", CFG_INT,
-              restricted_percent, "100", 0, 100, NULL, "share of restricted decrements"),
-    BENCH_OPT("duration", "STOCKD_BENCH_DURATION", CFG_DURATION, duration_s, "10s", 1, 3600,
-              NULL, "measured time"),
+    BENCH_OPT("restricted-percent", "STOCKD_BENCH_RESTRICTED_PERCENT", CFG_INT, restricted_percent,
+              "100", 0, 100, NULL, "share of restricted decrements"),
+    BENCH_OPT("duration", "STOCKD_BENCH_DURATION", CFG_DURATION, duration_s, "10s", 1, 3600, NULL,
+              "measured time"),
     BENCH_OPT("warmup", "STOCKD_BENCH_WARMUP", CFG_DURATION, warmup_s, "2s", 0, 600, NULL,
               "unmeasured time first"),
-    BENCH_OPT("threads", "STOCKD_BENCH_THREADS", CFG_INT, threads, "2", 1, BENCH_THREADS_MAX,
-              NULL, "client threads (gRPC modes)"),
+    BENCH_OPT("threads", "STOCKD_BENCH_THREADS", CFG_INT, threads, "2", 1, BENCH_THREADS_MAX, NULL,
+              "client threads (gRPC modes)"),
     BENCH_OPT("compare", "STOCKD_BENCH_COMPARE", CFG_BOOL, compare, "false", 0, 0, NULL,
               "run health then decrement at the same concurrency and report the ratio"),
     BENCH_OPT("seed", "STOCKD_BENCH_SEED", CFG_BOOL, seed, "true", 0, 0, NULL,
@@ -141,8 +143,8 @@ typedef struct {
 
 static bench_summary_t bench_summarize(bench_results_t *results, double seconds)
 {
-    bench_summary_t summary = {atomic_load(&results->ops), atomic_load(&results->errors),
-                               seconds, 0, 0, 0, 0, 0};
+    bench_summary_t summary = {
+        atomic_load(&results->ops), atomic_load(&results->errors), seconds, 0, 0, 0, 0, 0};
     size_t count = atomic_load(&results->samples_count);
     count = count < BENCH_SAMPLES_MAX ? count : BENCH_SAMPLES_MAX;
     summary.ops_per_s = (double)summary.ops / seconds;
@@ -267,19 +269,19 @@ static void bench_slot_start(bench_slot_t *slot)
         slot->send = grpc_raw_byte_buffer_create(&empty, 1);
     } else {
         bool increment = strcmp(worker->mode, "mixed") == 0 && bench_random(&worker->rng) % 2;
-        bool restricted = (int64_t)(bench_random(&worker->rng) % 100) <
-                          worker->config->restricted_percent;
+        bool restricted =
+            (int64_t)(bench_random(&worker->rng) % 100) < worker->config->restricted_percent;
         slot->count = bench_pick_skus(worker->config, &worker->rng, slot->skus);
         slot->sign = increment ? -1 : 1;
-        slot->send = bench_pack_move(worker->config, slot->skus, slot->count,
-                                     restricted && !increment);
+        slot->send =
+            bench_pack_move(worker->config, slot->skus, slot->count, restricted && !increment);
         method = increment ? "/stockd.v1.Inventory/Increment" : "/stockd.v1.Inventory/Decrement";
     }
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_millis(10000, GPR_TIMESPAN));
-    slot->call = grpc_channel_create_call(slot->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                          worker->queue, grpc_slice_from_static_string(method),
-                                          NULL, deadline, NULL);
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(10000, GPR_TIMESPAN));
+    slot->call =
+        grpc_channel_create_call(slot->channel, NULL, GRPC_PROPAGATE_DEFAULTS, worker->queue,
+                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
     grpc_metadata_array_init(&slot->initial);
     grpc_metadata_array_init(&slot->trailing);
     slot->receive = NULL;
@@ -341,8 +343,8 @@ static void *bench_worker_main(void *argument)
         active += worker->slots[i].active;
     }
     while (active > 0) {
-        gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                          gpr_time_from_millis(200, GPR_TIMESPAN));
+        gpr_timespec until =
+            gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(200, GPR_TIMESPAN));
         grpc_event event = grpc_completion_queue_next(worker->queue, until, NULL);
         if (event.type != GRPC_OP_COMPLETE) {
             continue;
@@ -375,8 +377,8 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
                              bench_results_t *results)
 {
     grpc_channel *channels[BENCH_CONNECTIONS_MAX];
-    grpc_arg args[1] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-                         .value.integer = 1}};
+    grpc_arg args[1] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1}};
     grpc_channel_args channel_args = {1, args};
     for (int i = 0; i < config->connections; i++) {
         grpc_channel_credentials *credentials = grpc_insecure_credentials_create();
@@ -408,8 +410,9 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
     for (int t = 0; t < threads; t++) {
         pthread_join(workers[t].thread, NULL);
         grpc_completion_queue_shutdown(workers[t].queue);
-        while (grpc_completion_queue_next(workers[t].queue, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                          NULL).type != GRPC_QUEUE_SHUTDOWN) {
+        while (
+            grpc_completion_queue_next(workers[t].queue, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                .type != GRPC_QUEUE_SHUTDOWN) {
         }
         grpc_completion_queue_destroy(workers[t].queue);
     }
@@ -449,14 +452,14 @@ static bool bench_wix_prepare(const bench_config_t *config, EVP_PKEY *key, const
         char name[32];
         bench_sku_name(call->skus[i], name, sizeof(name));
         json_array_append_new(items, json_pack("{s:{s:s,s:s},s:i,s:b}", "catalogReference",
-                                               "catalogItemId", name, "appId", "bench",
-                                               "quantity", 1, "subscriptionItem", 0));
+                                               "catalogItemId", name, "appId", "bench", "quantity",
+                                               1, "subscriptionItem", 0));
     }
     bool restricted = (int64_t)(bench_random(rng) % 100) < config->restricted_percent;
-    json_t *input = json_pack(
-        "{s:{s:{s:o,s:b,s:s,s:s},s:{s:s,s:s}}}", "data", "request", "items", items,
-        "restrictInventoryValue", restricted, "orderId", "bench-order", "reason", "ORDER_PLACED",
-        "metadata", "instanceId", config->tenant, "appExtensionType", "ECOM_INVENTORY");
+    json_t *input = json_pack("{s:{s:{s:o,s:b,s:s,s:s},s:{s:s,s:s}}}", "data", "request", "items",
+                              items, "restrictInventoryValue", restricted, "orderId", "bench-order",
+                              "reason", "ORDER_PLACED", "metadata", "instanceId", config->tenant,
+                              "appExtensionType", "ECOM_INVENTORY");
     sc_wix_sign_options_t options = {app_id, config->tenant, NULL, util_now_s(), 3600};
     json_t *claims = sc_wix_claims(input, &options);
     char *token = claims ? sc_wix_sign(key, "RS256", claims) : NULL;
@@ -599,8 +602,8 @@ static double bench_run_wix(const bench_config_t *config, bench_results_t *resul
         return -1;
     }
     for (int i = 0; i < config->connections; i++) {
-        workers[i] = (bench_http_worker_t){config, results, calls, BENCH_WIX_TOKENS,
-                                           i * 37, address, 0};
+        workers[i] =
+            (bench_http_worker_t){config, results, calls, BENCH_WIX_TOKENS, i * 37, address, 0};
         pthread_create(&workers[i].thread, NULL, bench_http_main, &workers[i]);
     }
     double seconds = bench_timed_phases(config, results);
@@ -731,7 +734,9 @@ static int64_t bench_run(const bench_config_t *config, const char *mode, bench_s
             mode, summary->ops_per_s, (unsigned long long)summary->ops,
             (unsigned long long)summary->errors, summary->p50, summary->p90, summary->p99,
             summary->max,
-            !moves || !config->seed ? "skipped" : mismatches == 0 ? "every SKU matches" : "MISMATCH");
+            !moves || !config->seed ? "skipped"
+            : mismatches == 0       ? "every SKU matches"
+                                    : "MISMATCH");
     bench_results_free(results);
     return mismatches;
 }
@@ -740,8 +745,8 @@ int main(int argc, char **argv)
 {
     bench_config_t config;
     memset(&config, 0, sizeof(config));
-    cfg_parse_result_t parsed = cfg_parse(&bench_spec, &config, argc, argv, 1, NULL, stdout,
-                                          stderr);
+    cfg_parse_result_t parsed =
+        cfg_parse(&bench_spec, &config, argc, argv, 1, NULL, stdout, stderr);
     if (parsed != CFG_PARSE_OK) {
         return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
     }

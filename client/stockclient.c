@@ -64,10 +64,10 @@ sc_client_t *sc_client_new(const char *target, const sc_client_options_t *option
         return NULL;
     }
     grpc_arg args[2] = {
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = SC_MESSAGE_BYTES_MAX},
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-         .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
     };
     grpc_channel_args channel_args = {.num_args = options && options->own_connection ? 2 : 1,
                                       .args = args};
@@ -122,8 +122,8 @@ static void sc_decode_details(const grpc_metadata_array *trailing, sc_status_t *
             const Google__Protobuf__Any *any = rich->details[d];
             if (strcmp(any->type_url, "type.googleapis.com/google.rpc.BadRequest") == 0 &&
                 status->bad_request == NULL) {
-                status->bad_request = google__rpc__bad_request__unpack(NULL, any->value.len,
-                                                                        any->value.data);
+                status->bad_request =
+                    google__rpc__bad_request__unpack(NULL, any->value.len, any->value.data);
             } else if (strcmp(any->type_url,
                               "type.googleapis.com/google.rpc.PreconditionFailure") == 0 &&
                        status->precondition == NULL) {
@@ -165,8 +165,7 @@ static ProtobufCMessage *sc_unpack(grpc_byte_buffer *buffer,
 /* Runs the one batch of a unary call and waits for it. */
 static void sc_run_batch(grpc_call *call, grpc_completion_queue *queue, grpc_byte_buffer *send,
                          grpc_byte_buffer **receive, grpc_metadata_array *initial,
-                         grpc_metadata_array *trailing, grpc_status_code *code,
-                         grpc_slice *details)
+                         grpc_metadata_array *trailing, grpc_status_code *code, grpc_slice *details)
 {
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
@@ -196,8 +195,8 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
     sc_status_init(status);
     *response_out = NULL;
     grpc_completion_queue *queue = sc_thread_queue();
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
     grpc_slice method_slice = grpc_slice_from_static_string(method);
     grpc_call *call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
                                                queue, method_slice, NULL, deadline, NULL);
@@ -232,12 +231,12 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
     return status->code;
 }
 
-#define SC_TYPED(fn, path, req_type, resp_type, resp_descriptor)                            \
-    int fn(sc_client_t *client, const req_type *request, resp_type **response_out,          \
-           int64_t deadline_ms, sc_status_t *status)                                         \
-    {                                                                                        \
-        return sc_call_unary(client, path, &request->base, &resp_descriptor,                 \
-                             (ProtobufCMessage **)response_out, deadline_ms, status);        \
+#define SC_TYPED(fn, path, req_type, resp_type, resp_descriptor)                                   \
+    int fn(sc_client_t *client, const req_type *request, resp_type **response_out,                 \
+           int64_t deadline_ms, sc_status_t *status)                                               \
+    {                                                                                              \
+        return sc_call_unary(client, path, &request->base, &resp_descriptor,                       \
+                             (ProtobufCMessage **)response_out, deadline_ms, status);              \
     }
 
 SC_TYPED(sc_decrement, "/stockd.v1.Inventory/Decrement", Stockd__V1__DecrementRequest,
@@ -260,8 +259,8 @@ int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
                              &grpc__health__v1__health_check_response__descriptor,
                              (ProtobufCMessage **)&response, deadline_ms, status);
     if (response != NULL) {
-        *serving_out = response->status ==
-                       GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        *serving_out =
+            response->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
         grpc__health__v1__health_check_response__free_unpacked(response, NULL);
     }
     return code;

@@ -21,7 +21,7 @@ typedef struct sc_client sc_client_t;
 typedef struct {
     int code;
     char message[512];
-    Google__Rpc__BadRequest *bad_request;          /* owned; NULL when absent */
+    Google__Rpc__BadRequest *bad_request;           /* owned; NULL when absent */
     Google__Rpc__PreconditionFailure *precondition; /* owned; NULL when absent */
 } sc_status_t;
 

@@ -37,11 +37,12 @@ typedef struct {
     int64_t ttl_s;
 } ctl_config_t;
 
-static const char *const ctl_algs[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                                       NULL};
+static const char *const ctl_algs[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", NULL};
 
-#define CTL_OPT(flag, env, type, field, def, lo, hi, choices, help)                        \
-    {flag, env, type, offsetof(ctl_config_t, field), def, lo, hi, choices, false, help}
+#define CTL_OPT(flag, env, type, field, def, lo, hi, choices, help)                                \
+    {                                                                                              \
+        flag, env, type, offsetof(ctl_config_t, field), def, lo, hi, choices, false, help          \
+    }
 
 static const cfg_option_t ctl_options[] = {
     CTL_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
@@ -62,8 +63,8 @@ static const cfg_option_t ctl_options[] = {
             "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix-sign: private key (PEM)"),
     CTL_OPT("app-id", "STOCKD_WIX_APP_ID", CFG_STRING, app_id, "", 0, 0, NULL,
             "wix-sign: app id (aud); default: the app-id file beside --key"),
-    CTL_OPT("instance-id", "STOCKD_WIX_INSTANCE_ID", CFG_STRING, instance_id, "default", 0, 0,
-            NULL, "wix-sign: metadata.instanceId when the input has no metadata"),
+    CTL_OPT("instance-id", "STOCKD_WIX_INSTANCE_ID", CFG_STRING, instance_id, "default", 0, 0, NULL,
+            "wix-sign: metadata.instanceId when the input has no metadata"),
     CTL_OPT("alg", "STOCKD_WIX_ALG", CFG_CHOICE, alg, "RS256", 0, 0, ctl_algs, "wix-sign: alg"),
     CTL_OPT("ttl", "STOCKD_WIX_TTL", CFG_DURATION, ttl_s, "300s", 1, 86400, NULL,
             "wix-sign: exp - iat"),
@@ -126,12 +127,11 @@ static void ctl_print_levels(const ctl_config_t *config, Stockd__V1__StockLevel 
             const Stockd__V1__StockLevel *l = levels[i];
             json_array_append_new(
                 array, json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:I,s:I}", "location_id",
-                                 l->item->location_id, "app_id", l->item->app_id,
-                                 "catalog_item_id", l->item->catalog_item_id, "variant",
-                                 l->item->variant, "available", (json_int_t)l->available,
-                                 "tracked", l->tracked, "floor", (json_int_t)l->floor, "version",
-                                 (json_int_t)l->version, "updated_at_us",
-                                 (json_int_t)l->updated_at_us));
+                                 l->item->location_id, "app_id", l->item->app_id, "catalog_item_id",
+                                 l->item->catalog_item_id, "variant", l->item->variant, "available",
+                                 (json_int_t)l->available, "tracked", l->tracked, "floor",
+                                 (json_int_t)l->floor, "version", (json_int_t)l->version,
+                                 "updated_at_us", (json_int_t)l->updated_at_us));
         }
         char *text = json_dumps(array, JSON_COMPACT);
         printf("%s\n", text ? text : "[]");
@@ -139,8 +139,8 @@ static void ctl_print_levels(const ctl_config_t *config, Stockd__V1__StockLevel 
         json_decref(array);
         return;
     }
-    printf("%-24s %-24s %-16s %12s %8s %8s %8s\n", "APP", "ITEM", "VARIANT", "AVAILABLE",
-           "TRACKED", "FLOOR", "VERSION");
+    printf("%-24s %-24s %-16s %12s %8s %8s %8s\n", "APP", "ITEM", "VARIANT", "AVAILABLE", "TRACKED",
+           "FLOOR", "VERSION");
     for (size_t i = 0; i < count; i++) {
         const Stockd__V1__StockLevel *l = levels[i];
         printf("%-24s %-24s %-16s %12lld %8s %8lld %8llu\n", l->item->app_id,
@@ -174,8 +174,8 @@ static int ctl_health(const ctl_config_t *config, sc_client_t *client, char **ar
     sc_status_t status;
     bool serving = false;
     int code = sc_health_check(client, "", &serving, config->deadline_ms, &status);
-    int exit_code = code == 0 ? (serving ? EXIT_DONE : EXIT_UNREACHABLE)
-                              : ctl_report_error(config, &status);
+    int exit_code =
+        code == 0 ? (serving ? EXIT_DONE : EXIT_UNREACHABLE) : ctl_report_error(config, &status);
     if (code == 0) {
         printf(config->json ? "{\"status\":\"%s\"}\n" : "%s\n",
                serving ? "SERVING" : "NOT_SERVING");
@@ -268,16 +268,15 @@ static int ctl_move(const ctl_config_t *config, sc_client_t *client, char **args
     request.restrict_inventory = config->restrict_inventory;
     request.order_id = (char *)config->order_id;
     request.request_id = (char *)config->request_id;
-    request.reason = is_decrement ? STOCKD__V1__REASON__REASON_CORRECTION
-                                  : STOCKD__V1__REASON__REASON_RECEIVED;
+    request.reason =
+        is_decrement ? STOCKD__V1__REASON__REASON_CORRECTION : STOCKD__V1__REASON__REASON_RECEIVED;
     /* IncrementRequest is DecrementRequest without restrict_inventory: same field numbers. */
     Stockd__V1__DecrementResponse *response = NULL;
     sc_status_t status;
-    int code = sc_call_unary(client,
-                             is_decrement ? "/stockd.v1.Inventory/Decrement"
-                                          : "/stockd.v1.Inventory/Increment",
-                             &request.base, &stockd__v1__decrement_response__descriptor,
-                             (ProtobufCMessage **)&response, config->deadline_ms, &status);
+    int code = sc_call_unary(
+        client, is_decrement ? "/stockd.v1.Inventory/Decrement" : "/stockd.v1.Inventory/Increment",
+        &request.base, &stockd__v1__decrement_response__descriptor, (ProtobufCMessage **)&response,
+        config->deadline_ms, &status);
     int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
     if (response != NULL) {
         ctl_print_levels(config, response->levels, response->n_levels);
@@ -378,17 +377,19 @@ static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **ar
     return exit_code;
 }
 
-typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args,
-                           int count);
+typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args, int count);
 
 static const struct {
     const char *name;
     ctl_command_fn *run;
     bool needs_stockd;
 } ctl_commands[] = {
-    {"health", ctl_health, true},       {"get", ctl_get, true},
-    {"set", ctl_set, true},             {"decrement", ctl_decrement, true},
-    {"increment", ctl_increment, true}, {"wix-sign", ctl_wix_sign, false},
+    {"health", ctl_health, true},
+    {"get", ctl_get, true},
+    {"set", ctl_set, true},
+    {"decrement", ctl_decrement, true},
+    {"increment", ctl_increment, true},
+    {"wix-sign", ctl_wix_sign, false},
     {"backup", ctl_backup, true},
 };
 
@@ -398,8 +399,8 @@ int main(int argc, char **argv)
     memset(&config, 0, sizeof(config));
     char *arguments[8];
     int count = 0;
-    cfg_parse_result_t parsed = cfg_parse_mixed(&ctl_spec, &config, argc, argv, arguments, 8,
-                                                &count, stdout, stderr);
+    cfg_parse_result_t parsed =
+        cfg_parse_mixed(&ctl_spec, &config, argc, argv, arguments, 8, &count, stdout, stderr);
     if (parsed != CFG_PARSE_OK) {
         return parsed == CFG_PARSE_EXIT_SUCCESS ? EXIT_DONE : EXIT_INVALID;
     }
@@ -412,8 +413,8 @@ int main(int argc, char **argv)
             continue;
         }
         grpc_init();
-        sc_client_t *client = ctl_commands[c].needs_stockd ? sc_client_new(config.stockd, NULL)
-                                                           : NULL;
+        sc_client_t *client =
+            ctl_commands[c].needs_stockd ? sc_client_new(config.stockd, NULL) : NULL;
         int exit_code = ctl_commands[c].run(&config, client, arguments + 1, count - 1);
         sc_client_free(client);
         sc_thread_release();

@@ -39,10 +39,10 @@ static json_t *sc_default_metadata(const sc_wix_sign_options_t *options)
     } else {
         snprintf(request_id, sizeof(request_id), "%s", options->request_id);
     }
-    return json_pack("{s:s, s:s, s:s, s:[s], s:{s:s}, s:s}", "requestId", request_id,
-                     "instanceId", options->instance_id ? options->instance_id : "default",
-                     "currency", "USD", "languages", "en-US", "identity", "identityType",
-                     "ANONYMOUS_VISITOR", "appExtensionType", "ECOM_INVENTORY");
+    return json_pack("{s:s, s:s, s:s, s:[s], s:{s:s}, s:s}", "requestId", request_id, "instanceId",
+                     options->instance_id ? options->instance_id : "default", "currency", "USD",
+                     "languages", "en-US", "identity", "identityType", "ANONYMOUS_VISITOR",
+                     "appExtensionType", "ECOM_INVENTORY");
 }
 
 json_t *sc_wix_claims(const json_t *input, const sc_wix_sign_options_t *options)
@@ -99,8 +99,8 @@ static char *sc_sign_bytes(EVP_PKEY *key, const char *alg, const char *input)
         ok = EVP_PKEY_CTX_set_rsa_padding(key_context, RSA_PKCS1_PSS_PADDING) > 0 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(key_context, RSA_PSS_SALTLEN_DIGEST) > 0;
     }
-    ok = ok && EVP_DigestSign(context, signature, &signature_length,
-                              (const unsigned char *)input, strlen(input)) == 1;
+    ok = ok && EVP_DigestSign(context, signature, &signature_length, (const unsigned char *)input,
+                              strlen(input)) == 1;
     EVP_MD_CTX_free(context);
     return ok ? util_base64url_encode(signature, signature_length) : NULL;
 }
@@ -111,8 +111,8 @@ char *sc_wix_sign(EVP_PKEY *private_key, const char *alg, const json_t *claims)
     snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
     char *payload = json_dumps(claims, JSON_COMPACT);
     char *header_b64 = util_base64url_encode((const unsigned char *)header, strlen(header));
-    char *payload_b64 = payload ? util_base64url_encode((const unsigned char *)payload, strlen(payload))
-                                : NULL;
+    char *payload_b64 =
+        payload ? util_base64url_encode((const unsigned char *)payload, strlen(payload)) : NULL;
     char *token = NULL;
     if (header_b64 != NULL && payload_b64 != NULL) {
         size_t length = strlen(header_b64) + 1 + strlen(payload_b64);

@@ -94,8 +94,10 @@ static const cfg_option_t *cfg_find(const cfg_spec_t *spec, const char *name, si
 
 void cfg_print_help(const cfg_spec_t *spec, FILE *out)
 {
-    fprintf(out, "usage: %s [options]\n%s\n\noptions (each also read from its environment "
-                 "variable; flags win):\n", spec->program, spec->summary);
+    fprintf(out,
+            "usage: %s [options]\n%s\n\noptions (each also read from its environment "
+            "variable; flags win):\n",
+            spec->program, spec->summary);
     for (size_t i = 0; i < spec->options_count; i++) {
         const cfg_option_t *option = &spec->options[i];
         fprintf(out, "  --%-22s %s\n  %-24s (env %s; default %s%s)\n", option->flag, option->help,
@@ -124,8 +126,7 @@ static cfg_parse_result_t cfg_apply_defaults_and_env(const cfg_spec_t *spec, voi
 
 /* Handles one "--name[=value]" at argv[*index]; advances *index past a separate value. */
 static cfg_parse_result_t cfg_parse_flag(const cfg_spec_t *spec, void *config, int argc,
-                                         char **argv, int *index, bool *seen, FILE *out,
-                                         FILE *err)
+                                         char **argv, int *index, bool *seen, FILE *out, FILE *err)
 {
     const char *argument = argv[*index] + 2;
     const char *equals = strchr(argument, '=');
@@ -154,8 +155,7 @@ static cfg_parse_result_t cfg_parse_flag(const cfg_spec_t *spec, void *config, i
         value = argv[++*index];
     }
     seen[option - spec->options] = true;
-    return cfg_assign(option, config, value, "command line", err) ? CFG_PARSE_OK
-                                                                   : CFG_PARSE_ERROR;
+    return cfg_assign(option, config, value, "command line", err) ? CFG_PARSE_OK : CFG_PARSE_ERROR;
 }
 
 cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, char **argv,
@@ -196,8 +196,8 @@ cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, cha
 }
 
 cfg_parse_result_t cfg_parse_mixed(const cfg_spec_t *spec, void *config, int argc, char **argv,
-                                   char **positional, int positional_max,
-                                   int *positional_count, FILE *out, FILE *err)
+                                   char **positional, int positional_max, int *positional_count,
+                                   FILE *out, FILE *err)
 {
     bool seen[CFG_OPTIONS_MAX] = {false};
     bool options_ended = false;

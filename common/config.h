@@ -21,22 +21,26 @@ typedef enum {
 } cfg_type_t;
 
 typedef struct {
-    const char *flag;        /* without the leading "--" */
-    const char *env;         /* environment variable name */
+    const char *flag; /* without the leading "--" */
+    const char *env;  /* environment variable name */
     cfg_type_t type;
-    size_t offset;           /* offsetof(config struct, field) */
-    const char *default_value; /* NULL = no default (required when `required`) */
-    int64_t min, max;        /* for CFG_INT / CFG_DURATION */
+    size_t offset;              /* offsetof(config struct, field) */
+    const char *default_value;  /* NULL = no default (required when `required`) */
+    int64_t min, max;           /* for CFG_INT / CFG_DURATION */
     const char *const *choices; /* for CFG_CHOICE */
     bool required;
     const char *help;
 } cfg_option_t;
 
-typedef enum { CFG_PARSE_OK = 0, CFG_PARSE_EXIT_SUCCESS = 1, CFG_PARSE_ERROR = 2 } cfg_parse_result_t;
+typedef enum {
+    CFG_PARSE_OK = 0,
+    CFG_PARSE_EXIT_SUCCESS = 1,
+    CFG_PARSE_ERROR = 2
+} cfg_parse_result_t;
 
 typedef struct {
-    const char *program;     /* binary name for --help / --version */
-    const char *summary;     /* one line for --help */
+    const char *program; /* binary name for --help / --version */
+    const char *summary; /* one line for --help */
     const cfg_option_t *options;
     size_t options_count;
 } cfg_spec_t;
@@ -52,8 +56,8 @@ cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, cha
  * "stockctl --json get APP ITEM --tenant t"); positional arguments are collected in order into
  * positional[0..*positional_count), at most positional_max. "--" ends the options. */
 cfg_parse_result_t cfg_parse_mixed(const cfg_spec_t *spec, void *config, int argc, char **argv,
-                                   char **positional, int positional_max,
-                                   int *positional_count, FILE *out, FILE *err);
+                                   char **positional, int positional_max, int *positional_count,
+                                   FILE *out, FILE *err);
 
 /* Writes the --help text. */
 void cfg_print_help(const cfg_spec_t *spec, FILE *out);

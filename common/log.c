@@ -80,7 +80,8 @@ static void log_appendf(log_buffer_t *buffer, const char *format, ...)
     int n = vsnprintf(scratch, sizeof(scratch), format, args);
     va_end(args);
     if (n > 0) {
-        log_append_raw(buffer, scratch, (size_t)n < sizeof(scratch) ? (size_t)n : sizeof(scratch) - 1);
+        log_append_raw(buffer, scratch,
+                       (size_t)n < sizeof(scratch) ? (size_t)n : sizeof(scratch) - 1);
     }
 }
 

@@ -11,8 +11,14 @@
 
 typedef enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 } log_level_t;
 
-typedef enum { LOG_FIELD_END = 0, LOG_FIELD_STR, LOG_FIELD_INT, LOG_FIELD_UINT, LOG_FIELD_DOUBLE,
-               LOG_FIELD_BOOL } log_field_type_t;
+typedef enum {
+    LOG_FIELD_END = 0,
+    LOG_FIELD_STR,
+    LOG_FIELD_INT,
+    LOG_FIELD_UINT,
+    LOG_FIELD_DOUBLE,
+    LOG_FIELD_BOOL
+} log_field_type_t;
 
 typedef struct {
     const char *key;
@@ -30,11 +36,11 @@ typedef struct {
 #define LF_BOOL(k, v) ((log_field_t){.key = (k), .type = LOG_FIELD_BOOL, .i = (v) ? 1 : 0})
 #define LF_END ((log_field_t){.key = NULL, .type = LOG_FIELD_END})
 
-#define SD_LOG(level, event, ...)                                                            \
-    do {                                                                                     \
-        if (log_enabled(level)) {                                                           \
-            log_emit((level), (event), (const log_field_t[]){__VA_ARGS__, LF_END});          \
-        }                                                                                    \
+#define SD_LOG(level, event, ...)                                                                  \
+    do {                                                                                           \
+        if (log_enabled(level)) {                                                                  \
+            log_emit((level), (event), (const log_field_t[]){__VA_ARGS__, LF_END});                \
+        }                                                                                          \
     } while (0)
 
 /* Sets the component name written on every line ("stockd", "gateway", ...) and the minimum

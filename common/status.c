@@ -4,8 +4,8 @@
 const char *sd_status_name(sd_status_t status)
 {
     switch (status) {
-#define SD_STATUS_NAME(name, code, message)                                                \
-    case SD_##name:                                                                        \
+#define SD_STATUS_NAME(name, code, message)                                                        \
+    case SD_##name:                                                                                \
         return #name;
         SD_STATUS_MAP(SD_STATUS_NAME)
 #undef SD_STATUS_NAME
@@ -16,8 +16,8 @@ const char *sd_status_name(sd_status_t status)
 const char *sd_status_message(sd_status_t status)
 {
     switch (status) {
-#define SD_STATUS_MESSAGE(name, code, message)                                             \
-    case SD_##name:                                                                        \
+#define SD_STATUS_MESSAGE(name, code, message)                                                     \
+    case SD_##name:                                                                                \
         return message;
         SD_STATUS_MAP(SD_STATUS_MESSAGE)
 #undef SD_STATUS_MESSAGE
@@ -28,8 +28,8 @@ const char *sd_status_message(sd_status_t status)
 int sd_status_grpc_code(sd_status_t status)
 {
     switch (status) {
-#define SD_STATUS_CODE(name, code, message)                                                \
-    case SD_##name:                                                                        \
+#define SD_STATUS_CODE(name, code, message)                                                        \
+    case SD_##name:                                                                                \
         return code;
         SD_STATUS_MAP(SD_STATUS_CODE)
 #undef SD_STATUS_CODE
@@ -39,9 +39,9 @@ int sd_status_grpc_code(sd_status_t status)
 
 sd_status_t sd_status_from_grpc_code(int code)
 {
-#define SD_STATUS_FROM(name, grpc_code, message)                                           \
-    if (code == grpc_code) {                                                               \
-        return SD_##name;                                                                  \
+#define SD_STATUS_FROM(name, grpc_code, message)                                                   \
+    if (code == grpc_code) {                                                                       \
+        return SD_##name;                                                                          \
     }
     SD_STATUS_MAP(SD_STATUS_FROM)
 #undef SD_STATUS_FROM

@@ -5,20 +5,20 @@
 #define STOCKD_STATUS_H
 
 /* X(name, grpc code number, default message) */
-#define SD_STATUS_MAP(X)                                                                   \
-    X(OK, 0, "ok")                                                                         \
-    X(CANCELLED, 1, "the call was cancelled")                                              \
-    X(UNKNOWN, 2, "unknown error")                                                         \
-    X(INVALID_ARGUMENT, 3, "invalid argument")                                             \
-    X(DEADLINE_EXCEEDED, 4, "deadline passed before the write was applied; not applied")   \
-    X(NOT_FOUND, 5, "not found")                                                           \
-    X(ALREADY_EXISTS, 6, "request_id was already used with different content")             \
-    X(RESOURCE_EXHAUSTED, 8, "write queue is full; retry later")                           \
-    X(FAILED_PRECONDITION, 9, "insufficient stock")                                        \
-    X(ABORTED, 10, "version mismatch (compare-and-set failed)")                            \
-    X(OUT_OF_RANGE, 11, "stock level would leave the range +-10^15")                       \
-    X(UNIMPLEMENTED, 12, "method not implemented")                                         \
-    X(INTERNAL, 13, "internal error")                                                      \
+#define SD_STATUS_MAP(X)                                                                           \
+    X(OK, 0, "ok")                                                                                 \
+    X(CANCELLED, 1, "the call was cancelled")                                                      \
+    X(UNKNOWN, 2, "unknown error")                                                                 \
+    X(INVALID_ARGUMENT, 3, "invalid argument")                                                     \
+    X(DEADLINE_EXCEEDED, 4, "deadline passed before the write was applied; not applied")           \
+    X(NOT_FOUND, 5, "not found")                                                                   \
+    X(ALREADY_EXISTS, 6, "request_id was already used with different content")                     \
+    X(RESOURCE_EXHAUSTED, 8, "write queue is full; retry later")                                   \
+    X(FAILED_PRECONDITION, 9, "insufficient stock")                                                \
+    X(ABORTED, 10, "version mismatch (compare-and-set failed)")                                    \
+    X(OUT_OF_RANGE, 11, "stock level would leave the range +-10^15")                               \
+    X(UNIMPLEMENTED, 12, "method not implemented")                                                 \
+    X(INTERNAL, 13, "internal error")                                                              \
     X(UNAVAILABLE, 14, "service unavailable")
 
 typedef enum {

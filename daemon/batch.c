@@ -129,10 +129,10 @@ static sd_map_slot_t *sd_map_upsert(sd_map_t *map, const uint8_t *key, size_t ke
 
 typedef struct {
     sd_level_t level;
-    bool exists; /* stored, or written by this batch */
-    bool dirty;  /* must be written at commit */
+    bool exists;             /* stored, or written by this batch */
+    bool dirty;              /* must be written at commit */
     sd_status_t load_status; /* not SD_OK: the read failed and the level is unknown */
-    const uint8_t *key; /* points at the overlay map's copy */
+    const uint8_t *key;      /* points at the overlay map's copy */
     uint32_t key_length;
 } sd_overlay_entry_t;
 
@@ -291,8 +291,8 @@ static uint32_t sd_cache_find(sd_batch_t *batch, const uint8_t *key, size_t key_
         return UINT32_MAX;
     }
     uint64_t hash = sd_hash_bytes(key, key_length);
-    sd_map_slot_t *slot = sd_map_probe(batch->cache_map.slots, batch->cache_map.capacity, key,
-                                       key_length, hash);
+    sd_map_slot_t *slot =
+        sd_map_probe(batch->cache_map.slots, batch->cache_map.capacity, key, key_length, hash);
     return slot->hash == 0 ? UINT32_MAX : slot->index;
 }
 
@@ -347,8 +347,8 @@ static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t 
         *index_out = slot->index;
         return batch->overlay[slot->index].load_status;
     }
-    if (!sd_reserve((void **)&batch->overlay, &batch->overlay_capacity,
-                    batch->overlay_count + 1, sizeof(*batch->overlay))) {
+    if (!sd_reserve((void **)&batch->overlay, &batch->overlay_capacity, batch->overlay_count + 1,
+                    sizeof(*batch->overlay))) {
         return SD_UNAVAILABLE;
     }
     sd_overlay_entry_t *entry = &batch->overlay[batch->overlay_count];
@@ -361,8 +361,8 @@ static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t 
         entry->level = batch->cache[cached].level;
         entry->exists = batch->cache[cached].exists;
     } else {
-        status = sd_storage_get_level(batch->storage, key, key_length, &entry->level,
-                                      &entry->exists);
+        status =
+            sd_storage_get_level(batch->storage, key, key_length, &entry->level, &entry->exists);
     }
     /* Even when the read failed, the slot now refers to this entry: it keeps the failure, so
      * later requests of the batch fail on this item too instead of reading a default. */
@@ -423,8 +423,8 @@ static bool sd_fingerprint(const sd_write_request_t *request, uint8_t out[SD_FIN
             sd_digest_int(context, line->floor ? 1 : 0);
             sd_digest_int(context, line->floor ? line->floor->value : 0);
             sd_digest_int(context, line->expected_version ? 1 : 0);
-            sd_digest_int(context, line->expected_version ? (int64_t)line->expected_version->value
-                                                          : 0);
+            sd_digest_int(context,
+                          line->expected_version ? (int64_t)line->expected_version->value : 0);
         } else {
             const Stockd__V1__Line *line = request->lines[i];
             sd_digest_item(context, line->item);
@@ -495,8 +495,8 @@ static sd_status_t sd_idempotency_find(sd_batch_t *batch, const uint8_t *key, si
     }
     char *value = NULL;
     size_t value_length = 0;
-    sd_status_t status = sd_storage_get(batch->storage, SD_CF_IDEMPOTENCY, key, key_length,
-                                        &value, &value_length);
+    sd_status_t status =
+        sd_storage_get(batch->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length);
     if (status != SD_OK || value == NULL) {
         return status;
     }
@@ -508,12 +508,11 @@ static sd_status_t sd_idempotency_find(sd_batch_t *batch, const uint8_t *key, si
 
 /* Stores the record in the WriteBatch and remembers it for the rest of this batch. */
 static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_t key_length,
-                                    const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
-                                    int64_t now_us, const uint8_t *response,
-                                    size_t response_length)
+                                    const uint8_t fingerprint[SD_FINGERPRINT_BYTES], int64_t now_us,
+                                    const uint8_t *response, size_t response_length)
 {
-    if (!sd_reserve((void **)&batch->records, &batch->records_capacity,
-                    batch->records_count + 1, sizeof(*batch->records))) {
+    if (!sd_reserve((void **)&batch->records, &batch->records_capacity, batch->records_count + 1,
+                    sizeof(*batch->records))) {
         return false;
     }
     size_t value_length = SD_IDEMPOTENCY_HEADER_BYTES + response_length;
@@ -528,8 +527,7 @@ static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_
     sd_be64_put(value + 1, (uint64_t)now_us);
     memcpy(value + 9, fingerprint, SD_FINGERPRINT_BYTES);
     memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
-    rocksdb_writebatch_put_cf(batch->write_batch,
-                              sd_storage_cf(batch->storage, SD_CF_IDEMPOTENCY),
+    rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_IDEMPOTENCY),
                               (const char *)key, key_length, (const char *)value, value_length);
     free(value);
     sd_idempotency_record_t *record = &batch->records[batch->records_count++];
@@ -646,14 +644,14 @@ static void sd_check_moves(sd_batch_t *batch, const sd_write_request_t *request,
             sd_item_subject(item, subject, sizeof(subject));
             sd_error_add_precondition(error, "INSUFFICIENT_STOCK", subject,
                                       "requested %lld, available %lld, floor %lld",
-                                      (long long)-unique->delta_total,
-                                      (long long)level->available, (long long)level->floor);
+                                      (long long)-unique->delta_total, (long long)level->available,
+                                      (long long)level->floor);
             if (short_count++ == 0) {
                 sd_error_set(error, SD_FAILED_PRECONDITION,
                              "insufficient stock for catalog_item_id \"%.64s\" variant "
                              "\"%.64s\": requested %lld, available %lld",
-                             item->catalog_item_id, item->variant,
-                             (long long)-unique->delta_total, (long long)level->available);
+                             item->catalog_item_id, item->variant, (long long)-unique->delta_total,
+                             (long long)level->available);
             }
         } else if (!sd_in_range(after) && error->status == SD_OK) {
             sd_error_set(error, SD_OUT_OF_RANGE,
@@ -669,8 +667,7 @@ static void sd_check_moves(sd_batch_t *batch, const sd_write_request_t *request,
     }
 }
 
-static bool sd_expected_version_ok(const Stockd__V1__SetLine *line,
-                                   const sd_overlay_entry_t *entry)
+static bool sd_expected_version_ok(const Stockd__V1__SetLine *line, const sd_overlay_entry_t *entry)
 {
     if (line->expected_version == NULL) {
         return true;
@@ -696,8 +693,7 @@ static void sd_check_sets(sd_batch_t *batch, const sd_write_request_t *request,
         } else if (!sd_expected_version_ok(line, entry)) {
             sd_error_set(error, SD_ABORTED,
                          "lines[%zu]: expected_version %llu but the item is at version %llu%s",
-                         unique->first_line,
-                         (unsigned long long)line->expected_version->value,
+                         unique->first_line, (unsigned long long)line->expected_version->value,
                          (unsigned long long)entry->level.version,
                          entry->exists ? "" : " (never written)");
         }
@@ -744,8 +740,8 @@ static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *reques
     entry.request_id = (char *)request->request_id;
     size_t length = stockd__v1__ledger_entry__get_packed_size(&entry);
     uint8_t key[SD_LEDGER_KEY_BYTES_MAX];
-    size_t key_length = sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key,
-                                             sizeof(key));
+    size_t key_length =
+        sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key, sizeof(key));
     batch->scratch[0] = SD_LEDGER_FORMAT_V1;
     stockd__v1__ledger_entry__pack(&entry, batch->scratch + 1);
     rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_LEDGER),
@@ -757,8 +753,8 @@ static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *reque
                               int64_t now_us)
 {
     const Stockd__V1__SetLine *set = request->set_lines[line];
-    sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[batch->line_uniques[line]]
-                                                    .overlay_index];
+    sd_overlay_entry_t *entry =
+        &batch->overlay[batch->uniques[batch->line_uniques[line]].overlay_index];
     int64_t delta = set->available - entry->level.available;
     entry->level.available = set->available;
     if (set->tracked != NULL) {
@@ -820,8 +816,8 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
     for (size_t u = 0; ok && u < uniques_count; u++) {
         const sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[u].overlay_index];
         stockd__v1__stock_level__init(&levels[u]);
-        levels[u].item = (Stockd__V1__ItemRef *)sd_request_item(request,
-                                                                 batch->uniques[u].first_line);
+        levels[u].item =
+            (Stockd__V1__ItemRef *)sd_request_item(request, batch->uniques[u].first_line);
         levels[u].available = entry->level.available;
         levels[u].tracked = entry->level.tracked;
         levels[u].floor = entry->level.floor;
@@ -866,8 +862,7 @@ static void sd_replay(const sd_idempotency_hit_t *hit, const uint8_t *fingerprin
         free(hit->response);
         return;
     }
-    memcpy(hit->response + hit->response_length, sd_replayed_suffix,
-           sizeof(sd_replayed_suffix));
+    memcpy(hit->response + hit->response_length, sd_replayed_suffix, sizeof(sd_replayed_suffix));
     result->response = hit->response;
     result->response_length = hit->response_length + sizeof(sd_replayed_suffix);
     result->replayed = true;

@@ -33,10 +33,10 @@ typedef struct {
 
 /* The outcome of one request. */
 typedef struct {
-    sd_error_t error;          /* status SD_OK on success */
-    uint8_t *response;         /* packed {Decrement,Increment,SetStock}Response; malloc'd */
+    sd_error_t error;  /* status SD_OK on success */
+    uint8_t *response; /* packed {Decrement,Increment,SetStock}Response; malloc'd */
     size_t response_length;
-    bool applied;              /* changes are in the batch (false for replays and failures) */
+    bool applied; /* changes are in the batch (false for replays and failures) */
     bool replayed;
 } sd_write_result_t;
 

@@ -90,12 +90,15 @@ static void sd_handle_decrement(sd_call_t *call, const uint8_t *bytes, size_t le
         return;
     }
     sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){
-        .kind = SD_WRITE_DECREMENT, .tenant_id = request->tenant_id,
-        .lines_count = request->n_lines, .lines = request->lines,
-        .restrict_inventory = request->restrict_inventory, .order_id = request->order_id,
-        .reason = request->reason, .reason_text = request->reason_text,
-        .request_id = request->request_id};
+    job->request = (sd_write_request_t){.kind = SD_WRITE_DECREMENT,
+                                        .tenant_id = request->tenant_id,
+                                        .lines_count = request->n_lines,
+                                        .lines = request->lines,
+                                        .restrict_inventory = request->restrict_inventory,
+                                        .order_id = request->order_id,
+                                        .reason = request->reason,
+                                        .reason_text = request->reason_text,
+                                        .request_id = request->request_id};
     sd_submit_write(call, job);
 }
 
@@ -113,11 +116,14 @@ static void sd_handle_increment(sd_call_t *call, const uint8_t *bytes, size_t le
         return;
     }
     sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){
-        .kind = SD_WRITE_INCREMENT, .tenant_id = request->tenant_id,
-        .lines_count = request->n_lines, .lines = request->lines, .order_id = request->order_id,
-        .reason = request->reason, .reason_text = request->reason_text,
-        .request_id = request->request_id};
+    job->request = (sd_write_request_t){.kind = SD_WRITE_INCREMENT,
+                                        .tenant_id = request->tenant_id,
+                                        .lines_count = request->n_lines,
+                                        .lines = request->lines,
+                                        .order_id = request->order_id,
+                                        .reason = request->reason,
+                                        .reason_text = request->reason_text,
+                                        .request_id = request->request_id};
     sd_submit_write(call, job);
 }
 
@@ -135,10 +141,14 @@ static void sd_handle_set_stock(sd_call_t *call, const uint8_t *bytes, size_t le
         return;
     }
     sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){
-        .kind = SD_WRITE_SET, .tenant_id = request->tenant_id, .lines_count = request->n_lines,
-        .set_lines = request->lines, .order_id = "", .reason = request->reason,
-        .reason_text = request->reason_text, .request_id = request->request_id};
+    job->request = (sd_write_request_t){.kind = SD_WRITE_SET,
+                                        .tenant_id = request->tenant_id,
+                                        .lines_count = request->n_lines,
+                                        .set_lines = request->lines,
+                                        .order_id = "",
+                                        .reason = request->reason,
+                                        .reason_text = request->reason_text,
+                                        .request_id = request->request_id};
     sd_submit_write(call, job);
 }
 
@@ -207,8 +217,8 @@ static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t le
 }
 
 /* Runs a paged query and answers with its packed response or its error. */
-static void sd_reply_query(sd_call_t *call, sd_status_t status, sd_error_t *error,
-                           uint8_t *packed, size_t packed_length)
+static void sd_reply_query(sd_call_t *call, sd_status_t status, sd_error_t *error, uint8_t *packed,
+                           size_t packed_length)
 {
     if (status == SD_OK) {
         sd_call_reply_bytes(call, packed, packed_length);
@@ -247,9 +257,9 @@ static void sd_handle_history(sd_call_t *call, const uint8_t *bytes, size_t leng
     uint8_t *packed = NULL;
     size_t packed_length = 0;
     const sd_services_t *services = sd_call_services(call);
-    sd_status_t status = sd_query_history(services->storage,
-                                          sd_storage_pruned_through(services->storage), request,
-                                          &error, &packed, &packed_length);
+    sd_status_t status =
+        sd_query_history(services->storage, sd_storage_pruned_through(services->storage), request,
+                         &error, &packed, &packed_length);
     sd_reply_query(call, status, &error, packed, packed_length);
 }
 
@@ -275,8 +285,9 @@ static Grpc__Health__V1__HealthCheckResponse__ServingStatus sd_health_status(sd_
 
 static void sd_handle_health_check(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
-    Grpc__Health__V1__HealthCheckRequest *request = (Grpc__Health__V1__HealthCheckRequest *)
-        sd_unpack(call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
+    Grpc__Health__V1__HealthCheckRequest *request =
+        (Grpc__Health__V1__HealthCheckRequest *)sd_unpack(
+            call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
     if (request == NULL) {
         return;
     }
@@ -291,16 +302,18 @@ static void sd_handle_health_check(sd_call_t *call, const uint8_t *bytes, size_t
 
 static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
-    Grpc__Health__V1__HealthCheckRequest *request = (Grpc__Health__V1__HealthCheckRequest *)
-        sd_unpack(call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
+    Grpc__Health__V1__HealthCheckRequest *request =
+        (Grpc__Health__V1__HealthCheckRequest *)sd_unpack(
+            call, &grpc__health__v1__health_check_request__descriptor, bytes, length);
     if (request == NULL) {
         return;
     }
     Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     /* Per the health protocol, Watch on an unknown service streams SERVICE_UNKNOWN. */
-    response.status = sd_health_known(request->service)
-                          ? sd_health_status(call)
-                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    response.status =
+        sd_health_known(request->service)
+            ? sd_health_status(call)
+            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
     sd_call_stream_hold(call, &response.base);
 }
 
@@ -331,8 +344,9 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
     sd_error_t error;
     sd_error_init(&error);
     if (!sd_checkpoint_name_valid(request->name)) {
-        sd_error_add_field(&error, "name", "must be 1..64 bytes of [A-Za-z0-9._-], not starting "
-                                           "with '.'");
+        sd_error_add_field(&error, "name",
+                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting "
+                           "with '.'");
         sd_reply_validation(call, &error);
         return;
     }
@@ -344,8 +358,8 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
     }
     snprintf(directory, sizeof(directory), "%s/%s", services->backup_dir, request->name);
     uint64_t seq = sd_writer_committed_seq(services->writer); /* read first: all <= it are in */
-    sd_status_t status = sd_storage_checkpoint(services->storage, directory, message,
-                                               sizeof(message));
+    sd_status_t status =
+        sd_storage_checkpoint(services->storage, directory, message, sizeof(message));
     if (status != SD_OK) {
         sd_call_reply_status(call, status, message);
         return;

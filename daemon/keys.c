@@ -6,8 +6,8 @@
 
 sd_level_t sd_level_default(void)
 {
-    sd_level_t level = {.available = 0, .tracked = true, .floor = 0, .version = 0,
-                        .updated_at_us = 0};
+    sd_level_t level = {
+        .available = 0, .tracked = true, .floor = 0, .version = 0, .updated_at_us = 0};
     return level;
 }
 
@@ -85,12 +85,12 @@ static bool sd_key_get_part(const uint8_t *bytes, size_t length, size_t *used, s
 size_t sd_key_encode_item(const sd_item_key_t *key, uint8_t *out, size_t capacity)
 {
     size_t used = 0;
-    bool ok = sd_key_put_part(out, capacity, &used, key->tenant_id, 1, SD_TENANT_BYTES_MAX) &&
-              sd_key_put_part(out, capacity, &used, key->location_id, 1, SD_LOCATION_BYTES_MAX) &&
-              sd_key_put_part(out, capacity, &used, key->app_id, 1, SD_APP_BYTES_MAX) &&
-              sd_key_put_part(out, capacity, &used, key->catalog_item_id, 2,
-                              SD_CATALOG_ITEM_BYTES_MAX) &&
-              sd_key_put_part(out, capacity, &used, key->variant, 2, SD_VARIANT_BYTES_MAX);
+    bool ok =
+        sd_key_put_part(out, capacity, &used, key->tenant_id, 1, SD_TENANT_BYTES_MAX) &&
+        sd_key_put_part(out, capacity, &used, key->location_id, 1, SD_LOCATION_BYTES_MAX) &&
+        sd_key_put_part(out, capacity, &used, key->app_id, 1, SD_APP_BYTES_MAX) &&
+        sd_key_put_part(out, capacity, &used, key->catalog_item_id, 2, SD_CATALOG_ITEM_BYTES_MAX) &&
+        sd_key_put_part(out, capacity, &used, key->variant, 2, SD_VARIANT_BYTES_MAX);
     return ok ? used : 0;
 }
 

@@ -40,8 +40,10 @@ typedef struct {
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
 static const char *const sd_level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-#define SD_OPT(flag, env, type, field, def, lo, hi, choices, help)                         \
-    {flag, env, type, offsetof(sd_config_t, field), def, lo, hi, choices, false, help}
+#define SD_OPT(flag, env, type, field, def, lo, hi, choices, help)                                 \
+    {                                                                                              \
+        flag, env, type, offsetof(sd_config_t, field), def, lo, hi, choices, false, help           \
+    }
 
 static const cfg_option_t sd_options[] = {
     SD_OPT("listen", "STOCKD_LISTEN", CFG_STRING, listen, "127.0.0.1:50051", 0, 0, NULL,
@@ -54,21 +56,21 @@ static const cfg_option_t sd_options[] = {
            "fsync the WAL before acknowledging writes: always|never (never is for tests)"),
     SD_OPT("metrics-listen", "STOCKD_METRICS_LISTEN", CFG_STRING, metrics_listen, "", 0, 0, NULL,
            "HOST:PORT serving GET /metrics (Prometheus); empty = off"),
-    SD_OPT("idempotency-ttl", "STOCKD_IDEMPOTENCY_TTL", CFG_DURATION, idempotency_ttl_s, "7d",
-           60, 366 * 86400, NULL, "how long a request_id is remembered (e.g. 7d, 12h)"),
-    SD_OPT("ledger-retention", "STOCKD_LEDGER_RETENTION", CFG_DURATION, ledger_retention_s,
-           "90d", 0, 100LL * 366 * 86400, NULL,
+    SD_OPT("idempotency-ttl", "STOCKD_IDEMPOTENCY_TTL", CFG_DURATION, idempotency_ttl_s, "7d", 60,
+           366 * 86400, NULL, "how long a request_id is remembered (e.g. 7d, 12h)"),
+    SD_OPT("ledger-retention", "STOCKD_LEDGER_RETENTION", CFG_DURATION, ledger_retention_s, "90d",
+           0, 100LL * 366 * 86400, NULL,
            "how long ledger entries are kept (0 = forever); older ones are deleted"),
     SD_OPT("ledger-prune-interval", "STOCKD_LEDGER_PRUNE_INTERVAL", CFG_DURATION,
            ledger_prune_interval_s, "10m", 1, 86400, NULL, "how often retention runs"),
-    SD_OPT("watch-lag-max", "STOCKD_WATCH_LAG_MAX", CFG_INT, watch_lag_max, "1000000", 1,
-           INT64_MAX, NULL, "seqs a Watch may fall behind before it is ended (it can resume)"),
+    SD_OPT("watch-lag-max", "STOCKD_WATCH_LAG_MAX", CFG_INT, watch_lag_max, "1000000", 1, INT64_MAX,
+           NULL, "seqs a Watch may fall behind before it is ended (it can resume)"),
     SD_OPT("queue-depth", "STOCKD_QUEUE_DEPTH", CFG_INT, queue_depth, "4096", 1, 1 << 20, NULL,
            "write requests that may wait; beyond it RESOURCE_EXHAUSTED"),
     SD_OPT("batch-max", "STOCKD_BATCH_MAX", CFG_INT, batch_max, "256", 1, 65536, NULL,
            "write requests per group commit"),
-    SD_OPT("block-cache-mb", "STOCKD_BLOCK_CACHE_MB", CFG_INT, block_cache_mb, "64", 1, 65536,
-           NULL, "RocksDB block cache size in MiB"),
+    SD_OPT("block-cache-mb", "STOCKD_BLOCK_CACHE_MB", CFG_INT, block_cache_mb, "64", 1, 65536, NULL,
+           "RocksDB block cache size in MiB"),
     SD_OPT("level-cache-entries", "STOCKD_LEVEL_CACHE_ENTRIES", CFG_INT, level_cache_entries,
            "262144", 0, 1LL << 26, NULL,
            "committed levels the writer keeps in memory (about 200 bytes each; 0 = off)"),
@@ -78,8 +80,8 @@ static const cfg_option_t sd_options[] = {
            "gRPC completion-queue polling threads"),
     SD_OPT("shutdown-grace", "STOCKD_SHUTDOWN_GRACE", CFG_DURATION, shutdown_grace_s, "20s", 0,
            3600, NULL, "how long in-flight calls may take to finish at shutdown"),
-    SD_OPT("log-level", "STOCKD_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
-           sd_level_choices, "debug|info|warn|error"),
+    SD_OPT("log-level", "STOCKD_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0, sd_level_choices,
+           "debug|info|warn|error"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -126,14 +128,18 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
                LF_STR("warning", "--sync=never: acknowledged writes can be LOST on a crash or "
                                  "power failure. Use only for tests and benchmarks."));
     }
-    sd_writer_options_t writer_options = {
-        .storage = storage, .sync = sync, .queue_depth_max = (size_t)config->queue_depth,
-        .batch_jobs_max = (size_t)config->batch_max, .batch_lines_max = 4 * SD_LINES_MAX,
-        .idempotency_ttl_s = config->idempotency_ttl_s,
-        .level_cache_entries = (size_t)config->level_cache_entries,
-        .ledger_retention_s = config->ledger_retention_s,
-        .prune_interval_s = config->ledger_prune_interval_s, .metrics = metrics,
-        .on_commit = sd_watch_hub_on_commit};
+    sd_writer_options_t writer_options = {.storage = storage,
+                                          .sync = sync,
+                                          .queue_depth_max = (size_t)config->queue_depth,
+                                          .batch_jobs_max = (size_t)config->batch_max,
+                                          .batch_lines_max = 4 * SD_LINES_MAX,
+                                          .idempotency_ttl_s = config->idempotency_ttl_s,
+                                          .level_cache_entries =
+                                              (size_t)config->level_cache_entries,
+                                          .ledger_retention_s = config->ledger_retention_s,
+                                          .prune_interval_s = config->ledger_prune_interval_s,
+                                          .metrics = metrics,
+                                          .on_commit = sd_watch_hub_on_commit};
     hub = sd_watch_hub_new(storage, sd_storage_last_seq(storage), (uint64_t)config->watch_lag_max);
     writer_options.on_commit_context = hub;
     if (hub == NULL || sd_writer_start(&writer_options, &writer) != SD_OK) {
@@ -155,8 +161,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
     }
     sd_services_t services = {storage, writer, metrics, hub, backup_dir};
-    sd_server_options_t server_options = {config->listen, (int)config->threads,
-                                          16 * 1024 * 1024};
+    sd_server_options_t server_options = {config->listen, (int)config->threads, 16 * 1024 * 1024};
     char bound[128];
     server = sd_server_start(&server_options, &services, bound, sizeof(bound));
     if (server == NULL) {
@@ -166,8 +171,8 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
            LF_UINT("ledger_seq", sd_storage_last_seq(storage)));
     int signal_number = 0;
     sigwait(signals, &signal_number);
-    SD_LOG(LOG_INFO, "shutdown_started", LF_STR("signal", signal_number == SIGTERM ? "SIGTERM"
-                                                                                    : "SIGINT"));
+    SD_LOG(LOG_INFO, "shutdown_started",
+           LF_STR("signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
     exit_code = 0;
 cleanup:
     /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and
@@ -188,8 +193,7 @@ int main(int argc, char **argv)
 {
     sd_config_t config;
     memset(&config, 0, sizeof(config));
-    cfg_parse_result_t parsed = cfg_parse(&sd_spec, &config, argc, argv, 1, NULL, stdout,
-                                          stderr);
+    cfg_parse_result_t parsed = cfg_parse(&sd_spec, &config, argc, argv, 1, NULL, stdout, stderr);
     if (parsed != CFG_PARSE_OK) {
         return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
     }

@@ -112,16 +112,17 @@ size_t sd_metrics_render(sd_metrics_t *metrics, char *data, size_t capacity)
     prom_printf(&buffer, "# HELP stockd_commit_duration_ms WriteBatch + WAL sync latency.\n"
                          "# TYPE stockd_commit_duration_ms histogram\n");
     prom_render_histogram(&buffer, "stockd_commit_duration_ms", "", &metrics->commit_ms);
-    prom_printf(&buffer, "# HELP stockd_write_queue_depth Write requests waiting.\n"
-                         "# TYPE stockd_write_queue_depth gauge\nstockd_write_queue_depth %llu\n",
+    prom_printf(&buffer,
+                "# HELP stockd_write_queue_depth Write requests waiting.\n"
+                "# TYPE stockd_write_queue_depth gauge\nstockd_write_queue_depth %llu\n",
                 (unsigned long long)atomic_load(&metrics->queue_depth));
     return buffer.used;
 }
 
 static enum MHD_Result sd_metrics_answer(void *context, struct MHD_Connection *connection,
-                                         const char *url, const char *method,
-                                         const char *version, const char *upload_data,
-                                         size_t *upload_data_size, void **request_state)
+                                         const char *url, const char *method, const char *version,
+                                         const char *upload_data, size_t *upload_data_size,
+                                         void **request_state)
 {
     (void)version, (void)upload_data, (void)upload_data_size, (void)request_state;
     sd_metrics_t *metrics = context;
@@ -160,14 +161,13 @@ sd_status_t sd_metrics_listen(sd_metrics_t *metrics, const char *host_port, int 
     }
     metrics->http = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, sd_metrics_answer,
-        metrics, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)10, MHD_OPTION_END);
+        metrics, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
     if (metrics->http == NULL) {
         return SD_UNAVAILABLE;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(metrics->http,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(metrics->http, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = info ? (int)info->port : 0;
     return SD_OK;
 }

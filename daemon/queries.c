@@ -16,7 +16,7 @@ bool sd_page_size(int32_t requested, const char *field, sd_error_t *error, size_
         sd_error_add_field(error, field, "%d is negative", requested);
         return false;
     }
-    *size_out = requested == 0 ? SD_PAGE_SIZE_DEFAULT
+    *size_out = requested == 0                 ? SD_PAGE_SIZE_DEFAULT
                 : requested > SD_PAGE_SIZE_MAX ? SD_PAGE_SIZE_MAX
                                                : (size_t)requested;
     return true;
@@ -76,9 +76,9 @@ static bool sd_list_visit(void *context, const uint8_t *key, size_t key_length,
     }
     memcpy(scan->last_key, key, key_length);
     scan->last_key_length = key_length;
-    if (scan->app_filter != NULL && (parts.app_id.length != strlen(scan->app_filter) ||
-                                     memcmp(parts.app_id.data, scan->app_filter,
-                                            parts.app_id.length) != 0)) {
+    if (scan->app_filter != NULL &&
+        (parts.app_id.length != strlen(scan->app_filter) ||
+         memcmp(parts.app_id.data, scan->app_filter, parts.app_id.length) != 0)) {
         return true;
     }
     sd_listed_t *listed = &scan->listed[scan->count++];
@@ -120,8 +120,8 @@ static bool sd_list_validate(const Stockd__V1__ListStockRequest *request, sd_err
                              size_t *page_size)
 {
     bool ok = sd_validate_tenant(request->tenant_id, "tenant_id", error);
-    ok &= sd_validate_text(request->location_id, "location_id", SD_LOCATION_BYTES_MAX, false,
-                           error);
+    ok &=
+        sd_validate_text(request->location_id, "location_id", SD_LOCATION_BYTES_MAX, false, error);
     ok &= sd_validate_text(request->app_id, "app_id", SD_APP_BYTES_MAX, false, error);
     ok &= sd_validate_text(request->page_token, "page_token", 4 * SD_ITEM_KEY_BYTES_MAX, false,
                            error);
@@ -156,9 +156,8 @@ static sd_status_t sd_list_pack(sd_list_scan_t *scan, bool more, uint8_t **packe
     return *packed_out ? SD_OK : SD_UNAVAILABLE;
 }
 
-sd_status_t sd_query_list_stock(sd_storage_t *storage,
-                                const Stockd__V1__ListStockRequest *request, sd_error_t *error,
-                                uint8_t **packed_out, size_t *packed_length_out)
+sd_status_t sd_query_list_stock(sd_storage_t *storage, const Stockd__V1__ListStockRequest *request,
+                                sd_error_t *error, uint8_t **packed_out, size_t *packed_length_out)
 {
     size_t page_size = 0;
     if (!sd_list_validate(request, error, &page_size)) {
@@ -169,8 +168,8 @@ sd_status_t sd_query_list_stock(sd_storage_t *storage,
     size_t start_length = 0;
     uint8_t *start = NULL;
     if (request->page_token[0] != '\0') {
-        start = util_base64url_decode(request->page_token, strlen(request->page_token),
-                                      &start_length);
+        start =
+            util_base64url_decode(request->page_token, strlen(request->page_token), &start_length);
         if (start == NULL || start_length < prefix_length ||
             memcmp(start, prefix, prefix_length) != 0) {
             free(start);
@@ -178,18 +177,17 @@ sd_status_t sd_query_list_stock(sd_storage_t *storage,
             return SD_INVALID_ARGUMENT;
         }
     }
-    sd_list_scan_t scan = {.app_filter = request->location_id[0] == '\0' &&
-                                                 request->app_id[0] != '\0'
-                                             ? request->app_id
-                                             : NULL,
-                           .listed = calloc(page_size, sizeof(sd_listed_t)),
-                           .page_size = page_size};
+    sd_list_scan_t scan = {
+        .app_filter =
+            request->location_id[0] == '\0' && request->app_id[0] != '\0' ? request->app_id : NULL,
+        .listed = calloc(page_size, sizeof(sd_listed_t)),
+        .page_size = page_size};
     bool more = false;
-    sd_status_t status = scan.listed == NULL
-                             ? SD_UNAVAILABLE
-                             : sd_storage_scan(storage, SD_CF_LEVELS, prefix, prefix_length, start,
-                                               start_length, true, sd_scan_budget(page_size),
-                                               sd_list_visit, &scan, &more);
+    sd_status_t status =
+        scan.listed == NULL
+            ? SD_UNAVAILABLE
+            : sd_storage_scan(storage, SD_CF_LEVELS, prefix, prefix_length, start, start_length,
+                              true, sd_scan_budget(page_size), sd_list_visit, &scan, &more);
     free(start);
     if (status == SD_OK && scan.corrupt) {
         SD_LOG(LOG_ERROR, "storage_corrupt_level", LF_STR("where", "ListStock"));
@@ -296,26 +294,25 @@ sd_status_t sd_query_history(sd_storage_t *storage, uint64_t pruned_through,
     if (request->after_seq < pruned_through) {
         sd_error_set(error, SD_OUT_OF_RANGE,
                      "after_seq %llu: entries up to seq %llu were removed by ledger retention",
-                     (unsigned long long)request->after_seq,
-                     (unsigned long long)pruned_through);
+                     (unsigned long long)request->after_seq, (unsigned long long)pruned_through);
         return SD_OUT_OF_RANGE;
     }
     uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], start[SD_LEDGER_KEY_BYTES_MAX];
-    size_t prefix_length = sd_key_encode_tenant(sd_bytes_of(request->tenant_id), prefix,
-                                                sizeof(prefix));
+    size_t prefix_length =
+        sd_key_encode_tenant(sd_bytes_of(request->tenant_id), prefix, sizeof(prefix));
     size_t start_length = sd_key_encode_ledger(sd_bytes_of(request->tenant_id),
                                                request->after_seq + 1, start, sizeof(start));
-    sd_history_scan_t scan = {
-        .item_filter = sd_item_filter_set(request->item) ? request->item : NULL,
-        .order_filter = request->order_id[0] ? request->order_id : NULL,
-        .entries = calloc(page_size, sizeof(Stockd__V1__LedgerEntry *)),
-        .page_size = page_size};
+    sd_history_scan_t scan = {.item_filter =
+                                  sd_item_filter_set(request->item) ? request->item : NULL,
+                              .order_filter = request->order_id[0] ? request->order_id : NULL,
+                              .entries = calloc(page_size, sizeof(Stockd__V1__LedgerEntry *)),
+                              .page_size = page_size};
     bool more = false;
-    sd_status_t status = scan.entries == NULL
-                             ? SD_UNAVAILABLE
-                             : sd_storage_scan(storage, SD_CF_LEDGER, prefix, prefix_length, start,
-                                               start_length, false, sd_scan_budget(page_size),
-                                               sd_history_visit, &scan, &more);
+    sd_status_t status =
+        scan.entries == NULL
+            ? SD_UNAVAILABLE
+            : sd_storage_scan(storage, SD_CF_LEDGER, prefix, prefix_length, start, start_length,
+                              false, sd_scan_budget(page_size), sd_history_visit, &scan, &more);
     if (status == SD_OK && scan.corrupt) {
         SD_LOG(LOG_ERROR, "storage_corrupt_ledger", LF_UINT("after_seq", scan.last_seq));
         status = SD_INTERNAL;

@@ -18,9 +18,8 @@
 
 /* Each returns SD_OK with a malloc'd serialized response in *packed_out (caller frees), or a
  * failure described in error. */
-sd_status_t sd_query_list_stock(sd_storage_t *storage,
-                                const Stockd__V1__ListStockRequest *request, sd_error_t *error,
-                                uint8_t **packed_out, size_t *packed_length_out);
+sd_status_t sd_query_list_stock(sd_storage_t *storage, const Stockd__V1__ListStockRequest *request,
+                                sd_error_t *error, uint8_t **packed_out, size_t *packed_length_out);
 
 /* pruned_through: the highest ledger seq that retention has deleted (0 = none); asking for
  * entries after an older seq answers OUT_OF_RANGE. */

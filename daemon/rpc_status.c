@@ -54,8 +54,7 @@ static char *sd_strdup_bounded(const char *text)
 
 /* Appends a violation to a growable array; silently drops it past the cap or when memory is
  * short — the status and message still tell the client what happened. */
-static sd_violation_t *sd_violation_push(sd_violation_t **array, size_t *count,
-                                         size_t *capacity)
+static sd_violation_t *sd_violation_push(sd_violation_t **array, size_t *count, size_t *capacity)
 {
     if (*count >= SD_ERROR_VIOLATIONS_MAX) {
         return NULL;
@@ -84,9 +83,9 @@ void sd_error_add_field(sd_error_t *error, const char *field, const char *format
     if (error->status != SD_INVALID_ARGUMENT) {
         sd_error_set(error, SD_INVALID_ARGUMENT, "%s: %s", field, description);
     }
-    sd_violation_t *violation = sd_violation_push(&error->field_violations,
-                                                  &error->field_violations_count,
-                                                  &error->violations_capacity_field);
+    sd_violation_t *violation =
+        sd_violation_push(&error->field_violations, &error->field_violations_count,
+                          &error->violations_capacity_field);
     if (violation != NULL) {
         violation->first = sd_strdup_bounded(field);
         violation->second = sd_strdup_bounded(description);
@@ -101,9 +100,9 @@ void sd_error_add_precondition(sd_error_t *error, const char *type, const char *
     va_start(args, format);
     vsnprintf(description, sizeof(description), format, args);
     va_end(args);
-    sd_violation_t *violation = sd_violation_push(&error->precondition_violations,
-                                                  &error->precondition_violations_count,
-                                                  &error->violations_capacity_precondition);
+    sd_violation_t *violation =
+        sd_violation_push(&error->precondition_violations, &error->precondition_violations_count,
+                          &error->violations_capacity_precondition);
     if (violation != NULL) {
         violation->first = sd_strdup_bounded(type);
         violation->second = sd_strdup_bounded(subject);
@@ -166,8 +165,8 @@ static bool sd_pack_precondition(const sd_error_t *error, Google__Protobuf__Any 
     }
     failure.n_violations = count;
     failure.violations = pointers;
-    ok = ok &&
-         sd_any_pack(any, "type.googleapis.com/google.rpc.PreconditionFailure", &failure.base);
+    ok =
+        ok && sd_any_pack(any, "type.googleapis.com/google.rpc.PreconditionFailure", &failure.base);
     free(items);
     free(pointers);
     return ok;
@@ -181,8 +180,8 @@ bool sd_error_pack_status(const sd_error_t *error, uint8_t **bytes_out, size_t *
     size_t details_count = 0;
     bool ok = true;
     status.code = sd_status_grpc_code(error->status);
-    status.message = (char *)(error->message[0] ? error->message
-                                                : sd_status_message(error->status));
+    status.message =
+        (char *)(error->message[0] ? error->message : sd_status_message(error->status));
     if (error->field_violations_count > 0) {
         google__protobuf__any__init(&details[details_count]);
         ok = sd_pack_bad_request(error, &details[details_count]);

@@ -19,8 +19,8 @@
 #define SD_PAGE_SIZE_DEFAULT 100
 
 /* Encoded item key: u8-length tenant, location, app; u16-length item and variant. */
-#define SD_ITEM_KEY_BYTES_MAX                                                              \
-    (1 + SD_TENANT_BYTES_MAX + 1 + SD_LOCATION_BYTES_MAX + 1 + SD_APP_BYTES_MAX + 2 +      \
+#define SD_ITEM_KEY_BYTES_MAX                                                                      \
+    (1 + SD_TENANT_BYTES_MAX + 1 + SD_LOCATION_BYTES_MAX + 1 + SD_APP_BYTES_MAX + 2 +              \
      SD_CATALOG_ITEM_BYTES_MAX + 2 + SD_VARIANT_BYTES_MAX)
 
 _Static_assert(SD_TENANT_BYTES_MAX <= 255 && SD_LOCATION_BYTES_MAX <= 255 &&
@@ -28,7 +28,7 @@ _Static_assert(SD_TENANT_BYTES_MAX <= 255 && SD_LOCATION_BYTES_MAX <= 255 &&
                "one-byte length prefixes");
 /* The largest possible summed change of one request must not overflow int64 before the
  * ±10^15 range check runs. */
-_Static_assert(SD_LINES_MAX * SD_QUANTITY_MAX < INT64_MAX - SD_LEVEL_ABS_MAX,
+_Static_assert(SD_LINES_MAX *SD_QUANTITY_MAX < INT64_MAX - SD_LEVEL_ABS_MAX,
                "summed quantities fit in int64");
 
 #endif

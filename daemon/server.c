@@ -26,12 +26,12 @@
 #define SD_POLLING_THREADS_MAX 16
 
 typedef enum {
-    SD_TAG_NEW_CALL,     /* a registered call arrived (or the post failed at shutdown) */
-    SD_TAG_UNKNOWN_CALL, /* a call for an unregistered method arrived */
-    SD_TAG_BATCH_DONE,   /* a batch of ours finished: drop its reference */
+    SD_TAG_NEW_CALL,      /* a registered call arrived (or the post failed at shutdown) */
+    SD_TAG_UNKNOWN_CALL,  /* a call for an unregistered method arrived */
+    SD_TAG_BATCH_DONE,    /* a batch of ours finished: drop its reference */
     SD_TAG_STREAM_SENT,   /* a stream message went out (or failed) */
     SD_TAG_STREAM_CLOSED, /* a stream ended (client left, status sent, or cancelled) */
-    SD_TAG_SHUTDOWN,     /* grpc_server_shutdown_and_notify finished */
+    SD_TAG_SHUTDOWN,      /* grpc_server_shutdown_and_notify finished */
 } sd_tag_kind_t;
 
 typedef struct {
@@ -156,8 +156,7 @@ static void sd_server_post(sd_server_t *server, const sd_method_t *method, size_
     if (method != NULL) {
         error = grpc_server_request_registered_call(
             server->grpc, server->registered[index], &call->call, &call->deadline,
-            &call->request_metadata, &call->payload, server->queue, server->queue,
-            &call->new_tag);
+            &call->request_metadata, &call->payload, server->queue, server->queue, &call->new_tag);
     } else {
         error = grpc_server_request_call(server->grpc, &call->call, &call->details,
                                          &call->request_metadata, server->queue, server->queue,
@@ -192,8 +191,7 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
                LF_DBL("latency_ms", latency_ms));
     } else {
         SD_LOG(LOG_INFO, "rpc", LF_STR("method", name), LF_STR("status", sd_status_name(status)),
-               LF_STR("message", call->log_message),
-               LF_DBL("latency_ms", latency_ms));
+               LF_STR("message", call->log_message), LF_DBL("latency_ms", latency_ms));
     }
     grpc_op ops[4];
     size_t count = 0;
@@ -250,8 +248,7 @@ void sd_call_reply_error(sd_call_t *call, const sd_error_t *error)
     uint8_t *details = NULL;
     size_t details_length = 0;
     if (sd_error_pack_status(error, &details, &details_length)) {
-        call->status_details = grpc_slice_from_copied_buffer((const char *)details,
-                                                             details_length);
+        call->status_details = grpc_slice_from_copied_buffer((const char *)details, details_length);
         call->has_status_details = true;
         free(details);
     }
@@ -463,8 +460,8 @@ static void *sd_server_poll(void *argument)
 {
     sd_server_t *server = argument;
     for (;;) {
-        grpc_event event = grpc_completion_queue_next(server->queue,
-                                                      gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event event =
+            grpc_completion_queue_next(server->queue, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (event.type == GRPC_QUEUE_SHUTDOWN) {
             return NULL;
         }
@@ -507,7 +504,8 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     /* SO_REUSEPORT off: a second daemon on the same port must fail, not steal connections. */
     grpc_arg args[2] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)options->message_bytes_max},
     };
     grpc_channel_args channel_args = {.num_args = 2, .args = args};
@@ -553,8 +551,8 @@ static void sd_server_end_watches(sd_server_t *server)
 
 static void sd_server_wait_shutdown(sd_server_t *server, int64_t grace_ms)
 {
-    gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                      gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
+    gpr_timespec until =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     struct timespec deadline = {.tv_sec = until.tv_sec, .tv_nsec = until.tv_nsec};
     pthread_mutex_lock(&server->mutex);
     while (!server->shutdown_finished) {
@@ -589,8 +587,8 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms)
     grpc_completion_queue_shutdown(server->queue);
     if (server->threads_count == 0) {
         /* never started polling: drain here so the queue can be destroyed */
-        while (grpc_completion_queue_next(server->queue, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                          NULL).type != GRPC_QUEUE_SHUTDOWN) {
+        while (grpc_completion_queue_next(server->queue, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                   .type != GRPC_QUEUE_SHUTDOWN) {
         }
     }
     for (int i = 0; i < server->threads_count; i++) {

@@ -34,9 +34,9 @@ extern const sd_method_t sd_methods[];
 extern const size_t sd_methods_count;
 
 typedef struct {
-    const char *listen;         /* "127.0.0.1:50051"; port 0 = any free port */
-    int polling_threads_count;  /* threads draining the completion queue */
-    size_t message_bytes_max;   /* largest request accepted */
+    const char *listen;        /* "127.0.0.1:50051"; port 0 = any free port */
+    int polling_threads_count; /* threads draining the completion queue */
+    size_t message_bytes_max;  /* largest request accepted */
 } sd_server_options_t;
 
 /* Everything handlers may use. */

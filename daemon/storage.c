@@ -10,8 +10,7 @@
 #include "log.h"
 #include "util.h"
 
-static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger",
-                                                     "idempotency"};
+static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger", "idempotency"};
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
 static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
 static const char sd_time_index_prefix[] = "ledger_time:";
@@ -86,8 +85,7 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_block_based_options_set_filter_policy(storage->table_options, storage->bloom);
     for (int cf = 0; cf < SD_CF_COUNT; cf++) {
         rocksdb_options_t *cf_options = rocksdb_options_create_copy(storage->db_options);
-        rocksdb_options_set_write_buffer_size(cf_options,
-                                              (size_t)options->write_buffer_bytes);
+        rocksdb_options_set_write_buffer_size(cf_options, (size_t)options->write_buffer_bytes);
         rocksdb_options_set_max_write_buffer_number(cf_options, 3);
         rocksdb_options_set_block_based_table_factory(cf_options, storage->table_options);
         rocksdb_options_set_compression(cf_options, rocksdb_lz4_compression);
@@ -111,8 +109,8 @@ static sd_status_t sd_storage_load_meta(sd_storage_t *storage, const char *key, 
 {
     char *value = NULL;
     size_t value_length = 0;
-    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)key,
-                                        strlen(key), &value, &value_length);
+    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)key, strlen(key),
+                                        &value, &value_length);
     *out = 0;
     if (status != SD_OK || value == NULL) {
         return status;
@@ -157,8 +155,7 @@ sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **
         return SD_UNAVAILABLE;
     }
     if (sd_storage_load_last_seq(storage) != SD_OK) {
-        snprintf(error, error_capacity, "cannot read the ledger sequence in %s",
-                 options->data_dir);
+        snprintf(error, error_capacity, "cannot read the ledger sequence in %s", options->data_dir);
         sd_storage_close(storage);
         return SD_INTERNAL;
     }
@@ -200,8 +197,8 @@ void sd_storage_close(sd_storage_t *storage)
     free(storage);
 }
 
-sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key,
-                           size_t key_length, char **value_out, size_t *value_length_out)
+sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                           char **value_out, size_t *value_length_out)
 {
     char *rocks_error = NULL;
     *value_out = rocksdb_get_cf(storage->db, storage->read_options, storage->cf[cf],
@@ -228,8 +225,8 @@ sd_status_t sd_storage_get_level(sd_storage_t *storage, const uint8_t *key, size
     size_t value_length = 0;
     *level_out = sd_level_default();
     *found_out = false;
-    sd_status_t status = sd_storage_get(storage, SD_CF_LEVELS, key, key_length, &value,
-                                        &value_length);
+    sd_status_t status =
+        sd_storage_get(storage, SD_CF_LEVELS, key, key_length, &value, &value_length);
     if (status != SD_OK || value == NULL) {
         return status;
     }
@@ -267,14 +264,12 @@ uint64_t sd_storage_last_seq(const sd_storage_t *storage)
     return storage->last_seq;
 }
 
-void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                   uint64_t seq)
+void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch, uint64_t seq)
 {
     uint8_t value[8];
     sd_be64_put(value, seq);
     rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
-                              sizeof(sd_meta_last_seq_key) - 1, (const char *)value,
-                              sizeof(value));
+                              sizeof(sd_meta_last_seq_key) - 1, (const char *)value, sizeof(value));
 }
 
 rocksdb_column_family_handle_t *sd_storage_cf(sd_storage_t *storage, sd_cf_t cf)
@@ -302,8 +297,8 @@ sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *pr
                             bool start_exclusive, size_t entries_max, sd_scan_fn *visit,
                             void *context, bool *more_out)
 {
-    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf(
-        storage->db, storage->read_options, storage->cf[cf]);
+    rocksdb_iterator_t *iterator =
+        rocksdb_create_iterator_cf(storage->db, storage->read_options, storage->cf[cf]);
     const uint8_t *seek = start ? start : prefix;
     size_t seek_length = start ? start_length : prefix_length;
     rocksdb_iter_seek(iterator, (const char *)seek, seek_length);
@@ -380,8 +375,8 @@ static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length
 static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writebatch_t *batch,
                                              uint64_t cutoff_seq)
 {
-    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf(
-        storage->db, storage->read_options, storage->cf[SD_CF_LEDGER]);
+    rocksdb_iterator_t *iterator =
+        rocksdb_create_iterator_cf(storage->db, storage->read_options, storage->cf[SD_CF_LEDGER]);
     uint8_t begin[SD_LEDGER_KEY_BYTES_MAX], end[SD_LEDGER_KEY_BYTES_MAX];
     for (rocksdb_iter_seek_to_first(iterator); rocksdb_iter_valid(iterator);) {
         size_t key_length = 0;
@@ -395,8 +390,7 @@ static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writ
         sd_be64_put(begin + tenant_length, 0);
         sd_be64_put(end + tenant_length, cutoff_seq + 1);
         rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_LEDGER], (const char *)begin,
-                                           tenant_length + 8, (const char *)end,
-                                           tenant_length + 8);
+                                           tenant_length + 8, (const char *)end, tenant_length + 8);
         sd_be64_put(end + tenant_length, UINT64_MAX); /* then on to the next tenant */
         rocksdb_iter_seek(iterator, (const char *)end, tenant_length + 8);
         if (rocksdb_iter_valid(iterator)) {
@@ -410,10 +404,9 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
 {
     sd_cutoff_scan_t scan = {cutoff_us, 0};
     bool more = false;
-    sd_status_t status = sd_storage_scan(storage, SD_CF_DEFAULT,
-                                         (const uint8_t *)sd_time_index_prefix,
-                                         sizeof(sd_time_index_prefix) - 1, NULL, 0, false,
-                                         SIZE_MAX, sd_cutoff_visit, &scan, &more);
+    sd_status_t status = sd_storage_scan(
+        storage, SD_CF_DEFAULT, (const uint8_t *)sd_time_index_prefix,
+        sizeof(sd_time_index_prefix) - 1, NULL, 0, false, SIZE_MAX, sd_cutoff_visit, &scan, &more);
     if (status != SD_OK || scan.cutoff_seq <= atomic_load(&storage->pruned_through)) {
         return status;
     }

@@ -14,7 +14,13 @@
 #include "keys.h"
 #include "status.h"
 
-typedef enum { SD_CF_DEFAULT = 0, SD_CF_LEVELS, SD_CF_LEDGER, SD_CF_IDEMPOTENCY, SD_CF_COUNT } sd_cf_t;
+typedef enum {
+    SD_CF_DEFAULT = 0,
+    SD_CF_LEVELS,
+    SD_CF_LEDGER,
+    SD_CF_IDEMPOTENCY,
+    SD_CF_COUNT
+} sd_cf_t;
 
 typedef struct {
     const char *data_dir;
@@ -39,8 +45,8 @@ sd_status_t sd_storage_get_level(sd_storage_t *storage, const uint8_t *key, size
 
 /* Reads a raw value of any column family. *value_out is NULL when not found; otherwise it is
  * owned by the caller and released with sd_storage_free. */
-sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key,
-                           size_t key_length, char **value_out, size_t *value_length_out);
+sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                           char **value_out, size_t *value_length_out);
 void sd_storage_free(void *value);
 
 /* Applies a batch atomically; with sync the WAL is fsynced before returning. */
@@ -59,8 +65,8 @@ const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage
 
 /* Called for each entry of a scan; return false to stop. key/value are valid only during
  * the call. */
-typedef bool sd_scan_fn(void *context, const uint8_t *key, size_t key_length,
-                        const uint8_t *value, size_t value_length);
+typedef bool sd_scan_fn(void *context, const uint8_t *key, size_t key_length, const uint8_t *value,
+                        size_t value_length);
 
 /* Visits, in key order, the entries of `cf` whose key starts with prefix, beginning at start
  * (or at the prefix when start is NULL), skipping start itself when start_exclusive. Visits

@@ -36,8 +36,8 @@ bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *er
     }
     for (const char *cursor = tenant_id; *cursor != '\0'; cursor++) {
         char c = *cursor;
-        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == ':' || c == '-';
         if (!allowed) {
             sd_error_add_field(error, field,
                                "\"%.64s\" has a character outside [A-Za-z0-9._:-] at byte %zu",
@@ -80,8 +80,7 @@ bool sd_validate_reason(int reason, const char *field, sd_error_t *error)
 static bool sd_validate_lines_count(size_t count, sd_error_t *error)
 {
     if (count == 0 || count > SD_LINES_MAX) {
-        sd_error_add_field(error, "lines", "has %zu entries; 1..%d allowed", count,
-                           SD_LINES_MAX);
+        sd_error_add_field(error, "lines", "has %zu entries; 1..%d allowed", count, SD_LINES_MAX);
         return false;
     }
     return true;

@@ -30,10 +30,10 @@ struct sd_watcher {
     size_t pending_lengths[SD_WATCH_CHUNK_ENTRIES];
     uint64_t pending_seqs[SD_WATCH_CHUNK_ENTRIES];
     size_t pending_head, pending_count;
-    bool sending;             /* a send is in flight */
-    bool failed;              /* a send failed: the call is going away */
-    bool close_seen;          /* the CLOSED event arrived */
-    bool owner_ref;           /* we still hold the call's owner reference */
+    bool sending;    /* a send is in flight */
+    bool failed;     /* a send failed: the call is going away */
+    bool close_seen; /* the CLOSED event arrived */
+    bool owner_ref;  /* we still hold the call's owner reference */
     sd_watcher_t *next;
 };
 
@@ -132,19 +132,20 @@ static bool sd_watch_visit(void *context, const uint8_t *key, size_t key_length,
 static sd_status_t sd_watcher_refill(sd_watcher_t *watcher, uint64_t committed_seq)
 {
     uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], start[SD_LEDGER_KEY_BYTES_MAX];
-    uint64_t after = watcher->pending_count > 0
-                         ? watcher->pending_seqs[(watcher->pending_head + watcher->pending_count -
-                                                  1) % SD_WATCH_CHUNK_ENTRIES]
-                         : watcher->cursor;
-    size_t prefix_length = sd_key_encode_tenant(sd_bytes_of(watcher->tenant_id), prefix,
-                                                sizeof(prefix));
-    size_t start_length = sd_key_encode_ledger(sd_bytes_of(watcher->tenant_id), after + 1, start,
-                                               sizeof(start));
+    uint64_t after =
+        watcher->pending_count > 0
+            ? watcher->pending_seqs[(watcher->pending_head + watcher->pending_count - 1) %
+                                    SD_WATCH_CHUNK_ENTRIES]
+            : watcher->cursor;
+    size_t prefix_length =
+        sd_key_encode_tenant(sd_bytes_of(watcher->tenant_id), prefix, sizeof(prefix));
+    size_t start_length =
+        sd_key_encode_ledger(sd_bytes_of(watcher->tenant_id), after + 1, start, sizeof(start));
     sd_watch_scan_t scan = {watcher, committed_seq};
     bool more = false;
-    sd_status_t status = sd_storage_scan(watcher->hub->storage, SD_CF_LEDGER, prefix,
-                                         prefix_length, start, start_length, false,
-                                         SD_WATCH_CHUNK_ENTRIES, sd_watch_visit, &scan, &more);
+    sd_status_t status =
+        sd_storage_scan(watcher->hub->storage, SD_CF_LEDGER, prefix, prefix_length, start,
+                        start_length, false, SD_WATCH_CHUNK_ENTRIES, sd_watch_visit, &scan, &more);
     if (status == SD_OK && watcher->pending_count == 0) {
         watcher->scanned_through = committed_seq;
     }
@@ -228,8 +229,7 @@ static void *sd_watch_hub_main(void *argument)
     return NULL;
 }
 
-sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq,
-                                 uint64_t lag_max)
+sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq, uint64_t lag_max)
 {
     sd_watch_hub_t *hub = calloc(1, sizeof(*hub));
     if (hub == NULL) {
@@ -269,8 +269,7 @@ void sd_watch_hub_free(sd_watch_hub_t *hub)
     free(hub);
 }
 
-void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *bytes,
-                         size_t length)
+void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     char field[160];
     sd_error_t error;

@@ -19,8 +19,7 @@
 typedef struct sd_watch_hub sd_watch_hub_t;
 
 /* Starts the hub thread. Returns NULL when out of resources. */
-sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq,
-                                 uint64_t lag_max);
+sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq, uint64_t lag_max);
 /* Stops the thread and frees the hub; every stream must have ended (server stopped). */
 void sd_watch_hub_free(sd_watch_hub_t *hub);
 

@@ -100,8 +100,8 @@ static bool sd_wire_walk(const ProtobufCMessageDescriptor *descriptor, const uin
             return false;
         }
         if (field->type == PROTOBUF_C_TYPE_MESSAGE && depth < SD_WIRE_DEPTH_MAX &&
-            !sd_wire_walk(field->descriptor, data + start, (size_t)size, depth + 1, path,
-                          field_out, field_capacity)) {
+            !sd_wire_walk(field->descriptor, data + start, (size_t)size, depth + 1, path, field_out,
+                          field_capacity)) {
             return false;
         }
     }

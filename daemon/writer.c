@@ -21,7 +21,7 @@ struct sd_writer {
     sd_batch_t *batch;
     sd_write_job_t **taken; /* the jobs of the batch in progress */
     _Atomic uint64_t committed_seq;
-    double next_prune_ms;   /* monotonic time of the next retention run */
+    double next_prune_ms; /* monotonic time of the next retention run */
 };
 
 sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
@@ -175,8 +175,7 @@ sd_status_t sd_writer_start(const sd_writer_options_t *options, sd_writer_t **wr
     writer->taken = calloc(options->batch_jobs_max, sizeof(*writer->taken));
     uint64_t last_seq = sd_storage_last_seq(options->storage);
     atomic_store(&writer->committed_seq, last_seq);
-    writer->batch = sd_batch_new(options->storage, last_seq,
-                                 options->idempotency_ttl_s * 1000000);
+    writer->batch = sd_batch_new(options->storage, last_seq, options->idempotency_ttl_s * 1000000);
     if (writer->batch != NULL) {
         sd_batch_set_cache_entries(writer->batch, options->level_cache_entries);
     }

@@ -23,25 +23,25 @@ typedef void sd_write_complete_fn(sd_write_job_t *job);
 
 struct sd_write_job {
     sd_write_request_t request;
-    int64_t deadline_us;       /* unix microseconds; INT64_MAX = none */
-    sd_write_result_t result;  /* filled by the writer */
+    int64_t deadline_us;      /* unix microseconds; INT64_MAX = none */
+    sd_write_result_t result; /* filled by the writer */
     sd_write_complete_fn *complete;
-    void *context;             /* the submitter's */
+    void *context; /* the submitter's */
 };
 
 typedef struct sd_metrics sd_metrics_t;
 
 typedef struct {
     sd_storage_t *storage;
-    bool sync;                 /* fsync the WAL on every commit */
-    size_t queue_depth_max;    /* jobs waiting; beyond it submit says RESOURCE_EXHAUSTED */
-    size_t batch_jobs_max;     /* jobs per commit */
-    size_t batch_lines_max;    /* lines per commit (a job is never split) */
+    bool sync;              /* fsync the WAL on every commit */
+    size_t queue_depth_max; /* jobs waiting; beyond it submit says RESOURCE_EXHAUSTED */
+    size_t batch_jobs_max;  /* jobs per commit */
+    size_t batch_lines_max; /* lines per commit (a job is never split) */
     int64_t idempotency_ttl_s;
     size_t level_cache_entries; /* committed levels kept in memory */
     int64_t ledger_retention_s; /* 0 = keep the ledger forever */
     int64_t prune_interval_s;   /* how often retention runs (when enabled) */
-    sd_metrics_t *metrics;     /* may be NULL */
+    sd_metrics_t *metrics;      /* may be NULL */
     /* Called on the writer thread after each successful commit (may be NULL). */
     void (*on_commit)(void *context, uint64_t last_seq);
     void *on_commit_context;

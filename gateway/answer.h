@@ -18,8 +18,8 @@ typedef enum {
 typedef struct {
     unsigned int http_status;
     gw_body_kind_t body;
-    const char *error_code;  /* for GW_BODY_ERROR */
-    int retry_after_s;       /* > 0: send Retry-After */
+    const char *error_code; /* for GW_BODY_ERROR */
+    int retry_after_s;      /* > 0: send Retry-After */
 } gw_answer_t;
 
 /* The answer for a stockd status code (grpc_status_code number). */

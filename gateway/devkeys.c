@@ -69,8 +69,8 @@ static int gw_ensure_app_id(const char *path, char *app_id, size_t capacity)
     return fclose(file) == 0 ? 0 : -1;
 }
 
-int gw_dev_keys_ensure(const char *dir, char *public_key_path, size_t path_capacity,
-                       char *app_id, size_t app_id_capacity, char *error, size_t error_capacity)
+int gw_dev_keys_ensure(const char *dir, char *public_key_path, size_t path_capacity, char *app_id,
+                       size_t app_id_capacity, char *error, size_t error_capacity)
 {
     char private_path[1024], app_id_path[1024];
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

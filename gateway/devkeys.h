@@ -12,7 +12,7 @@
 
 /* Ensures dir holds a key pair and an app id; writes the public key path and the app id
  * (a UUID) into the outputs. Returns 0, or -1 with a reason in error. */
-int gw_dev_keys_ensure(const char *dir, char *public_key_path, size_t path_capacity,
-                       char *app_id, size_t app_id_capacity, char *error, size_t error_capacity);
+int gw_dev_keys_ensure(const char *dir, char *public_key_path, size_t path_capacity, char *app_id,
+                       size_t app_id_capacity, char *error, size_t error_capacity);
 
 #endif

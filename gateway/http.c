@@ -31,8 +31,8 @@ void gw_response_error(gw_response_t *response, unsigned int status, const char 
     gw_answer_t answer = {status, GW_BODY_ERROR, code, 0};
     response->status = status;
     response->content_type = "application/json";
-    response->body_length = gw_answer_body(&answer, GW_WIX_DECREMENT, message, response->body,
-                                           sizeof(response->body));
+    response->body_length =
+        gw_answer_body(&answer, GW_WIX_DECREMENT, message, response->body, sizeof(response->body));
 }
 
 /* Finds the route for path and method. *path_known tells whether any route has the path. */
@@ -44,10 +44,10 @@ static const gw_route_t *gw_route_find(const gw_http_options_t *options, const c
     for (size_t i = 0; i < options->routes_count; i++) {
         const gw_route_t *route = &options->routes[i];
         size_t route_length = strlen(route->path);
-        bool matches = route->suffix ? path_length >= route_length &&
-                                           strcmp(path + path_length - route_length,
-                                                  route->path) == 0
-                                     : strcmp(path, route->path) == 0;
+        bool matches = route->suffix
+                           ? path_length >= route_length &&
+                                 strcmp(path + path_length - route_length, route->path) == 0
+                           : strcmp(path, route->path) == 0;
         if (!matches) {
             continue;
         }
@@ -91,14 +91,13 @@ static void gw_log_answer(const char *route, const char *method, const char *pat
                           const gw_response_t *response, double latency_ms)
 {
     log_level_t level = response->status >= 500 ? LOG_WARN : LOG_INFO;
-    SD_LOG(level, "http", LF_STR("route", route), LF_STR("method", method),
-           LF_STR("path", path), LF_INT("status", response->status),
-           LF_STR("reason", response->reason), LF_DBL("latency_ms", latency_ms));
+    SD_LOG(level, "http", LF_STR("route", route), LF_STR("method", method), LF_STR("path", path),
+           LF_INT("status", response->status), LF_STR("reason", response->reason),
+           LF_DBL("latency_ms", latency_ms));
 }
 
 static enum MHD_Result gw_answer_request(gw_http_t *http, struct MHD_Connection *connection,
-                                         const char *url, const char *method,
-                                         gw_upload_t *upload)
+                                         const char *url, const char *method, gw_upload_t *upload)
 {
     gw_response_t response;
     memset(&response, 0, sizeof(response));
@@ -156,8 +155,8 @@ static void gw_upload_append(gw_upload_t *upload, const char *data, size_t size,
 
 static bool gw_declared_too_large(struct MHD_Connection *connection, size_t max)
 {
-    const char *declared = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                                       MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *declared =
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t length = 0;
     return declared != NULL && util_parse_int64(declared, &length) && length > (int64_t)max;
 }
@@ -182,8 +181,8 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
             /* A client waiting for "100 Continue" gets the 413 before sending the body; any
              * other client is answered after its body was read (and dropped), so it is not
              * cut off mid-send and sees the answer. */
-            const char *expect = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_EXPECT);
+            const char *expect =
+                MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
             if (expect != NULL && strcasecmp(expect, "100-continue") == 0) {
                 return gw_answer_request(http, connection, url, method, upload);
             }
@@ -198,8 +197,8 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
     return gw_answer_request(http, connection, url, method, upload);
 }
 
-static void gw_on_completed(void *context, struct MHD_Connection *connection,
-                            void **request_state, enum MHD_RequestTerminationCode code)
+static void gw_on_completed(void *context, struct MHD_Connection *connection, void **request_state,
+                            enum MHD_RequestTerminationCode code)
 {
     (void)context, (void)connection, (void)code;
     gw_upload_t *upload = *request_state;
@@ -234,8 +233,7 @@ gw_http_t *gw_http_start(const gw_http_options_t *options, int *port_out)
         free(http);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(http->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = info ? (int)info->port : 0;
     return http;
 }

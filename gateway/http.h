@@ -11,8 +11,8 @@
 
 typedef struct {
     const char *method;
-    const char *path;       /* without the query string */
-    const char *body;       /* NUL-terminated copy of the request body */
+    const char *path; /* without the query string */
+    const char *body; /* NUL-terminated copy of the request body */
     size_t body_length;
 } gw_request_t;
 
@@ -21,9 +21,9 @@ typedef struct {
     const char *content_type;
     char body[1024];
     size_t body_length;
-    char *dynamic_body;     /* when set (malloc'd), sent instead of body and freed */
+    char *dynamic_body; /* when set (malloc'd), sent instead of body and freed */
     size_t dynamic_length;
-    int retry_after_s;      /* > 0: Retry-After header */
+    int retry_after_s;                       /* > 0: Retry-After header */
     char reason[GW_REASON_HEADER_BYTES_MAX]; /* non-empty: X-Stockd-Reason header + log */
 } gw_response_t;
 
@@ -32,20 +32,20 @@ typedef void gw_route_handler_fn(void *context, const gw_request_t *request,
 
 typedef struct {
     const char *path;
-    bool suffix;            /* match the end of the path (Wix appends to any base URI) */
+    bool suffix; /* match the end of the path (Wix appends to any base URI) */
     const char *method;
-    const char *name;       /* route label for metrics and logs */
+    const char *name; /* route label for metrics and logs */
     gw_route_handler_fn *handler;
 } gw_route_t;
 
 typedef struct {
-    const char *listen;         /* HOST:PORT, port 0 = any free port */
+    const char *listen; /* HOST:PORT, port 0 = any free port */
     size_t body_bytes_max;
     unsigned int connections_max;
     unsigned int connection_timeout_s;
     const gw_route_t *routes;
     size_t routes_count;
-    void *context;              /* passed to every handler */
+    void *context; /* passed to every handler */
     /* called after each answer, for metrics (may be NULL) */
     void (*observe)(void *context, const char *route, unsigned int status, double latency_ms);
 } gw_http_options_t;

@@ -17,8 +17,8 @@
 const char *gw_jwt_status_name(gw_jwt_status_t status)
 {
     switch (status) {
-#define GW_JWT_NAME(name, description)                                                     \
-    case GW_JWT_##name:                                                                    \
+#define GW_JWT_NAME(name, description)                                                             \
+    case GW_JWT_##name:                                                                            \
         return #name;
         GW_JWT_STATUS_MAP(GW_JWT_NAME)
 #undef GW_JWT_NAME
@@ -31,8 +31,8 @@ const char *gw_jwt_status_name(gw_jwt_status_t status)
 const char *gw_jwt_status_description(gw_jwt_status_t status)
 {
     switch (status) {
-#define GW_JWT_DESCRIPTION(name, description)                                              \
-    case GW_JWT_##name:                                                                    \
+#define GW_JWT_DESCRIPTION(name, description)                                                      \
+    case GW_JWT_##name:                                                                            \
         return description;
         GW_JWT_STATUS_MAP(GW_JWT_DESCRIPTION)
 #undef GW_JWT_DESCRIPTION
@@ -51,8 +51,8 @@ static json_t *gw_decode_json_segment(const char *text, size_t length)
         return NULL;
     }
     json_error_t error;
-    json_t *value = json_loadb((const char *)decoded, decoded_length, JSON_REJECT_DUPLICATES,
-                               &error);
+    json_t *value =
+        json_loadb((const char *)decoded, decoded_length, JSON_REJECT_DUPLICATES, &error);
     free(decoded);
     if (value != NULL && !json_is_object(value)) {
         json_decref(value);
@@ -166,13 +166,14 @@ static void gw_trim(const char **text, size_t *length)
     }
 }
 
-gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token,
-                              size_t length, int64_t now_s, json_t **payload_out)
+gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token, size_t length,
+                              int64_t now_s, json_t **payload_out)
 {
     *payload_out = NULL;
     gw_trim(&token, &length);
     const char *first_dot = length ? memchr(token, '.', length) : NULL;
-    const char *second_dot = first_dot ? memchr(first_dot + 1, '.', length - (size_t)(first_dot + 1 - token)) : NULL;
+    const char *second_dot =
+        first_dot ? memchr(first_dot + 1, '.', length - (size_t)(first_dot + 1 - token)) : NULL;
     if (length > GW_TOKEN_BYTES_MAX || first_dot == NULL || second_dot == NULL ||
         memchr(second_dot + 1, '.', length - (size_t)(second_dot + 1 - token)) != NULL) {
         return GW_JWT_MALFORMED;
@@ -273,8 +274,10 @@ EVP_PKEY *gw_jwt_load_public_key(const char *path, char *error, size_t error_cap
     size_t length = 0;
     char *text = gw_read_file(path, &length);
     if (text == NULL) {
-        snprintf(error, error_capacity, "cannot read key file %s (missing, unreadable or over "
-                 "64 KiB)", path);
+        snprintf(error, error_capacity,
+                 "cannot read key file %s (missing, unreadable or over "
+                 "64 KiB)",
+                 path);
         return NULL;
     }
     char *pem = text;

@@ -17,15 +17,15 @@
 #define GW_TOKEN_BYTES_MAX (1024 * 1024)
 
 /* X(name, description) — one refusal reason each; names are metric labels. */
-#define GW_JWT_STATUS_MAP(X)                                                               \
-    X(OK, "valid")                                                                         \
-    X(MALFORMED, "not a compact JWS (three base64url parts of JSON)")                      \
-    X(ALGORITHM, "alg is not an RSA signature algorithm")                                  \
-    X(SIGNATURE, "signature does not verify with the app public key")                      \
-    X(ISSUER, "iss is not wix.com")                                                        \
-    X(AUDIENCE, "aud does not name this app")                                              \
-    X(EXPIRED, "exp is missing or in the past")                                            \
-    X(NOT_YET_VALID, "iat or nbf is missing, malformed or in the future")                  \
+#define GW_JWT_STATUS_MAP(X)                                                                       \
+    X(OK, "valid")                                                                                 \
+    X(MALFORMED, "not a compact JWS (three base64url parts of JSON)")                              \
+    X(ALGORITHM, "alg is not an RSA signature algorithm")                                          \
+    X(SIGNATURE, "signature does not verify with the app public key")                              \
+    X(ISSUER, "iss is not wix.com")                                                                \
+    X(AUDIENCE, "aud does not name this app")                                                      \
+    X(EXPIRED, "exp is missing or in the past")                                                    \
+    X(NOT_YET_VALID, "iat or nbf is missing, malformed or in the future")                          \
     X(EXTENSION_TYPE, "data.metadata.appExtensionType is not ECOM_INVENTORY")
 
 typedef enum {
@@ -46,8 +46,8 @@ typedef struct {
 
 /* Verifies token[0..length) (surrounding ASCII whitespace ignored) at time now_s. On GW_JWT_OK
  * *payload_out is the decoded claims object (caller releases with json_decref). */
-gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token,
-                              size_t length, int64_t now_s, json_t **payload_out);
+gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token, size_t length,
+                              int64_t now_s, json_t **payload_out);
 
 /* Loads an RSA public key from a file holding PEM (SPKI or PKCS#1) or base64 of that PEM.
  * Returns NULL with a reason in error when the file is unreadable or not an RSA key. The

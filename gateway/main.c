@@ -32,8 +32,10 @@ typedef struct {
 
 static const char *const gw_level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-#define GW_OPT(flag, env, type, field, def, lo, hi, choices, help)                         \
-    {flag, env, type, offsetof(gw_config_t, field), def, lo, hi, choices, false, help}
+#define GW_OPT(flag, env, type, field, def, lo, hi, choices, help)                                 \
+    {                                                                                              \
+        flag, env, type, offsetof(gw_config_t, field), def, lo, hi, choices, false, help           \
+    }
 
 static const cfg_option_t gw_options[] = {
     GW_OPT("listen", "STOCKD_GATEWAY_LISTEN", CFG_STRING, listen, "127.0.0.1:8080", 0, 0, NULL,
@@ -42,25 +44,26 @@ static const cfg_option_t gw_options[] = {
            "stockd gRPC address"),
     GW_OPT("wix-app-id", "STOCKD_GATEWAY_WIX_APP_ID", CFG_STRING, wix_app_id, "", 0, 0, NULL,
            "the Wix app id (the JWT aud); required unless --dev"),
-    GW_OPT("wix-public-key", "STOCKD_GATEWAY_WIX_PUBLIC_KEY", CFG_STRING, wix_public_key, "", 0,
-           0, NULL, "file with the Wix app public key: PEM, or base64 of the PEM; required "
-                    "unless --dev"),
-    GW_OPT("default-tenant", "STOCKD_GATEWAY_DEFAULT_TENANT", CFG_STRING, default_tenant,
-           "default", 0, 0, NULL, "tenant for calls without metadata.instanceId"),
+    GW_OPT("wix-public-key", "STOCKD_GATEWAY_WIX_PUBLIC_KEY", CFG_STRING, wix_public_key, "", 0, 0,
+           NULL,
+           "file with the Wix app public key: PEM, or base64 of the PEM; required "
+           "unless --dev"),
+    GW_OPT("default-tenant", "STOCKD_GATEWAY_DEFAULT_TENANT", CFG_STRING, default_tenant, "default",
+           0, 0, NULL, "tenant for calls without metadata.instanceId"),
     GW_OPT("deadline-ms", "STOCKD_GATEWAY_DEADLINE_MS", CFG_INT, deadline_ms, "3000", 10, 60000,
            NULL, "deadline of each call to stockd"),
     GW_OPT("jwt-skew", "STOCKD_GATEWAY_JWT_SKEW", CFG_DURATION, jwt_skew_s, "60s", 0, 600, NULL,
            "allowed clock skew for exp/iat/nbf"),
     GW_OPT("body-max-bytes", "STOCKD_GATEWAY_BODY_MAX_BYTES", CFG_INT, body_bytes_max, "1048576",
            1024, 16 * 1024 * 1024, NULL, "largest request body (413 beyond)"),
-    GW_OPT("max-connections", "STOCKD_GATEWAY_MAX_CONNECTIONS", CFG_INT, connections_max, "512",
-           1, 10000, NULL, "concurrent connections (one thread each)"),
+    GW_OPT("max-connections", "STOCKD_GATEWAY_MAX_CONNECTIONS", CFG_INT, connections_max, "512", 1,
+           10000, NULL, "concurrent connections (one thread each)"),
     GW_OPT("connection-timeout", "STOCKD_GATEWAY_CONNECTION_TIMEOUT", CFG_DURATION,
            connection_timeout_s, "10s", 1, 3600, NULL, "idle connection timeout"),
     GW_OPT("dev", "STOCKD_GATEWAY_DEV", CFG_BOOL, dev, "false", 0, 0, NULL,
            "development mode: without a key, make a local key pair and app id in --dev-dir"),
-    GW_OPT("dev-dir", "STOCKD_GATEWAY_DEV_DIR", CFG_STRING, dev_dir, "./stockd-gateway-dev", 0,
-           0, NULL, "where development mode keeps its keys"),
+    GW_OPT("dev-dir", "STOCKD_GATEWAY_DEV_DIR", CFG_STRING, dev_dir, "./stockd-gateway-dev", 0, 0,
+           NULL, "where development mode keeps its keys"),
     GW_OPT("log-level", "STOCKD_GATEWAY_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
            gw_level_choices, "debug|info|warn|error"),
 };
@@ -98,16 +101,17 @@ static int gw_resolve_identity(gw_config_t *config, char *key_path, size_t key_c
         return 0;
     }
     if (!config->dev) {
-        fprintf(stderr, "missing required option --%s (or env %s); use --dev for local "
-                        "development keys\n",
+        fprintf(stderr,
+                "missing required option --%s (or env %s); use --dev for local "
+                "development keys\n",
                 config->wix_app_id[0] == '\0' ? "wix-app-id" : "wix-public-key",
                 config->wix_app_id[0] == '\0' ? "STOCKD_GATEWAY_WIX_APP_ID"
                                               : "STOCKD_GATEWAY_WIX_PUBLIC_KEY");
         return -1;
     }
     char error[256];
-    if (gw_dev_keys_ensure(config->dev_dir, key_path, key_capacity, app_id, app_id_capacity,
-                           error, sizeof(error)) != 0) {
+    if (gw_dev_keys_ensure(config->dev_dir, key_path, key_capacity, app_id, app_id_capacity, error,
+                           sizeof(error)) != 0) {
         SD_LOG(LOG_ERROR, "dev_keys_failed", LF_STR("error", error));
         return -1;
     }
@@ -137,19 +141,22 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
     for (size_t i = 0; i < gw_routes_count; i++) {
         gw_route_names[i] = gw_routes[i].name;
     }
-    gw_context_t context = {
-        .verifier = {key, app_id, config->jwt_skew_s},
-        .client = sc_client_new(config->stockd, NULL),
-        .default_tenant = config->default_tenant,
-        .deadline_ms = config->deadline_ms,
-        .metrics = gw_metrics_new(gw_route_names, gw_routes_count)};
-    gw_http_options_t http_options = {
-        config->listen, (size_t)config->body_bytes_max, (unsigned int)config->connections_max,
-        (unsigned int)config->connection_timeout_s, gw_routes, gw_routes_count, &context,
-        gw_observe};
+    gw_context_t context = {.verifier = {key, app_id, config->jwt_skew_s},
+                            .client = sc_client_new(config->stockd, NULL),
+                            .default_tenant = config->default_tenant,
+                            .deadline_ms = config->deadline_ms,
+                            .metrics = gw_metrics_new(gw_route_names, gw_routes_count)};
+    gw_http_options_t http_options = {config->listen,
+                                      (size_t)config->body_bytes_max,
+                                      (unsigned int)config->connections_max,
+                                      (unsigned int)config->connection_timeout_s,
+                                      gw_routes,
+                                      gw_routes_count,
+                                      &context,
+                                      gw_observe};
     int port = 0, exit_code = 1;
-    gw_http_t *http = context.client && context.metrics ? gw_http_start(&http_options, &port)
-                                                        : NULL;
+    gw_http_t *http =
+        context.client && context.metrics ? gw_http_start(&http_options, &port) : NULL;
     if (http != NULL) {
         char bound[128];
         const char *colon = strrchr(config->listen, ':');
@@ -175,8 +182,7 @@ int main(int argc, char **argv)
 {
     gw_config_t config;
     memset(&config, 0, sizeof(config));
-    cfg_parse_result_t parsed = cfg_parse(&gw_spec, &config, argc, argv, 1, NULL, stdout,
-                                          stderr);
+    cfg_parse_result_t parsed = cfg_parse(&gw_spec, &config, argc, argv, 1, NULL, stdout, stderr);
     if (parsed != CFG_PARSE_OK) {
         return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
     }

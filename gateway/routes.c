@@ -10,19 +10,18 @@
 
 #define GW_READY_DEADLINE_MS 1000
 
-static void gw_respond(gw_response_t *response, const gw_answer_t *answer,
-                       gw_wix_method_t method, const char *message, const char *reason)
+static void gw_respond(gw_response_t *response, const gw_answer_t *answer, gw_wix_method_t method,
+                       const char *message, const char *reason)
 {
     response->status = answer->http_status;
     response->content_type = "application/json";
     response->retry_after_s = answer->retry_after_s;
-    response->body_length = gw_answer_body(answer, method, message, response->body,
-                                           sizeof(response->body));
+    response->body_length =
+        gw_answer_body(answer, method, message, response->body, sizeof(response->body));
     gw_header_safe(reason, response->reason, sizeof(response->reason));
 }
 
-static void gw_refuse_token(gw_context_t *context, gw_jwt_status_t status,
-                            gw_response_t *response)
+static void gw_refuse_token(gw_context_t *context, gw_jwt_status_t status, gw_response_t *response)
 {
     gw_metrics_jwt_refused(context->metrics, status);
     gw_answer_t answer = {401, GW_BODY_ERROR, "UNAUTHENTICATED", 0};
@@ -35,13 +34,12 @@ static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, gw_respon
 {
     sc_status_t status;
     ProtobufCMessage *reply = NULL;
-    int code = call->method == GW_WIX_DECREMENT
-                   ? sc_decrement(context->client, &call->decrement,
-                                  (Stockd__V1__DecrementResponse **)&reply, context->deadline_ms,
-                                  &status)
-                   : sc_increment(context->client, &call->increment,
-                                  (Stockd__V1__IncrementResponse **)&reply, context->deadline_ms,
-                                  &status);
+    int code =
+        call->method == GW_WIX_DECREMENT
+            ? sc_decrement(context->client, &call->decrement,
+                           (Stockd__V1__DecrementResponse **)&reply, context->deadline_ms, &status)
+            : sc_increment(context->client, &call->increment,
+                           (Stockd__V1__IncrementResponse **)&reply, context->deadline_ms, &status);
     if (reply != NULL) {
         protobuf_c_message_free_unpacked(reply, NULL);
     }
@@ -52,9 +50,9 @@ static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, gw_respon
         gw_metrics_upstream_error(context->metrics, code);
         SD_LOG(LOG_WARN, "upstream_failed", LF_STR("code", sc_code_name(code)),
                LF_STR("detail", status.message), LF_STR("tenant", call->tenant_id));
-        reason = answer.http_status == 504 ? "stockd did not answer in time"
-                                           : answer.http_status == 503 ? "stockd is unavailable"
-                                                                       : "internal error";
+        reason = answer.http_status == 504   ? "stockd did not answer in time"
+                 : answer.http_status == 503 ? "stockd is unavailable"
+                                             : "internal error";
     }
     gw_respond(response, &answer, call->method, reason, code == 0 ? "" : reason);
     sc_status_free(&status);
@@ -64,8 +62,8 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
                    size_t body_length, gw_response_t *response)
 {
     json_t *payload = NULL;
-    gw_jwt_status_t token = gw_jwt_verify(&context->verifier, body, body_length, util_now_s(),
-                                          &payload);
+    gw_jwt_status_t token =
+        gw_jwt_verify(&context->verifier, body, body_length, util_now_s(), &payload);
     if (token != GW_JWT_OK) {
         gw_refuse_token(context, token, response);
         return;
@@ -98,26 +96,23 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
     gw_wix_call_free(&call);
 }
 
-static void gw_route_decrement(void *context, const gw_request_t *request,
-                               gw_response_t *response)
+static void gw_route_decrement(void *context, const gw_request_t *request, gw_response_t *response)
 {
     gw_handle_wix(context, GW_WIX_DECREMENT, request->body, request->body_length, response);
 }
 
-static void gw_route_increment(void *context, const gw_request_t *request,
-                               gw_response_t *response)
+static void gw_route_increment(void *context, const gw_request_t *request, gw_response_t *response)
 {
     gw_handle_wix(context, GW_WIX_INCREMENT, request->body, request->body_length, response);
 }
 
-static void gw_route_healthz(void *context, const gw_request_t *request,
-                             gw_response_t *response)
+static void gw_route_healthz(void *context, const gw_request_t *request, gw_response_t *response)
 {
     (void)context, (void)request;
     response->status = 200;
     response->content_type = "application/json";
-    response->body_length = (size_t)snprintf(response->body, sizeof(response->body),
-                                             "{\"status\":\"ok\"}");
+    response->body_length =
+        (size_t)snprintf(response->body, sizeof(response->body), "{\"status\":\"ok\"}");
 }
 
 static void gw_route_readyz(void *context, const gw_request_t *request, gw_response_t *response)
@@ -135,8 +130,8 @@ static void gw_route_readyz(void *context, const gw_request_t *request, gw_respo
     }
     response->status = 200;
     response->content_type = "application/json";
-    response->body_length = (size_t)snprintf(response->body, sizeof(response->body),
-                                             "{\"status\":\"ready\"}");
+    response->body_length =
+        (size_t)snprintf(response->body, sizeof(response->body), "{\"status\":\"ready\"}");
 }
 
 static void gw_route_metrics(void *context, const gw_request_t *request, gw_response_t *response)

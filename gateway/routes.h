@@ -12,9 +12,9 @@
 
 typedef struct {
     gw_jwt_verifier_t verifier;
-    sc_client_t *client;        /* one channel shared by every handler thread */
+    sc_client_t *client; /* one channel shared by every handler thread */
     const char *default_tenant;
-    int64_t deadline_ms;        /* per call to stockd */
+    int64_t deadline_ms; /* per call to stockd */
     gw_metrics_t *metrics;
 } gw_context_t;
 

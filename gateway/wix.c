@@ -196,13 +196,15 @@ static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index
         gw_utf8_chars(catalog_item) > GW_WIX_CATALOG_ITEM_CHARS_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.catalogItemId: must be a string "
-                         "of 1..36 characters", index);
+                         "of 1..36 characters",
+                         index);
     }
     const char *app = gw_json_text(json_object_get(reference, "appId"));
     if (app == NULL || app[0] == '\0' || strlen(app) > GW_APP_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.appId: must be a non-empty string "
-                         "of at most 64 bytes", index);
+                         "of at most 64 bytes",
+                         index);
     }
     const json_t *options = json_object_get(reference, "options");
     if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
@@ -236,7 +238,8 @@ static gw_wix_result_t gw_map_item(const json_t *item, size_t index, gw_wix_call
     if (!gw_optional_string(item, "locationId", GW_LOCATION_BYTES_MAX, &location)) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].locationId: must be a string of at most 64 bytes "
-                         "or null", index);
+                         "or null",
+                         index);
     }
     call->items[index].location_id = (char *)location;
     int64_t quantity = 0;
@@ -352,8 +355,9 @@ gw_wix_result_t gw_wix_map(gw_wix_method_t method, json_t *payload, const char *
     const json_t *data = json_object_get(payload, "data");
     const json_t *metadata = json_object_get(data, "metadata");
     if (!json_is_object(data) || !json_is_object(metadata)) {
-        return gw_refuse(call, GW_WIX_BAD_ENVELOPE, "data: must be an object holding a "
-                                                    "metadata object");
+        return gw_refuse(call, GW_WIX_BAD_ENVELOPE,
+                         "data: must be an object holding a "
+                         "metadata object");
     }
     const char *type = gw_json_text(json_object_get(metadata, "appExtensionType"));
     if (type == NULL || strcasecmp(type, GW_WIX_APP_EXTENSION_TYPE) != 0) {

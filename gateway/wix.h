@@ -23,9 +23,9 @@ typedef enum { GW_WIX_DECREMENT, GW_WIX_INCREMENT } gw_wix_method_t;
 
 typedef enum {
     GW_WIX_OK,
-    GW_WIX_BAD_ENVELOPE, /* data/metadata missing or not objects: HTTP 400 */
+    GW_WIX_BAD_ENVELOPE,  /* data/metadata missing or not objects: HTTP 400 */
     GW_WIX_BAD_EXTENSION, /* appExtensionType is not ECOM_INVENTORY: HTTP 401 */
-    GW_WIX_BAD_REQUEST,  /* the request breaks a Wix rule: HTTP 428 with the method's code */
+    GW_WIX_BAD_REQUEST,   /* the request breaks a Wix rule: HTTP 428 with the method's code */
 } gw_wix_result_t;
 
 /* The stockd request built from a call. Strings point into the JSON document (kept alive

@@ -39,14 +39,13 @@ static void fuzz_claims(const uint8_t *data, size_t size)
         gw_wix_map((gw_wix_method_t)method, claims, "default", &call);
         gw_wix_call_free(&call);
     }
-    const json_t *items = json_object_get(
-        json_object_get(json_object_get(claims, "data"), "request"), "items");
+    const json_t *items =
+        json_object_get(json_object_get(json_object_get(claims, "data"), "request"), "items");
     size_t index;
     const json_t *item;
     json_array_foreach(items, index, item)
     {
-        free(gw_wix_variant(
-            json_object_get(json_object_get(item, "catalogReference"), "options")));
+        free(gw_wix_variant(json_object_get(json_object_get(item, "catalogReference"), "options")));
     }
     json_decref(claims);
 }

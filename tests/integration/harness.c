@@ -101,7 +101,8 @@ static bool th_wait_listening(th_daemon_t *daemon)
         }
         const char *marker = strstr(line, "\"event\":\"listening\",\"address\":\"127.0.0.1:");
         if (marker != NULL) {
-            daemon->port = (int)strtol(marker + strlen("\"event\":\"listening\",\"address\":\"127.0.0.1:"), NULL, 10);
+            daemon->port = (int)strtol(
+                marker + strlen("\"event\":\"listening\",\"address\":\"127.0.0.1:"), NULL, 10);
             found = daemon->port > 0;
         }
         used = 0;

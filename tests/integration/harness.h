@@ -11,9 +11,9 @@
 typedef struct {
     pid_t pid;
     int port;
-    char address[64];   /* "127.0.0.1:PORT" */
+    char address[64]; /* "127.0.0.1:PORT" */
     char log_path[512];
-    int log_fd;         /* read end of the child's stderr */
+    int log_fd; /* read end of the child's stderr */
     pthread_t drain;
     bool draining;
 } th_daemon_t;

@@ -197,8 +197,8 @@ static void test_status_codes(void **state)
     assert_non_null(status.precondition);
     assert_int_equal(status.precondition->n_violations, 2);
     assert_string_equal(status.precondition->violations[0]->type, "INSUFFICIENT_STOCK");
-    assert_non_null(strstr(status.precondition->violations[0]->subject,
-                           "\"catalog_item_id\":\"a\""));
+    assert_non_null(
+        strstr(status.precondition->violations[0]->subject, "\"catalog_item_id\":\"a\""));
     assert_non_null(strstr(status.precondition->violations[0]->description, "requested 3"));
     assert_non_null(strstr(status.precondition->violations[0]->description, "available 2"));
     sc_status_free(&status);
@@ -242,8 +242,7 @@ static void test_status_codes(void **state)
     increment.n_lines = 1;
     increment.lines = d.pointers;
     Stockd__V1__IncrementResponse *incremented = NULL;
-    assert_int_equal(sc_increment(env->client, &increment, &incremented, DEADLINE_MS, &status),
-                     11);
+    assert_int_equal(sc_increment(env->client, &increment, &incremented, DEADLINE_MS, &status), 11);
     sc_status_free(&status);
 
     /* UNIMPLEMENTED for unknown methods, at once */
@@ -259,9 +258,8 @@ static void test_status_codes(void **state)
     assert_int_equal(sc_health_check(env->client, "", &serving, DEADLINE_MS, &status), 0);
     assert_true(serving);
     sc_status_free(&status);
-    assert_int_equal(sc_health_check(env->client, "stockd.v1.Inventory", &serving, DEADLINE_MS,
-                                     &status),
-                     0);
+    assert_int_equal(
+        sc_health_check(env->client, "stockd.v1.Inventory", &serving, DEADLINE_MS, &status), 0);
     sc_status_free(&status);
     assert_int_equal(sc_health_check(env->client, "nope", &serving, DEADLINE_MS, &status), 5);
     sc_status_free(&status);

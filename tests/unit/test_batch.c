@@ -37,8 +37,8 @@ static int setup(void **state)
     env_t *env = calloc(1, sizeof(*env));
     env->dir = th_temp_dir();
     env->storage = th_open_storage(env->dir);
-    env->batch = sd_batch_new(env->storage, sd_storage_last_seq(env->storage),
-                              INT64_C(7) * 86400 * 1000000);
+    env->batch =
+        sd_batch_new(env->storage, sd_storage_last_seq(env->storage), INT64_C(7) * 86400 * 1000000);
     *state = env;
     return env->storage && env->batch ? 0 : -1;
 }
@@ -129,8 +129,8 @@ static sd_status_t run(env_t *env, req_t *r)
 
 static sd_level_t level_of(env_t *env, const char *sku)
 {
-    sd_item_key_t parts = {sd_bytes_of("t1"), sd_bytes_of(""), sd_bytes_of("app"),
-                           sd_bytes_of(sku), sd_bytes_of("")};
+    sd_item_key_t parts = {sd_bytes_of("t1"), sd_bytes_of(""), sd_bytes_of("app"), sd_bytes_of(sku),
+                           sd_bytes_of("")};
     uint8_t key[SD_ITEM_KEY_BYTES_MAX];
     size_t length = sd_key_encode_item(&parts, key, sizeof(key));
     sd_level_t level;

@@ -20,11 +20,10 @@ typedef struct {
 
 static const char *const modes[] = {"always", "never", NULL};
 static const cfg_option_t options[] = {
-    {"listen", "T_LISTEN", CFG_STRING, offsetof(conf_t, listen), "127.0.0.1:1", 0, 0, NULL,
-     false, "address"},
+    {"listen", "T_LISTEN", CFG_STRING, offsetof(conf_t, listen), "127.0.0.1:1", 0, 0, NULL, false,
+     "address"},
     {"depth", "T_DEPTH", CFG_INT, offsetof(conf_t, depth), "10", 1, 100, NULL, false, "depth"},
-    {"ttl", "T_TTL", CFG_DURATION, offsetof(conf_t, ttl), "7d", 60, 86400 * 30, NULL, false,
-     "ttl"},
+    {"ttl", "T_TTL", CFG_DURATION, offsetof(conf_t, ttl), "7d", 60, 86400 * 30, NULL, false, "ttl"},
     {"mode", "T_MODE", CFG_CHOICE, offsetof(conf_t, mode), "always", 0, 0, modes, false, "mode"},
     {"verbose", "T_VERBOSE", CFG_BOOL, offsetof(conf_t, verbose), "false", 0, 0, NULL, false,
      "verbose"},

@@ -97,8 +97,7 @@ static void test_time_claims(void **state)
     (void)state;
     assert_int_equal(verify_claims(claims_at(NOW - 600, NOW - 61), "RS256"), GW_JWT_EXPIRED);
     assert_int_equal(verify_claims(claims_at(NOW - 600, NOW - 30), "RS256"), GW_JWT_OK); /* skew */
-    assert_int_equal(verify_claims(claims_at(NOW + 61, NOW + 300), "RS256"),
-                     GW_JWT_NOT_YET_VALID);
+    assert_int_equal(verify_claims(claims_at(NOW + 61, NOW + 300), "RS256"), GW_JWT_NOT_YET_VALID);
     json_t *claims = claims_at(NOW, NOW + 300);
     json_object_set_new(claims, "nbf", json_integer(NOW + 120));
     assert_int_equal(verify_claims(claims, "RS256"), GW_JWT_NOT_YET_VALID);
@@ -225,8 +224,7 @@ static void test_bad_signatures_and_tampering(void **state)
     char *other_json = json_dumps(other, JSON_COMPACT);
     char *other_b64 = b64url(other_json, strlen(other_json));
     char tampered[8192];
-    snprintf(tampered, sizeof(tampered), "%.*s.%s%s", (int)(first - token), token, other_b64,
-             last);
+    snprintf(tampered, sizeof(tampered), "%.*s.%s%s", (int)(first - token), token, other_b64, last);
     assert_int_equal(verify(tampered), GW_JWT_SIGNATURE);
     /* a token signed by another key */
     EVP_PKEY *stranger = EVP_RSA_gen(2048);
@@ -248,8 +246,15 @@ static void test_bad_signatures_and_tampering(void **state)
 static void test_garbage(void **state)
 {
     (void)state;
-    const char *garbage[] = {"", "   ", "abc", "a.b", "a.b.c.d", "!!!.???.***", "e30.e30.",
-                             "W10.e30.AAAA" /* header [] */, "e30.e30.AAAA" /* no alg */,
+    const char *garbage[] = {"",
+                             "   ",
+                             "abc",
+                             "a.b",
+                             "a.b.c.d",
+                             "!!!.???.***",
+                             "e30.e30.",
+                             "W10.e30.AAAA" /* header [] */,
+                             "e30.e30.AAAA" /* no alg */,
                              "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.AAAA" /* payload not json */};
     for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
         gw_jwt_status_t status = verify(garbage[i]);

@@ -116,8 +116,11 @@ static void test_ledger_key_orders_by_seq(void **state)
 static void test_level_round_trip(void **state)
 {
     (void)state;
-    sd_level_t level = {.available = -12345, .tracked = false, .floor = -7,
-                        .version = UINT64_C(1) << 40, .updated_at_us = 1795761554287110};
+    sd_level_t level = {.available = -12345,
+                        .tracked = false,
+                        .floor = -7,
+                        .version = UINT64_C(1) << 40,
+                        .updated_at_us = 1795761554287110};
     uint8_t bytes[SD_LEVEL_VALUE_BYTES];
     sd_level_encode(&level, bytes);
     assert_int_equal(bytes[0], SD_LEVEL_FORMAT_V1);

@@ -27,8 +27,7 @@ static void test_bad_request_details(void **state)
     assert_non_null(status);
     assert_int_equal(status->code, 3);
     assert_int_equal(status->n_details, 1);
-    assert_string_equal(status->details[0]->type_url,
-                        "type.googleapis.com/google.rpc.BadRequest");
+    assert_string_equal(status->details[0]->type_url, "type.googleapis.com/google.rpc.BadRequest");
     Google__Rpc__BadRequest *bad = google__rpc__bad_request__unpack(
         NULL, status->details[0]->value.len, status->details[0]->value.data);
     assert_int_equal(bad->n_field_violations, 2);

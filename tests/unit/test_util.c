@@ -16,11 +16,11 @@ static void test_utf8(void **state)
     assert_true(util_utf8_valid("plain", 5));
     assert_true(util_utf8_valid("\xc3\xa9t\xc3\xa9", 5));
     assert_true(util_utf8_valid("\xf0\x9f\x98\x80", 4));
-    assert_false(util_utf8_valid("\xc3", 1));              /* truncated */
-    assert_false(util_utf8_valid("\xc0\xaf", 2));          /* overlong */
-    assert_false(util_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
-    assert_false(util_utf8_valid("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
-    assert_false(util_utf8_valid("a\0b", 3));              /* NUL */
+    assert_false(util_utf8_valid("\xc3", 1));             /* truncated */
+    assert_false(util_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(util_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(util_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(util_utf8_valid("a\0b", 3));             /* NUL */
 }
 
 static void test_json_escape(void **state)
@@ -95,10 +95,8 @@ static void test_base64url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_host_port),
+        cmocka_unit_test(test_utf8),      cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_numbers),   cmocka_unit_test(test_host_port),
         cmocka_unit_test(test_base64url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -243,8 +243,8 @@ static void test_wire_nul_in_strings(void **state)
     /* DecrementRequest{tenant_id:"t", lines:[Line{item:{app_id:"a"}}, Line{item:{
      * catalog_item_id:"a\0b"}}]} */
     const uint8_t message[] = {
-        0x0a, 0x01, 't',                               /* tenant_id */
-        0x12, 0x05, 0x0a, 0x03, 0x12, 0x01, 'a',       /* lines[0].item.app_id */
+        0x0a, 0x01, 't',                                    /* tenant_id */
+        0x12, 0x05, 0x0a, 0x03, 0x12, 0x01, 'a',            /* lines[0].item.app_id */
         0x12, 0x07, 0x0a, 0x05, 0x1a, 0x03, 'a', 0x00, 'b', /* lines[1].item.catalog_item_id */
     };
     char field[160] = "";

@@ -82,8 +82,8 @@ static void test_leniency(void **state)
     json_object_set_new(item_of(p), "somethingNew", json_string("ignored"));
     json_object_set_new(json_object_get(item_of(p), "catalogReference"), "options", json_null());
     json_object_del(json_object_get(json_object_get(p, "data"), "metadata"), "instanceId");
-    json_object_set_new(json_object_get(json_object_get(p, "data"), "metadata"),
-                        "appExtensionType", json_string("ecom_inventory"));
+    json_object_set_new(json_object_get(json_object_get(p, "data"), "metadata"), "appExtensionType",
+                        json_string("ecom_inventory"));
     json_object_set_new(item_of(p), "quantity", json_real(3.0));
     gw_wix_call_t call;
     assert_int_equal(map(p, GW_WIX_INCREMENT, &call), GW_WIX_OK);
@@ -105,8 +105,8 @@ static void test_envelope_rules(void **state)
     json_object_del(json_object_get(p, "data"), "metadata");
     expect_refused(p, GW_WIX_BAD_ENVELOPE, "metadata");
     p = payload();
-    json_object_set_new(json_object_get(json_object_get(p, "data"), "metadata"),
-                        "appExtensionType", json_string("ECOM_PAYMENTS"));
+    json_object_set_new(json_object_get(json_object_get(p, "data"), "metadata"), "appExtensionType",
+                        json_string("ECOM_PAYMENTS"));
     expect_refused(p, GW_WIX_BAD_EXTENSION, "appExtensionType");
     p = payload();
     json_object_del(json_object_get(p, "data"), "request");
@@ -141,8 +141,7 @@ static void test_request_rules(void **state)
                         json_string(""));
     expect_refused(p, GW_WIX_BAD_REQUEST, "catalogItemId");
     p = payload();
-    json_object_set_new(json_object_get(item_of(p), "catalogReference"), "appId",
-                        json_string(""));
+    json_object_set_new(json_object_get(item_of(p), "catalogReference"), "appId", json_string(""));
     expect_refused(p, GW_WIX_BAD_REQUEST, "appId");
     p = payload();
     json_object_del(item_of(p), "catalogReference");
@@ -261,8 +260,8 @@ static void test_answer_bodies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_mapping),    cmocka_unit_test(test_leniency),
-        cmocka_unit_test(test_envelope_rules),   cmocka_unit_test(test_request_rules),
+        cmocka_unit_test(test_valid_mapping),      cmocka_unit_test(test_leniency),
+        cmocka_unit_test(test_envelope_rules),     cmocka_unit_test(test_request_rules),
         cmocka_unit_test(test_variant_derivation), cmocka_unit_test(test_answer_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,10 +45,14 @@ static void job_init(test_job_t *t, sd_write_kind_t kind, const char *sku, int64
     t->line.item = &t->item;
     t->line.quantity = quantity;
     t->line_pointer = &t->line;
-    t->job.request = (sd_write_request_t){.kind = kind, .tenant_id = "t", .lines_count = 1,
+    t->job.request = (sd_write_request_t){.kind = kind,
+                                          .tenant_id = "t",
+                                          .lines_count = 1,
                                           .lines = &t->line_pointer,
                                           .restrict_inventory = restrict_inventory,
-                                          .order_id = "", .reason_text = "", .request_id = ""};
+                                          .order_id = "",
+                                          .reason_text = "",
+                                          .request_id = ""};
     t->job.deadline_us = INT64_MAX;
     t->job.complete = on_complete;
     t->job.context = t;
@@ -76,9 +80,12 @@ static env_t *env_start(size_t queue_depth)
     env_t *env = calloc(1, sizeof(*env));
     env->dir = th_temp_dir();
     env->storage = th_open_storage(env->dir);
-    sd_writer_options_t options = {.storage = env->storage, .sync = true,
-                                   .queue_depth_max = queue_depth, .batch_jobs_max = 64,
-                                   .batch_lines_max = 1024, .idempotency_ttl_s = 3600};
+    sd_writer_options_t options = {.storage = env->storage,
+                                   .sync = true,
+                                   .queue_depth_max = queue_depth,
+                                   .batch_jobs_max = 64,
+                                   .batch_lines_max = 1024,
+                                   .idempotency_ttl_s = 3600};
     assert_int_equal(sd_writer_start(&options, &env->writer), SD_OK);
     return env;
 }
