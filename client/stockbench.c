@@ -557,31 +557,11 @@ static void *bench_http_main(void *argument)
     return NULL;
 }
 
-/* The app id: --app-id, else the "app-id" file beside the key (development mode). */
-static bool bench_app_id(const bench_config_t *config, char *out, size_t capacity)
-{
-    if (config->app_id[0] != '\0') {
-        snprintf(out, capacity, "%s", config->app_id);
-        return true;
-    }
-    char path[1024];
-    const char *slash = strrchr(config->key, '/');
-    snprintf(path, sizeof(path), "%.*s%sapp-id", slash ? (int)(slash - config->key) : 0,
-             config->key, slash ? "/" : "");
-    FILE *file = fopen(path, "r");
-    bool ok = file != NULL && fgets(out, (int)capacity, file) != NULL;
-    if (file != NULL) {
-        fclose(file);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return ok && out[0] != '\0';
-}
-
 static double bench_run_wix(const bench_config_t *config, bench_results_t *results)
 {
     char app_id[128];
     EVP_PKEY *key = sc_wix_load_private_key(config->key);
-    if (key == NULL || !bench_app_id(config, app_id, sizeof(app_id))) {
+    if (key == NULL || !sc_wix_app_id(config->app_id, config->key, app_id, sizeof(app_id))) {
         fprintf(stderr, "stockbench: wix mode needs --key and --app-id (or the dev key dir)\n");
         EVP_PKEY_free(key);
         return -1;

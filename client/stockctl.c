@@ -296,26 +296,6 @@ static int ctl_increment(const ctl_config_t *config, sc_client_t *client, char *
     return ctl_move(config, client, args, count, false);
 }
 
-/* The app id: --app-id, else the "app-id" file beside the key (development mode). */
-static bool ctl_app_id(const ctl_config_t *config, char *out, size_t capacity)
-{
-    if (config->app_id[0] != '\0') {
-        snprintf(out, capacity, "%s", config->app_id);
-        return true;
-    }
-    char path[1024];
-    const char *slash = strrchr(config->key, '/');
-    snprintf(path, sizeof(path), "%.*s%sapp-id", slash ? (int)(slash - config->key) : 0,
-             config->key, slash ? "/" : "");
-    FILE *file = fopen(path, "r");
-    bool ok = file != NULL && fgets(out, (int)capacity, file) != NULL;
-    if (file != NULL) {
-        fclose(file);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return ok && out[0] != '\0';
-}
-
 static int ctl_wix_sign(const ctl_config_t *config, sc_client_t *client, char **args, int count)
 {
     (void)client;
@@ -324,7 +304,7 @@ static int ctl_wix_sign(const ctl_config_t *config, sc_client_t *client, char **
         fprintf(stderr, "usage: stockctl wix-sign [--key PEM] [--app-id ID] FILE\n");
         return EXIT_INVALID;
     }
-    if (!ctl_app_id(config, app_id, sizeof(app_id))) {
+    if (!sc_wix_app_id(config->app_id, config->key, app_id, sizeof(app_id))) {
         fprintf(stderr, "stockctl: no --app-id and no app-id file beside %s\n", config->key);
         return EXIT_INVALID;
     }

@@ -11,6 +11,25 @@
 
 #include "util.h"
 
+bool sc_wix_app_id(const char *explicit_app_id, const char *key_path, char *out, size_t capacity)
+{
+    if (explicit_app_id[0] != '\0') {
+        snprintf(out, capacity, "%s", explicit_app_id);
+        return true;
+    }
+    char path[1024];
+    const char *slash = strrchr(key_path, '/');
+    snprintf(path, sizeof(path), "%.*s%sapp-id", slash ? (int)(slash - key_path) : 0, key_path,
+             slash ? "/" : "");
+    FILE *file = fopen(path, "r");
+    bool ok = file != NULL && fgets(out, (int)capacity, file) != NULL;
+    if (file != NULL) {
+        fclose(file);
+    }
+    out[ok ? strcspn(out, "\r\n") : 0] = '\0';
+    return ok && out[0] != '\0';
+}
+
 EVP_PKEY *sc_wix_load_private_key(const char *path)
 {
     FILE *file = fopen(path, "r");

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -15,6 +17,11 @@ typedef struct {
     int64_t now_s;           /* iat */
     int64_t ttl_s;           /* exp = iat + ttl */
 } sc_wix_sign_options_t;
+
+/* The app id to sign for: `explicit_app_id` when not empty, else the contents of the
+ * "app-id" file beside key_path (as the gateway's development mode writes it). False when
+ * neither gives one. */
+bool sc_wix_app_id(const char *explicit_app_id, const char *key_path, char *out, size_t capacity);
 
 /* Loads a PEM private key (caller frees with EVP_PKEY_free); NULL when unreadable. */
 EVP_PKEY *sc_wix_load_private_key(const char *path);

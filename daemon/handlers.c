@@ -76,80 +76,110 @@ static void sd_submit_write(sd_call_t *call, sd_write_job_t *job)
     }
 }
 
-static void sd_handle_decrement(sd_call_t *call, const uint8_t *bytes, size_t length)
+/* How each write RPC turns its message into the writer's request. */
+static sd_write_request_t sd_decrement_request(const ProtobufCMessage *message)
 {
-    Stockd__V1__DecrementRequest *request = (Stockd__V1__DecrementRequest *)sd_unpack(
-        call, &stockd__v1__decrement_request__descriptor, bytes, length);
-    sd_error_t error;
-    sd_error_init(&error);
-    if (request == NULL) {
+    const Stockd__V1__DecrementRequest *r = (const Stockd__V1__DecrementRequest *)message;
+    return (sd_write_request_t){.kind = SD_WRITE_DECREMENT,
+                                .tenant_id = r->tenant_id,
+                                .lines_count = r->n_lines,
+                                .lines = r->lines,
+                                .restrict_inventory = r->restrict_inventory,
+                                .order_id = r->order_id,
+                                .reason = r->reason,
+                                .reason_text = r->reason_text,
+                                .request_id = r->request_id};
+}
+
+static sd_write_request_t sd_increment_request(const ProtobufCMessage *message)
+{
+    const Stockd__V1__IncrementRequest *r = (const Stockd__V1__IncrementRequest *)message;
+    return (sd_write_request_t){.kind = SD_WRITE_INCREMENT,
+                                .tenant_id = r->tenant_id,
+                                .lines_count = r->n_lines,
+                                .lines = r->lines,
+                                .order_id = r->order_id,
+                                .reason = r->reason,
+                                .reason_text = r->reason_text,
+                                .request_id = r->request_id};
+}
+
+static sd_write_request_t sd_set_stock_request(const ProtobufCMessage *message)
+{
+    const Stockd__V1__SetStockRequest *r = (const Stockd__V1__SetStockRequest *)message;
+    return (sd_write_request_t){.kind = SD_WRITE_SET,
+                                .tenant_id = r->tenant_id,
+                                .lines_count = r->n_lines,
+                                .set_lines = r->lines,
+                                .order_id = "",
+                                .reason = r->reason,
+                                .reason_text = r->reason_text,
+                                .request_id = r->request_id};
+}
+
+static bool sd_validate_decrement_message(const ProtobufCMessage *message, sd_error_t *error)
+{
+    return sd_validate_decrement((const Stockd__V1__DecrementRequest *)message, error);
+}
+
+static bool sd_validate_increment_message(const ProtobufCMessage *message, sd_error_t *error)
+{
+    return sd_validate_increment((const Stockd__V1__IncrementRequest *)message, error);
+}
+
+static bool sd_validate_set_stock_message(const ProtobufCMessage *message, sd_error_t *error)
+{
+    return sd_validate_set_stock((const Stockd__V1__SetStockRequest *)message, error);
+}
+
+typedef struct {
+    const ProtobufCMessageDescriptor *descriptor;
+    bool (*validate)(const ProtobufCMessage *message, sd_error_t *error);
+    sd_write_request_t (*to_request)(const ProtobufCMessage *message);
+} sd_write_method_t;
+
+static const sd_write_method_t sd_write_methods[] = {
+    [SD_WRITE_DECREMENT] = {&stockd__v1__decrement_request__descriptor,
+                            sd_validate_decrement_message, sd_decrement_request},
+    [SD_WRITE_INCREMENT] = {&stockd__v1__increment_request__descriptor,
+                            sd_validate_increment_message, sd_increment_request},
+    [SD_WRITE_SET] = {&stockd__v1__set_stock_request__descriptor, sd_validate_set_stock_message,
+                      sd_set_stock_request},
+};
+
+/* Every write: unpack, validate on this thread, then queue for the writer. */
+static void sd_handle_write(sd_call_t *call, const uint8_t *bytes, size_t length,
+                            sd_write_kind_t kind)
+{
+    const sd_write_method_t *method = &sd_write_methods[kind];
+    ProtobufCMessage *message = sd_unpack(call, method->descriptor, bytes, length);
+    if (message == NULL) {
         return;
     }
-    if (!sd_validate_decrement(request, &error)) {
+    sd_error_t error;
+    sd_error_init(&error);
+    if (!method->validate(message, &error)) {
         sd_reply_validation(call, &error);
         return;
     }
     sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){.kind = SD_WRITE_DECREMENT,
-                                        .tenant_id = request->tenant_id,
-                                        .lines_count = request->n_lines,
-                                        .lines = request->lines,
-                                        .restrict_inventory = request->restrict_inventory,
-                                        .order_id = request->order_id,
-                                        .reason = request->reason,
-                                        .reason_text = request->reason_text,
-                                        .request_id = request->request_id};
+    job->request = method->to_request(message);
     sd_submit_write(call, job);
+}
+
+static void sd_handle_decrement(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    sd_handle_write(call, bytes, length, SD_WRITE_DECREMENT);
 }
 
 static void sd_handle_increment(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
-    Stockd__V1__IncrementRequest *request = (Stockd__V1__IncrementRequest *)sd_unpack(
-        call, &stockd__v1__increment_request__descriptor, bytes, length);
-    sd_error_t error;
-    sd_error_init(&error);
-    if (request == NULL) {
-        return;
-    }
-    if (!sd_validate_increment(request, &error)) {
-        sd_reply_validation(call, &error);
-        return;
-    }
-    sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){.kind = SD_WRITE_INCREMENT,
-                                        .tenant_id = request->tenant_id,
-                                        .lines_count = request->n_lines,
-                                        .lines = request->lines,
-                                        .order_id = request->order_id,
-                                        .reason = request->reason,
-                                        .reason_text = request->reason_text,
-                                        .request_id = request->request_id};
-    sd_submit_write(call, job);
+    sd_handle_write(call, bytes, length, SD_WRITE_INCREMENT);
 }
 
 static void sd_handle_set_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
-    Stockd__V1__SetStockRequest *request = (Stockd__V1__SetStockRequest *)sd_unpack(
-        call, &stockd__v1__set_stock_request__descriptor, bytes, length);
-    sd_error_t error;
-    sd_error_init(&error);
-    if (request == NULL) {
-        return;
-    }
-    if (!sd_validate_set_stock(request, &error)) {
-        sd_reply_validation(call, &error);
-        return;
-    }
-    sd_write_job_t *job = sd_call_job(call);
-    job->request = (sd_write_request_t){.kind = SD_WRITE_SET,
-                                        .tenant_id = request->tenant_id,
-                                        .lines_count = request->n_lines,
-                                        .set_lines = request->lines,
-                                        .order_id = "",
-                                        .reason = request->reason,
-                                        .reason_text = request->reason_text,
-                                        .request_id = request->request_id};
-    sd_submit_write(call, job);
+    sd_handle_write(call, bytes, length, SD_WRITE_SET);
 }
 
 /* ---- reads ---- */
