@@ -248,6 +248,85 @@ SC_TYPED(sc_set_stock, "/stockd.v1.Inventory/SetStock", Stockd__V1__SetStockRequ
 SC_TYPED(sc_get_stock, "/stockd.v1.Inventory/GetStock", Stockd__V1__GetStockRequest,
          Stockd__V1__GetStockResponse, stockd__v1__get_stock_response__descriptor)
 
+SC_TYPED(sc_list_stock, "/stockd.v1.Inventory/ListStock", Stockd__V1__ListStockRequest,
+         Stockd__V1__ListStockResponse, stockd__v1__list_stock_response__descriptor)
+SC_TYPED(sc_history, "/stockd.v1.Inventory/History", Stockd__V1__HistoryRequest,
+         Stockd__V1__HistoryResponse, stockd__v1__history_response__descriptor)
+
+/* Starts one batch on a streaming call and waits for it. */
+static bool sc_stream_step(grpc_call *call, grpc_completion_queue *queue, const grpc_op *ops,
+                           size_t count)
+{
+    if (grpc_call_start_batch(call, ops, count, call, NULL) != GRPC_CALL_OK) {
+        return false;
+    }
+    return grpc_completion_queue_pluck(queue, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+        .success;
+}
+
+int sc_call_stream(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                   const ProtobufCMessageDescriptor *descriptor, sc_stream_fn *on_message,
+                   void *context, int64_t deadline_ms, sc_status_t *status)
+{
+    sc_status_init(status);
+    grpc_completion_queue *queue = sc_thread_queue();
+    gpr_timespec deadline = deadline_ms > 0
+                                ? gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                               gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_REALTIME);
+    grpc_call *call =
+        grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS, queue,
+                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
+    grpc_byte_buffer *send = sc_pack(request);
+    grpc_metadata_array initial, trailing;
+    grpc_metadata_array_init(&initial);
+    grpc_metadata_array_init(&trailing);
+    grpc_op ops[4];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    bool going = sc_stream_step(call, queue, ops, 4);
+    while (going) {
+        grpc_byte_buffer *receive = NULL;
+        grpc_op receive_op;
+        memset(&receive_op, 0, sizeof(receive_op));
+        receive_op.op = GRPC_OP_RECV_MESSAGE;
+        receive_op.data.recv_message.recv_message = &receive;
+        if (!sc_stream_step(call, queue, &receive_op, 1) || receive == NULL) {
+            break; /* the stream ended: the status tells why */
+        }
+        ProtobufCMessage *message = sc_unpack(receive, descriptor);
+        grpc_byte_buffer_destroy(receive);
+        if (message == NULL || !on_message(context, message)) {
+            grpc_call_cancel(call, NULL);
+            going = false;
+        }
+    }
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op status_op;
+    memset(&status_op, 0, sizeof(status_op));
+    status_op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    status_op.data.recv_status_on_client.trailing_metadata = &trailing;
+    status_op.data.recv_status_on_client.status = &code;
+    status_op.data.recv_status_on_client.status_details = &details;
+    sc_stream_step(call, queue, &status_op, 1);
+    status->code = (int)code;
+    snprintf(status->message, sizeof(status->message), "%.*s", (int)GRPC_SLICE_LENGTH(details),
+             (const char *)GRPC_SLICE_START_PTR(details));
+    sc_decode_details(&trailing, status);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&initial);
+    grpc_metadata_array_destroy(&trailing);
+    grpc_byte_buffer_destroy(send);
+    grpc_call_unref(call);
+    return status->code;
+}
+
 int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
                     int64_t deadline_ms, sc_status_t *status)
 {

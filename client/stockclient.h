@@ -66,6 +66,22 @@ int sc_set_stock(sc_client_t *client, const Stockd__V1__SetStockRequest *request
 int sc_get_stock(sc_client_t *client, const Stockd__V1__GetStockRequest *request,
                  Stockd__V1__GetStockResponse **response_out, int64_t deadline_ms,
                  sc_status_t *status);
+/* Server streaming: sends request to `method` and calls on_message for every message
+ * (unpacked with descriptor; the callback owns it and frees it with
+ * protobuf_c_message_free_unpacked). Returning false from the callback ends the stream (the
+ * call is cancelled and the status is CANCELLED). deadline_ms <= 0 means no deadline. */
+typedef bool sc_stream_fn(void *context, ProtobufCMessage *message);
+int sc_call_stream(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                   const ProtobufCMessageDescriptor *descriptor, sc_stream_fn *on_message,
+                   void *context, int64_t deadline_ms, sc_status_t *status);
+
+int sc_list_stock(sc_client_t *client, const Stockd__V1__ListStockRequest *request,
+                  Stockd__V1__ListStockResponse **response_out, int64_t deadline_ms,
+                  sc_status_t *status);
+int sc_history(sc_client_t *client, const Stockd__V1__HistoryRequest *request,
+               Stockd__V1__HistoryResponse **response_out, int64_t deadline_ms,
+               sc_status_t *status);
+
 /* Health/Check for service ("" = the server); *serving_out = true when SERVING. */
 int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
                     int64_t deadline_ms, sc_status_t *status);

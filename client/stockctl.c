@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "stockclient.h"
+#include "transfer.h"
 #include "stockd/v1/admin.pb-c.h"
 #include "util.h"
 #include "wix_sign.h"
@@ -29,6 +30,11 @@ typedef struct {
     bool restrict_inventory;
     const char *request_id;
     const char *order_id;
+    const char *app;
+    int64_t page_size;
+    int64_t after_seq;
+    int64_t count;
+    int64_t chunk_rows;
     /* wix-sign */
     const char *key;
     const char *app_id;
@@ -59,6 +65,15 @@ static const cfg_option_t ctl_options[] = {
     CTL_OPT("request-id", "STOCKD_REQUEST_ID", CFG_STRING, request_id, "", 0, 0, NULL,
             "idempotency key (wix-sign: metadata.requestId)"),
     CTL_OPT("order-id", "STOCKD_ORDER_ID", CFG_STRING, order_id, "", 0, 0, NULL, "order id"),
+    CTL_OPT("app", "STOCKD_APP", CFG_STRING, app, "", 0, 0, NULL, "list: only this app_id"),
+    CTL_OPT("page-size", "STOCKD_PAGE_SIZE", CFG_INT, page_size, "1000", 1, 1000, NULL,
+            "list/history: entries per call"),
+    CTL_OPT("after-seq", "STOCKD_AFTER_SEQ", CFG_INT, after_seq, "0", 0, INT64_MAX, NULL,
+            "history/watch: start after this ledger seq"),
+    CTL_OPT("count", "STOCKD_COUNT", CFG_INT, count, "0", 0, INT64_MAX, NULL,
+            "history/watch/list: stop after this many entries (0 = no limit)"),
+    CTL_OPT("chunk-rows", "STOCKD_CHUNK_ROWS", CFG_INT, chunk_rows, "1000", 1, 8192, NULL,
+            "import: rows per atomic SetStock"),
     CTL_OPT("key", "STOCKD_WIX_PRIVATE_KEY", CFG_STRING, key,
             "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix-sign: private key (PEM)"),
     CTL_OPT("app-id", "STOCKD_WIX_APP_ID", CFG_STRING, app_id, "", 0, 0, NULL,
@@ -78,6 +93,11 @@ static const cfg_spec_t ctl_spec = {
     "  set APP ITEM AVAILABLE              set a level absolutely\n"
     "  decrement APP ITEM QUANTITY         remove stock (--restrict to refuse when short)\n"
     "  increment APP ITEM QUANTITY         add stock\n"
+    "  list                                the tenant's levels (--location, --app filter)\n"
+    "  history [APP ITEM]                  the ledger (--order-id, --after-seq, --count)\n"
+    "  watch                               follow the ledger live (--after-seq, --count)\n"
+    "  import FILE                         apply a CSV file in atomic chunks (resumable)\n"
+    "  export FILE                         write every level as CSV (- = stdout)\n"
     "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would\n"
     "  backup NAME                         RocksDB checkpoint in stockd's --backup-dir/NAME",
     ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
@@ -357,6 +377,178 @@ static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **ar
     return exit_code;
 }
 
+static void ctl_print_entry(const ctl_config_t *config, const Stockd__V1__LedgerEntry *e)
+{
+    static const char *const ops[] = {"?", "DECREMENT", "INCREMENT", "SET"};
+    const char *op = e->op >= 0 && e->op <= 3 ? ops[e->op] : "?";
+    const char *reason =
+        protobuf_c_enum_descriptor_get_value(&stockd__v1__reason__descriptor, e->reason)
+            ? protobuf_c_enum_descriptor_get_value(&stockd__v1__reason__descriptor, e->reason)->name
+            : "?";
+    if (config->json) {
+        json_t *object = json_pack(
+            "{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:s}", "seq", (json_int_t)e->seq,
+            "time_us", (json_int_t)e->time_us, "op", op, "location_id", e->item->location_id,
+            "app_id", e->item->app_id, "catalog_item_id", e->item->catalog_item_id, "variant",
+            e->item->variant, "order_id", e->order_id, "delta", (json_int_t)e->delta,
+            "available_after", (json_int_t)e->available_after, "reason", reason, "request_id",
+            e->request_id, "reason_text", e->reason_text);
+        char *text = json_dumps(object, JSON_COMPACT);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(object);
+    } else {
+        printf("%10llu %-9s %-24s %-24s %-12s %+8lld -> %-8lld %s %s\n", (unsigned long long)e->seq,
+               op, e->item->app_id, e->item->catalog_item_id, e->item->variant, (long long)e->delta,
+               (long long)e->available_after, reason, e->order_id);
+    }
+    fflush(stdout);
+}
+
+static int ctl_list(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    (void)args;
+    if (count != 0) {
+        fprintf(stderr, "usage: stockctl list [--location L] [--app A]\n");
+        return EXIT_INVALID;
+    }
+    char *token = strdup("");
+    int exit_code = EXIT_DONE;
+    int64_t shown = 0;
+    while (token != NULL) {
+        Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
+        request.tenant_id = (char *)config->tenant;
+        request.location_id = (char *)config->location;
+        request.app_id = (char *)config->app;
+        request.page_size = (int32_t)config->page_size;
+        request.page_token = token;
+        Stockd__V1__ListStockResponse *response = NULL;
+        sc_status_t status;
+        if (sc_list_stock(client, &request, &response, config->deadline_ms, &status) != 0) {
+            exit_code = ctl_report_error(config, &status);
+        }
+        free(token);
+        token = NULL;
+        if (response != NULL) {
+            size_t n = response->n_levels;
+            if (config->count > 0 && shown + (int64_t)n > config->count) {
+                n = (size_t)(config->count - shown);
+            }
+            ctl_print_levels(config, response->levels, n);
+            shown += (int64_t)n;
+            if (response->next_page_token[0] != '\0' &&
+                (config->count == 0 || shown < config->count)) {
+                token = strdup(response->next_page_token);
+            }
+            stockd__v1__list_stock_response__free_unpacked(response, NULL);
+        }
+        sc_status_free(&status);
+    }
+    return exit_code;
+}
+
+static int ctl_history(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    if (count != 0 && count != 2) {
+        fprintf(stderr, "usage: stockctl history [APP ITEM] [--order-id O] [--after-seq N]\n");
+        return EXIT_INVALID;
+    }
+    Stockd__V1__ItemRef item =
+        count == 2 ? ctl_item(config, args) : (Stockd__V1__ItemRef)STOCKD__V1__ITEM_REF__INIT;
+    uint64_t after = (uint64_t)config->after_seq;
+    int exit_code = EXIT_DONE;
+    int64_t shown = 0;
+    for (;;) {
+        Stockd__V1__HistoryRequest request = STOCKD__V1__HISTORY_REQUEST__INIT;
+        request.tenant_id = (char *)config->tenant;
+        request.item = count == 2 ? &item : NULL;
+        request.order_id = (char *)config->order_id;
+        request.after_seq = after;
+        request.page_size = (int32_t)config->page_size;
+        Stockd__V1__HistoryResponse *response = NULL;
+        sc_status_t status;
+        if (sc_history(client, &request, &response, config->deadline_ms, &status) != 0) {
+            exit_code = ctl_report_error(config, &status);
+        }
+        sc_status_free(&status);
+        if (response == NULL) {
+            break;
+        }
+        for (size_t i = 0; i < response->n_entries; i++) {
+            if (config->count == 0 || shown < config->count) {
+                ctl_print_entry(config, response->entries[i]);
+                shown++;
+            }
+        }
+        after = response->next_after_seq;
+        stockd__v1__history_response__free_unpacked(response, NULL);
+        if (after == 0 || (config->count > 0 && shown >= config->count)) {
+            break;
+        }
+    }
+    return exit_code;
+}
+
+typedef struct {
+    const ctl_config_t *config;
+    int64_t seen;
+} ctl_watch_t;
+
+static bool ctl_on_entry(void *context, ProtobufCMessage *message)
+{
+    ctl_watch_t *watch = context;
+    ctl_print_entry(watch->config, (Stockd__V1__LedgerEntry *)message);
+    protobuf_c_message_free_unpacked(message, NULL);
+    watch->seen++;
+    return watch->config->count == 0 || watch->seen < watch->config->count;
+}
+
+static int ctl_watch(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    (void)args;
+    if (count != 0) {
+        fprintf(stderr, "usage: stockctl watch [--after-seq N] [--count N]\n");
+        return EXIT_INVALID;
+    }
+    Stockd__V1__WatchRequest request = STOCKD__V1__WATCH_REQUEST__INIT;
+    request.tenant_id = (char *)config->tenant;
+    request.after_seq = (uint64_t)config->after_seq;
+    ctl_watch_t watch = {config, 0};
+    sc_status_t status;
+    int code =
+        sc_call_stream(client, "/stockd.v1.Inventory/Watch", &request.base,
+                       &stockd__v1__ledger_entry__descriptor, ctl_on_entry, &watch, 0, &status);
+    /* stopping after --count entries cancels the stream: that is success */
+    bool done = code == 0 || (code == 1 && config->count > 0 && watch.seen >= config->count);
+    int exit_code = done ? EXIT_DONE : ctl_report_error(config, &status);
+    sc_status_free(&status);
+    return exit_code;
+}
+
+static int ctl_import_command(const ctl_config_t *config, sc_client_t *client, char **args,
+                              int count)
+{
+    if (count != 1) {
+        fprintf(stderr, "usage: stockctl import FILE\n");
+        return EXIT_INVALID;
+    }
+    ctl_transfer_t transfer = {client, config->tenant, config->deadline_ms, config->json,
+                               (size_t)config->chunk_rows};
+    return ctl_import(&transfer, args[0]);
+}
+
+static int ctl_export_command(const ctl_config_t *config, sc_client_t *client, char **args,
+                              int count)
+{
+    if (count != 1) {
+        fprintf(stderr, "usage: stockctl export FILE\n");
+        return EXIT_INVALID;
+    }
+    ctl_transfer_t transfer = {client, config->tenant, config->deadline_ms, config->json,
+                               (size_t)config->chunk_rows};
+    return ctl_export(&transfer, args[0]);
+}
+
 typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args, int count);
 
 static const struct {
@@ -371,6 +563,11 @@ static const struct {
     {"increment", ctl_increment, true},
     {"wix-sign", ctl_wix_sign, false},
     {"backup", ctl_backup, true},
+    {"list", ctl_list, true},
+    {"history", ctl_history, true},
+    {"watch", ctl_watch, true},
+    {"import", ctl_import_command, true},
+    {"export", ctl_export_command, true},
 };
 
 int main(int argc, char **argv)

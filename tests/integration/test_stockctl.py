@@ -94,6 +94,75 @@ class Stockctl(unittest.TestCase):
         self.assertEqual(code, 3)
         self.assertIn("UNAVAILABLE", err)
 
+    def test_list_history_watch(self):
+        for sku in ("l1", "l2", "l3"):
+            self.assertEqual(self.ctl("--tenant", "lister", "set", "listapp", sku, "4")[0], 0)
+        self.assertEqual(self.ctl("--tenant", "lister", "--order-id", "o-9", "decrement",
+                                  "listapp", "l2", "1")[0], 0)
+        code, out, _ = self.ctl("--tenant", "lister", "--json", "--page-size", "2", "list")
+        self.assertEqual(code, 0)
+        listed = [row for line in out.splitlines() for row in json.loads(line)]
+        self.assertEqual(sorted(r["catalog_item_id"] for r in listed), ["l1", "l2", "l3"])
+        code, out, _ = self.ctl("--tenant", "lister", "--json", "--order-id", "o-9", "history")
+        entries = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([(e["op"], e["delta"], e["available_after"]) for e in entries],
+                         [("DECREMENT", -1, 3)])
+        code, out, _ = self.ctl("--tenant", "lister", "--json", "history", "listapp", "l2")
+        self.assertEqual([json.loads(line)["op"] for line in out.splitlines()], ["SET", "DECREMENT"])
+        code, out, _ = self.ctl("--tenant", "lister", "--json", "--count", "3", "watch")
+        self.assertEqual(code, 0)
+        seqs = [json.loads(line)["seq"] for line in out.splitlines()]
+        self.assertEqual(len(seqs), 3)
+        self.assertEqual(seqs, sorted(seqs))
+        code, out, _ = self.ctl("--tenant", "lister", "list")
+        self.assertIn("l3", out)
+
+    def test_import_export_with_bad_rows_and_resume(self):
+        csv_path = os.path.join(self.dir, "in.csv")
+        with open(csv_path, "w") as f:
+            f.write("location_id,app_id,catalog_item_id,variant,available,tracked,floor\n")
+            for i in range(7):
+                f.write(",imp,sku-%d,,%d,,\n" % (i, i * 10))
+            f.write("north,imp,\"with,comma\",\"say \"\"hi\"\"\",5,false,-2\n")  # line 9
+            f.write(",imp,,,5,,\n")                 # line 10: empty catalog_item_id
+            f.write(",imp,sku-x,,many,,\n")         # line 11: not a number
+            f.write(",imp,sku-1,,99,,\n")           # line 12: repeats line 3
+            f.write(",imp,sku-y,,1\n")              # line 13: wrong column count
+        code, out, err = self.ctl("--tenant", "imp", "--chunk-rows", "3", "import", csv_path)
+        self.assertEqual(code, 2, err)
+        for line in (10, 11, 12, 13):
+            self.assertIn("line %d:" % line, err)
+        self.assertIn("repeats the item of line 3", err)
+        self.assertIn("8 rows applied in 3 chunks", err)
+        level = json.loads(self.ctl("--tenant", "imp", "--json", "get", "imp", "sku-6")[1])[0]
+        self.assertEqual(level["available"], 60)
+        special = json.loads(self.ctl("--tenant", "imp", "--json", "--location", "north",
+                                      "--variant", 'say "hi"', "get", "imp", "with,comma")[1])[0]
+        self.assertEqual((special["available"], special["tracked"], special["floor"]), (5, False, -2))
+        # running it again resumes: every chunk is recognised, nothing is applied twice
+        self.assertEqual(self.ctl("--tenant", "imp", "set", "imp", "sku-0", "1000")[0], 0)
+        code, out, err = self.ctl("--tenant", "imp", "--json", "--chunk-rows", "3", "import", csv_path)
+        summary = json.loads(out.splitlines()[-1])
+        self.assertEqual((summary["rows_applied"], summary["chunks_already_applied"]), (0, 3))
+        level = json.loads(self.ctl("--tenant", "imp", "--json", "get", "imp", "sku-0")[1])[0]
+        self.assertEqual(level["available"], 1000)
+        # export writes the same format, and it imports back
+        out_path = os.path.join(self.dir, "out.csv")
+        self.assertEqual(self.ctl("--tenant", "imp", "export", out_path)[0], 0)
+        with open(out_path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0], "location_id,app_id,catalog_item_id,variant,available,tracked,floor")
+        self.assertEqual(len(lines), 9)
+        self.assertIn('north,imp,"with,comma","say ""hi""",5,false,-2', lines)
+        code, _, err = self.ctl("--tenant", "copy", "import", out_path)
+        self.assertEqual(code, 0, err)
+        level = json.loads(self.ctl("--tenant", "copy", "--json", "get", "imp", "sku-0")[1])[0]
+        self.assertEqual(level["available"], 1000)
+        bad_header = os.path.join(self.dir, "bad.csv")
+        with open(bad_header, "w") as f:
+            f.write("sku,qty\n")
+        self.assertEqual(self.ctl("import", bad_header)[0], 2)
+
     def test_zz_backup_and_restore(self):
         self.assertEqual(self.ctl("set", "app", "backup-me", "7")[0], 0)
         code, out, _ = self.ctl("--json", "backup", "nightly")
