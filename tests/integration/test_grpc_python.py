@@ -319,6 +319,63 @@ class ReadsAndWatch(unittest.TestCase):
         stream.cancel()
 
 
+class Operations(unittest.TestCase):
+    """Metrics endpoint, configuration errors, --version, Watch lag limit."""
+
+    def test_metrics_endpoint(self):
+        import urllib.request
+        d = Daemon("--metrics-listen", "127.0.0.1:0")
+        try:
+            d.log.flush()
+            with open(d.log.name) as f:
+                port = int(re.search(r'"event":"metrics_listening".*?"port":(\d+)', f.read()).group(1))
+            d.call("Increment", pb.IncrementRequest(tenant_id="m", lines=[
+                pb.Line(item=item("x"), quantity=1)]), pb.IncrementResponse)
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+                body = r.read().decode()
+                self.assertTrue(r.headers["Content-Type"].startswith("text/plain"))
+            self.assertIn('stockd_requests_total{method="Increment",status="OK"} 1', body)
+            self.assertIn("stockd_commit_duration_ms_bucket", body)
+            self.assertIn("stockd_batch_requests_count", body)
+            self.assertIn("stockd_write_queue_depth", body)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_bad_configuration_is_refused_at_start(self):
+        for args, key in ((["--queue-depth", "0"], "--queue-depth"), (["--sync", "sometimes"], "--sync"),
+                          (["--no-such-flag"], "--no-such-flag")):
+            r = subprocess.run([STOCKD, *args], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(key, r.stderr)
+        r = subprocess.run([STOCKD], capture_output=True, text=True, timeout=10,
+                           env={"STOCKD_BATCH_MAX": "-5", "PATH": "/usr/bin"})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("STOCKD_BATCH_MAX", r.stderr)
+        r = subprocess.run([STOCKD, "--version"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith("stockd "))
+        r = subprocess.run([STOCKD, "--help"], capture_output=True, text=True, timeout=10)
+        self.assertIn("STOCKD_DATA_DIR", r.stdout)
+
+    def test_lagging_watch_is_ended_and_can_resume(self):
+        d = Daemon("--watch-lag-max", "10")
+        try:
+            for _ in range(30):
+                d.call("Increment", pb.IncrementRequest(tenant_id="lag", lines=[
+                    pb.Line(item=item("x"), quantity=1)]), pb.IncrementResponse)
+            watch = d.channel.unary_stream("/stockd.v1.Inventory/Watch",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.LedgerEntry.FromString)
+            with self.assertRaises(grpc.RpcError) as caught:
+                list(watch(pb.WatchRequest(tenant_id="lag", after_seq=0), timeout=10))
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            stream = watch(pb.WatchRequest(tenant_id="lag", after_seq=25), timeout=10)
+            self.assertEqual([next(stream).seq for _ in range(5)], [26, 27, 28, 29, 30])
+            stream.cancel()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Retention(unittest.TestCase):
     def test_pruned_seqs_are_out_of_range(self):
         d = Daemon("--ledger-retention", "1s", "--ledger-prune-interval", "1s")

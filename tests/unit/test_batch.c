@@ -438,6 +438,55 @@ static void test_ledger_seq_survives_reopen(void **state)
     assert_int_equal(level_of(env, "b").available, 2);
 }
 
+/* A request_id is remembered for the retention window only: past it, the same request is new
+ * again, and compaction drops the expired record from RocksDB. */
+static void test_idempotency_expires(void **state)
+{
+    env_t *env = *state;
+    set_stock(env, "e", 10);
+    req_t r;
+    req_init(&r, SD_WRITE_DECREMENT);
+    r.request.request_id = "old-id";
+    req_line(&r, "e", 1);
+    sd_write_result_t result;
+    sd_write_result_init(&result);
+    sd_batch_apply(env->batch, &r.request, 1000, &result); /* created at t = 1 ms */
+    assert_int_equal(result.error.status, SD_OK);
+    sd_write_result_free(&result);
+    assert_int_equal(sd_batch_commit(env->batch, true), SD_OK);
+    sd_batch_reset(env->batch, sd_batch_last_seq(env->batch));
+    int64_t ttl_us = INT64_C(7) * 86400 * 1000000;
+    sd_write_result_init(&result);
+    sd_batch_apply(env->batch, &r.request, 1000 + ttl_us - 1, &result); /* inside the window */
+    assert_true(result.replayed);
+    sd_write_result_free(&result);
+    sd_write_result_init(&result);
+    sd_batch_apply(env->batch, &r.request, 1000 + ttl_us + 1, &result); /* past it */
+    assert_int_equal(result.error.status, SD_OK);
+    assert_false(result.replayed);
+    assert_true(result.applied);
+    sd_write_result_free(&result);
+    sd_batch_reset(env->batch, sd_batch_last_seq(env->batch) - 1); /* drop that apply */
+    /* the stored record was created in 1970: compaction's TTL filter removes it */
+    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
+    size_t key_length =
+        sd_key_encode_idempotency(sd_bytes_of("t1"), sd_bytes_of("old-id"), key, sizeof(key));
+    char *value = NULL;
+    size_t value_length = 0;
+    assert_int_equal(
+        sd_storage_get(env->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length),
+        SD_OK);
+    assert_non_null(value);
+    sd_storage_free(value);
+    rocksdb_compact_range_cf(sd_storage_db(env->storage),
+                             sd_storage_cf(env->storage, SD_CF_IDEMPOTENCY), NULL, 0, NULL, 0);
+    value = NULL;
+    assert_int_equal(
+        sd_storage_get(env->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length),
+        SD_OK);
+    assert_null(value);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +503,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_sees_earlier_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_stores_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_seq_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_expires, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
