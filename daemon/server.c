@@ -186,11 +186,17 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
     const char *name = call->method ? call->method->name : "unknown";
     sd_metrics_count_request(call->server->services.metrics, call->method_index, status,
                              latency_ms);
+    /* writes carry the client's request_id and tenant, so a line can be matched to a call */
+    const sd_write_request_t *write = &call->job.request;
+    const char *request_id = write->request_id ? write->request_id : "";
+    const char *tenant = write->tenant_id ? write->tenant_id : "";
     if (status == SD_OK) {
         SD_LOG(LOG_DEBUG, "rpc", LF_STR("method", name), LF_STR("status", "OK"),
+               LF_STR("tenant", tenant), LF_STR("request_id", request_id),
                LF_DBL("latency_ms", latency_ms));
     } else {
         SD_LOG(LOG_INFO, "rpc", LF_STR("method", name), LF_STR("status", sd_status_name(status)),
+               LF_STR("tenant", tenant), LF_STR("request_id", request_id),
                LF_STR("message", call->log_message), LF_DBL("latency_ms", latency_ms));
     }
     grpc_op ops[4];

@@ -25,6 +25,10 @@ typedef struct {
     size_t dynamic_length;
     int retry_after_s;                       /* > 0: Retry-After header */
     char reason[GW_REASON_HEADER_BYTES_MAX]; /* non-empty: X-Stockd-Reason header + log */
+    /* for the log line of a Wix call (never sent) */
+    char tenant[65];
+    char request_id[129];
+    char order_id[129];
 } gw_response_t;
 
 typedef void gw_route_handler_fn(void *context, const gw_request_t *request,

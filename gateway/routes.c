@@ -71,6 +71,11 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
     gw_wix_call_t call;
     gw_wix_result_t mapped = gw_wix_map(method, payload, context->default_tenant, &call);
     json_decref(payload);
+    snprintf(response->tenant, sizeof(response->tenant), "%s", call.tenant_id);
+    snprintf(response->request_id, sizeof(response->request_id), "%s", call.request_id);
+    const char *order =
+        method == GW_WIX_DECREMENT ? call.decrement.order_id : call.increment.order_id;
+    snprintf(response->order_id, sizeof(response->order_id), "%s", order ? order : "");
     gw_answer_t answer;
     switch (mapped) {
     case GW_WIX_OK:
