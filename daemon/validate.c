@@ -1,6 +1,8 @@
 /* validate.c — see validate.h. */
 #include "validate.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,24 +11,54 @@
 
 #define SD_FIELD_PATH_BYTES_MAX 96
 
-bool sd_validate_text(const char *text, const char *field, size_t bytes_max, bool required,
-                      sd_error_t *error)
+/* A field path built only when a violation must name it: most requests are valid, and
+ * formatting "lines[3].item.app_id" for every field of every line costs more than checking it. */
+typedef struct {
+    const char *base;  /* "lines", "items", "tenant_id", … */
+    size_t index;      /* SIZE_MAX: not a repeated field */
+    const char *child; /* NULL or "item" */
+    const char *leaf;  /* NULL or "app_id" */
+} sd_path_t;
+
+static const char *sd_path_format(const sd_path_t *path, char *out, size_t capacity)
+{
+    char index[32] = "";
+    if (path->index != SIZE_MAX) {
+        snprintf(index, sizeof(index), "[%zu]", path->index);
+    }
+    snprintf(out, capacity, "%s%s%s%s%s%s", path->base, index, path->child ? "." : "",
+             path->child ? path->child : "", path->leaf ? "." : "", path->leaf ? path->leaf : "");
+    return out;
+}
+
+static bool sd_check_text(const char *text, const sd_path_t *path, size_t bytes_max, bool required,
+                          sd_error_t *error)
 {
     size_t length = strlen(text);
+    char field[SD_FIELD_PATH_BYTES_MAX];
     if (required && length == 0) {
-        sd_error_add_field(error, field, "is required (1..%zu bytes)", bytes_max);
+        sd_error_add_field(error, sd_path_format(path, field, sizeof(field)),
+                           "is required (1..%zu bytes)", bytes_max);
         return false;
     }
     if (length > bytes_max) {
-        sd_error_add_field(error, field, "is %zu bytes long; at most %zu allowed: \"%.32s...\"",
-                           length, bytes_max, text);
+        sd_error_add_field(error, sd_path_format(path, field, sizeof(field)),
+                           "is %zu bytes long; at most %zu allowed: \"%.32s...\"", length,
+                           bytes_max, text);
         return false;
     }
     if (!util_utf8_valid(text, length)) {
-        sd_error_add_field(error, field, "is not valid UTF-8");
+        sd_error_add_field(error, sd_path_format(path, field, sizeof(field)), "is not valid UTF-8");
         return false;
     }
     return true;
+}
+
+bool sd_validate_text(const char *text, const char *field, size_t bytes_max, bool required,
+                      sd_error_t *error)
+{
+    sd_path_t path = {field, SIZE_MAX, NULL, NULL};
+    return sd_check_text(text, &path, bytes_max, required, error);
 }
 
 bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *error)
@@ -48,23 +80,42 @@ bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *er
     return true;
 }
 
-bool sd_validate_item(const Stockd__V1__ItemRef *item, const char *field, sd_error_t *error)
+/* Checks an ItemRef at base[index].child (index SIZE_MAX and child NULL when absent). */
+static bool sd_check_item(const Stockd__V1__ItemRef *item, const char *base, size_t index,
+                          const char *child, sd_error_t *error)
 {
-    char path[SD_FIELD_PATH_BYTES_MAX];
+    sd_path_t path = {base, index, child, NULL};
     if (item == NULL) {
-        sd_error_add_field(error, field, "is required");
+        char field[SD_FIELD_PATH_BYTES_MAX];
+        sd_error_add_field(error, sd_path_format(&path, field, sizeof(field)), "is required");
         return false;
     }
+    static const struct {
+        const char *name;
+        size_t offset;
+        size_t bytes_max;
+        bool required;
+    } parts[] = {
+        {"location_id", offsetof(Stockd__V1__ItemRef, location_id), SD_LOCATION_BYTES_MAX, false},
+        {"app_id", offsetof(Stockd__V1__ItemRef, app_id), SD_APP_BYTES_MAX, true},
+        {"catalog_item_id", offsetof(Stockd__V1__ItemRef, catalog_item_id),
+         SD_CATALOG_ITEM_BYTES_MAX, true},
+        {"variant", offsetof(Stockd__V1__ItemRef, variant), SD_VARIANT_BYTES_MAX, false},
+    };
     bool ok = true;
-    snprintf(path, sizeof(path), "%s.location_id", field);
-    ok &= sd_validate_text(item->location_id, path, SD_LOCATION_BYTES_MAX, false, error);
-    snprintf(path, sizeof(path), "%s.app_id", field);
-    ok &= sd_validate_text(item->app_id, path, SD_APP_BYTES_MAX, true, error);
-    snprintf(path, sizeof(path), "%s.catalog_item_id", field);
-    ok &= sd_validate_text(item->catalog_item_id, path, SD_CATALOG_ITEM_BYTES_MAX, true, error);
-    snprintf(path, sizeof(path), "%s.variant", field);
-    ok &= sd_validate_text(item->variant, path, SD_VARIANT_BYTES_MAX, false, error);
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        const char *text;
+        memcpy(&text, (const char *)item + parts[i].offset, sizeof(text));
+        path.leaf = parts[i].name;
+        /* a child-less path (items[3]) names the part directly: items[3].app_id */
+        ok &= sd_check_text(text, &path, parts[i].bytes_max, parts[i].required, error);
+    }
     return ok;
+}
+
+bool sd_validate_item(const Stockd__V1__ItemRef *item, const char *field, sd_error_t *error)
+{
+    return sd_check_item(item, field, SIZE_MAX, NULL, error);
 }
 
 bool sd_validate_reason(int reason, const char *field, sd_error_t *error)
@@ -94,8 +145,7 @@ static bool sd_validate_lines(Stockd__V1__Line *const *lines, size_t count, sd_e
     bool ok = true;
     char path[SD_FIELD_PATH_BYTES_MAX];
     for (size_t i = 0; i < count; i++) {
-        snprintf(path, sizeof(path), "lines[%zu].item", i);
-        ok &= sd_validate_item(lines[i]->item, path, error);
+        ok &= sd_check_item(lines[i]->item, "lines", i, "item", error);
         if (lines[i]->quantity < 1 || lines[i]->quantity > SD_QUANTITY_MAX) {
             snprintf(path, sizeof(path), "lines[%zu].quantity", i);
             sd_error_add_field(error, path, "%lld is outside 1..%lld",
@@ -142,11 +192,8 @@ bool sd_validate_set_stock(const Stockd__V1__SetStockRequest *request, sd_error_
     if (!sd_validate_lines_count(request->n_lines, error)) {
         return false;
     }
-    char path[SD_FIELD_PATH_BYTES_MAX];
     for (size_t i = 0; i < request->n_lines; i++) {
-        const Stockd__V1__SetLine *line = request->lines[i];
-        snprintf(path, sizeof(path), "lines[%zu].item", i);
-        ok &= sd_validate_item(line->item, path, error);
+        ok &= sd_check_item(request->lines[i]->item, "lines", i, "item", error);
     }
     return ok;
 }
@@ -159,10 +206,8 @@ bool sd_validate_get_stock(const Stockd__V1__GetStockRequest *request, sd_error_
                            SD_LINES_MAX);
         return false;
     }
-    char path[SD_FIELD_PATH_BYTES_MAX];
     for (size_t i = 0; i < request->n_items; i++) {
-        snprintf(path, sizeof(path), "items[%zu]", i);
-        ok &= sd_validate_item(request->items[i], path, error);
+        ok &= sd_check_item(request->items[i], "items", i, NULL, error);
     }
     return ok;
 }
