@@ -159,12 +159,23 @@ static void ctl_print_levels(const ctl_config_t *config, Stockd__V1__StockLevel 
         json_decref(array);
         return;
     }
-    printf("%-24s %-24s %-16s %12s %8s %8s %8s\n", "APP", "ITEM", "VARIANT", "AVAILABLE", "TRACKED",
-           "FLOOR", "VERSION");
+    /* columns as wide as their longest value on this page */
+    int widths[4] = {8, 3, 4, 7}; /* LOCATION, APP, ITEM, VARIANT headers */
+    for (size_t i = 0; i < count; i++) {
+        const char *texts[4] = {levels[i]->item->location_id, levels[i]->item->app_id,
+                                levels[i]->item->catalog_item_id, levels[i]->item->variant};
+        for (int c = 0; c < 4; c++) {
+            int length = (int)strlen(texts[c]);
+            widths[c] = length > widths[c] ? (length < 64 ? length : 64) : widths[c];
+        }
+    }
+    printf("%-*s  %-*s  %-*s  %-*s  %12s  %7s  %8s  %7s\n", widths[0], "LOCATION", widths[1], "APP",
+           widths[2], "ITEM", widths[3], "VARIANT", "AVAILABLE", "TRACKED", "FLOOR", "VERSION");
     for (size_t i = 0; i < count; i++) {
         const Stockd__V1__StockLevel *l = levels[i];
-        printf("%-24s %-24s %-16s %12lld %8s %8lld %8llu\n", l->item->app_id,
-               l->item->catalog_item_id, l->item->variant, (long long)l->available,
+        printf("%-*s  %-*s  %-*s  %-*s  %12lld  %7s  %8lld  %7llu\n", widths[0],
+               l->item->location_id, widths[1], l->item->app_id, widths[2],
+               l->item->catalog_item_id, widths[3], l->item->variant, (long long)l->available,
                l->tracked ? "yes" : "no", (long long)l->floor, (unsigned long long)l->version);
     }
 }
