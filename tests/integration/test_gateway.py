@@ -285,6 +285,22 @@ class Gateway(unittest.TestCase):
         self.assertEqual((status, headers["Allow"]), (405, "POST"))
         self.assertEqual(self.post("/v1/decrement", b"x" * (1024 * 1024 + 1))[0], 413)
 
+    def test_slow_client_does_not_hold_up_others(self):
+        import socket
+        host, port = self.http.rsplit(":", 1)
+        slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
+        try:
+            for s in slow:  # headers and a few body bytes, then nothing
+                s.sendall(b"POST /v1/decrement HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\neyJ")
+            self.set_level("busy", 1)
+            started = time.time()
+            token = self.sign(self.claims(self.order([self.item("busy", 1)])))
+            self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+            self.assertLess(time.time() - started, 2.0)
+        finally:
+            for s in slow:
+                s.close()
+
     def test_health_and_metrics(self):
         self.assertEqual(self.post("/healthz", None, method="GET")[0], 200)
         self.assertEqual(self.post("/readyz", None, method="GET")[0], 200)
