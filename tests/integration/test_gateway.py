@@ -310,6 +310,29 @@ class Gateway(unittest.TestCase):
         self.assertIn(b'stockd_gateway_jwt_refusals_total{reason="MALFORMED"}', body)
         self.assertIn(b'stockd_gateway_requests_total{route="decrement",status="401"}', body)
 
+    def test_stockd_too_slow_is_504(self):
+        """A stockd that does not answer within --deadline-ms gives 504 (it is paused here)."""
+        gateway, http = start(
+            [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+             self.grpc_address, "--wix-app-id", APP_ID, "--wix-public-key", self.public_path,
+             "--deadline-ms", "300"], os.path.join(self.dir, "gateway-504.log"))
+        try:
+            self.set_level("slow", 5)
+            token = self.sign(self.claims(self.order([self.item("slow", 1)])))
+            os.kill(self.stockd.pid, signal.SIGSTOP)
+            try:
+                req = urllib.request.Request("http://%s/v1/decrement" % http, data=token.encode(),
+                                             method="POST")
+                with self.assertRaises(urllib.error.HTTPError) as caught:
+                    urllib.request.urlopen(req, timeout=15)
+                self.assertEqual(caught.exception.code, 504)
+                body = caught.exception.read()
+                self.assertEqual(json.loads(body)["error"]["code"], "DEADLINE_EXCEEDED")
+            finally:
+                os.kill(self.stockd.pid, signal.SIGCONT)
+        finally:
+            self.assertEqual(stop(gateway), 0)
+
     def test_zz_stockd_down(self):
         """Runs last (name order): stops stockd, checks 503s, then starts it again."""
         port = int(self.grpc_address.rsplit(":", 1)[1])
