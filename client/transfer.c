@@ -217,17 +217,23 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
             continue;
         }
         if (rows->count == rows->capacity) {
-            rows->capacity = rows->capacity ? rows->capacity * 2 : 1024;
-            rows->rows = realloc(rows->rows, rows->capacity * sizeof(*rows->rows));
-            if (rows->rows == NULL) {
+            size_t capacity = rows->capacity ? rows->capacity * 2 : 1024;
+            ctl_row_t *bigger = realloc(rows->rows, capacity * sizeof(*rows->rows));
+            if (bigger == NULL) {
                 fprintf(stderr, "stockctl: out of memory\n");
                 return CTL_EXIT_OTHER;
             }
+            rows->rows = bigger;
+            rows->capacity = capacity;
         }
         for (int i = 0; i < 4; i++) {
             row.parts[i] = strdup(fields[i]);
         }
-        rows->rows[rows->count++] = row;
+        rows->rows[rows->count++] = row; /* owned by rows now, even if a copy failed */
+        if (!row.parts[0] || !row.parts[1] || !row.parts[2] || !row.parts[3]) {
+            fprintf(stderr, "stockctl: out of memory\n");
+            return CTL_EXIT_OTHER;
+        }
     }
     return columns < 0 ? CTL_EXIT_INVALID : 0;
 }
