@@ -341,10 +341,12 @@ sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *pr
 void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
                                      uint64_t seq, int64_t time_us)
 {
+    /* keyed by the second, holding the last seq committed in it: every commit of a second
+     * overwrites the same key, so the index keeps one record per second once flushed */
     uint8_t key[SD_TIME_INDEX_KEY_BYTES], value[8];
     memcpy(key, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
-    sd_be64_put(key + sizeof(sd_time_index_prefix) - 1, seq);
-    sd_be64_put(value, (uint64_t)time_us);
+    sd_be64_put(key + sizeof(sd_time_index_prefix) - 1, (uint64_t)(time_us / 1000000));
+    sd_be64_put(value, seq);
     rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)key, sizeof(key),
                               (const char *)value, sizeof(value));
 }
@@ -355,8 +357,8 @@ uint64_t sd_storage_pruned_through(const sd_storage_t *storage)
 }
 
 typedef struct {
-    int64_t cutoff_us;
-    uint64_t cutoff_seq;
+    int64_t cutoff_s;    /* seconds strictly before this one are past retention */
+    uint64_t cutoff_seq; /* the last seq committed in them */
 } sd_cutoff_scan_t;
 
 static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length,
@@ -364,10 +366,11 @@ static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length
 {
     sd_cutoff_scan_t *scan = context;
     if (key_length != SD_TIME_INDEX_KEY_BYTES || value_length != 8 ||
-        (int64_t)sd_be64_get(value) >= scan->cutoff_us) {
+        (int64_t)sd_be64_get(key + key_length - 8) >= scan->cutoff_s) {
         return false;
     }
-    scan->cutoff_seq = sd_be64_get(key + key_length - 8);
+    uint64_t seq = sd_be64_get(value);
+    scan->cutoff_seq = seq > scan->cutoff_seq ? seq : scan->cutoff_seq;
     return true;
 }
 
@@ -402,7 +405,7 @@ static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writ
 
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
 {
-    sd_cutoff_scan_t scan = {cutoff_us, 0};
+    sd_cutoff_scan_t scan = {cutoff_us / 1000000, 0};
     bool more = false;
     sd_status_t status = sd_storage_scan(
         storage, SD_CF_DEFAULT, (const uint8_t *)sd_time_index_prefix,
@@ -416,7 +419,7 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
     memcpy(begin, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     memcpy(end, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     sd_be64_put(begin + sizeof(sd_time_index_prefix) - 1, 0);
-    sd_be64_put(end + sizeof(sd_time_index_prefix) - 1, scan.cutoff_seq + 1);
+    sd_be64_put(end + sizeof(sd_time_index_prefix) - 1, (uint64_t)scan.cutoff_s);
     rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)begin,
                                        sizeof(begin), (const char *)end, sizeof(end));
     sd_be64_put(value, scan.cutoff_seq);

@@ -78,9 +78,10 @@ sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *pr
                             void *context, bool *more_out);
 
 /* ---- ledger retention ----
- * Each commit records (its last seq → its time) in a small time index; pruning finds the
- * highest seq committed before the cutoff and deletes every tenant's ledger entries up to
- * it, remembering that seq so that History and Watch can say OUT_OF_RANGE for it. */
+ * Each commit records (its second → the last seq committed in it) in a small time index,
+ * one record per second; pruning finds the highest seq committed before the cutoff second and
+ * deletes every tenant's ledger entries up to it, remembering that seq so that History and Watch
+ * can say OUT_OF_RANGE for it. */
 void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
                                      uint64_t seq, int64_t time_us);
 /* Deletes ledger entries committed before cutoff_us; call from the writer thread only. */
