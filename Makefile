@@ -29,9 +29,11 @@ bench: build
 
 fuzz: setup
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_FUZZ=ON >/dev/null
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_gateway
-	mkdir -p build-fuzz/corpus && cp tests/fuzz/corpus/gateway/* build-fuzz/corpus/
-	./build-fuzz/tests/fuzz_gateway -max_total_time=$${FUZZ_SECONDS:-300} build-fuzz/corpus
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_gateway fuzz_parsers
+	for t in gateway parsers; do \
+	  mkdir -p build-fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/ && \
+	  ./build-fuzz/tests/fuzz_$$t -max_total_time=$${FUZZ_SECONDS:-300} build-fuzz/corpus-$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

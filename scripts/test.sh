@@ -2,7 +2,7 @@
 # The whole test suite:
 #  1. a release build with warnings as errors: unit, integration, interop (grpc-js),
 #     valgrind and deployment-manifest tests;
-#  2. a libFuzzer smoke run of the gateway's request path (clang);
+#  2. libFuzzer smoke runs of the gateway's request path and the other parsers (clang);
 #  3. an ASan+UBSan build running the unit and integration tests again (last, so the run
 #     ends with CTest's summary).
 set -euo pipefail
@@ -20,14 +20,17 @@ cmake --build "$BUILD" -j "$JOBS"
 echo "== release tests"
 (cd "$BUILD" && ctest --output-on-failure --timeout 900)
 
-echo "== libFuzzer smoke run of the gateway request path (clang)"
+echo "== libFuzzer smoke runs: the gateway request path and the other parsers (clang)"
 if command -v clang >/dev/null 2>&1; then
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_FUZZ=ON >/dev/null
-  cmake --build build-fuzz -j "$JOBS" --target fuzz_gateway
-  corpus=$(mktemp -d)
-  cp tests/fuzz/corpus/gateway/* "$corpus"/
-  ./build-fuzz/tests/fuzz_gateway -max_total_time=20 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
-  rm -rf "$corpus"
+  cmake --build build-fuzz -j "$JOBS" --target fuzz_gateway fuzz_parsers
+  for target in gateway parsers; do
+    corpus=$(mktemp -d)
+    cp "tests/fuzz/corpus/$target"/* "$corpus"/
+    "./build-fuzz/tests/fuzz_$target" -max_total_time=15 -print_final_stats=0 "$corpus" 2>&1 \
+      | tail -n 1
+    rm -rf "$corpus"
+  done
 else
   echo "clang not found: skipped (the corpus replay in the release tests still ran)"
 fi
