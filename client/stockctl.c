@@ -12,13 +12,12 @@
 #include <string.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "stockclient.h"
 #include "transfer.h"
 #include "stockd/v1/admin.pb-c.h"
 #include "util.h"
 #include "wix_sign.h"
-
-enum { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_INVALID = 2, EXIT_UNREACHABLE = 3, EXIT_OTHER = 4 };
 
 typedef struct {
     const char *stockd;
@@ -101,27 +100,6 @@ static const cfg_spec_t ctl_spec = {
     "  wix-sign FILE                       sign a Wix request/claims JSON file as Wix would\n"
     "  backup NAME                         RocksDB checkpoint in stockd's --backup-dir/NAME",
     ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
-
-static int ctl_exit_for(int code)
-{
-    switch (code) {
-    case 0:
-        return EXIT_DONE;
-    case 9:  /* FAILED_PRECONDITION */
-    case 10: /* ABORTED */
-    case 6:  /* ALREADY_EXISTS */
-        return EXIT_REFUSED;
-    case 3:  /* INVALID_ARGUMENT */
-    case 11: /* OUT_OF_RANGE */
-        return EXIT_INVALID;
-    case 14: /* UNAVAILABLE */
-    case 4:  /* DEADLINE_EXCEEDED */
-    case 8:  /* RESOURCE_EXHAUSTED */
-        return EXIT_UNREACHABLE;
-    default:
-        return EXIT_OTHER;
-    }
-}
 
 static int ctl_report_error(const ctl_config_t *config, const sc_status_t *status)
 {

@@ -8,23 +8,13 @@
 #include <unistd.h>
 
 #include "csv.h"
+#include "ctl.h"
 #include "util.h"
 
-#define CTL_EXIT_INVALID 2
-#define CTL_EXIT_UNREACHABLE 3
-#define CTL_EXIT_OTHER 4
 #define CTL_LEVEL_ABS_MAX INT64_C(1000000000000000)
 
 static const char *const ctl_columns[] = {
     "location_id", "app_id", "catalog_item_id", "variant", "available", "tracked", "floor"};
-
-static int ctl_exit_of(int code)
-{
-    return code == 14 || code == 4 || code == 8   ? CTL_EXIT_UNREACHABLE
-           : code == 3 || code == 11              ? CTL_EXIT_INVALID
-           : code == 9 || code == 10 || code == 6 ? 1
-                                                  : CTL_EXIT_OTHER;
-}
 
 /* ---- export ---- */
 
@@ -45,7 +35,7 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
     FILE *out = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
     if (out == NULL) {
         fprintf(stderr, "stockctl: cannot write %s\n", path);
-        return CTL_EXIT_INVALID;
+        return EXIT_INVALID;
     }
     fprintf(out, "location_id,app_id,catalog_item_id,variant,available,tracked,floor\n");
     char *token = strdup("");
@@ -65,7 +55,7 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
         if (code != 0) {
             fprintf(stderr, "stockctl: export failed: %s: %s\n", sc_code_name(code),
                     status.message);
-            exit_code = ctl_exit_of(code);
+            exit_code = ctl_exit_for(code);
         }
         for (size_t i = 0; response != NULL && i < response->n_levels; i++) {
             ctl_export_row(out, response->levels[i]);
@@ -80,7 +70,7 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
         sc_status_free(&status);
     }
     if (out != stdout && fclose(out) != 0) {
-        exit_code = CTL_EXIT_OTHER;
+        exit_code = EXIT_OTHER;
     }
     fprintf(stderr, "stockctl: exported %zu rows\n", rows);
     return exit_code;
@@ -198,7 +188,7 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
                 fprintf(stderr, "stockctl: line 1 must be the header "
                                 "location_id,app_id,catalog_item_id,variant,available"
                                 "[,tracked[,floor]]\n");
-                return CTL_EXIT_INVALID;
+                return EXIT_INVALID;
             }
             continue;
         }
@@ -221,7 +211,7 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
             ctl_row_t *bigger = realloc(rows->rows, capacity * sizeof(*rows->rows));
             if (bigger == NULL) {
                 fprintf(stderr, "stockctl: out of memory\n");
-                return CTL_EXIT_OTHER;
+                return EXIT_OTHER;
             }
             rows->rows = bigger;
             rows->capacity = capacity;
@@ -232,10 +222,10 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
         rows->rows[rows->count++] = row; /* owned by rows now, even if a copy failed */
         if (!row.parts[0] || !row.parts[1] || !row.parts[2] || !row.parts[3]) {
             fprintf(stderr, "stockctl: out of memory\n");
-            return CTL_EXIT_OTHER;
+            return EXIT_OTHER;
         }
     }
-    return columns < 0 ? CTL_EXIT_INVALID : 0;
+    return columns < 0 ? EXIT_INVALID : 0;
 }
 
 static int ctl_compare_rows(const void *a, const void *b)
@@ -407,7 +397,7 @@ int ctl_import(const ctl_transfer_t *transfer, const char *path)
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (in == NULL) {
         fprintf(stderr, "stockctl: cannot read %s\n", path);
-        return CTL_EXIT_INVALID;
+        return EXIT_INVALID;
     }
     ctl_rows_t rows = {NULL, 0, 0, 0, transfer->json};
     EVP_MD_CTX *digest = EVP_MD_CTX_new();
@@ -426,7 +416,7 @@ int ctl_import(const ctl_transfer_t *transfer, const char *path)
     if (exit_code == 0) {
         ctl_mark_duplicates(&rows);
         int code = ctl_send_rows(transfer, &rows, digest_hex, path, &progress);
-        exit_code = code != 0 ? ctl_exit_of(code) : rows.bad_count > 0 ? CTL_EXIT_INVALID : 0;
+        exit_code = code != 0 ? ctl_exit_for(code) : rows.bad_count > 0 ? EXIT_INVALID : 0;
         if (code != 0) {
             fprintf(stderr, "stockctl: stopped; run the same command again to resume (applied "
                             "chunks are recognised and skipped)\n");
