@@ -112,6 +112,20 @@ size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, siz
     return used;
 }
 
+size_t util_identifier_span(const char *text, const char *marks)
+{
+    size_t index = 0;
+    for (; text[index] != '\0'; index++) {
+        char c = text[index];
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       strchr(marks, c) != NULL;
+        if (!allowed) {
+            break;
+        }
+    }
+    return index;
+}
+
 bool util_parse_int64(const char *text, int64_t *value_out)
 {
     if (text == NULL || *text == '\0') {

@@ -19,6 +19,11 @@ bool util_utf8_valid(const char *bytes, size_t length);
  * input; always NUL-terminates; returns the bytes written (excluding NUL). */
 size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, size_t out_capacity);
 
+/* The length of the leading run of text made of ASCII letters, digits and the characters of
+ * `marks` (identifiers such as tenants "[A-Za-z0-9._:-]"): equal to strlen(text) when every
+ * character is allowed, otherwise the index of the first one that is not. */
+size_t util_identifier_span(const char *text, const char *marks);
+
 /* Strict decimal parse of a whole string into int64; false on junk, empty or overflow. */
 bool util_parse_int64(const char *text, int64_t *value_out);
 

@@ -11,6 +11,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "sd_limits.h"
 #include "log.h"
+#include "util.h"
 #include "queries.h"
 #include "server.h"
 #include "stockd/v1/admin.pb-c.h"
@@ -352,16 +353,8 @@ static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t
 static bool sd_checkpoint_name_valid(const char *name)
 {
     size_t length = strlen(name);
-    if (length == 0 || length > 64 || name[0] == '.') {
-        return false;
-    }
-    for (const char *c = name; *c != '\0'; c++) {
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '.' || *c == '_' || *c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return length > 0 && length <= 64 && name[0] != '.' &&
+           util_identifier_span(name, "._-") == length;
 }
 
 static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t length)

@@ -66,16 +66,12 @@ bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *er
     if (!sd_validate_text(tenant_id, field, SD_TENANT_BYTES_MAX, true, error)) {
         return false;
     }
-    for (const char *cursor = tenant_id; *cursor != '\0'; cursor++) {
-        char c = *cursor;
-        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                       c == '.' || c == '_' || c == ':' || c == '-';
-        if (!allowed) {
-            sd_error_add_field(error, field,
-                               "\"%.64s\" has a character outside [A-Za-z0-9._:-] at byte %zu",
-                               tenant_id, (size_t)(cursor - tenant_id));
-            return false;
-        }
+    size_t valid = util_identifier_span(tenant_id, "._:-");
+    if (tenant_id[valid] != '\0') {
+        sd_error_add_field(error, field,
+                           "\"%.64s\" has a character outside [A-Za-z0-9._:-] at byte %zu",
+                           tenant_id, valid);
+        return false;
     }
     return true;
 }

@@ -126,16 +126,8 @@ static bool gw_json_integer(const json_t *value, int64_t *out)
 static bool gw_tenant_valid(const char *tenant)
 {
     size_t length = strlen(tenant);
-    if (length == 0 || length > GW_TENANT_BYTES_MAX) {
-        return false;
-    }
-    for (const char *c = tenant; *c != '\0'; c++) {
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '.' || *c == '_' || *c == ':' || *c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return length > 0 && length <= GW_TENANT_BYTES_MAX &&
+           util_identifier_span(tenant, "._:-") == length;
 }
 
 /* metadata → tenant and request_id. */

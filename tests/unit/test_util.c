@@ -57,6 +57,16 @@ static void test_numbers(void **state)
     assert_false(util_add_int64(INT64_MAX, 1, &value));
 }
 
+static void test_identifier_span(void **state)
+{
+    (void)state;
+    assert_int_equal(util_identifier_span("Ab9._:-", "._:-"), 7);
+    assert_int_equal(util_identifier_span("ab cd", "._:-"), 2);
+    assert_int_equal(util_identifier_span("a:b", "._-"), 1);
+    assert_int_equal(util_identifier_span("", "."), 0);
+    assert_int_equal(util_identifier_span("\xc3\xa9", "."), 0);
+}
+
 static void test_host_port(void **state)
 {
     (void)state;
@@ -97,7 +107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),      cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_numbers),   cmocka_unit_test(test_host_port),
-        cmocka_unit_test(test_base64url),
+        cmocka_unit_test(test_base64url), cmocka_unit_test(test_identifier_span),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
