@@ -327,6 +327,31 @@ int sc_call_stream(sc_client_t *client, const char *method, const ProtobufCMessa
     return status->code;
 }
 
+int sc_list_all(sc_client_t *client, const Stockd__V1__ListStockRequest *request,
+                sc_levels_fn *on_page, void *context, int64_t deadline_ms, sc_status_t *status)
+{
+    Stockd__V1__ListStockRequest page = *request;
+    char *token = strdup(request->page_token);
+    sc_status_init(status);
+    while (token != NULL) {
+        page.page_token = token;
+        Stockd__V1__ListStockResponse *response = NULL;
+        sc_status_free(status);
+        int code = sc_list_stock(client, &page, &response, deadline_ms, status);
+        free(token);
+        token = NULL;
+        if (code != 0) {
+            return code;
+        }
+        bool more = on_page(context, response->levels, response->n_levels);
+        if (more && response->next_page_token[0] != '\0') {
+            token = strdup(response->next_page_token);
+        }
+        stockd__v1__list_stock_response__free_unpacked(response, NULL);
+    }
+    return 0;
+}
+
 int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
                     int64_t deadline_ms, sc_status_t *status)
 {

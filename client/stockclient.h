@@ -82,6 +82,14 @@ int sc_history(sc_client_t *client, const Stockd__V1__HistoryRequest *request,
                Stockd__V1__HistoryResponse **response_out, int64_t deadline_ms,
                sc_status_t *status);
 
+/* Pages through ListStock with `request`'s filters (its page_token is where to start), calling
+ * on_page with each page's levels (valid only during the call); on_page returning false stops
+ * early. Returns 0, or the gRPC code of the call that failed (details in status, which the
+ * caller releases with sc_status_free). */
+typedef bool sc_levels_fn(void *context, Stockd__V1__StockLevel *const *levels, size_t count);
+int sc_list_all(sc_client_t *client, const Stockd__V1__ListStockRequest *request,
+                sc_levels_fn *on_page, void *context, int64_t deadline_ms, sc_status_t *status);
+
 /* Health/Check for service ("" = the server); *serving_out = true when SERVING. */
 int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,
                     int64_t deadline_ms, sc_status_t *status);

@@ -394,6 +394,23 @@ static void ctl_print_entry(const ctl_config_t *config, const Stockd__V1__Ledger
     fflush(stdout);
 }
 
+typedef struct {
+    const ctl_config_t *config;
+    int64_t shown;
+} ctl_list_t;
+
+static bool ctl_list_page(void *context, Stockd__V1__StockLevel *const *levels, size_t count)
+{
+    ctl_list_t *list = context;
+    int64_t limit = list->config->count;
+    if (limit > 0 && list->shown + (int64_t)count > limit) {
+        count = (size_t)(limit - list->shown);
+    }
+    ctl_print_levels(list->config, levels, count);
+    list->shown += (int64_t)count;
+    return limit == 0 || list->shown < limit;
+}
+
 static int ctl_list(const ctl_config_t *config, sc_client_t *client, char **args, int count)
 {
     (void)args;
@@ -401,38 +418,16 @@ static int ctl_list(const ctl_config_t *config, sc_client_t *client, char **args
         fprintf(stderr, "usage: stockctl list [--location L] [--app A]\n");
         return EXIT_INVALID;
     }
-    char *token = strdup("");
-    int exit_code = EXIT_DONE;
-    int64_t shown = 0;
-    while (token != NULL) {
-        Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
-        request.tenant_id = (char *)config->tenant;
-        request.location_id = (char *)config->location;
-        request.app_id = (char *)config->app;
-        request.page_size = (int32_t)config->page_size;
-        request.page_token = token;
-        Stockd__V1__ListStockResponse *response = NULL;
-        sc_status_t status;
-        if (sc_list_stock(client, &request, &response, config->deadline_ms, &status) != 0) {
-            exit_code = ctl_report_error(config, &status);
-        }
-        free(token);
-        token = NULL;
-        if (response != NULL) {
-            size_t n = response->n_levels;
-            if (config->count > 0 && shown + (int64_t)n > config->count) {
-                n = (size_t)(config->count - shown);
-            }
-            ctl_print_levels(config, response->levels, n);
-            shown += (int64_t)n;
-            if (response->next_page_token[0] != '\0' &&
-                (config->count == 0 || shown < config->count)) {
-                token = strdup(response->next_page_token);
-            }
-            stockd__v1__list_stock_response__free_unpacked(response, NULL);
-        }
-        sc_status_free(&status);
-    }
+    Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
+    request.tenant_id = (char *)config->tenant;
+    request.location_id = (char *)config->location;
+    request.app_id = (char *)config->app;
+    request.page_size = (int32_t)config->page_size;
+    ctl_list_t list = {config, 0};
+    sc_status_t status;
+    int code = sc_list_all(client, &request, ctl_list_page, &list, config->deadline_ms, &status);
+    int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
+    sc_status_free(&status);
     return exit_code;
 }
 

@@ -30,6 +30,21 @@ static void ctl_export_row(FILE *out, const Stockd__V1__StockLevel *level)
             (long long)level->floor);
 }
 
+typedef struct {
+    FILE *out;
+    size_t rows;
+} ctl_export_t;
+
+static bool ctl_export_page(void *context, Stockd__V1__StockLevel *const *levels, size_t count)
+{
+    ctl_export_t *export = context;
+    for (size_t i = 0; i < count; i++) {
+        ctl_export_row(export->out, levels[i]);
+    }
+    export->rows += count;
+    return true;
+}
+
 int ctl_export(const ctl_transfer_t *transfer, const char *path)
 {
     FILE *out = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
@@ -38,41 +53,22 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
         return EXIT_INVALID;
     }
     fprintf(out, "location_id,app_id,catalog_item_id,variant,available,tracked,floor\n");
-    char *token = strdup("");
-    int exit_code = 0;
-    size_t rows = 0;
-    while (token != NULL) {
-        Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
-        request.tenant_id = (char *)transfer->tenant;
-        request.page_size = 1000;
-        request.page_token = token;
-        Stockd__V1__ListStockResponse *response = NULL;
-        sc_status_t status;
-        int code =
-            sc_list_stock(transfer->client, &request, &response, transfer->deadline_ms, &status);
-        free(token);
-        token = NULL;
-        if (code != 0) {
-            fprintf(stderr, "stockctl: export failed: %s: %s\n", sc_code_name(code),
-                    status.message);
-            exit_code = ctl_exit_for(code);
-        }
-        for (size_t i = 0; response != NULL && i < response->n_levels; i++) {
-            ctl_export_row(out, response->levels[i]);
-            rows++;
-        }
-        if (response != NULL && response->next_page_token[0] != '\0') {
-            token = strdup(response->next_page_token);
-        }
-        if (response != NULL) {
-            stockd__v1__list_stock_response__free_unpacked(response, NULL);
-        }
-        sc_status_free(&status);
+    Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
+    request.tenant_id = (char *)transfer->tenant;
+    request.page_size = 1000;
+    ctl_export_t export = {out, 0};
+    sc_status_t status;
+    int code = sc_list_all(transfer->client, &request, ctl_export_page, &export,
+                           transfer->deadline_ms, &status);
+    int exit_code = ctl_exit_for(code);
+    if (code != 0) {
+        fprintf(stderr, "stockctl: export failed: %s: %s\n", sc_code_name(code), status.message);
     }
+    sc_status_free(&status);
     if (out != stdout && fclose(out) != 0) {
         exit_code = EXIT_OTHER;
     }
-    fprintf(stderr, "stockctl: exported %zu rows\n", rows);
+    fprintf(stderr, "stockctl: exported %zu rows\n", export.rows);
     return exit_code;
 }
 
