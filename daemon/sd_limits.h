@@ -1,4 +1,4 @@
-/* limits.h — every limit of the stockd contract, defined once (api.md §2, §3). */
+/* limits.h — every limit of the stockd contract, defined once (docs/api.md §2, §3). */
 #ifndef STOCKD_LIMITS_H
 #define STOCKD_LIMITS_H
 

@@ -1,4 +1,4 @@
-/* validate.h — the contract's field rules (api.md §2, §3), checked before a request reaches
+/* validate.h — the contract's field rules (docs/api.md §2, §3), checked before a request reaches
  * the writer. Every violation is added to the error with its field path (for example
  * "lines[3].quantity") and the bad value quoted, truncated. */
 #ifndef STOCKD_VALIDATE_H

@@ -6,7 +6,7 @@
 
 #include "util.h"
 
-/* The one gRPC → HTTP table (api.md §4). Codes not listed answer 500. */
+/* The one gRPC → HTTP table (docs/api.md §4). Codes not listed answer 500. */
 static const struct {
     int grpc_code;
     gw_answer_t answer;

@@ -1,5 +1,5 @@
 /* wix.h — the Wix Inventory Service Plugin mapping: validates the verified `data` of a call
- * as Wix documents it and turns it into a stockd Decrement or Increment request (api.md §4).
+ * as Wix documents it and turns it into a stockd Decrement or Increment request (docs/api.md §4).
  *
  * Lenient where Wix's own types are: subscriptionItem may be absent, unknown fields are
  * ignored, ids are not checked for GUID shape. */

@@ -2,7 +2,7 @@
 """Integration test of stockd-gateway with a real stockd, over real HTTP.
 
 Goal: Wix's calls work end to end and are answered byte for byte as Wix's SDK would: the seed
-flows (order placed; order edited), every example payload in shared/spec/examples, refusals
+flows (order placed; order edited), every example payload in tests/data/wix, refusals
 (401/400/404/405/413/428), no oversell under 80 concurrent checkouts, replays applied once,
 and 503 + /readyz 503 when stockd is down.
 Method: start stockd and the gateway on 127.0.0.1:0 with temporary directories; sign tokens
