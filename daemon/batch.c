@@ -455,12 +455,12 @@ typedef struct {
 static sd_status_t sd_idempotency_decode(const uint8_t *value, size_t length, int64_t now_us,
                                          int64_t ttl_us, sd_idempotency_hit_t *hit)
 {
-    if (length < SD_IDEMPOTENCY_HEADER_BYTES || value[0] != SD_IDEMPOTENCY_FORMAT_V1) {
+    int64_t created_us = 0;
+    if (!sd_idempotency_created_us(value, length, &created_us)) {
         SD_LOG(LOG_ERROR, "storage_corrupt_idempotency", LF_UINT("value_bytes", length));
         return SD_INTERNAL;
     }
-    int64_t created_us = (int64_t)sd_be64_get(value + 1);
-    if (now_us - created_us > ttl_us) {
+    if (sd_idempotency_expired(created_us, now_us, ttl_us)) {
         return SD_OK; /* expired: as if never seen */
     }
     size_t response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
@@ -523,9 +523,7 @@ static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_
         free(response_copy);
         return false;
     }
-    value[0] = SD_IDEMPOTENCY_FORMAT_V1;
-    sd_be64_put(value + 1, (uint64_t)now_us);
-    memcpy(value + 9, fingerprint, SD_FINGERPRINT_BYTES);
+    sd_idempotency_header_encode(now_us, fingerprint, value);
     memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
     rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_IDEMPOTENCY),
                               (const char *)key, key_length, (const char *)value, value_length);

@@ -156,3 +156,21 @@ bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out)
     return level_out->available >= -SD_LEVEL_ABS_MAX && level_out->available <= SD_LEVEL_ABS_MAX &&
            level_out->floor >= -SD_LEVEL_ABS_MAX && level_out->floor <= SD_LEVEL_ABS_MAX;
 }
+
+void sd_idempotency_header_encode(int64_t created_us,
+                                  const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
+                                  uint8_t out[SD_IDEMPOTENCY_HEADER_BYTES])
+{
+    out[0] = SD_IDEMPOTENCY_FORMAT_V1;
+    sd_be64_put(out + 1, (uint64_t)created_us);
+    memcpy(out + 9, fingerprint, SD_FINGERPRINT_BYTES);
+}
+
+bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *created_us_out)
+{
+    if (length < SD_IDEMPOTENCY_HEADER_BYTES || value[0] != SD_IDEMPOTENCY_FORMAT_V1) {
+        return false;
+    }
+    *created_us_out = (int64_t)sd_be64_get(value + 1);
+    return true;
+}

@@ -69,6 +69,22 @@ void sd_level_encode(const sd_level_t *level, uint8_t out[SD_LEVEL_VALUE_BYTES])
 /* False when the value is not a known format or has the wrong size. */
 bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out);
 
+/* Idempotency record value: format byte, big-endian creation time (unix microseconds), the
+ * request fingerprint, then the packed response. Writes the header into out. */
+void sd_idempotency_header_encode(int64_t created_us,
+                                  const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
+                                  uint8_t out[SD_IDEMPOTENCY_HEADER_BYTES]);
+/* Reads the creation time of an idempotency record. False when the value is not a known
+ * format (callers must then keep the record and report corruption, never guess its age). */
+bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *created_us_out);
+
+/* True when a record created at created_us is past the retention window at now_us. Written
+ * without subtracting created_us, so no stored value can overflow it. */
+static inline bool sd_idempotency_expired(int64_t created_us, int64_t now_us, int64_t ttl_us)
+{
+    return created_us < now_us - ttl_us;
+}
+
 void sd_be64_put(uint8_t out[8], uint64_t value);
 uint64_t sd_be64_get(const uint8_t in[8]);
 

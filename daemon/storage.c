@@ -36,7 +36,8 @@ struct sd_storage {
 
 /* Idempotency records expire: compaction drops those older than the retention window, so
  * the column family does not grow without bound. Lookups check the age too, because
- * compaction runs at its own pace. */
+ * compaction runs at its own pace. The age is read with the same codec that wrote it
+ * (keys.c); a value it does not understand is kept, never dropped on a guess. */
 static unsigned char sd_idempotency_filter(void *state, int level, const char *key,
                                            size_t key_length, const char *value,
                                            size_t value_length, char **new_value,
@@ -45,14 +46,11 @@ static unsigned char sd_idempotency_filter(void *state, int level, const char *k
     (void)level, (void)key, (void)key_length, (void)new_value, (void)new_value_length;
     const sd_storage_t *storage = state;
     *changed = 0;
-    if (value_length < SD_IDEMPOTENCY_HEADER_BYTES) {
-        return 0; /* unknown layout: keep it, never drop what we do not understand */
-    }
     int64_t created_us = 0;
-    for (int i = 7; i >= 0; i--) {
-        created_us = (int64_t)(((uint64_t)created_us << 8) | (uint8_t)value[1 + i]);
+    if (!sd_idempotency_created_us((const uint8_t *)value, value_length, &created_us)) {
+        return 0;
     }
-    return util_now_us() - created_us > storage->idempotency_ttl_us ? 1 : 0;
+    return sd_idempotency_expired(created_us, util_now_us(), storage->idempotency_ttl_us) ? 1 : 0;
 }
 
 /* The filter's state is the storage itself, which outlives the filter: nothing to free, but
@@ -285,6 +283,23 @@ rocksdb_t *sd_storage_db(sd_storage_t *storage)
 const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage)
 {
     return storage->read_options;
+}
+
+sd_status_t sd_storage_flush_and_compact(sd_storage_t *storage, sd_cf_t cf)
+{
+    char *rocks_error = NULL;
+    rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(flush, 1);
+    rocksdb_flush_cf(storage->db, flush, storage->cf[cf], &rocks_error);
+    rocksdb_flushoptions_destroy(flush);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_flush_failed", LF_STR("cf", sd_cf_names[cf]),
+               LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    rocksdb_compact_range_cf(storage->db, storage->cf[cf], NULL, 0, NULL, 0);
+    return SD_OK;
 }
 
 void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count)

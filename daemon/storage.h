@@ -94,6 +94,10 @@ uint64_t sd_storage_pruned_through(const sd_storage_t *storage);
 sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, char *error,
                                   size_t error_capacity);
 
+/* Flushes the memtable of cf and compacts its whole key range, so compaction filters run
+ * over every record (tests and operators' maintenance). */
+sd_status_t sd_storage_flush_and_compact(sd_storage_t *storage, sd_cf_t cf);
+
 /* Test hook: make the Nth next write fail with an I/O error (0 = never). */
 void sd_storage_fail_write_after(sd_storage_t *storage, int writes_count);
 

@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "sd_limits.h"
 #include "test_helpers.h"
+#include "util.h"
 
 #define MAX_LINES 8
 
@@ -478,13 +479,82 @@ static void test_idempotency_expires(void **state)
         SD_OK);
     assert_non_null(value);
     sd_storage_free(value);
-    rocksdb_compact_range_cf(sd_storage_db(env->storage),
-                             sd_storage_cf(env->storage, SD_CF_IDEMPOTENCY), NULL, 0, NULL, 0);
+    assert_int_equal(sd_storage_flush_and_compact(env->storage, SD_CF_IDEMPOTENCY), SD_OK);
     value = NULL;
     assert_int_equal(
         sd_storage_get(env->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length),
         SD_OK);
     assert_null(value);
+}
+
+/* Applies a one-line increment with request_id at now_us and commits it on its own. */
+static void remember_at(env_t *env, const char *request_id, int64_t now_us)
+{
+    req_t r;
+    req_init(&r, SD_WRITE_INCREMENT);
+    r.request.request_id = request_id;
+    req_line(&r, "k", 1);
+    sd_write_result_t result;
+    sd_write_result_init(&result);
+    sd_batch_apply(env->batch, &r.request, now_us, &result);
+    assert_int_equal(result.error.status, SD_OK);
+    assert_false(result.replayed);
+    sd_write_result_free(&result);
+    assert_int_equal(sd_batch_commit(env->batch, true), SD_OK);
+    sd_batch_reset(env->batch, sd_batch_last_seq(env->batch));
+}
+
+static bool record_stored(env_t *env, const char *request_id)
+{
+    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
+    size_t key_length =
+        sd_key_encode_idempotency(sd_bytes_of("t1"), sd_bytes_of(request_id), key, sizeof(key));
+    char *value = NULL;
+    size_t value_length = 0;
+    assert_int_equal(
+        sd_storage_get(env->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length),
+        SD_OK);
+    sd_storage_free(value);
+    return value != NULL;
+}
+
+/* Regression: the compaction filter read the record's creation time in the wrong byte order,
+ * so any compaction dropped about half of the records, even seconds-old ones, and their
+ * retries were applied again. Records of every age are written (real clock: the filter uses
+ * it), the family is flushed and compacted, and then every record younger than the TTL still
+ * answers `replayed` while every older one is gone from RocksDB. */
+static void test_idempotency_records_survive_compaction(void **state)
+{
+    env_t *env = *state;
+    const int64_t ttl_us = INT64_C(7) * 86400 * 1000000;
+    const int records = 200;
+    int64_t now_us = util_now_us();
+    char id[32];
+    for (int i = 0; i < records; i++) {
+        snprintf(id, sizeof(id), "young-%d", i);
+        remember_at(env, id, now_us - (int64_t)i * 997 * 1000 * 1000); /* 0 .. ~2.3 days old */
+        snprintf(id, sizeof(id), "old-%d", i);
+        remember_at(env, id, now_us - ttl_us - 1000000 - (int64_t)i * 7919 * 1000);
+    }
+    assert_int_equal(sd_storage_flush_and_compact(env->storage, SD_CF_IDEMPOTENCY), SD_OK);
+    for (int i = 0; i < records; i++) {
+        snprintf(id, sizeof(id), "young-%d", i);
+        assert_true(record_stored(env, id));
+        req_t r;
+        req_init(&r, SD_WRITE_INCREMENT);
+        r.request.request_id = id;
+        req_line(&r, "k", 1);
+        sd_write_result_t result;
+        sd_write_result_init(&result);
+        sd_batch_apply(env->batch, &r.request, util_now_us(), &result);
+        assert_int_equal(result.error.status, SD_OK);
+        assert_true(result.replayed);
+        assert_false(result.applied);
+        sd_write_result_free(&result);
+        snprintf(id, sizeof(id), "old-%d", i);
+        assert_false(record_stored(env, id));
+    }
+    assert_int_equal(level_of(env, "k").available, 2 * records);
 }
 
 int main(void)
@@ -504,6 +574,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_commit_stores_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_seq_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_records_survive_compaction, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
