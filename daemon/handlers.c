@@ -73,7 +73,7 @@ static void sd_submit_write(sd_call_t *call, sd_write_job_t *job)
         sd_call_reply_status(call, status,
                              status == SD_RESOURCE_EXHAUSTED
                                  ? "write queue is full; retry with backoff"
-                                 : "server is shutting down; not applied");
+                                 : SD_NOT_TAKING_WRITES_MESSAGE);
     }
 }
 
@@ -307,9 +307,11 @@ static bool sd_health_known(const char *service)
     return service[0] == '\0' || strcmp(service, "stockd.v1.Inventory") == 0;
 }
 
+/* NOT_SERVING while shutting down and once storage has failed (the process is about to exit
+ * and restart), so probes and load balancers stop sending work. */
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus sd_health_status(sd_call_t *call)
 {
-    return sd_server_is_stopping(call)
+    return sd_server_is_stopping(call) || sd_writer_failed(sd_call_services(call)->writer)
                ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }

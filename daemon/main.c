@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "sd_limits.h"
@@ -34,6 +35,7 @@ typedef struct {
     int64_t write_buffer_mb;
     int64_t threads;
     int64_t shutdown_grace_s;
+    int64_t failure_exit_delay_s;
     const char *log_level;
 } sd_config_t;
 
@@ -80,6 +82,9 @@ static const cfg_option_t sd_options[] = {
            "gRPC completion-queue polling threads"),
     SD_OPT("shutdown-grace", "STOCKD_SHUTDOWN_GRACE", CFG_DURATION, shutdown_grace_s, "20s", 0,
            3600, NULL, "how long in-flight calls may take to finish at shutdown"),
+    SD_OPT("failure-exit-delay", "STOCKD_FAILURE_EXIT_DELAY", CFG_DURATION, failure_exit_delay_s,
+           "2s", 0, 60, NULL,
+           "after a storage failure: how long to answer NOT_SERVING before exiting (status 3)"),
     SD_OPT("log-level", "STOCKD_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0, sd_level_choices,
            "debug|info|warn|error"),
 };
@@ -90,6 +95,20 @@ static const cfg_spec_t sd_spec = {
 
 static const char *sd_method_names[SD_METRICS_METHODS_MAX];
 
+/* Exit status after a storage failure (fail-stop; see README "How writes stay correct"). */
+#define SD_EXIT_STORAGE_FAILED 3
+/* Sent to the main thread by the writer when storage fails; blocked everywhere, like SIGTERM. */
+#define SD_SIGNAL_STORAGE_FAILED SIGUSR1
+
+static pthread_t sd_main_thread;
+
+/* The writer's storage-failure callback: wakes the main thread's sigwait. */
+static void sd_on_storage_failed(void *context)
+{
+    (void)context;
+    pthread_kill(sd_main_thread, SD_SIGNAL_STORAGE_FAILED);
+}
+
 /* Blocks SIGINT/SIGTERM in every thread (gRPC's included: they inherit the mask) so that the
  * main thread can sigwait for them. */
 static void sd_block_signals(sigset_t *signals)
@@ -97,6 +116,7 @@ static void sd_block_signals(sigset_t *signals)
     sigemptyset(signals);
     sigaddset(signals, SIGINT);
     sigaddset(signals, SIGTERM);
+    sigaddset(signals, SD_SIGNAL_STORAGE_FAILED);
     pthread_sigmask(SIG_BLOCK, signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -139,7 +159,8 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
                                           .ledger_retention_s = config->ledger_retention_s,
                                           .prune_interval_s = config->ledger_prune_interval_s,
                                           .metrics = metrics,
-                                          .on_commit = sd_watch_hub_on_commit};
+                                          .on_commit = sd_watch_hub_on_commit,
+                                          .on_storage_failed = sd_on_storage_failed};
     hub = sd_watch_hub_new(storage, sd_storage_last_seq(storage), (uint64_t)config->watch_lag_max);
     writer_options.on_commit_context = hub;
     if (hub == NULL || sd_writer_start(&writer_options, &writer) != SD_OK) {
@@ -171,8 +192,13 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
            LF_UINT("ledger_seq", sd_storage_last_seq(storage)));
     int signal_number = 0;
     sigwait(signals, &signal_number);
+    if (sd_writer_failed(writer)) {
+        goto storage_failed;
+    }
     SD_LOG(LOG_INFO, "shutdown_started",
-           LF_STR("signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
+           LF_STR("signal", signal_number == SIGTERM  ? "SIGTERM"
+                            : signal_number == SIGINT ? "SIGINT"
+                                                      : "SIGUSR1"));
     exit_code = 0;
 cleanup:
     /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and
@@ -187,6 +213,20 @@ cleanup:
         SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
     }
     return exit_code;
+storage_failed:
+    /* Fail-stop: answer the calls in flight (writes: "not taking writes", or "outcome unknown"
+     * for the failed batch), then exit without touching RocksDB again. After a failed write or
+     * WAL sync its in-memory state cannot be trusted, so nothing is flushed or closed: the next
+     * start recovers from what the WAL durably holds. */
+    SD_LOG(LOG_ERROR, "shutdown_started", LF_STR("reason", "storage failed"),
+           LF_INT("exit_code", SD_EXIT_STORAGE_FAILED),
+           LF_INT("exit_delay_s", config->failure_exit_delay_s));
+    /* Health answers NOT_SERVING meanwhile, so probes, the gateway's /readyz and load
+     * balancers see the failure before the process is gone. */
+    sleep((unsigned)config->failure_exit_delay_s);
+    sd_server_stop(server, config->shutdown_grace_s * 1000);
+    sd_writer_stop(writer);
+    _exit(SD_EXIT_STORAGE_FAILED);
 }
 
 int main(int argc, char **argv)
@@ -206,6 +246,7 @@ int main(int argc, char **argv)
     }
     cfg_log_effective(&sd_spec, &config);
     sigset_t signals;
+    sd_main_thread = pthread_self();
     sd_block_signals(&signals);
     grpc_init();
     int exit_code = sd_run(&config, &signals);

@@ -32,6 +32,7 @@ struct sd_storage {
     _Atomic uint64_t pruned_through;
     int64_t idempotency_ttl_us;
     atomic_int fail_write_countdown;
+    atomic_bool failed; /* a write failed: see sd_storage_failed */
 };
 
 /* Idempotency records expire: compaction drops those older than the retention window, so
@@ -243,7 +244,8 @@ sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch,
 {
     int countdown = atomic_load(&storage->fail_write_countdown);
     if (countdown > 0 && atomic_fetch_sub(&storage->fail_write_countdown, 1) == 1) {
-        SD_LOG(LOG_WARN, "storage_write_failed", LF_STR("error", "injected failure"));
+        SD_LOG(LOG_ERROR, "storage_write_failed", LF_STR("error", "injected failure"));
+        atomic_store(&storage->failed, true);
         return SD_UNAVAILABLE;
     }
     char *rocks_error = NULL;
@@ -252,9 +254,15 @@ sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch,
     if (rocks_error != NULL) {
         SD_LOG(LOG_ERROR, "storage_write_failed", LF_STR("error", rocks_error));
         rocksdb_free(rocks_error);
+        atomic_store(&storage->failed, true);
         return SD_UNAVAILABLE;
     }
     return SD_OK;
+}
+
+bool sd_storage_failed(const sd_storage_t *storage)
+{
+    return atomic_load(&storage->failed);
 }
 
 uint64_t sd_storage_last_seq(const sd_storage_t *storage)

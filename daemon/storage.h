@@ -49,8 +49,15 @@ sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key
                            char **value_out, size_t *value_length_out);
 void sd_storage_free(void *value);
 
-/* Applies a batch atomically; with sync the WAL is fsynced before returning. */
+/* Applies a batch atomically; with sync the WAL is fsynced before returning. A failure
+ * leaves the fate of the batch unknown (the WAL may hold it, and RocksDB's state after a
+ * failed write or sync is undefined), so it also marks the storage failed: see below. */
 sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync);
+
+/* True once a write has failed. stockd is fail-stop (README "How writes stay correct"): it
+ * takes no more writes, reports NOT_SERVING, exits non-zero and recovers from the WAL on the
+ * next start, as PostgreSQL does after a failed fsync. */
+bool sd_storage_failed(const sd_storage_t *storage);
 
 /* The last ledger seq recorded (0 for a new database). */
 uint64_t sd_storage_last_seq(const sd_storage_t *storage);

@@ -18,6 +18,7 @@ struct sd_writer {
     sd_write_job_t **ring; /* queue_depth_max slots */
     size_t head, count;
     bool stopping;
+    bool failed; /* storage failed: every job is refused from now on */
     sd_batch_t *batch;
     sd_write_job_t **taken; /* the jobs of the batch in progress */
     _Atomic uint64_t committed_seq;
@@ -28,7 +29,7 @@ sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
 {
     sd_status_t status = SD_OK;
     pthread_mutex_lock(&writer->mutex);
-    if (writer->stopping) {
+    if (writer->stopping || writer->failed) {
         status = SD_UNAVAILABLE;
     } else if (writer->count == writer->options.queue_depth_max) {
         status = SD_RESOURCE_EXHAUSTED;
@@ -94,17 +95,49 @@ static size_t sd_writer_take(sd_writer_t *writer, bool *stop_out)
     return taken;
 }
 
-/* Turns every applied job of a failed commit into a failure: none of it is stored. */
-static void sd_writer_fail_applied(sd_writer_t *writer, size_t taken, sd_status_t status)
+/* A failed commit: every request of the batch gets "outcome unknown", whatever the batch
+ * told it before. Refusals and ALREADY_EXISTS were judged against earlier requests of the
+ * batch, and replays may come from records of the batch, none of which is known to be stored.
+ * Only requests whose deadline had passed were never evaluated: they keep their answer. */
+static void sd_writer_fail_batch(sd_writer_t *writer, size_t taken)
 {
     for (size_t i = 0; i < taken; i++) {
         sd_write_result_t *result = &writer->taken[i]->result;
-        if (result->applied) {
-            sd_write_result_free(result);
-            sd_write_result_init(result);
-            sd_error_set(&result->error, status == SD_INTERNAL ? SD_INTERNAL : SD_UNAVAILABLE,
-                         "storage write failed; not applied");
+        if (result->error.status == SD_DEADLINE_EXCEEDED) {
+            continue;
         }
+        sd_write_result_free(result);
+        sd_write_result_init(result);
+        sd_error_set(&result->error, SD_UNAVAILABLE, "%s", SD_OUTCOME_UNKNOWN_MESSAGE);
+    }
+}
+
+/* Storage failed: stop taking writes (submit refuses, queued jobs are refused by the writer
+ * loop) and tell the process, once. */
+static void sd_writer_enter_failed(sd_writer_t *writer)
+{
+    pthread_mutex_lock(&writer->mutex);
+    bool first = !writer->failed;
+    writer->failed = true;
+    pthread_mutex_unlock(&writer->mutex);
+    if (!first) {
+        return;
+    }
+    SD_LOG(LOG_ERROR, "storage_failed",
+           LF_STR("action", "no more writes; NOT_SERVING; exiting to recover from the WAL"));
+    if (writer->options.on_storage_failed != NULL) {
+        writer->options.on_storage_failed(writer->options.on_storage_failed_context);
+    }
+}
+
+/* Answers jobs that were queued when storage failed: they were never evaluated. */
+static void sd_writer_refuse_taken(sd_writer_t *writer, size_t taken)
+{
+    for (size_t i = 0; i < taken; i++) {
+        sd_write_job_t *job = writer->taken[i];
+        sd_write_result_init(&job->result);
+        sd_error_set(&job->result.error, SD_UNAVAILABLE, "%s", SD_NOT_TAKING_WRITES_MESSAGE);
+        job->complete(job);
     }
 }
 
@@ -130,7 +163,8 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
         sd_metrics_observe_commit(writer->options.metrics, applied,
                                   util_monotonic_ms() - started_ms);
         if (status != SD_OK) {
-            sd_writer_fail_applied(writer, taken, status);
+            sd_writer_fail_batch(writer, taken);
+            sd_writer_enter_failed(writer);
         } else {
             uint64_t last_seq = sd_batch_last_seq(writer->batch);
             atomic_store(&writer->committed_seq, last_seq);
@@ -153,12 +187,17 @@ static void *sd_writer_main(void *argument)
         if (stop) {
             break;
         }
-        if (taken > 0) {
+        if (taken > 0 && sd_writer_failed(writer)) {
+            sd_writer_refuse_taken(writer, taken);
+        } else if (taken > 0) {
             sd_metrics_set_queue_depth(writer->options.metrics, sd_writer_queue_depth(writer));
             sd_writer_run_batch(writer, taken);
         }
-        if (sd_writer_prune_due(writer)) {
+        if (sd_writer_prune_due(writer) && !sd_writer_failed(writer)) {
             sd_writer_prune(writer);
+            if (sd_storage_failed(writer->options.storage)) {
+                sd_writer_enter_failed(writer);
+            }
         }
     }
     return NULL;
@@ -222,6 +261,14 @@ void sd_writer_stop(sd_writer_t *writer)
 uint64_t sd_writer_committed_seq(const sd_writer_t *writer)
 {
     return atomic_load(&writer->committed_seq);
+}
+
+bool sd_writer_failed(sd_writer_t *writer)
+{
+    pthread_mutex_lock(&writer->mutex);
+    bool failed = writer->failed;
+    pthread_mutex_unlock(&writer->mutex);
+    return failed;
 }
 
 size_t sd_writer_queue_depth(sd_writer_t *writer)

@@ -17,6 +17,15 @@
 
 typedef struct sd_write_job sd_write_job_t;
 
+/* The answer of every request of a batch whose commit failed: the WAL may hold the batch
+ * even though RocksDB reported an error, so nobody can say it was not applied. */
+#define SD_OUTCOME_UNKNOWN_MESSAGE                                                                 \
+    "outcome unknown: the storage commit failed and this write may or may not have been "          \
+    "applied; stockd is restarting; retry with the same request_id (or check History)"
+#define SD_NOT_TAKING_WRITES_MESSAGE                                                               \
+    "stockd is not taking writes (shutting down, or restarting after a storage failure); "         \
+    "not applied"
+
 /* Called on the writer thread once the job's outcome is final (committed or failed). The
  * job is owned by the submitter; the writer does not touch it after this call. */
 typedef void sd_write_complete_fn(sd_write_job_t *job);
@@ -45,6 +54,10 @@ typedef struct {
     /* Called on the writer thread after each successful commit (may be NULL). */
     void (*on_commit)(void *context, uint64_t last_seq);
     void *on_commit_context;
+    /* Called once on the writer thread when storage has failed (may be NULL): from then on
+     * the writer takes no more writes, and the process should exit and recover on restart. */
+    void (*on_storage_failed)(void *context);
+    void *on_storage_failed_context;
 } sd_writer_options_t;
 
 typedef struct sd_writer sd_writer_t;
@@ -53,7 +66,12 @@ typedef struct sd_writer sd_writer_t;
 sd_status_t sd_writer_start(const sd_writer_options_t *options, sd_writer_t **writer_out);
 
 /* Queues a job. SD_OK: job->complete will be called exactly once. SD_RESOURCE_EXHAUSTED (queue
- * full) or SD_UNAVAILABLE (stopping): it will not be, and the job was not applied. */
+ * full) or SD_UNAVAILABLE (stopping, or storage failed): it will not be, and the job was not
+ * applied.
+ *
+ * What a completed job's status says about its fate: SD_OK, the write is durable;
+ * SD_UNAVAILABLE with SD_OUTCOME_UNKNOWN_MESSAGE, its batch's commit failed and it may or may
+ * not be stored (retry with the same request_id); any other status, it was not applied. */
 sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job);
 
 /* Stops accepting jobs, finishes every queued one, joins the thread and frees the writer. */
@@ -61,6 +79,8 @@ void sd_writer_stop(sd_writer_t *writer);
 
 /* The last ledger seq that is durable. */
 uint64_t sd_writer_committed_seq(const sd_writer_t *writer);
+/* True once storage failed and the writer stopped taking writes. */
+bool sd_writer_failed(sd_writer_t *writer);
 /* Jobs currently queued. */
 size_t sd_writer_queue_depth(sd_writer_t *writer);
 

@@ -20,6 +20,8 @@ typedef struct {
     Stockd__V1__Line *line_pointer;
     sem_t done;
     sd_status_t status;
+    char message[SD_ERROR_MESSAGE_BYTES_MAX];
+    bool replayed;
     sem_t *gate; /* when set, completion waits on it (to hold the writer thread) */
 } test_job_t;
 
@@ -27,6 +29,8 @@ static void on_complete(sd_write_job_t *job)
 {
     test_job_t *t = job->context;
     t->status = job->result.error.status;
+    t->replayed = job->result.replayed;
+    snprintf(t->message, sizeof(t->message), "%s", job->result.error.message);
     sd_write_result_free(&job->result);
     if (t->gate != NULL) {
         sem_wait(t->gate);
@@ -75,6 +79,14 @@ typedef struct {
     sd_writer_t *writer;
 } env_t;
 
+static _Atomic int storage_failed_calls;
+
+static void on_storage_failed(void *context)
+{
+    (void)context;
+    atomic_fetch_add(&storage_failed_calls, 1);
+}
+
 static env_t *env_start(size_t queue_depth)
 {
     env_t *env = calloc(1, sizeof(*env));
@@ -85,7 +97,9 @@ static env_t *env_start(size_t queue_depth)
                                    .queue_depth_max = queue_depth,
                                    .batch_jobs_max = 64,
                                    .batch_lines_max = 1024,
-                                   .idempotency_ttl_s = 3600};
+                                   .idempotency_ttl_s = 3600,
+                                   .on_storage_failed = on_storage_failed};
+    atomic_store(&storage_failed_calls, 0);
     assert_int_equal(sd_writer_start(&options, &env->writer), SD_OK);
     return env;
 }
@@ -207,9 +221,41 @@ static void test_racing_restricted_decrements_never_oversell(void **state)
     env_stop(env);
 }
 
-/* Fault injection in a loop: the Nth commit fails, for N = 1..6. Every request in a failed
- * commit is answered UNAVAILABLE and nothing of it is stored; every acknowledged one is stored;
- * the ledger seq stays gap-free (checked by reopening); nothing leaks (valgrind/ASan runs). */
+static int64_t stored_level(sd_storage_t *storage, const char *sku, uint64_t *version_out)
+{
+    sd_item_key_t parts = {sd_bytes_of("t"), sd_bytes_of(""), sd_bytes_of("app"), sd_bytes_of(sku),
+                           sd_bytes_of("")};
+    uint8_t key[SD_ITEM_KEY_BYTES_MAX];
+    size_t length = sd_key_encode_item(&parts, key, sizeof(key));
+    sd_level_t level;
+    bool found = false;
+    assert_int_equal(sd_storage_get_level(storage, key, length, &level, &found), SD_OK);
+    *version_out = level.version;
+    return level.available;
+}
+
+/* Closes the writer and storage, and opens the storage again as a restart would. */
+static void env_restart_storage(env_t *env)
+{
+    sd_writer_stop(env->writer);
+    env->writer = NULL;
+    sd_storage_close(env->storage);
+    env->storage = th_open_storage(env->dir);
+}
+
+static void env_free(env_t *env)
+{
+    sd_storage_close(env->storage);
+    th_remove_tree(env->dir);
+    free(env->dir);
+    free(env);
+}
+
+/* Fault injection in a loop: the Nth commit fails, for N = 1..6. The writes before it are
+ * acknowledged and stored; the failing one is answered "outcome unknown" (UNAVAILABLE), never
+ * "not applied"; storage failure is reported once and the writer takes no more writes
+ * (fail-stop); after a restart every acknowledged write is there, the seq is gap-free, and
+ * nothing leaks (valgrind/ASan runs). */
 static void test_failed_commits_in_a_loop(void **state)
 {
     (void)state;
@@ -217,38 +263,93 @@ static void test_failed_commits_in_a_loop(void **state)
         env_t *env = env_start(16);
         sd_storage_fail_write_after(env->storage, failing);
         int64_t acknowledged = 0;
-        int failures = 0;
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < failing; i++) {
             test_job_t t;
             job_init(&t, SD_WRITE_INCREMENT, "f", i + 1, false);
             sd_status_t status = submit_and_wait(env->writer, &t);
-            if (status == SD_OK) {
+            if (i + 1 < failing) {
+                assert_int_equal(status, SD_OK);
                 acknowledged += i + 1;
-            } else {
-                assert_int_equal(status, SD_UNAVAILABLE);
-                failures++;
+                continue;
             }
+            assert_int_equal(status, SD_UNAVAILABLE);
+            assert_non_null(strstr(t.message, "outcome unknown"));
+            assert_non_null(strstr(t.message, "same request_id"));
         }
-        assert_int_equal(failures, 1);
-        assert_int_equal(sd_writer_committed_seq(env->writer), 7);
-        sd_writer_stop(env->writer);
-        sd_storage_close(env->storage);
-        env->storage = th_open_storage(env->dir);
-        assert_int_equal(sd_storage_last_seq(env->storage), 7);
-        sd_item_key_t parts = {sd_bytes_of("t"), sd_bytes_of(""), sd_bytes_of("app"),
-                               sd_bytes_of("f"), sd_bytes_of("")};
-        uint8_t key[SD_ITEM_KEY_BYTES_MAX];
-        size_t length = sd_key_encode_item(&parts, key, sizeof(key));
-        sd_level_t level;
-        bool found = false;
-        assert_int_equal(sd_storage_get_level(env->storage, key, length, &level, &found), SD_OK);
-        assert_int_equal(level.available, acknowledged);
-        assert_int_equal(level.version, 7);
-        sd_storage_close(env->storage);
-        th_remove_tree(env->dir);
-        free(env->dir);
-        free(env);
+        assert_true(sd_writer_failed(env->writer));
+        assert_int_equal(atomic_load(&storage_failed_calls), 1);
+        test_job_t after;
+        job_init(&after, SD_WRITE_INCREMENT, "f", 100, false);
+        assert_int_equal(sd_writer_submit(env->writer, &after.job), SD_UNAVAILABLE);
+        assert_int_equal(sd_writer_committed_seq(env->writer), (uint64_t)failing - 1);
+        env_restart_storage(env);
+        assert_int_equal(sd_storage_last_seq(env->storage), (uint64_t)failing - 1);
+        uint64_t version = 0;
+        assert_int_equal(stored_level(env->storage, "f", &version), acknowledged);
+        assert_int_equal(version, (uint64_t)failing - 1);
+        env_free(env);
     }
+}
+
+/* A batch whose commit fails answers nothing from it as settled: an applied request, a replay
+ * of it from the same (never stored) batch, a refusal judged against it, and an
+ * ALREADY_EXISTS all get "outcome unknown"; after a restart the request_id is unknown and
+ * its retry applies once, fresh. */
+static void test_failed_batch_answers_nothing_as_settled(void **state)
+{
+    (void)state;
+    env_t *env = env_start(16);
+    sem_t gate;
+    sem_init(&gate, 0, 0);
+    test_job_t held, applied, replay, refused, conflict;
+    job_init(&held, SD_WRITE_INCREMENT, "s", 1, false);
+    held.gate = &gate; /* the writer waits in this completion while the batch is queued */
+    assert_int_equal(sd_writer_submit(env->writer, &held.job), SD_OK);
+    while (sd_writer_queue_depth(env->writer) != 0) {
+        usleep(1000);
+    }
+    job_init(&applied, SD_WRITE_DECREMENT, "s", 1, true);
+    applied.job.request.request_id = "r1";
+    job_init(&replay, SD_WRITE_DECREMENT, "s", 1, true);
+    replay.job.request.request_id = "r1";
+    job_init(&refused, SD_WRITE_DECREMENT, "s", 1, true); /* the level is 0 after r1 */
+    job_init(&conflict, SD_WRITE_DECREMENT, "s", 2, true);
+    conflict.job.request.request_id = "r1";
+    test_job_t *batch[] = {&applied, &replay, &refused, &conflict};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(sd_writer_submit(env->writer, &batch[i]->job), SD_OK);
+    }
+    sd_storage_fail_write_after(env->storage, 1);
+    sem_post(&gate);
+    sem_wait(&held.done);
+    assert_int_equal(held.status, SD_OK);
+    for (size_t i = 0; i < 4; i++) {
+        sem_wait(&batch[i]->done);
+        assert_int_equal(batch[i]->status, SD_UNAVAILABLE);
+        assert_false(batch[i]->replayed);
+        assert_non_null(strstr(batch[i]->message, "outcome unknown"));
+    }
+    env_restart_storage(env);
+    uint64_t version = 0;
+    assert_int_equal(stored_level(env->storage, "s", &version), 1);
+    sd_writer_options_t options = {.storage = env->storage,
+                                   .sync = true,
+                                   .queue_depth_max = 4,
+                                   .batch_jobs_max = 4,
+                                   .batch_lines_max = 64,
+                                   .idempotency_ttl_s = 3600};
+    assert_int_equal(sd_writer_start(&options, &env->writer), SD_OK);
+    job_init(&applied, SD_WRITE_DECREMENT, "s", 1, true);
+    applied.job.request.request_id = "r1";
+    assert_int_equal(submit_and_wait(env->writer, &applied), SD_OK);
+    assert_false(applied.replayed);
+    job_init(&replay, SD_WRITE_DECREMENT, "s", 1, true);
+    replay.job.request.request_id = "r1";
+    assert_int_equal(submit_and_wait(env->writer, &replay), SD_OK);
+    assert_true(replay.replayed);
+    sd_writer_stop(env->writer);
+    assert_int_equal(stored_level(env->storage, "s", &version), 0);
+    env_free(env);
 }
 
 int main(void)
@@ -259,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_stop_drains_queue),
         cmocka_unit_test(test_racing_restricted_decrements_never_oversell),
         cmocka_unit_test(test_failed_commits_in_a_loop),
+        cmocka_unit_test(test_failed_batch_answers_nothing_as_settled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
