@@ -33,6 +33,7 @@ typedef struct {
     int64_t block_cache_mb;
     int64_t level_cache_entries;
     int64_t write_buffer_mb;
+    int64_t wal_max_mb;
     int64_t threads;
     int64_t shutdown_grace_s;
     int64_t failure_exit_delay_s;
@@ -78,6 +79,8 @@ static const cfg_option_t sd_options[] = {
            "committed levels the writer keeps in memory (about 200 bytes each; 0 = off)"),
     SD_OPT("write-buffer-mb", "STOCKD_WRITE_BUFFER_MB", CFG_INT, write_buffer_mb, "32", 1, 4096,
            NULL, "RocksDB memtable size per column family in MiB (up to 3 each)"),
+    SD_OPT("wal-max-mb", "STOCKD_WAL_MAX_MB", CFG_INT, wal_max_mb, "64", 1, 65536, NULL,
+           "write-ahead log bound in MiB: bounds what a restart after a crash replays"),
     SD_OPT("threads", "STOCKD_THREADS", CFG_INT, threads, "2", 1, 16, NULL,
            "gRPC completion-queue polling threads"),
     SD_OPT("shutdown-grace", "STOCKD_SHUTDOWN_GRACE", CFG_DURATION, shutdown_grace_s, "20s", 0,
@@ -136,7 +139,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     mkdir(config->data_dir, 0750); /* RocksDB creates one level only; EEXIST is fine */
     sd_storage_options_t storage_options = {config->data_dir, config->block_cache_mb << 20,
                                             config->write_buffer_mb << 20,
-                                            config->idempotency_ttl_s};
+                                            config->idempotency_ttl_s, config->wal_max_mb << 20};
     if (metrics == NULL ||
         sd_storage_open(&storage_options, &storage, error, sizeof(error)) != SD_OK) {
         SD_LOG(LOG_ERROR, "storage_open_failed", LF_STR("error", metrics ? error : "memory"));

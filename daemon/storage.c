@@ -33,7 +33,11 @@ struct sd_storage {
     int64_t idempotency_ttl_us;
     atomic_int fail_write_countdown;
     atomic_bool failed; /* a write failed: see sd_storage_failed */
+    int64_t wal_bytes_max;
+    int64_t wal_bytes_since_flush; /* writer thread only */
 };
+
+static void sd_storage_flush_all(sd_storage_t *storage, bool wait);
 
 /* Idempotency records expire: compaction drops those older than the retention window, so
  * the column family does not grow without bound. Lookups check the age too, because
@@ -75,6 +79,7 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_options_set_max_background_jobs(storage->db_options, 2);
     rocksdb_options_set_max_open_files(storage->db_options, 512);
     rocksdb_options_set_keep_log_file_num(storage->db_options, 4);
+    storage->wal_bytes_max = options->wal_bytes_max;
     /* Point-in-time recovery: after a crash, replay the WAL up to the first corrupt record. */
     rocksdb_options_set_wal_recovery_mode(storage->db_options, 2);
     storage->cache = rocksdb_cache_create_lru((size_t)options->block_cache_bytes);
@@ -162,18 +167,32 @@ sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **
     return SD_OK;
 }
 
+/* Flushes every column family's memtable to an SST file, so the log holds nothing that the
+ * next start must replay (restart time after a clean stop does not grow with the data).
+ * Without wait the flushes run in the background. */
+static void sd_storage_flush_all(sd_storage_t *storage, bool wait)
+{
+    rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(flush, wait ? 1 : 0);
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        char *rocks_error = NULL;
+        rocksdb_flush_cf(storage->db, flush, storage->cf[cf], &rocks_error);
+        if (rocks_error != NULL) {
+            SD_LOG(LOG_ERROR, "storage_flush_failed", LF_STR("cf", sd_cf_names[cf]),
+                   LF_STR("error", rocks_error));
+            rocksdb_free(rocks_error);
+        }
+    }
+    rocksdb_flushoptions_destroy(flush);
+}
+
 void sd_storage_close(sd_storage_t *storage)
 {
     if (storage == NULL) {
         return;
     }
     if (storage->db != NULL) {
-        char *rocks_error = NULL;
-        rocksdb_flush_wal(storage->db, 1, &rocks_error);
-        if (rocks_error != NULL) {
-            SD_LOG(LOG_ERROR, "storage_flush_failed", LF_STR("error", rocks_error));
-            rocksdb_free(rocks_error);
-        }
+        sd_storage_flush_all(storage, true);
         for (int cf = 0; cf < SD_CF_COUNT; cf++) {
             rocksdb_column_family_handle_destroy(storage->cf[cf]);
         }
@@ -240,6 +259,24 @@ sd_status_t sd_storage_get_level(sd_storage_t *storage, const uint8_t *key, size
     return SD_OK;
 }
 
+/* Bounds the write-ahead log. The "default" family takes a tiny write on every commit and
+ * never fills its memtable, so RocksDB would keep every log file since the last flush (its own
+ * max_total_wal_size did not release them in 7.8 while the log kept growing). Instead, once
+ * half the bound has been written since the last flush, every family is flushed (in the
+ * background; the commit does not wait), after which RocksDB deletes the old log files. */
+static void sd_storage_bound_wal(sd_storage_t *storage, rocksdb_writebatch_t *batch)
+{
+    size_t batch_bytes = 0;
+    rocksdb_writebatch_data(batch, &batch_bytes);
+    storage->wal_bytes_since_flush += (int64_t)batch_bytes;
+    if (storage->wal_bytes_max <= 0 ||
+        storage->wal_bytes_since_flush < storage->wal_bytes_max / 2) {
+        return;
+    }
+    storage->wal_bytes_since_flush = 0;
+    sd_storage_flush_all(storage, false);
+}
+
 sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync)
 {
     int countdown = atomic_load(&storage->fail_write_countdown);
@@ -257,6 +294,7 @@ sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch,
         atomic_store(&storage->failed, true);
         return SD_UNAVAILABLE;
     }
+    sd_storage_bound_wal(storage, batch);
     return SD_OK;
 }
 

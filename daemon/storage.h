@@ -27,6 +27,10 @@ typedef struct {
     int64_t block_cache_bytes;
     int64_t write_buffer_bytes;
     int64_t idempotency_ttl_s; /* compaction drops records older than this */
+    /* Bound on the write-ahead log: past it RocksDB flushes the memtables that pin the oldest
+     * log file, so a restart replays at most this much (0 = RocksDB's default, 4 x the
+     * memtables, about 1.5 GiB here). */
+    int64_t wal_bytes_max;
 } sd_storage_options_t;
 
 typedef struct sd_storage sd_storage_t;
@@ -35,7 +39,8 @@ typedef struct sd_storage sd_storage_t;
  * into error and returns SD_UNAVAILABLE. The caller owns *storage_out (sd_storage_close). */
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
                             char *error, size_t error_capacity);
-/* Flushes and closes; NULL is allowed. */
+/* Flushes every memtable (so the next start replays no log) and closes; NULL is allowed. A
+ * failed storage (sd_storage_failed) must not be closed: the process exits instead. */
 void sd_storage_close(sd_storage_t *storage);
 
 /* Reads a level. Not found is not an error: *found_out = false and *level_out = default.
