@@ -82,31 +82,63 @@ bool util_utf8_valid(const char *bytes, size_t length)
     return true;
 }
 
+size_t util_utf8_repair(char *text)
+{
+    size_t length = strlen(text), read = 0, written = 0;
+    while (read < length) {
+        size_t step = util_utf8_sequence_length((const unsigned char *)text + read, length - read);
+        if (step == 0) {
+            read++; /* a byte of a cut or broken character: dropped */
+            continue;
+        }
+        memmove(text + written, text + read, step);
+        read += step;
+        written += step;
+    }
+    text[written] = '\0';
+    return written;
+}
+
+/* The JSON form of the character at text (its escape, or its bytes) into escape; returns its
+ * length in escape and the bytes of input it covers in *input_step (0 when the input ends
+ * within a character, or holds a broken one: escaping stops there). */
+static size_t util_json_escape_one(const char *text, size_t input_left, char escape[8],
+                                   size_t *input_step)
+{
+    unsigned char c = (unsigned char)text[0];
+    if (c == '"' || c == '\\') {
+        escape[0] = '\\';
+        escape[1] = (char)c;
+        *input_step = 1;
+        return 2;
+    }
+    if (c < 0x20 || c == 0x7F) {
+        *input_step = 1;
+        return (size_t)snprintf(escape, 8, "\\u%04x", c);
+    }
+    size_t step = util_utf8_sequence_length((const unsigned char *)text, input_left);
+    memcpy(escape, text, step);
+    *input_step = step;
+    return step;
+}
+
 size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, size_t out_capacity)
 {
     size_t used = 0;
     if (out_capacity == 0) {
         return 0;
     }
-    for (size_t i = 0; text[i] != '\0' && i < input_bytes_max; i++) {
-        unsigned char c = (unsigned char)text[i];
+    size_t input_length = strnlen(text, input_bytes_max);
+    for (size_t i = 0; i < input_length;) {
         char escape[8];
-        size_t n;
-        if (c == '"' || c == '\\') {
-            escape[0] = '\\';
-            escape[1] = (char)c;
-            n = 2;
-        } else if (c < 0x20 || c == 0x7F) {
-            n = (size_t)snprintf(escape, sizeof(escape), "\\u%04x", c);
-        } else {
-            escape[0] = (char)c;
-            n = 1;
-        }
-        if (used + n >= out_capacity) {
-            break;
+        size_t step = 0;
+        size_t n = util_json_escape_one(text + i, input_length - i, escape, &step);
+        if (step == 0 || used + n >= out_capacity) {
+            break; /* never cut a character in two */
         }
         memcpy(out + used, escape, n);
         used += n;
+        i += step;
     }
     out[used] = '\0';
     return used;

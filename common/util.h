@@ -15,8 +15,14 @@ double util_monotonic_ms(void);
 /* True when bytes[0..length) is well-formed UTF-8 (no overlongs, no surrogates) without NUL. */
 bool util_utf8_valid(const char *bytes, size_t length);
 
+/* Drops, in place, every byte of text that is not part of a complete, well-formed UTF-8
+ * character, so a message cut by a byte limit (snprintf, %.64s) stays valid UTF-8 for clients
+ * that decode it strictly (Python grpcio). Returns the new length. */
+size_t util_utf8_repair(char *text);
+
 /* Writes JSON-escaped text (without quotes) into out, reading at most input_bytes_max bytes of
- * input; always NUL-terminates; returns the bytes written (excluding NUL). */
+ * input; always NUL-terminates; never cuts a UTF-8 character in two (input or output limit),
+ * and stops at a malformed one; returns the bytes written (excluding NUL). */
 size_t util_json_escape(const char *text, size_t input_bytes_max, char *out, size_t out_capacity);
 
 /* The length of the leading run of text made of ASCII letters, digits and the characters of

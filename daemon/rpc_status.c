@@ -8,6 +8,7 @@
 #include "google/protobuf/any.pb-c.h"
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
+#include "util.h"
 
 void sd_error_init(sd_error_t *error)
 {
@@ -38,6 +39,7 @@ void sd_error_set(sd_error_t *error, sd_status_t status, const char *format, ...
     va_start(args, format);
     vsnprintf(error->message, sizeof(error->message), format, args);
     va_end(args);
+    util_utf8_repair(error->message); /* a quoted value or the limit may have cut a character */
     error->status = status;
 }
 
@@ -48,6 +50,7 @@ static char *sd_strdup_bounded(const char *text)
     if (copy != NULL) {
         memcpy(copy, text, length);
         copy[length] = '\0';
+        util_utf8_repair(copy);
     }
     return copy;
 }

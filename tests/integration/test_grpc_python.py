@@ -163,6 +163,17 @@ class StatusCodes(unittest.TestCase):
         self.assertIn("requested 2", violation.description)
         self.assertIn("available 1", violation.description)
 
+    def test_cut_messages_stay_utf8(self):
+        """Regression: a quoted id cut at 64 bytes ended inside a character ("%.64s"), and
+        grpcio could not decode the status. 30 x U+20AC is 90 bytes; 64 is not a multiple of 3."""
+        sku = "\u20ac" * 30
+        e = self.expect_error(grpc.StatusCode.FAILED_PRECONDITION, "Decrement", pb.DecrementRequest(
+            tenant_id="t", restrict_inventory=True, lines=[pb.Line(item=item(sku), quantity=1)]),
+            pb.DecrementResponse)
+        self.assertIn('"%s"' % ("\u20ac" * 21), e.details())
+        status, _ = rich_details(e)
+        self.assertIn("\u20ac" * 21, status.message)
+
     def test_aborted_on_stale_version(self):
         from google.protobuf import wrappers_pb2
         self.set("cas", 1)

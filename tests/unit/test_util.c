@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,31 @@ static void test_json_escape(void **state)
     assert_string_equal(out, "abc");
     util_json_escape("abcdef", 100, out, 4);
     assert_string_equal(out, "abc");
+    /* a byte limit inside a character stops before it: input limit, then output limit */
+    util_json_escape("ab\xe2\x82\xac", 4, out, sizeof(out));
+    assert_string_equal(out, "ab");
+    util_json_escape("ab\xe2\x82\xac", 100, out, 5);
+    assert_string_equal(out, "ab");
+    util_json_escape("ab\xe2\x82\xac", 100, out, 6);
+    assert_string_equal(out, "ab\xe2\x82\xac");
+}
+
+/* Regression: "%.64s" of a quoted value could end inside a character, and clients that decode
+ * the status strictly (Python grpcio) failed on it. */
+static void test_utf8_repair(void **state)
+{
+    (void)state;
+    char cut[32];
+    snprintf(cut, sizeof(cut), "id \"%.5s\" short", "\xe2\x82\xac\xe2\x82\xac");
+    assert_false(util_utf8_valid(cut, strlen(cut)));
+    assert_int_equal(util_utf8_repair(cut), strlen("id \"\xe2\x82\xac\" short"));
+    assert_string_equal(cut, "id \"\xe2\x82\xac\" short");
+    char broken[] = "a\xff\xc3"
+                    "b\xc3\xa9";
+    util_utf8_repair(broken);
+    assert_string_equal(broken, "ab\xc3\xa9");
+    char fine[] = "caf\xc3\xa9";
+    assert_int_equal(util_utf8_repair(fine), 5);
 }
 
 static void test_numbers(void **state)
@@ -105,9 +131,10 @@ static void test_base64url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),      cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_numbers),   cmocka_unit_test(test_host_port),
-        cmocka_unit_test(test_base64url), cmocka_unit_test(test_identifier_span),
+        cmocka_unit_test(test_utf8),        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_numbers),     cmocka_unit_test(test_host_port),
+        cmocka_unit_test(test_base64url),   cmocka_unit_test(test_identifier_span),
+        cmocka_unit_test(test_utf8_repair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
