@@ -3,10 +3,14 @@
  * One thread runs every watcher: it wakes on commits, on finished sends and on new streams,
  * and is the only thread that starts sends or ends streams. Stream events arrive on polling
  * threads; a CLOSED event releases the watcher there and then (so that when the server has
- * stopped, every watcher is gone). All watcher state is guarded by the hub's mutex. */
+ * stopped, every watcher is gone). All watcher state is guarded by the hub's mutex, which the
+ * hub thread holds across RocksDB scans and sends. The writer never takes it: a commit only
+ * stores the committed seq (atomic) and raises the wake-up flag, under a mutex of its own that
+ * nobody holds for longer than a flag update, so a commit never waits on watchers. */
 #include "watch.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,22 +45,30 @@ struct sd_watch_hub {
     sd_storage_t *storage;
     uint64_t lag_max;
     pthread_t thread;
-    pthread_mutex_t mutex;
-    pthread_cond_t wakeup;
-    bool stopping;
-    bool dirty;
-    uint64_t committed_seq;
+    pthread_mutex_t mutex; /* watcher state; held across scans and sends */
     sd_watcher_t *watchers;
+    _Atomic uint64_t committed_seq;
+    /* The wake-up: held only to update or wait for these flags, never across work. */
+    pthread_mutex_t wake_mutex;
+    pthread_cond_t wakeup;
+    bool wake_pending;
+    bool stopping;
 };
+
+/* Makes the hub thread run its watchers once more. Never called with wake_mutex held. */
+static void sd_watch_hub_wake(sd_watch_hub_t *hub)
+{
+    pthread_mutex_lock(&hub->wake_mutex);
+    hub->wake_pending = true;
+    pthread_cond_signal(&hub->wakeup);
+    pthread_mutex_unlock(&hub->wake_mutex);
+}
 
 void sd_watch_hub_on_commit(void *context, uint64_t last_seq)
 {
     sd_watch_hub_t *hub = context;
-    pthread_mutex_lock(&hub->mutex);
-    hub->committed_seq = last_seq;
-    hub->dirty = true;
-    pthread_cond_signal(&hub->wakeup);
-    pthread_mutex_unlock(&hub->mutex);
+    atomic_store(&hub->committed_seq, last_seq);
+    sd_watch_hub_wake(hub);
 }
 
 static void sd_watcher_free_pending(sd_watcher_t *watcher);
@@ -90,13 +102,14 @@ static void sd_watcher_on_event(void *context, sd_stream_event_t event, bool ok)
             sd_call_stream_release(watcher->call);
         }
     }
-    if (watcher->close_seen && !watcher->sending) {
+    bool destroyed = watcher->close_seen && !watcher->sending;
+    if (destroyed) {
         sd_watcher_destroy(watcher); /* no event can follow */
-    } else {
-        hub->dirty = true;
-        pthread_cond_signal(&hub->wakeup);
     }
     pthread_mutex_unlock(&hub->mutex);
+    if (!destroyed) {
+        sd_watch_hub_wake(hub);
+    }
 }
 
 /* ---- reading the ledger ---- */
@@ -170,12 +183,28 @@ static void sd_watcher_end(sd_watcher_t *watcher, sd_status_t status, const char
     sd_call_stream_end(watcher->call, status, message);
 }
 
+/* How far behind the watcher is: from its oldest entry not yet sent to the newest committed
+ * seq. Only what it still has to receive counts: a watcher with nothing pending is not behind,
+ * however much other tenants write. */
+static uint64_t sd_watcher_lag(const sd_watcher_t *watcher, uint64_t committed_seq)
+{
+    uint64_t oldest_unsent = watcher->pending_seqs[watcher->pending_head];
+    return committed_seq >= oldest_unsent ? committed_seq - oldest_unsent + 1 : 0;
+}
+
+/* The seq through which the watcher has seen every entry of its tenant: what it was sent, or
+ * further when a scan found nothing more of its tenant up to a later commit. */
+static uint64_t sd_watcher_position(const sd_watcher_t *watcher)
+{
+    return watcher->scanned_through > watcher->cursor ? watcher->scanned_through : watcher->cursor;
+}
+
 /* Sends the next entry, reading more first when none are pending; the hub's mutex is held
  * (starting a batch never runs a completion synchronously, so this cannot deadlock). */
 static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
 {
     sd_watch_hub_t *hub = watcher->hub;
-    if (watcher->cursor < sd_storage_pruned_through(hub->storage)) {
+    if (sd_watcher_position(watcher) < sd_storage_pruned_through(hub->storage)) {
         sd_watcher_end(watcher, SD_OUT_OF_RANGE,
                        "the watch fell behind ledger retention; resume from a newer seq");
         return;
@@ -188,7 +217,7 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
     if (watcher->pending_count == 0) {
         return;
     }
-    if (committed_seq - watcher->cursor > hub->lag_max) {
+    if (sd_watcher_lag(watcher, committed_seq) > hub->lag_max) {
         sd_watcher_end(watcher, SD_RESOURCE_EXHAUSTED,
                        "the watch fell too far behind; resume from the last seq received");
         return;
@@ -212,21 +241,27 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
 static void *sd_watch_hub_main(void *argument)
 {
     sd_watch_hub_t *hub = argument;
-    pthread_mutex_lock(&hub->mutex);
-    while (!hub->stopping) {
-        while (!hub->dirty && !hub->stopping) {
-            pthread_cond_wait(&hub->wakeup, &hub->mutex);
+    for (;;) {
+        pthread_mutex_lock(&hub->wake_mutex);
+        while (!hub->wake_pending && !hub->stopping) {
+            pthread_cond_wait(&hub->wakeup, &hub->wake_mutex);
         }
-        hub->dirty = false;
+        hub->wake_pending = false;
+        bool stopping = hub->stopping;
+        pthread_mutex_unlock(&hub->wake_mutex);
+        if (stopping) {
+            return NULL;
+        }
+        uint64_t committed_seq = atomic_load(&hub->committed_seq);
+        pthread_mutex_lock(&hub->mutex);
         for (sd_watcher_t *watcher = hub->watchers; watcher != NULL; watcher = watcher->next) {
             if (watcher->owner_ref && !watcher->sending && !watcher->failed &&
                 !watcher->close_seen) {
-                sd_watcher_pump(watcher, hub->committed_seq);
+                sd_watcher_pump(watcher, committed_seq);
             }
         }
+        pthread_mutex_unlock(&hub->mutex);
     }
-    pthread_mutex_unlock(&hub->mutex);
-    return NULL;
 }
 
 sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq, uint64_t lag_max)
@@ -237,11 +272,14 @@ sd_watch_hub_t *sd_watch_hub_new(sd_storage_t *storage, uint64_t committed_seq, 
     }
     hub->storage = storage;
     hub->lag_max = lag_max;
-    hub->committed_seq = committed_seq;
+    atomic_store(&hub->committed_seq, committed_seq);
     pthread_mutex_init(&hub->mutex, NULL);
+    pthread_mutex_init(&hub->wake_mutex, NULL);
     pthread_cond_init(&hub->wakeup, NULL);
     if (pthread_create(&hub->thread, NULL, sd_watch_hub_main, hub) != 0) {
+        SD_LOG(LOG_ERROR, "thread_start_failed", LF_STR("thread", "watch hub"));
         pthread_mutex_destroy(&hub->mutex);
+        pthread_mutex_destroy(&hub->wake_mutex);
         pthread_cond_destroy(&hub->wakeup);
         free(hub);
         return NULL;
@@ -254,10 +292,10 @@ void sd_watch_hub_free(sd_watch_hub_t *hub)
     if (hub == NULL) {
         return;
     }
-    pthread_mutex_lock(&hub->mutex);
+    pthread_mutex_lock(&hub->wake_mutex);
     hub->stopping = true;
     pthread_cond_signal(&hub->wakeup);
-    pthread_mutex_unlock(&hub->mutex);
+    pthread_mutex_unlock(&hub->wake_mutex);
     pthread_join(hub->thread, NULL);
     /* The server has stopped, so every stream has delivered CLOSED and every watcher is gone;
      * anything left means a stream outlived the server, which is a bug worth logging. */
@@ -265,6 +303,7 @@ void sd_watch_hub_free(sd_watch_hub_t *hub)
         SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "watchers left at shutdown"));
     }
     pthread_mutex_destroy(&hub->mutex);
+    pthread_mutex_destroy(&hub->wake_mutex);
     pthread_cond_destroy(&hub->wakeup);
     free(hub);
 }
@@ -322,7 +361,6 @@ void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *by
     }
     watcher->next = hub->watchers;
     hub->watchers = watcher;
-    hub->dirty = true;
-    pthread_cond_signal(&hub->wakeup);
     pthread_mutex_unlock(&hub->mutex);
+    sd_watch_hub_wake(hub);
 }

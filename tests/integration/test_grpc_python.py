@@ -387,6 +387,29 @@ class Operations(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+    def test_quiet_tenant_watch_survives_other_tenants_traffic(self):
+        """Regression: lag was measured against the daemon-wide seq, so a quiet tenant's Watch
+        was ended as soon as its next entry came after many of other tenants'; and resuming
+        as the message said failed again forever."""
+        d = Daemon("--watch-lag-max", "10")
+        try:
+            watch = d.channel.unary_stream("/stockd.v1.Inventory/Watch",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.LedgerEntry.FromString)
+            stream = watch(pb.WatchRequest(tenant_id="quiet", after_seq=0), timeout=20)
+            for _ in range(50):
+                d.call("Increment", pb.IncrementRequest(tenant_id="busy", lines=[
+                    pb.Line(item=item("x"), quantity=1)]), pb.IncrementResponse)
+            time.sleep(0.2)  # let the hub scan the quiet tenant's empty ledger
+            for _ in range(3):
+                d.call("Increment", pb.IncrementRequest(tenant_id="quiet", lines=[
+                    pb.Line(item=item("q"), quantity=1)]), pb.IncrementResponse)
+            self.assertEqual([next(stream).seq for _ in range(3)], [51, 52, 53])
+            stream.cancel()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Retention(unittest.TestCase):
     def test_pruned_seqs_are_out_of_range(self):
         d = Daemon("--ledger-retention", "1s", "--ledger-prune-interval", "1s")
