@@ -850,6 +850,22 @@ static void sd_rollback_request(sd_batch_t *batch, size_t uniques_count, uint64_
     batch->last_seq = seq_before;
 }
 
+/* A request whose answer would not fit a default gRPC client's 4 MiB receive limit is refused
+ * before it is applied: a client that cannot read the answer cannot know the outcome. */
+static void sd_refuse_oversized_answer(sd_batch_t *batch, size_t uniques_count, uint64_t seq_before,
+                                       sd_write_result_t *result)
+{
+    size_t answer_bytes = result->response_length;
+    sd_rollback_request(batch, uniques_count, seq_before);
+    free(result->response);
+    result->response = NULL;
+    result->response_length = 0;
+    sd_error_add_field(&result->error, "lines",
+                       "the answer would be %zu bytes, more than the %d a gRPC client accepts by "
+                       "default; split the request",
+                       answer_bytes, SD_RESPONSE_BYTES_MAX);
+}
+
 static void sd_replay(const sd_idempotency_hit_t *hit, const uint8_t *fingerprint,
                       const sd_write_request_t *request, sd_write_result_t *result)
 {
@@ -900,6 +916,10 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
     rocksdb_writebatch_set_save_point(batch->write_batch);
     sd_apply_lines(batch, request, uniques_count, now_us);
     bool ok = sd_pack_response(batch, request, uniques_count, result);
+    if (ok && result->response_length > SD_RESPONSE_BYTES_MAX) {
+        sd_refuse_oversized_answer(batch, uniques_count, seq_before, result);
+        return;
+    }
     if (ok && idempotency_key_length > 0) {
         ok = sd_idempotency_remember(batch, idempotency_key, idempotency_key_length, fingerprint,
                                      now_us, result->response, result->response_length);

@@ -41,12 +41,15 @@ static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescri
         sd_reply_validation(call, &error);
         return NULL;
     }
-    ProtobufCMessage *message = protobuf_c_message_unpack(descriptor, NULL, length, bytes);
+    sd_status_t status = SD_OK;
+    ProtobufCMessage *message = sd_call_unpack(call, descriptor, bytes, length, &status);
     if (message == NULL) {
-        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
-        return NULL;
+        sd_call_reply_status(call, status,
+                             status == SD_RESOURCE_EXHAUSTED
+                                 ? "stockd holds too many request bytes right now; retry with "
+                                   "backoff"
+                                 : "request is not a valid protobuf message");
     }
-    sd_call_keep_message(call, message);
     return message;
 }
 
@@ -214,6 +217,24 @@ static sd_status_t sd_read_levels(sd_storage_t *storage, const Stockd__V1__GetSt
     return SD_OK;
 }
 
+/* Replies with message, or INVALID_ARGUMENT naming `field` when the answer would not fit a
+ * default gRPC client's 4 MiB receive limit (the client could not read it). */
+static void sd_reply_fitting(sd_call_t *call, const ProtobufCMessage *message, const char *field)
+{
+    size_t answer_bytes = protobuf_c_message_get_packed_size(message);
+    if (answer_bytes <= SD_RESPONSE_BYTES_MAX) {
+        sd_call_reply_message(call, message);
+        return;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    sd_error_add_field(&error, field,
+                       "the answer would be %zu bytes, more than the %d a gRPC client accepts by "
+                       "default; ask for fewer",
+                       answer_bytes, SD_RESPONSE_BYTES_MAX);
+    sd_reply_validation(call, &error);
+}
+
 static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     Stockd__V1__GetStockRequest *request = (Stockd__V1__GetStockRequest *)sd_unpack(
@@ -239,7 +260,7 @@ static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t le
         Stockd__V1__GetStockResponse response = STOCKD__V1__GET_STOCK_RESPONSE__INIT;
         response.n_levels = request->n_items;
         response.levels = pointers;
-        sd_call_reply_message(call, &response.base);
+        sd_reply_fitting(call, &response.base, "items");
     } else {
         sd_call_reply_status(call, status, "cannot read stock levels");
     }
@@ -342,7 +363,8 @@ static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t
         return;
     }
     Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    /* Per the health protocol, Watch on an unknown service streams SERVICE_UNKNOWN. */
+    /* Per the health protocol, Watch on an unknown service streams SERVICE_UNKNOWN. A health
+     * watch reports the status at its start; it is ended (UNAVAILABLE) when stockd stops. */
     response.status =
         sd_health_known(request->service)
             ? sd_health_status(call)
@@ -396,16 +418,17 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
 }
 
 const sd_method_t sd_methods[] = {
-    {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement},
-    {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment},
-    {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock},
-    {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock},
-    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock},
-    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history},
-    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch},
-    {"/stockd.v1.Admin/Checkpoint", "Admin.Checkpoint", SD_METHOD_UNARY, sd_handle_checkpoint},
-    {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check},
+    {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement, false},
+    {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment, false},
+    {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock, false},
+    {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock, false},
+    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock, false},
+    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history, false},
+    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch, false},
+    {"/stockd.v1.Admin/Checkpoint", "Admin.Checkpoint", SD_METHOD_UNARY, sd_handle_checkpoint,
+     false},
+    {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check, true},
     {"/grpc.health.v1.Health/Watch", "Health.Watch", SD_METHOD_SERVER_STREAM,
-     sd_handle_health_watch},
+     sd_handle_health_watch, true},
 };
 const size_t sd_methods_count = sizeof(sd_methods) / sizeof(sd_methods[0]);

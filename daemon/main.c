@@ -35,6 +35,11 @@ typedef struct {
     int64_t write_buffer_mb;
     int64_t wal_max_mb;
     int64_t threads;
+    int64_t inflight_mb;
+    int64_t streams_per_connection;
+    int64_t grpc_memory_mb;
+    int64_t watches_max;
+    int64_t health_watches_max;
     int64_t shutdown_grace_s;
     int64_t failure_exit_delay_s;
     const char *log_level;
@@ -83,6 +88,17 @@ static const cfg_option_t sd_options[] = {
            "write-ahead log bound in MiB: bounds what a restart after a crash replays"),
     SD_OPT("threads", "STOCKD_THREADS", CFG_INT, threads, "2", 1, 16, NULL,
            "gRPC completion-queue polling threads"),
+    SD_OPT("inflight-mb", "STOCKD_INFLIGHT_MB", CFG_INT, inflight_mb, "64", 1, 65536, NULL,
+           "MiB of requests held at once (received and unpacked); beyond it RESOURCE_EXHAUSTED"),
+    SD_OPT("streams-per-connection", "STOCKD_STREAMS_PER_CONNECTION", CFG_INT,
+           streams_per_connection, "256", 1, 65536, NULL,
+           "concurrent calls one HTTP/2 connection may have open"),
+    SD_OPT("grpc-memory-mb", "STOCKD_GRPC_MEMORY_MB", CFG_INT, grpc_memory_mb, "64", 16, 65536,
+           NULL, "memory quota of the gRPC transport (connection and message buffers), MiB"),
+    SD_OPT("watches-max", "STOCKD_WATCHES_MAX", CFG_INT, watches_max, "1024", 1, 65536, NULL,
+           "open Inventory/Watch streams; beyond it RESOURCE_EXHAUSTED"),
+    SD_OPT("health-watches-max", "STOCKD_HEALTH_WATCHES_MAX", CFG_INT, health_watches_max, "256", 1,
+           65536, NULL, "open grpc.health.v1.Health/Watch streams (a limit of their own)"),
     SD_OPT("shutdown-grace", "STOCKD_SHUTDOWN_GRACE", CFG_DURATION, shutdown_grace_s, "20s", 0,
            3600, NULL, "how long in-flight calls may take to finish at shutdown"),
     SD_OPT("failure-exit-delay", "STOCKD_FAILURE_EXIT_DELAY", CFG_DURATION, failure_exit_delay_s,
@@ -185,7 +201,15 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
     }
     sd_services_t services = {storage, writer, metrics, hub, backup_dir};
-    sd_server_options_t server_options = {config->listen, (int)config->threads, 16 * 1024 * 1024};
+    sd_server_options_t server_options = {
+        .listen = config->listen,
+        .polling_threads_count = (int)config->threads,
+        .message_bytes_max = SD_REQUEST_BYTES_MAX,
+        .inflight_bytes_max = (size_t)config->inflight_mb << 20,
+        .streams_per_connection_max = (int)config->streams_per_connection,
+        .grpc_memory_bytes_max = (size_t)config->grpc_memory_mb << 20,
+        .watches_max = (size_t)config->watches_max,
+        .health_watches_max = (size_t)config->health_watches_max};
     char bound[128];
     server = sd_server_start(&server_options, &services, bound, sizeof(bound));
     if (server == NULL) {

@@ -17,6 +17,13 @@
 #define SD_LEVEL_ABS_MAX INT64_C(1000000000000000)
 #define SD_PAGE_SIZE_MAX 1000
 #define SD_PAGE_SIZE_DEFAULT 100
+/* The largest request message stockd accepts: room for SD_LINES_MAX lines of the largest items
+ * (about 680 bytes each on the wire) and the request's other fields. */
+#define SD_REQUEST_BYTES_MAX (8 * 1024 * 1024)
+/* The largest answer stockd sends: what a default gRPC client accepts (4 MiB receive limit),
+ * less room for the replayed marker and framing. Requests whose answer could be larger are
+ * refused before anything is applied. */
+#define SD_RESPONSE_BYTES_MAX (4 * 1024 * 1024 - 1024)
 
 /* Encoded item key: u8-length tenant, location, app; u16-length item and variant. */
 #define SD_ITEM_KEY_BYTES_MAX                                                                      \

@@ -22,8 +22,8 @@
 #include "util.h"
 
 #define SD_CALLS_POSTED_PER_METHOD 16
-#define SD_WATCHES_MAX 1024
 #define SD_POLLING_THREADS_MAX 16
+#define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 
 typedef enum {
     SD_TAG_NEW_CALL,      /* a registered call arrived (or the post failed at shutdown) */
@@ -62,6 +62,8 @@ struct sd_call {
     double started_ms;
     char log_message[256]; /* the status message, truncated, for the log line */
     ProtobufCMessage *kept_message;
+    ProtobufCAllocator allocator; /* counts the unpacked message's bytes into charged_bytes */
+    size_t charged_bytes;         /* held against the server's request-byte budget */
     sd_write_job_t job;
     bool watching; /* in the server's watch list */
     bool metadata_sent;
@@ -82,8 +84,12 @@ struct sd_server {
     pthread_cond_t shutdown_done;
     bool shutdown_finished;
     _Atomic bool stopping;
-    sd_call_t *watches[SD_WATCHES_MAX];
+    sd_server_options_t options;
+    _Atomic size_t inflight_bytes;
+    sd_call_t **watches; /* every open stream, for shutdown: watches_max + health_watches_max */
     size_t watches_count;
+    size_t open_streams[2]; /* [health]: open Inventory/Watch and Health/Watch streams */
+    grpc_resource_quota *quota;
 };
 
 /* ---- call objects ---- */
@@ -109,11 +115,57 @@ static sd_call_t *sd_call_new(sd_server_t *server, const sd_method_t *method, si
     return call;
 }
 
+/* Takes bytes from the request-byte budget for this call (given back when it is freed).
+ * False, taking nothing, when they do not fit. */
+static bool sd_call_charge(sd_call_t *call, size_t bytes)
+{
+    sd_server_t *server = call->server;
+    size_t held = atomic_fetch_add(&server->inflight_bytes, bytes);
+    if (held + bytes > server->options.inflight_bytes_max) {
+        atomic_fetch_sub(&server->inflight_bytes, bytes);
+        return false;
+    }
+    call->charged_bytes += bytes;
+    return true;
+}
+
+static void *sd_call_allocate(void *context, size_t size)
+{
+    sd_call_t *call = context;
+    call->charged_bytes += size;
+    atomic_fetch_add(&call->server->inflight_bytes, size);
+    return malloc(size);
+}
+
+static void sd_call_deallocate(void *context, void *pointer)
+{
+    (void)context;
+    free(pointer); /* the bytes stay charged until the call is freed */
+}
+
+ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
+                                 const uint8_t *bytes, size_t length, sd_status_t *status_out)
+{
+    call->allocator = (ProtobufCAllocator){sd_call_allocate, sd_call_deallocate, call};
+    ProtobufCMessage *message =
+        protobuf_c_message_unpack(descriptor, &call->allocator, length, bytes);
+    if (message == NULL) {
+        *status_out = SD_INVALID_ARGUMENT;
+        return NULL;
+    }
+    call->kept_message = message;
+    bool within = call->method->health || atomic_load(&call->server->inflight_bytes) <=
+                                              call->server->options.inflight_bytes_max;
+    *status_out = within ? SD_OK : SD_RESOURCE_EXHAUSTED;
+    return within ? message : NULL;
+}
+
 static void sd_call_free(sd_call_t *call)
 {
     if (call->kept_message != NULL) {
-        protobuf_c_message_free_unpacked(call->kept_message, NULL);
+        protobuf_c_message_free_unpacked(call->kept_message, &call->allocator);
     }
+    atomic_fetch_sub(&call->server->inflight_bytes, call->charged_bytes);
     sd_write_result_free(&call->job.result);
     grpc_metadata_array_destroy(&call->request_metadata);
     grpc_call_details_destroy(&call->details);
@@ -267,9 +319,10 @@ void sd_call_reply_error(sd_call_t *call, const sd_error_t *error)
 static void sd_server_watch_remove(sd_server_t *server, sd_call_t *call)
 {
     pthread_mutex_lock(&server->mutex);
-    for (size_t i = 0; i < server->watches_count; i++) {
+    for (size_t i = 0; call->watching && i < server->watches_count; i++) {
         if (server->watches[i] == call) {
             server->watches[i] = server->watches[--server->watches_count];
+            server->open_streams[call->method->health]--;
             break;
         }
     }
@@ -280,11 +333,14 @@ static void sd_server_watch_remove(sd_server_t *server, sd_call_t *call)
 bool sd_call_stream_open(sd_call_t *call, sd_stream_event_fn *on_event, void *context)
 {
     sd_server_t *server = call->server;
+    bool health = call->method->health;
+    size_t limit = health ? server->options.health_watches_max : server->options.watches_max;
     pthread_mutex_lock(&server->mutex);
     bool stopping = atomic_load(&server->stopping);
-    bool admitted = server->watches_count < SD_WATCHES_MAX && !stopping;
+    bool admitted = server->open_streams[health] < limit && !stopping;
     if (admitted) {
         server->watches[server->watches_count++] = call;
+        server->open_streams[health]++;
         call->watching = true;
     }
     pthread_mutex_unlock(&server->mutex);
@@ -388,11 +444,6 @@ sd_write_job_t *sd_call_job(sd_call_t *call)
     return &call->job;
 }
 
-void sd_call_keep_message(sd_call_t *call, ProtobufCMessage *message)
-{
-    call->kept_message = message;
-}
-
 bool sd_server_is_stopping(const sd_call_t *call)
 {
     return atomic_load(&call->server->stopping);
@@ -411,6 +462,12 @@ static void sd_server_dispatch(sd_call_t *call)
     }
     if (call->payload == NULL) {
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, "missing request message");
+        return;
+    }
+    /* the received buffer and the flat copy handlers read from */
+    size_t received = grpc_byte_buffer_length(call->payload);
+    if (!call->method->health && !sd_call_charge(call, 2 * received)) {
+        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, SD_BUDGET_MESSAGE);
         return;
     }
     grpc_byte_buffer_reader reader;
@@ -495,6 +552,28 @@ static bool sd_server_bind(sd_server_t *server, const char *listen, char *bound_
     return true;
 }
 
+/* The gRPC server with every limit passed explicitly: SO_REUSEPORT off (a second daemon on the
+ * same port must fail, not steal connections), the largest request, HTTP/2 streams per
+ * connection, and a memory quota for the transport's buffers. */
+static grpc_server *sd_server_create_grpc(const sd_server_options_t *options,
+                                          grpc_resource_quota *quota)
+{
+    grpc_arg args[4] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)options->message_bytes_max},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = options->streams_per_connection_max},
+        {.type = GRPC_ARG_POINTER,
+         .key = GRPC_ARG_RESOURCE_QUOTA,
+         .value.pointer = {quota, grpc_resource_quota_arg_vtable()}},
+    };
+    grpc_channel_args channel_args = {.num_args = 4, .args = args};
+    return grpc_server_create(&channel_args, NULL);
+}
+
 sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_services_t *services,
                              char *bound_out, size_t bound_capacity)
 {
@@ -504,18 +583,19 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
         return NULL;
     }
     server->services = *services;
+    server->options = *options;
     server->shutdown_tag = (sd_tag_t){SD_TAG_SHUTDOWN, NULL};
+    server->watches =
+        calloc(options->watches_max + options->health_watches_max + 1, sizeof(*server->watches));
+    if (server->watches == NULL) {
+        free(server);
+        return NULL;
+    }
     pthread_mutex_init(&server->mutex, NULL);
     pthread_cond_init(&server->shutdown_done, NULL);
-    /* SO_REUSEPORT off: a second daemon on the same port must fail, not steal connections. */
-    grpc_arg args[2] = {
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
-        {.type = GRPC_ARG_INTEGER,
-         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-         .value.integer = (int)options->message_bytes_max},
-    };
-    grpc_channel_args channel_args = {.num_args = 2, .args = args};
-    server->grpc = grpc_server_create(&channel_args, NULL);
+    server->quota = grpc_resource_quota_create("stockd");
+    grpc_resource_quota_resize(server->quota, options->grpc_memory_bytes_max);
+    server->grpc = sd_server_create_grpc(options, server->quota);
     server->queue = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(server->grpc, server->queue, NULL);
     for (size_t i = 0; i < sd_methods_count; i++) {
@@ -602,6 +682,8 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms)
     }
     grpc_server_destroy(server->grpc);
     grpc_completion_queue_destroy(server->queue);
+    grpc_resource_quota_unref(server->quota);
+    free(server->watches);
     pthread_mutex_destroy(&server->mutex);
     pthread_cond_destroy(&server->shutdown_done);
     free(server);

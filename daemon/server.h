@@ -27,6 +27,9 @@ typedef struct {
     const char *name; /* metrics/log label */
     sd_method_kind_t kind;
     sd_handler_fn *handler;
+    /* grpc.health.v1: never refused for the request-byte budget (probes must answer under
+     * load), and its Watch streams have a limit of their own. */
+    bool health;
 } sd_method_t;
 
 /* The method table (handlers.c). */
@@ -37,6 +40,13 @@ typedef struct {
     const char *listen;        /* "127.0.0.1:50051"; port 0 = any free port */
     int polling_threads_count; /* threads draining the completion queue */
     size_t message_bytes_max;  /* largest request accepted */
+    /* Bytes of requests held at once (received, and unpacked, until the reply); beyond it a
+     * call is answered RESOURCE_EXHAUSTED before anything else is done for it. */
+    size_t inflight_bytes_max;
+    int streams_per_connection_max; /* HTTP/2 concurrent streams per connection */
+    size_t grpc_memory_bytes_max;   /* the gRPC core's resource quota (transport buffers) */
+    size_t watches_max;             /* open Inventory/Watch streams */
+    size_t health_watches_max;      /* open Health/Watch streams */
 } sd_server_options_t;
 
 /* Everything handlers may use. */
@@ -64,8 +74,11 @@ const sd_services_t *sd_call_services(const sd_call_t *call);
 int64_t sd_call_deadline_us(const sd_call_t *call);
 /* The call's write job (one per call, owned by the call). */
 sd_write_job_t *sd_call_job(sd_call_t *call);
-/* Keeps an unpacked request message alive until the call ends (freed then). */
-void sd_call_keep_message(sd_call_t *call, ProtobufCMessage *message);
+/* Unpacks the request into a message that lives until the call ends. Its memory counts
+ * against the server's request-byte budget: NULL with *status_out SD_RESOURCE_EXHAUSTED when
+ * the budget is spent, SD_INVALID_ARGUMENT when the bytes are not a valid message. */
+ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
+                                 const uint8_t *bytes, size_t length, sd_status_t *status_out);
 /* Replies OK with a serialized response (copied). */
 void sd_call_reply_bytes(sd_call_t *call, const uint8_t *bytes, size_t length);
 /* Replies OK with a message (serialized here). */

@@ -410,6 +410,142 @@ class Operations(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+def big_item(i):
+    """An item of the largest allowed ids: about 660 bytes on the wire."""
+    return pb.ItemRef(location_id="l" * 64, app_id="a" * 64, catalog_item_id="%0256d" % i,
+                      variant="v" * 256)
+
+
+def vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Limits(unittest.TestCase):
+    """Answers fit a default client; request bytes and streams are budgeted."""
+
+    def test_answer_that_cannot_fit_is_refused_before_applying(self):
+        d = Daemon()
+        try:
+            lines = [pb.Line(item=big_item(i), quantity=1) for i in range(8000)]
+            options = [("grpc.max_send_message_length", 64 << 20)]
+            channel = grpc.insecure_channel(d.address, options=options)
+            call = channel.unary_unary(SERVICE + "Increment",
+                                       request_serializer=lambda m: m.SerializeToString(),
+                                       response_deserializer=pb.IncrementResponse.FromString)
+            with self.assertRaises(grpc.RpcError) as caught:
+                call(pb.IncrementRequest(tenant_id="big", lines=lines), timeout=60)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("lines: the answer would be", caught.exception.details())
+            _, details = rich_details(caught.exception)
+            self.assertEqual(details["BadRequest"].field_violations[0].field, "lines")
+            got = d.call("GetStock", pb.GetStockRequest(tenant_id="big", items=[big_item(0)]),
+                         pb.GetStockResponse)
+            self.assertEqual(got.levels[0].version, 0)  # nothing applied
+            # 4000 lines fit: applied, and the answer is readable by a default client
+            r = call(pb.IncrementRequest(tenant_id="big", lines=lines[:4000]), timeout=60)
+            self.assertEqual(len(r.levels), 4000)
+            with self.assertRaises(grpc.RpcError) as caught:
+                d.call("GetStock", pb.GetStockRequest(tenant_id="big",
+                                                      items=[big_item(i) for i in range(8000)]),
+                       pb.GetStockResponse)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("items: the answer would be", caught.exception.details())
+            channel.close()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_request_bytes_are_budgeted(self):
+        """A request that does not fit the in-flight byte budget is refused before it is
+        unpacked; health checks are never refused for it."""
+        d = Daemon("--inflight-mb", "4")
+        try:
+            lines = [pb.Line(item=big_item(i), quantity=1) for i in range(3500)]  # ~2.3 MB
+            with self.assertRaises(grpc.RpcError) as caught:
+                d.call("Increment", pb.IncrementRequest(tenant_id="b", lines=lines),
+                       pb.IncrementResponse)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("retry with backoff", caught.exception.details())
+            r = d.call("Increment", pb.IncrementRequest(tenant_id="b", lines=lines[:500]),
+                       pb.IncrementResponse)
+            self.assertEqual(len(r.levels), 500)
+            check = d.channel.unary_unary("/grpc.health.v1.Health/Check")
+            self.assertEqual(check(b"", timeout=5), b"\x08\x01")
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_concurrent_large_requests_keep_memory_bounded(self):
+        """Regression: 24 concurrent 5 MB requests took stockd from 46 to 518 MB. With the
+        default budgets its peak stays under 320 MB, and every call gets a definite answer."""
+        d = Daemon()
+        try:
+            lines = [pb.Line(item=big_item(i), quantity=1) for i in range(7800)]
+            request = pb.IncrementRequest(tenant_id="mem", lines=lines)
+            codes = []
+            lock = threading.Lock()
+
+            def one():
+                channel = grpc.insecure_channel(d.address, options=[
+                    ("grpc.max_send_message_length", 64 << 20),
+                    ("grpc.max_receive_message_length", 64 << 20),
+                    ("grpc.use_local_subchannel_pool", 1)])
+                try:
+                    channel.unary_unary(SERVICE + "Increment",
+                                        request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=lambda b: b)(request, timeout=120)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as error:
+                    code = error.code()
+                with lock:
+                    codes.append(code)
+                channel.close()
+
+            threads = [threading.Thread(target=one) for _ in range(24)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(len(codes), 24)
+            self.assertTrue(set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
+                                           grpc.StatusCode.RESOURCE_EXHAUSTED}, codes)
+            self.assertIn(grpc.StatusCode.RESOURCE_EXHAUSTED, codes)
+            peak_mb = vm_hwm_kb(d.proc.pid) / 1024
+            self.assertLess(peak_mb, 320, "peak RSS %.0f MB" % peak_mb)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_watch_stream_limits_are_separate(self):
+        """Health/Watch and Inventory/Watch each have their own stream limit, so one kind
+        cannot starve the other."""
+        d = Daemon("--watches-max", "2", "--health-watches-max", "2")
+        try:
+            health = d.channel.unary_stream("/grpc.health.v1.Health/Watch")
+            watch = d.channel.unary_stream("/stockd.v1.Inventory/Watch",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.LedgerEntry.FromString)
+            held = [health(b"", timeout=30) for _ in range(2)]
+            for stream in held:
+                self.assertEqual(next(stream), b"\x08\x01")
+            with self.assertRaises(grpc.RpcError) as caught:
+                next(health(b"", timeout=10))
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            watches = [watch(pb.WatchRequest(tenant_id="w"), timeout=30) for _ in range(2)]
+            d.call("Increment", pb.IncrementRequest(tenant_id="w", lines=[
+                pb.Line(item=item("x"), quantity=1)]), pb.IncrementResponse)
+            for stream in watches:
+                self.assertEqual(next(stream).seq, 1)
+            with self.assertRaises(grpc.RpcError) as caught:
+                next(watch(pb.WatchRequest(tenant_id="w"), timeout=10))
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            for stream in held + watches:
+                stream.cancel()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Retention(unittest.TestCase):
     def test_pruned_seqs_are_out_of_range(self):
         d = Daemon("--ledger-retention", "1s", "--ledger-prune-interval", "1s")
