@@ -2,6 +2,8 @@
  * from different threads never wait on one another. */
 #include "stockclient.h"
 
+#include <sys/random.h>
+
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -13,6 +15,7 @@
 
 #include "google/rpc/status.pb-c.h"
 #include "status.h"
+#include "util.h"
 
 #define SC_MESSAGE_BYTES_MAX (16 * 1024 * 1024)
 
@@ -239,11 +242,50 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
                              (ProtobufCMessage **)response_out, deadline_ms, status);              \
     }
 
-SC_TYPED(sc_decrement, "/stockd.v1.Inventory/Decrement", Stockd__V1__DecrementRequest,
+void sc_request_id_generate(char out[SC_REQUEST_ID_GENERATED_BYTES])
+{
+    unsigned char random[16];
+    size_t filled = 0;
+    while (filled < sizeof(random)) {
+        ssize_t got = getrandom(random + filled, sizeof(random) - filled, 0);
+        if (got > 0) {
+            filled += (size_t)got;
+        }
+    }
+    memcpy(out, "sc-", 3);
+    util_hex(random, sizeof(random), out + 3);
+}
+
+bool sc_outcome_unknown(int code)
+{
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
+           code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_UNKNOWN ||
+           code == GRPC_STATUS_RESOURCE_EXHAUSTED || code == GRPC_STATUS_INTERNAL;
+}
+
+/* The three writes: same request_id field, same call. A request without a request_id is sent
+ * as a shallow copy carrying a generated one, reported in status->request_id. */
+#define SC_WRITE(fn, path, req_type, resp_type, resp_descriptor)                                   \
+    int fn(sc_client_t *client, const req_type *request, resp_type **response_out,                 \
+           int64_t deadline_ms, sc_status_t *status)                                               \
+    {                                                                                              \
+        req_type copy = *request;                                                                  \
+        char generated[SC_REQUEST_ID_GENERATED_BYTES];                                             \
+        if (copy.request_id == NULL || copy.request_id[0] == '\0') {                               \
+            sc_request_id_generate(generated);                                                     \
+            copy.request_id = generated;                                                           \
+        }                                                                                          \
+        int code = sc_call_unary(client, path, &copy.base, &resp_descriptor,                       \
+                                 (ProtobufCMessage **)response_out, deadline_ms, status);          \
+        snprintf(status->request_id, sizeof(status->request_id), "%s", copy.request_id);           \
+        return code;                                                                               \
+    }
+
+SC_WRITE(sc_decrement, "/stockd.v1.Inventory/Decrement", Stockd__V1__DecrementRequest,
          Stockd__V1__DecrementResponse, stockd__v1__decrement_response__descriptor)
-SC_TYPED(sc_increment, "/stockd.v1.Inventory/Increment", Stockd__V1__IncrementRequest,
+SC_WRITE(sc_increment, "/stockd.v1.Inventory/Increment", Stockd__V1__IncrementRequest,
          Stockd__V1__IncrementResponse, stockd__v1__increment_response__descriptor)
-SC_TYPED(sc_set_stock, "/stockd.v1.Inventory/SetStock", Stockd__V1__SetStockRequest,
+SC_WRITE(sc_set_stock, "/stockd.v1.Inventory/SetStock", Stockd__V1__SetStockRequest,
          Stockd__V1__SetStockResponse, stockd__v1__set_stock_response__descriptor)
 SC_TYPED(sc_get_stock, "/stockd.v1.Inventory/GetStock", Stockd__V1__GetStockRequest,
          Stockd__V1__GetStockResponse, stockd__v1__get_stock_response__descriptor)

@@ -17,10 +17,19 @@
 
 typedef struct sc_client sc_client_t;
 
+/* A generated request_id: "sc-" and 32 hex digits of randomness, with its NUL. */
+#define SC_REQUEST_ID_GENERATED_BYTES 36
+/* The longest request_id stockd accepts (docs/api.md §3), with its NUL. */
+#define SC_REQUEST_ID_BYTES 129
+
 /* The outcome of a call. code is a grpc_status_code (0 = OK). */
 typedef struct {
     int code;
     char message[512];
+    /* Writes only: the request_id the call carried, generated when the request had none. When
+     * the outcome is unknown (sc_outcome_unknown), re-sending the same request with this id is
+     * safe: stockd applies it at most once. */
+    char request_id[SC_REQUEST_ID_BYTES];
     Google__Rpc__BadRequest *bad_request;           /* owned; NULL when absent */
     Google__Rpc__PreconditionFailure *precondition; /* owned; NULL when absent */
 } sc_status_t;
@@ -53,7 +62,17 @@ void sc_status_free(sc_status_t *status);
 /* "OK", "INVALID_ARGUMENT", ... */
 const char *sc_code_name(int code);
 
-/* Typed wrappers. */
+/* Writes a fresh random request_id ("sc-" + 32 hex digits) into out. */
+void sc_request_id_generate(char out[SC_REQUEST_ID_GENERATED_BYTES]);
+
+/* True when a write that ended with this code may or may not have been applied: the
+ * connection broke, the deadline passed (the write may still complete), stockd answered
+ * "outcome unknown" after a storage failure, or the answer could not be received. Retry such
+ * a write with the same request_id. */
+bool sc_outcome_unknown(int code);
+
+/* Typed wrappers. The three writes give the request a generated request_id when it has none
+ * (status->request_id tells which), so that every write can be retried safely. */
 int sc_decrement(sc_client_t *client, const Stockd__V1__DecrementRequest *request,
                  Stockd__V1__DecrementResponse **response_out, int64_t deadline_ms,
                  sc_status_t *status);

@@ -113,6 +113,13 @@ static int ctl_report_error(const ctl_config_t *config, const sc_status_t *statu
     } else {
         fprintf(stderr, "stockctl: %s: %s\n", sc_code_name(status->code), status->message);
     }
+    if (status->request_id[0] != '\0' && sc_outcome_unknown(status->code)) {
+        /* stderr in both modes: --json keeps one document on stdout */
+        fprintf(stderr,
+                "stockctl: the write may or may not have been applied; retrying it is safe "
+                "with: --request-id %s\n",
+                status->request_id);
+    }
     return ctl_exit_for(status->code);
 }
 
@@ -279,6 +286,11 @@ static int ctl_move(const ctl_config_t *config, sc_client_t *client, char **args
     request.request_id = (char *)config->request_id;
     request.reason =
         is_decrement ? STOCKD__V1__REASON__REASON_CORRECTION : STOCKD__V1__REASON__REASON_RECEIVED;
+    char generated[SC_REQUEST_ID_GENERATED_BYTES];
+    if (request.request_id[0] == '\0') { /* every write carries one, so a retry is safe */
+        sc_request_id_generate(generated);
+        request.request_id = generated;
+    }
     /* IncrementRequest is DecrementRequest without restrict_inventory: same field numbers. */
     Stockd__V1__DecrementResponse *response = NULL;
     sc_status_t status;
@@ -286,6 +298,7 @@ static int ctl_move(const ctl_config_t *config, sc_client_t *client, char **args
         client, is_decrement ? "/stockd.v1.Inventory/Decrement" : "/stockd.v1.Inventory/Increment",
         &request.base, &stockd__v1__decrement_response__descriptor, (ProtobufCMessage **)&response,
         config->deadline_ms, &status);
+    snprintf(status.request_id, sizeof(status.request_id), "%s", request.request_id);
     int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
     if (response != NULL) {
         ctl_print_levels(config, response->levels, response->n_levels);
