@@ -13,117 +13,10 @@
 #include "sd_limits.h"
 #include "log.h"
 #include "util.h"
+#include "hashmap.h"
+#include "level_cache.h"
 
 #define SD_SUBJECT_BYTES_MAX 1200
-
-/* ---- a small open-addressing map: key bytes -> uint32 index ---- */
-
-typedef struct {
-    uint8_t *key; /* owned */
-    uint32_t key_length;
-    uint32_t index;
-    uint64_t hash;
-} sd_map_slot_t;
-
-typedef struct {
-    sd_map_slot_t *slots;
-    uint32_t *occupied; /* indices of the used slots, so clearing costs O(count) */
-    size_t capacity;    /* power of two */
-    size_t count;
-} sd_map_t;
-
-static uint64_t sd_hash_bytes(const uint8_t *bytes, size_t length)
-{
-    uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < length; i++) {
-        hash = (hash ^ bytes[i]) * 1099511628211ULL;
-    }
-    return hash | 1; /* 0 marks an empty slot */
-}
-
-/* Empties the map. Only the used slots are visited: a map that once grew large for a big
- * request must not make every later small request pay for its size. */
-static void sd_map_clear(sd_map_t *map)
-{
-    for (size_t i = 0; i < map->count; i++) {
-        sd_map_slot_t *slot = &map->slots[map->occupied[i]];
-        free(slot->key);
-        memset(slot, 0, sizeof(*slot));
-    }
-    map->count = 0;
-}
-
-static void sd_map_free(sd_map_t *map)
-{
-    sd_map_clear(map);
-    free(map->slots);
-    free(map->occupied);
-    map->slots = NULL;
-    map->occupied = NULL;
-    map->capacity = 0;
-}
-
-static sd_map_slot_t *sd_map_probe(sd_map_slot_t *slots, size_t capacity, const uint8_t *key,
-                                   size_t key_length, uint64_t hash)
-{
-    size_t mask = capacity - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        sd_map_slot_t *slot = &slots[i];
-        if (slot->hash == 0 || (slot->hash == hash && slot->key_length == key_length &&
-                                memcmp(slot->key, key, key_length) == 0)) {
-            return slot;
-        }
-    }
-}
-
-static bool sd_map_grow(sd_map_t *map)
-{
-    size_t capacity = map->capacity ? map->capacity * 2 : 64;
-    sd_map_slot_t *slots = calloc(capacity, sizeof(*slots));
-    uint32_t *occupied = calloc(capacity / 2 + 1, sizeof(*occupied));
-    if (slots == NULL || occupied == NULL) {
-        free(slots);
-        free(occupied);
-        return false;
-    }
-    for (size_t i = 0; i < map->count; i++) {
-        sd_map_slot_t *old = &map->slots[map->occupied[i]];
-        sd_map_slot_t *slot = sd_map_probe(slots, capacity, old->key, old->key_length, old->hash);
-        *slot = *old;
-        occupied[i] = (uint32_t)(slot - slots);
-    }
-    free(map->slots);
-    free(map->occupied);
-    map->slots = slots;
-    map->occupied = occupied;
-    map->capacity = capacity;
-    return true;
-}
-
-/* Finds key; when absent inserts it with index new_index. Returns the slot or NULL when out
- * of memory; *inserted_out tells which happened. */
-static sd_map_slot_t *sd_map_upsert(sd_map_t *map, const uint8_t *key, size_t key_length,
-                                    uint32_t new_index, bool *inserted_out)
-{
-    if ((map->count + 1) * 2 > map->capacity && !sd_map_grow(map)) {
-        return NULL;
-    }
-    uint64_t hash = sd_hash_bytes(key, key_length);
-    sd_map_slot_t *slot = sd_map_probe(map->slots, map->capacity, key, key_length, hash);
-    *inserted_out = slot->hash == 0;
-    if (*inserted_out) {
-        slot->key = malloc(key_length);
-        if (slot->key == NULL) {
-            return NULL;
-        }
-        memcpy(slot->key, key, key_length);
-        slot->key_length = (uint32_t)key_length;
-        slot->index = new_index;
-        slot->hash = hash;
-        map->occupied[map->count++] = (uint32_t)(slot - map->slots);
-    }
-    return slot;
-}
 
 /* ---- batch state ---- */
 
@@ -135,11 +28,6 @@ typedef struct {
     const uint8_t *key;      /* points at the overlay map's copy */
     uint32_t key_length;
 } sd_overlay_entry_t;
-
-typedef struct {
-    sd_level_t level;
-    bool exists;
-} sd_cached_level_t;
 
 /* One distinct item of the request being evaluated. */
 typedef struct {
@@ -160,7 +48,7 @@ typedef struct {
 struct sd_batch {
     sd_storage_t *storage;
     int64_t idempotency_ttl_us;
-    rocksdb_writebatch_t *write_batch;
+    sd_write_batch_t *write_batch;
     uint64_t last_seq;
     size_t applied_count;
     sd_map_t overlay_map;
@@ -175,12 +63,7 @@ struct sd_batch {
     size_t records_count, records_capacity;
     uint8_t *scratch; /* packing buffer for ledger entries */
     size_t scratch_capacity;
-    /* Committed levels the writer has seen, so hot items skip the RocksDB read. The writer
-     * is the only writer of levels, so the cache is never stale; it is filled only after a
-     * successful commit, and emptied whole when it reaches its bound. */
-    sd_map_t cache_map;
-    sd_cached_level_t *cache;
-    size_t cache_count, cache_entries_max;
+    sd_level_cache_t cache; /* committed levels, so hot items skip the RocksDB read */
 };
 
 sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idempotency_ttl_us)
@@ -189,11 +72,15 @@ sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idemp
     if (batch == NULL) {
         return NULL;
     }
-    batch->cache_entries_max = SD_LEVEL_CACHE_ENTRIES_DEFAULT;
+    sd_level_cache_init(&batch->cache, SD_LEVEL_CACHE_ENTRIES_DEFAULT);
     batch->storage = storage;
     batch->idempotency_ttl_us = idempotency_ttl_us;
-    batch->write_batch = rocksdb_writebatch_create();
+    batch->write_batch = sd_write_batch_new();
     batch->last_seq = last_seq;
+    if (batch->write_batch == NULL) {
+        free(batch);
+        return NULL;
+    }
     return batch;
 }
 
@@ -207,7 +94,7 @@ static void sd_batch_clear_records(sd_batch_t *batch)
 
 void sd_batch_reset(sd_batch_t *batch, uint64_t last_seq)
 {
-    rocksdb_writebatch_clear(batch->write_batch);
+    sd_write_batch_clear(batch->write_batch);
     sd_map_clear(&batch->overlay_map);
     batch->overlay_count = 0;
     sd_batch_clear_records(batch);
@@ -221,11 +108,10 @@ void sd_batch_free(sd_batch_t *batch)
         return;
     }
     sd_batch_reset(batch, 0);
-    rocksdb_writebatch_destroy(batch->write_batch);
+    sd_write_batch_free(batch->write_batch);
     sd_map_free(&batch->overlay_map);
     sd_map_free(&batch->request_map);
-    sd_map_free(&batch->cache_map);
-    free(batch->cache);
+    sd_level_cache_free(&batch->cache);
     free(batch->overlay);
     free(batch->uniques);
     free(batch->line_uniques);
@@ -284,52 +170,16 @@ static sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__Ite
     return key;
 }
 
-/* The cache slot of key, or UINT32_MAX. */
-static uint32_t sd_cache_find(sd_batch_t *batch, const uint8_t *key, size_t key_length)
-{
-    if (batch->cache_count == 0) {
-        return UINT32_MAX;
-    }
-    uint64_t hash = sd_hash_bytes(key, key_length);
-    sd_map_slot_t *slot =
-        sd_map_probe(batch->cache_map.slots, batch->cache_map.capacity, key, key_length, hash);
-    return slot->hash == 0 ? UINT32_MAX : slot->index;
-}
-
 /* Records the committed state of every item the batch touched. */
 static void sd_cache_remember(sd_batch_t *batch)
 {
-    if (batch->cache_entries_max == 0) {
-        return;
-    }
-    if (batch->cache_count + batch->overlay_count > batch->cache_entries_max) {
-        sd_map_clear(&batch->cache_map);
-        batch->cache_count = 0;
-    }
-    if (batch->cache == NULL) {
-        batch->cache = malloc(batch->cache_entries_max * sizeof(*batch->cache));
-        if (batch->cache == NULL) {
-            batch->cache_entries_max = 0;
-            return;
-        }
-    }
+    sd_level_cache_make_room(&batch->cache, batch->overlay_count);
     for (size_t i = 0; i < batch->overlay_count; i++) {
         const sd_overlay_entry_t *entry = &batch->overlay[i];
-        if (entry->load_status != SD_OK) {
-            continue;
+        if (entry->load_status == SD_OK) {
+            sd_level_cache_put(&batch->cache, entry->key, entry->key_length, &entry->level,
+                               entry->exists);
         }
-        bool inserted = false;
-        sd_map_slot_t *slot = sd_map_upsert(&batch->cache_map, entry->key, entry->key_length,
-                                            (uint32_t)batch->cache_count, &inserted);
-        if (slot == NULL) {
-            sd_map_clear(&batch->cache_map); /* out of memory: start over, stay correct */
-            batch->cache_count = 0;
-            return;
-        }
-        if (inserted) {
-            batch->cache_count++;
-        }
-        batch->cache[slot->index] = (sd_cached_level_t){entry->level, entry->exists};
     }
 }
 
@@ -356,11 +206,7 @@ static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t 
     entry->key = slot->key;
     entry->key_length = slot->key_length;
     sd_status_t status = SD_OK;
-    uint32_t cached = sd_cache_find(batch, key, key_length);
-    if (cached != UINT32_MAX) {
-        entry->level = batch->cache[cached].level;
-        entry->exists = batch->cache[cached].exists;
-    } else {
+    if (!sd_level_cache_get(&batch->cache, key, key_length, &entry->level, &entry->exists)) {
         status =
             sd_storage_get_level(batch->storage, key, key_length, &entry->level, &entry->exists);
     }
@@ -525,8 +371,8 @@ static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_
     }
     sd_idempotency_header_encode(now_us, fingerprint, value);
     memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
-    rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_IDEMPOTENCY),
-                              (const char *)key, key_length, (const char *)value, value_length);
+    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_IDEMPOTENCY, key, key_length,
+                       value, value_length);
     free(value);
     sd_idempotency_record_t *record = &batch->records[batch->records_count++];
     memcpy(record->key, key, key_length);
@@ -742,9 +588,8 @@ static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *reques
         sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key, sizeof(key));
     batch->scratch[0] = SD_LEDGER_FORMAT_V1;
     stockd__v1__ledger_entry__pack(&entry, batch->scratch + 1);
-    rocksdb_writebatch_put_cf(batch->write_batch, sd_storage_cf(batch->storage, SD_CF_LEDGER),
-                              (const char *)key, key_length, (const char *)batch->scratch,
-                              length + 1);
+    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER, key, key_length,
+                       batch->scratch, length + 1);
 }
 
 static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *request, size_t line,
@@ -842,11 +687,7 @@ static void sd_rollback_request(sd_batch_t *batch, size_t uniques_count, uint64_
     for (size_t u = 0; u < uniques_count; u++) {
         batch->overlay[batch->uniques[u].overlay_index] = batch->uniques[u].before;
     }
-    char *rocks_error = NULL;
-    rocksdb_writebatch_rollback_to_save_point(batch->write_batch, &rocks_error);
-    if (rocks_error != NULL) {
-        rocksdb_free(rocks_error);
-    }
+    sd_write_batch_rollback_to_save_point(batch->write_batch);
     batch->last_seq = seq_before;
 }
 
@@ -913,7 +754,7 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
         return;
     }
     uint64_t seq_before = batch->last_seq;
-    rocksdb_writebatch_set_save_point(batch->write_batch);
+    sd_write_batch_set_save_point(batch->write_batch);
     sd_apply_lines(batch, request, uniques_count, now_us);
     bool ok = sd_pack_response(batch, request, uniques_count, result);
     if (ok && result->response_length > SD_RESPONSE_BYTES_MAX) {
@@ -931,9 +772,7 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
         sd_error_set(&result->error, SD_UNAVAILABLE, "out of memory; not applied");
         return;
     }
-    char *rocks_error = NULL;
-    rocksdb_writebatch_pop_save_point(batch->write_batch, &rocks_error);
-    rocksdb_free(rocks_error); /* only fails when no save point is set, which cannot be */
+    sd_write_batch_pop_save_point(batch->write_batch);
     result->applied = true;
     batch->applied_count++;
 }
@@ -974,7 +813,6 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
         return SD_OK;
     }
     uint8_t value[SD_LEVEL_VALUE_BYTES];
-    rocksdb_column_family_handle_t *levels = sd_storage_cf(batch->storage, SD_CF_LEVELS);
     for (size_t i = 0; i < batch->overlay_count; i++) {
         const sd_overlay_entry_t *entry = &batch->overlay[i];
         if (!entry->dirty) {
@@ -987,8 +825,8 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
             SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "level out of range"));
             return SD_INTERNAL;
         }
-        rocksdb_writebatch_put_cf(batch->write_batch, levels, (const char *)entry->key,
-                                  entry->key_length, (const char *)value, sizeof(value));
+        sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEVELS, entry->key,
+                           entry->key_length, value, sizeof(value));
     }
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
     sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
@@ -1002,9 +840,6 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
 
 void sd_batch_set_cache_entries(sd_batch_t *batch, size_t entries_max)
 {
-    sd_map_clear(&batch->cache_map);
-    free(batch->cache);
-    batch->cache = NULL;
-    batch->cache_count = 0;
-    batch->cache_entries_max = entries_max;
+    sd_level_cache_free(&batch->cache);
+    sd_level_cache_init(&batch->cache, entries_max);
 }

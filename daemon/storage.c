@@ -1,6 +1,8 @@
 /* storage.c — RocksDB setup and access; see storage.h. All options are set explicitly. */
 #include "storage.h"
 
+#include <rocksdb/c.h>
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,10 @@ struct sd_storage {
     atomic_bool failed; /* a write failed: see sd_storage_failed */
     int64_t wal_bytes_max;
     int64_t wal_bytes_since_flush; /* writer thread only */
+};
+
+struct sd_write_batch {
+    rocksdb_writebatch_t *rocks;
 };
 
 static void sd_storage_flush_all(sd_storage_t *storage, bool wait);
@@ -277,7 +283,73 @@ static void sd_storage_bound_wal(sd_storage_t *storage, rocksdb_writebatch_t *ba
     sd_storage_flush_all(storage, false);
 }
 
-sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync)
+sd_write_batch_t *sd_write_batch_new(void)
+{
+    sd_write_batch_t *batch = malloc(sizeof(*batch));
+    if (batch != NULL) {
+        batch->rocks = rocksdb_writebatch_create();
+    }
+    return batch;
+}
+
+void sd_write_batch_free(sd_write_batch_t *batch)
+{
+    if (batch != NULL) {
+        rocksdb_writebatch_destroy(batch->rocks);
+        free(batch);
+    }
+}
+
+void sd_write_batch_clear(sd_write_batch_t *batch)
+{
+    rocksdb_writebatch_clear(batch->rocks);
+}
+
+void sd_write_batch_put(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t cf,
+                        const uint8_t *key, size_t key_length, const uint8_t *value,
+                        size_t value_length)
+{
+    rocksdb_writebatch_put_cf(batch->rocks, storage->cf[cf], (const char *)key, key_length,
+                              (const char *)value, value_length);
+}
+
+void sd_write_batch_set_save_point(sd_write_batch_t *batch)
+{
+    rocksdb_writebatch_set_save_point(batch->rocks);
+}
+
+/* Both only fail when no save point is set, which the callers never do: an error is a bug. */
+void sd_write_batch_rollback_to_save_point(sd_write_batch_t *batch)
+{
+    char *rocks_error = NULL;
+    rocksdb_writebatch_rollback_to_save_point(batch->rocks, &rocks_error);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "rollback without save point"));
+        rocksdb_free(rocks_error);
+    }
+}
+
+void sd_write_batch_pop_save_point(sd_write_batch_t *batch)
+{
+    char *rocks_error = NULL;
+    rocksdb_writebatch_pop_save_point(batch->rocks, &rocks_error);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "pop without save point"));
+        rocksdb_free(rocks_error);
+    }
+}
+
+/* Applies batch->rocks; see sd_storage_write. */
+static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                          bool sync);
+
+sd_status_t sd_storage_write(sd_storage_t *storage, sd_write_batch_t *batch, bool sync)
+{
+    return sd_storage_write_rocks(storage, batch->rocks, sync);
+}
+
+static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                          bool sync)
 {
     int countdown = atomic_load(&storage->fail_write_countdown);
     if (countdown > 0 && atomic_fetch_sub(&storage->fail_write_countdown, 1) == 1) {
@@ -308,27 +380,12 @@ uint64_t sd_storage_last_seq(const sd_storage_t *storage)
     return storage->last_seq;
 }
 
-void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch, uint64_t seq)
+void sd_storage_batch_put_last_seq(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq)
 {
     uint8_t value[8];
     sd_be64_put(value, seq);
-    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
+    rocksdb_writebatch_put_cf(batch->rocks, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
                               sizeof(sd_meta_last_seq_key) - 1, (const char *)value, sizeof(value));
-}
-
-rocksdb_column_family_handle_t *sd_storage_cf(sd_storage_t *storage, sd_cf_t cf)
-{
-    return storage->cf[cf];
-}
-
-rocksdb_t *sd_storage_db(sd_storage_t *storage)
-{
-    return storage->db;
-}
-
-const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage)
-{
-    return storage->read_options;
 }
 
 sd_status_t sd_storage_flush_and_compact(sd_storage_t *storage, sd_cf_t cf)
@@ -399,8 +456,8 @@ sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *pr
     return SD_OK;
 }
 
-void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                     uint64_t seq, int64_t time_us)
+void sd_storage_batch_put_time_index(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq,
+                                     int64_t time_us)
 {
     /* keyed by the second, holding the last seq committed in it: every commit of a second
      * overwrites the same key, so the index keeps one record per second once flushed */
@@ -408,8 +465,8 @@ void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t
     memcpy(key, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     sd_be64_put(key + sizeof(sd_time_index_prefix) - 1, (uint64_t)(time_us / 1000000));
     sd_be64_put(value, seq);
-    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)key, sizeof(key),
-                              (const char *)value, sizeof(value));
+    rocksdb_writebatch_put_cf(batch->rocks, storage->cf[SD_CF_DEFAULT], (const char *)key,
+                              sizeof(key), (const char *)value, sizeof(value));
 }
 
 uint64_t sd_storage_pruned_through(const sd_storage_t *storage)
@@ -486,7 +543,7 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
     sd_be64_put(value, scan.cutoff_seq);
     rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_pruned_key,
                               sizeof(sd_meta_pruned_key) - 1, (const char *)value, sizeof(value));
-    status = sd_storage_write(storage, batch, true);
+    status = sd_storage_write_rocks(storage, batch, true);
     rocksdb_writebatch_destroy(batch);
     if (status == SD_OK) {
         atomic_store(&storage->pruned_through, scan.cutoff_seq);

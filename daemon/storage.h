@@ -6,7 +6,6 @@
 #ifndef STOCKD_STORAGE_H
 #define STOCKD_STORAGE_H
 
-#include <rocksdb/c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +34,24 @@ typedef struct {
 
 typedef struct sd_storage sd_storage_t;
 
+/* A set of puts applied atomically by sd_storage_write (RocksDB's WriteBatch, kept private
+ * to storage.c). */
+typedef struct sd_write_batch sd_write_batch_t;
+
+/* Returns an empty batch, or NULL when out of memory. */
+sd_write_batch_t *sd_write_batch_new(void);
+void sd_write_batch_free(sd_write_batch_t *batch);
+void sd_write_batch_clear(sd_write_batch_t *batch);
+/* Adds a put of key -> value in column family cf (both copied). */
+void sd_write_batch_put(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t cf,
+                        const uint8_t *key, size_t key_length, const uint8_t *value,
+                        size_t value_length);
+/* Save points: everything put after the last set can be rolled back (one request of a group
+ * commit that cannot finish), or kept (pop). */
+void sd_write_batch_set_save_point(sd_write_batch_t *batch);
+void sd_write_batch_rollback_to_save_point(sd_write_batch_t *batch);
+void sd_write_batch_pop_save_point(sd_write_batch_t *batch);
+
 /* Opens (creating if needed) the database in options->data_dir. On failure writes a reason
  * into error and returns SD_UNAVAILABLE. The caller owns *storage_out (sd_storage_close). */
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
@@ -57,7 +74,7 @@ void sd_storage_free(void *value);
 /* Applies a batch atomically; with sync the WAL is fsynced before returning. A failure
  * leaves the fate of the batch unknown (the WAL may hold it, and RocksDB's state after a
  * failed write or sync is undefined), so it also marks the storage failed: see below. */
-sd_status_t sd_storage_write(sd_storage_t *storage, rocksdb_writebatch_t *batch, bool sync);
+sd_status_t sd_storage_write(sd_storage_t *storage, sd_write_batch_t *batch, bool sync);
 
 /* True once a write has failed. stockd is fail-stop (README "How writes stay correct"): it
  * takes no more writes, reports NOT_SERVING, exits non-zero and recovers from the WAL on the
@@ -67,13 +84,7 @@ bool sd_storage_failed(const sd_storage_t *storage);
 /* The last ledger seq recorded (0 for a new database). */
 uint64_t sd_storage_last_seq(const sd_storage_t *storage);
 /* Puts the "last ledger seq" metadata record into batch. */
-void sd_storage_batch_put_last_seq(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                   uint64_t seq);
-
-rocksdb_column_family_handle_t *sd_storage_cf(sd_storage_t *storage, sd_cf_t cf);
-rocksdb_t *sd_storage_db(sd_storage_t *storage);
-/* Read options for a point read or a scan (shared, immutable). */
-const rocksdb_readoptions_t *sd_storage_read_options(const sd_storage_t *storage);
+void sd_storage_batch_put_last_seq(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq);
 
 /* Called for each entry of a scan; return false to stop. key/value are valid only during
  * the call. */
@@ -94,8 +105,8 @@ sd_status_t sd_storage_scan(sd_storage_t *storage, sd_cf_t cf, const uint8_t *pr
  * one record per second; pruning finds the highest seq committed before the cutoff second and
  * deletes every tenant's ledger entries up to it, remembering that seq so that History and Watch
  * can say OUT_OF_RANGE for it. */
-void sd_storage_batch_put_time_index(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                     uint64_t seq, int64_t time_us);
+void sd_storage_batch_put_time_index(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq,
+                                     int64_t time_us);
 /* Deletes ledger entries committed before cutoff_us; call from the writer thread only. */
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us);
 /* The highest seq deleted by retention (0 = none). */

@@ -288,11 +288,11 @@ static void test_corrupt_record_is_internal(void **state)
                            sd_bytes_of("c"), sd_bytes_of("")};
     uint8_t key[SD_ITEM_KEY_BYTES_MAX];
     size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));
-    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
-    rocksdb_writebatch_put_cf(batch, sd_storage_cf(storage, SD_CF_LEVELS), (const char *)key,
-                              key_length, "garbage", 7);
+    sd_write_batch_t *batch = sd_write_batch_new();
+    sd_write_batch_put(storage, batch, SD_CF_LEVELS, key, key_length, (const uint8_t *)"garbage",
+                       7);
     assert_int_equal(sd_storage_write(storage, batch, true), SD_OK);
-    rocksdb_writebatch_destroy(batch);
+    sd_write_batch_free(batch);
     sd_storage_close(storage);
     assert_true(th_daemon_start(&env->daemon, stockd_binary, env->dir, NULL));
     env->client = sc_client_new(env->daemon.address, NULL);

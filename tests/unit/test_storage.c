@@ -53,14 +53,14 @@ static int64_t write_load(sd_storage_t *storage, const char *dir)
     memset(value, 'v', sizeof(value));
     int64_t peak = 0;
     for (uint64_t seq = 1; seq <= WRITTEN_BYTES / VALUE_BYTES; seq++) {
-        rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+        sd_write_batch_t *batch = sd_write_batch_new();
         uint8_t key[SD_LEDGER_KEY_BYTES_MAX];
         size_t key_length = sd_key_encode_ledger(sd_bytes_of("t"), seq, key, sizeof(key));
-        rocksdb_writebatch_put_cf(batch, sd_storage_cf(storage, SD_CF_LEDGER), (const char *)key,
-                                  key_length, value, sizeof(value));
+        sd_write_batch_put(storage, batch, SD_CF_LEDGER, key, key_length, (const uint8_t *)value,
+                           sizeof(value));
         sd_storage_batch_put_last_seq(storage, batch, seq);
         assert_int_equal(sd_storage_write(storage, batch, false), SD_OK);
-        rocksdb_writebatch_destroy(batch);
+        sd_write_batch_free(batch);
         if (seq % 256 == 0) {
             int64_t now = wal_bytes(dir);
             peak = now > peak ? now : peak;
