@@ -11,37 +11,45 @@
 #include "ctl.h"
 #include "util.h"
 
-#define CTL_LEVEL_ABS_MAX INT64_C(1000000000000000)
-
-static const char *const ctl_columns[] = {
-    "location_id", "app_id", "catalog_item_id", "variant", "available", "tracked", "floor"};
-
 /* ---- export ---- */
-
-static void ctl_export_row(FILE *out, const Stockd__V1__StockLevel *level)
-{
-    const char *texts[4] = {level->item->location_id, level->item->app_id,
-                            level->item->catalog_item_id, level->item->variant};
-    for (int i = 0; i < 4; i++) {
-        csv_write_field(out, texts[i]);
-        fputc(',', out);
-    }
-    fprintf(out, "%lld,%s,%lld\n", (long long)level->available, level->tracked ? "true" : "false",
-            (long long)level->floor);
-}
 
 typedef struct {
     FILE *out;
     size_t rows;
+    size_t skipped_rows; /* ids with control characters: not writable as one CSV line */
 } ctl_export_t;
+
+static void ctl_export_row(ctl_export_t *export, const Stockd__V1__StockLevel *level)
+{
+    const Stockd__V1__ItemRef *item = level->item;
+    csv_level_row_t row = {{item->location_id, item->app_id, item->catalog_item_id, item->variant},
+                           level->available,
+                           level->tracked,
+                           true,
+                           level->floor};
+    if (csv_level_write(export->out, &row)) {
+        export->rows++;
+        return;
+    }
+    /* Stored before stockd refused control characters in ids: say so rather than write a
+     * row that would import as something else. */
+    char escaped[4][128];
+    for (int i = 0; i < 4; i++) {
+        util_json_escape(row.ids[i], 32, escaped[i], sizeof(escaped[i]));
+    }
+    fprintf(stderr,
+            "stockctl: not exported (an id holds a control character): location_id \"%s\" "
+            "app_id \"%s\" catalog_item_id \"%s\" variant \"%s\"\n",
+            escaped[0], escaped[1], escaped[2], escaped[3]);
+    export->skipped_rows++;
+}
 
 static bool ctl_export_page(void *context, Stockd__V1__StockLevel *const *levels, size_t count)
 {
     ctl_export_t *export = context;
     for (size_t i = 0; i < count; i++) {
-        ctl_export_row(export->out, levels[i]);
+        ctl_export_row(export, levels[i]);
     }
-    export->rows += count;
     return true;
 }
 
@@ -56,7 +64,7 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
     Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
     request.tenant_id = (char *)transfer->tenant;
     request.page_size = 1000;
-    ctl_export_t export = {out, 0};
+    ctl_export_t export = {out, 0, 0};
     sc_status_t status;
     int code = sc_list_all(transfer->client, &request, ctl_export_page, &export,
                            transfer->deadline_ms, &status);
@@ -68,7 +76,14 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
     if (out != stdout && fclose(out) != 0) {
         exit_code = EXIT_OTHER;
     }
-    fprintf(stderr, "stockctl: exported %zu rows\n", export.rows);
+    if (export.skipped_rows > 0 && exit_code == EXIT_DONE) {
+        exit_code = EXIT_OTHER;
+    }
+    fprintf(stderr, "stockctl: exported %zu rows", export.rows);
+    if (export.skipped_rows > 0) {
+        fprintf(stderr, "; %zu rows not exported (control characters in ids)", export.skipped_rows);
+    }
+    fputc('\n', stderr);
     return exit_code;
 }
 
@@ -103,64 +118,6 @@ static void ctl_bad_row(ctl_rows_t *rows, size_t line, const char *reason)
     }
 }
 
-/* Checks one text column against its byte limit and UTF-8. */
-static bool ctl_text_ok(const char *text, size_t minimum, size_t maximum)
-{
-    size_t length = strlen(text);
-    return length >= minimum && length <= maximum && util_utf8_valid(text, length);
-}
-
-/* Parses the fields of one data line into row; on failure says why. */
-static const char *ctl_parse_row(char **fields, int count, int columns, ctl_row_t *row)
-{
-    static const size_t limits[4][2] = {{0, 64}, {1, 64}, {1, 256}, {0, 256}};
-    if (count != columns) {
-        return "wrong number of columns";
-    }
-    for (int i = 0; i < 4; i++) {
-        if (!ctl_text_ok(fields[i], limits[i][0], limits[i][1])) {
-            return i == 0   ? "location_id: 0..64 bytes of UTF-8"
-                   : i == 1 ? "app_id: 1..64 bytes of UTF-8"
-                   : i == 2 ? "catalog_item_id: 1..256 bytes of UTF-8"
-                            : "variant: 0..256 bytes of UTF-8";
-        }
-    }
-    if (!util_parse_int64(fields[4], &row->available) || row->available > CTL_LEVEL_ABS_MAX ||
-        row->available < -CTL_LEVEL_ABS_MAX) {
-        return "available: an integer within +-10^15";
-    }
-    row->tracked = -1;
-    if (columns > 5 && fields[5][0] != '\0') {
-        bool yes = strcmp(fields[5], "true") == 0 || strcmp(fields[5], "1") == 0;
-        bool no = strcmp(fields[5], "false") == 0 || strcmp(fields[5], "0") == 0;
-        if (!yes && !no) {
-            return "tracked: true, false or empty";
-        }
-        row->tracked = yes;
-    }
-    row->has_floor = columns > 6 && fields[6][0] != '\0';
-    if (row->has_floor && (!util_parse_int64(fields[6], &row->floor) ||
-                           row->floor > CTL_LEVEL_ABS_MAX || row->floor < -CTL_LEVEL_ABS_MAX)) {
-        return "floor: an integer within +-10^15, or empty";
-    }
-    return NULL;
-}
-
-static int ctl_header_columns(char *line)
-{
-    char *fields[CSV_FIELDS_MAX];
-    int count = csv_split(line, fields, CSV_FIELDS_MAX);
-    if (count < 5 || count > 7) {
-        return -1;
-    }
-    for (int i = 0; i < count; i++) {
-        if (strcmp(fields[i], ctl_columns[i]) != 0) {
-            return -1;
-        }
-    }
-    return count;
-}
-
 /* Reads the whole file: good rows kept, bad rows reported. Updates the SHA-256 digest. */
 static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
 {
@@ -179,7 +136,7 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
             continue;
         }
         if (number == 1) {
-            columns = ctl_header_columns(line);
+            columns = csv_level_header(line);
             if (columns < 0) {
                 fprintf(stderr, "stockctl: line 1 must be the header "
                                 "location_id,app_id,catalog_item_id,variant,available"
@@ -191,13 +148,8 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
         if (line[0] == '\0') {
             continue;
         }
-        char *fields[CSV_FIELDS_MAX];
-        int count = csv_split(line, fields, CSV_FIELDS_MAX);
-        ctl_row_t row;
-        memset(&row, 0, sizeof(row));
-        row.line = number;
-        const char *reason =
-            count < 0 ? "malformed CSV" : ctl_parse_row(fields, count, columns, &row);
+        csv_level_row_t parsed;
+        const char *reason = csv_level_parse(line, columns, &parsed);
         if (reason != NULL) {
             ctl_bad_row(rows, number, reason);
             continue;
@@ -212,8 +164,13 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
             rows->rows = bigger;
             rows->capacity = capacity;
         }
+        ctl_row_t row = {.available = parsed.available,
+                         .tracked = parsed.tracked,
+                         .has_floor = parsed.has_floor,
+                         .floor = parsed.floor,
+                         .line = number};
         for (int i = 0; i < 4; i++) {
-            row.parts[i] = strdup(fields[i]);
+            row.parts[i] = strdup(parsed.ids[i]);
         }
         rows->rows[rows->count++] = row; /* owned by rows now, even if a copy failed */
         if (!row.parts[0] || !row.parts[1] || !row.parts[2] || !row.parts[3]) {

@@ -76,6 +76,26 @@ bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *er
     return true;
 }
 
+/* The ids of an item key may hold no control character (C0 0x00-0x1F or DEL 0x7F): a line
+ * break or tab in an id would break every line-oriented view of it (stockctl's CSV export,
+ * logs, terminals), so an id that can be stored is always one that exports and imports back
+ * byte for byte. Returns true when text is free of them; otherwise names the field. */
+static bool sd_check_no_control(const char *text, const sd_path_t *path, sd_error_t *error)
+{
+    for (size_t i = 0; text[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7F) {
+            char field[SD_FIELD_PATH_BYTES_MAX];
+            sd_error_add_field(error, sd_path_format(path, field, sizeof(field)),
+                               "holds the control character 0x%02x at byte %zu; ids may not "
+                               "contain C0 or DEL characters",
+                               c, i);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Checks an ItemRef at base[index].child (index SIZE_MAX and child NULL when absent). */
 static bool sd_check_item(const Stockd__V1__ItemRef *item, const char *base, size_t index,
                           const char *child, sd_error_t *error)
@@ -104,7 +124,10 @@ static bool sd_check_item(const Stockd__V1__ItemRef *item, const char *base, siz
         memcpy(&text, (const char *)item + parts[i].offset, sizeof(text));
         path.leaf = parts[i].name;
         /* a child-less path (items[3]) names the part directly: items[3].app_id */
-        ok &= sd_check_text(text, &path, parts[i].bytes_max, parts[i].required, error);
+        if (!sd_check_text(text, &path, parts[i].bytes_max, parts[i].required, error) ||
+            !sd_check_no_control(text, &path, error)) {
+            ok = false;
+        }
     }
     return ok;
 }

@@ -2,7 +2,8 @@
 # The whole test suite:
 #  1. a release build with warnings as errors: unit, integration, interop (grpc-js),
 #     valgrind and deployment-manifest tests;
-#  2. libFuzzer smoke runs of the gateway's request path and the other parsers (clang);
+#  2. libFuzzer smoke runs of every fuzz target (gateway, parsers, stockd requests, CSV
+#     import), every library instrumented (clang);
 #  3. an ASan+UBSan build running the unit and integration tests again (last, so the run
 #     ends with CTest's summary).
 set -euo pipefail
@@ -20,15 +21,24 @@ cmake --build "$BUILD" -j "$JOBS"
 echo "== release tests"
 (cd "$BUILD" && ctest --output-on-failure --timeout 900)
 
-echo "== libFuzzer smoke runs: the gateway request path and the other parsers (clang)"
+echo "== libFuzzer smoke runs: every fuzz target, 12 s each, every library instrumented (clang)"
 if command -v clang >/dev/null 2>&1; then
+  FUZZ_TARGETS=(gateway parsers request import)
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_FUZZ=ON >/dev/null
-  cmake --build build-fuzz -j "$JOBS" --target fuzz_gateway fuzz_parsers
-  for target in gateway parsers; do
+  cmake --build build-fuzz -j "$JOBS" --target "${FUZZ_TARGETS[@]/#/fuzz_}"
+  for target in "${FUZZ_TARGETS[@]}"; do
     corpus=$(mktemp -d)
+    log="build-fuzz/smoke-$target.log"
     cp "tests/fuzz/corpus/$target"/* "$corpus"/
-    "./build-fuzz/tests/fuzz_$target" -max_total_time=15 -print_final_stats=0 "$corpus" 2>&1 \
-      | tail -n 1
+    if ! "./build-fuzz/tests/fuzz_$target" -max_total_time=12 -print_final_stats=0 \
+        -artifact_prefix=build-fuzz/ "$corpus" >"$log" 2>&1; then
+      tail -n 40 "$log"
+      rm -rf "$corpus"
+      echo "fuzz_$target failed; the input is in build-fuzz/ (crash-*, leak-*, timeout-*)"
+      exit 1
+    fi
+    echo "fuzz_$target: $(grep -m1 -o '[0-9]* inline 8-bit counters' "$log")," \
+      "reached $(grep -o 'cov: [0-9]*' "$log" | tail -n 1); $(tail -n 1 "$log")"
     rm -rf "$corpus"
   done
 else

@@ -235,6 +235,71 @@ static void test_set_stock_and_get_stock(void **state)
     sd_error_free(&error);
 }
 
+/* Item-key ids refuse control characters (C0 and DEL), so every stored id is one line of
+ * stockctl's CSV export; each violation names the id's field. Other text (order_id,
+ * reason_text) keeps its rules, and printable ids with commas, quotes, '=' or non-ASCII pass. */
+static void test_item_ids_refuse_control_characters(void **state)
+{
+    (void)state;
+    const char *bad[] = {"a\nb", "\r", "tab\there", "\x01", "\x1f", "del\x7f", "end\n"};
+    static const char *const fields[] = {"lines[0].item.location_id", "lines[0].item.app_id",
+                                         "lines[0].item.catalog_item_id", "lines[0].item.variant"};
+    fixture_t f;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (size_t part = 0; part < 4; part++) {
+            fixture_init(&f, 1);
+            char **text = part == 0   ? &f.items[0].location_id
+                          : part == 1 ? &f.items[0].app_id
+                          : part == 2 ? &f.items[0].catalog_item_id
+                                      : &f.items[0].variant;
+            *text = (char *)bad[i];
+            expect_invalid(&f, fields[part]);
+        }
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    fixture_init(&f, 1);
+    f.items[0].catalog_item_id = "a\nb";
+    assert_false(sd_validate_decrement(&f.request, &error));
+    assert_non_null(strstr(error.message, "control character 0x0a at byte 1"));
+    sd_error_free(&error);
+
+    fixture_init(&f, 1);
+    f.items[0].location_id = "=SUM(A1),\"x\"";
+    f.items[0].catalog_item_id = "+1 @home \xc3\xa9\xe2\x82\xac \xf0\x9f\x93\xa6 ~";
+    f.items[0].variant = "-{\"size\":\"L\"}";
+    f.request.order_id = "order\twith tab";
+    sd_error_init(&error);
+    assert_true(sd_validate_decrement(&f.request, &error));
+    assert_int_equal(error.field_violations_count, 0);
+
+    /* the same rule for SetStock lines and GetStock items */
+    Stockd__V1__ItemRef item = STOCKD__V1__ITEM_REF__INIT;
+    item.app_id = "app";
+    item.catalog_item_id = "sku";
+    item.variant = "L\n";
+    Stockd__V1__SetLine line = STOCKD__V1__SET_LINE__INIT;
+    line.item = &item;
+    Stockd__V1__SetLine *lines[1] = {&line};
+    Stockd__V1__SetStockRequest set = STOCKD__V1__SET_STOCK_REQUEST__INIT;
+    set.tenant_id = "t";
+    set.n_lines = 1;
+    set.lines = lines;
+    assert_false(sd_validate_set_stock(&set, &error));
+    assert_int_equal(error.status, SD_INVALID_ARGUMENT);
+    assert_true(has_field(&error, "lines[0].item.variant"));
+    sd_error_free(&error);
+    Stockd__V1__ItemRef *items[1] = {&item};
+    Stockd__V1__GetStockRequest get = STOCKD__V1__GET_STOCK_REQUEST__INIT;
+    get.tenant_id = "t";
+    get.n_items = 1;
+    get.items = items;
+    sd_error_init(&error);
+    assert_false(sd_validate_get_stock(&get, &error));
+    assert_true(has_field(&error, "items[0].variant"));
+    sd_error_free(&error);
+}
+
 /* Strings with an embedded NUL would be cut short by protobuf-c: the wire check finds them
  * and names the field, at any depth and index. */
 static void test_wire_nul_in_strings(void **state)
@@ -275,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_text_fields),
         cmocka_unit_test(test_reports_every_violation),
         cmocka_unit_test(test_set_stock_and_get_stock),
+        cmocka_unit_test(test_item_ids_refuse_control_characters),
         cmocka_unit_test(test_wire_nul_in_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
