@@ -96,6 +96,20 @@ class Stockctl(unittest.TestCase):
         self.assertEqual(code, 3)
         self.assertIn("UNAVAILABLE", err)
 
+    def test_every_write_carries_a_request_id(self):
+        """A write without --request-id gets a generated one (so a retry is safe), and when
+        the outcome is unknown stockctl prints it with the retry to run."""
+        self.assertEqual(self.ctl("--tenant", "rid", "--order-id", "o-rid", "increment", "app",
+                                  "r", "2")[0], 0)
+        code, out, _ = self.ctl("--tenant", "rid", "--json", "--order-id", "o-rid", "history")
+        request_id = json.loads(out.splitlines()[0])["request_id"]
+        self.assertRegex(request_id, r"^sc-[0-9a-f]{32}$")
+        code, _, err = self.ctl("--deadline-ms", "500", "decrement", "app", "r", "1",
+                                addr="127.0.0.1:1")
+        self.assertEqual(code, 3)
+        self.assertIn("may or may not have been applied", err)
+        self.assertRegex(err, r"--request-id sc-[0-9a-f]{32}")
+
     def test_list_history_watch(self):
         for sku in ("l1", "l2", "l3"):
             self.assertEqual(self.ctl("--tenant", "lister", "set", "listapp", sku, "4")[0], 0)
