@@ -1,6 +1,8 @@
 /* log.c — JSON-line logger; see log.h. */
 #include "log.h"
 
+#include <stdlib.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -148,4 +150,12 @@ void log_emit(log_level_t level, const char *event, const log_field_t *fields)
     /* One write(2) keeps lines from concurrent threads whole. */
     ssize_t written = write(STDERR_FILENO, line, buffer.used);
     (void)written; /* nowhere left to report a failed log write */
+}
+
+void log_assert_failed(const char *expression, const char *file, int line)
+{
+    log_emit(LOG_ERROR, "assertion_failed",
+             (const log_field_t[]){LF_STR("expression", expression), LF_STR("file", file),
+                                   LF_INT("line", line), LF_END});
+    abort();
 }

@@ -57,4 +57,13 @@ bool log_enabled(log_level_t level);
  * values are truncated so a line never exceeds 8 KiB. */
 void log_emit(log_level_t level, const char *event, const log_field_t *fields);
 
+/* Always on, in every build: for programmer errors only (an invariant of our own state that
+ * cannot be false unless the code is wrong), never for input or I/O outcomes, which are
+ * handled. Logs the expression, file and line as an "assertion_failed" event, then aborts, so
+ * a broken invariant stops the process before it can store or answer something wrong. */
+#define SD_ASSERT(expression)                                                                      \
+    ((expression) ? (void)0 : log_assert_failed(#expression, __FILE__, __LINE__))
+
+_Noreturn void log_assert_failed(const char *expression, const char *file, int line);
+
 #endif

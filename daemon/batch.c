@@ -1,11 +1,12 @@
-/* batch.c — see batch.h.
+/* batch.c — see batch.h. The rules of the write requests, and only the rules: grouping lines
+ * by item, the checks (floors of restricted decrements, the ±10^15 range, compare-and-set),
+ * applying lines to the overlay and the ledger, and the answers.
  *
- * State: an overlay map from encoded item key to the level as this batch left it (loaded from
- * RocksDB on first touch), the RocksDB WriteBatch being built, and the idempotency records
- * written by this batch (so a repeat inside the same batch is recognised too). */
+ * State kept elsewhere: the levels as the batch left them (overlay.c, loaded from the level
+ * cache in level_cache.c or RocksDB on first touch), the request_id records (idempotency.c),
+ * and the WriteBatch being built (storage.c). */
 #include "batch.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +16,12 @@
 #include "util.h"
 #include "hashmap.h"
 #include "level_cache.h"
+#include "overlay.h"
+#include "idempotency.h"
 
 #define SD_SUBJECT_BYTES_MAX 1200
 
 /* ---- batch state ---- */
-
-typedef struct {
-    sd_level_t level;
-    bool exists;             /* stored, or written by this batch */
-    bool dirty;              /* must be written at commit */
-    sd_status_t load_status; /* not SD_OK: the read failed and the level is unknown */
-    const uint8_t *key;      /* points at the overlay map's copy */
-    uint32_t key_length;
-} sd_overlay_entry_t;
 
 /* One distinct item of the request being evaluated. */
 typedef struct {
@@ -37,31 +31,20 @@ typedef struct {
     sd_overlay_entry_t before; /* undo copy, restored if the request cannot finish */
 } sd_unique_t;
 
-typedef struct {
-    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
-    size_t key_length;
-    uint8_t fingerprint[SD_FINGERPRINT_BYTES];
-    uint8_t *response; /* owned */
-    size_t response_length;
-} sd_idempotency_record_t;
-
 struct sd_batch {
     sd_storage_t *storage;
     int64_t idempotency_ttl_us;
     sd_write_batch_t *write_batch;
     uint64_t last_seq;
     size_t applied_count;
-    sd_map_t overlay_map;
-    sd_overlay_entry_t *overlay;
-    size_t overlay_count, overlay_capacity;
+    sd_overlay_t overlay; /* the levels as this batch has left them */
     sd_map_t request_map; /* per request: key -> index into uniques */
     sd_unique_t *uniques;
     size_t uniques_capacity;
     uint32_t *line_uniques; /* per line of the current request: index into uniques */
     size_t line_uniques_capacity;
-    sd_idempotency_record_t *records;
-    size_t records_count, records_capacity;
-    uint8_t *scratch; /* packing buffer for ledger entries */
+    sd_idempotency_records_t records; /* written by this batch, not yet committed */
+    uint8_t *scratch;                 /* packing buffer for ledger entries */
     size_t scratch_capacity;
     sd_level_cache_t cache; /* committed levels, so hot items skip the RocksDB read */
 };
@@ -84,20 +67,11 @@ sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idemp
     return batch;
 }
 
-static void sd_batch_clear_records(sd_batch_t *batch)
-{
-    for (size_t i = 0; i < batch->records_count; i++) {
-        free(batch->records[i].response);
-    }
-    batch->records_count = 0;
-}
-
 void sd_batch_reset(sd_batch_t *batch, uint64_t last_seq)
 {
     sd_write_batch_clear(batch->write_batch);
-    sd_map_clear(&batch->overlay_map);
-    batch->overlay_count = 0;
-    sd_batch_clear_records(batch);
+    sd_overlay_clear(&batch->overlay);
+    sd_idempotency_records_clear(&batch->records);
     batch->applied_count = 0;
     batch->last_seq = last_seq;
 }
@@ -109,13 +83,12 @@ void sd_batch_free(sd_batch_t *batch)
     }
     sd_batch_reset(batch, 0);
     sd_write_batch_free(batch->write_batch);
-    sd_map_free(&batch->overlay_map);
+    sd_overlay_free(&batch->overlay);
     sd_map_free(&batch->request_map);
     sd_level_cache_free(&batch->cache);
-    free(batch->overlay);
     free(batch->uniques);
     free(batch->line_uniques);
-    free(batch->records);
+    sd_idempotency_records_free(&batch->records);
     free(batch->scratch);
     free(batch);
 }
@@ -168,220 +141,6 @@ static sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__Ite
                          sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
                          sd_bytes_of(item->variant)};
     return key;
-}
-
-/* Records the committed state of every item the batch touched. */
-static void sd_cache_remember(sd_batch_t *batch)
-{
-    sd_level_cache_make_room(&batch->cache, batch->overlay_count);
-    for (size_t i = 0; i < batch->overlay_count; i++) {
-        const sd_overlay_entry_t *entry = &batch->overlay[i];
-        if (entry->load_status == SD_OK) {
-            sd_level_cache_put(&batch->cache, entry->key, entry->key_length, &entry->level,
-                               entry->exists);
-        }
-    }
-}
-
-/* Finds the overlay entry of key, loading it (from the cache or RocksDB) on first touch. */
-static sd_status_t sd_overlay_get(sd_batch_t *batch, const uint8_t *key, size_t key_length,
-                                  uint32_t *index_out)
-{
-    bool inserted = false;
-    sd_map_slot_t *slot = sd_map_upsert(&batch->overlay_map, key, key_length,
-                                        (uint32_t)batch->overlay_count, &inserted);
-    if (slot == NULL) {
-        return SD_UNAVAILABLE;
-    }
-    if (!inserted) {
-        *index_out = slot->index;
-        return batch->overlay[slot->index].load_status;
-    }
-    if (!sd_reserve((void **)&batch->overlay, &batch->overlay_capacity, batch->overlay_count + 1,
-                    sizeof(*batch->overlay))) {
-        return SD_UNAVAILABLE;
-    }
-    sd_overlay_entry_t *entry = &batch->overlay[batch->overlay_count];
-    memset(entry, 0, sizeof(*entry));
-    entry->key = slot->key;
-    entry->key_length = slot->key_length;
-    sd_status_t status = SD_OK;
-    if (!sd_level_cache_get(&batch->cache, key, key_length, &entry->level, &entry->exists)) {
-        status =
-            sd_storage_get_level(batch->storage, key, key_length, &entry->level, &entry->exists);
-    }
-    /* Even when the read failed, the slot now refers to this entry: it keeps the failure, so
-     * later requests of the batch fail on this item too instead of reading a default. */
-    entry->load_status = status;
-    batch->overlay_count++;
-    *index_out = slot->index;
-    return status;
-}
-
-/* ---- fingerprints (idempotency) ---- */
-
-static void sd_digest_text(EVP_MD_CTX *context, const char *text)
-{
-    uint8_t length[8];
-    size_t text_length = strlen(text);
-    sd_be64_put(length, text_length);
-    EVP_DigestUpdate(context, length, sizeof(length));
-    EVP_DigestUpdate(context, text, text_length);
-}
-
-static void sd_digest_int(EVP_MD_CTX *context, int64_t value)
-{
-    uint8_t bytes[8];
-    sd_be64_put(bytes, (uint64_t)value);
-    EVP_DigestUpdate(context, bytes, sizeof(bytes));
-}
-
-static void sd_digest_item(EVP_MD_CTX *context, const Stockd__V1__ItemRef *item)
-{
-    sd_digest_text(context, item->location_id);
-    sd_digest_text(context, item->app_id);
-    sd_digest_text(context, item->catalog_item_id);
-    sd_digest_text(context, item->variant);
-}
-
-/* SHA-256 over a length-prefixed encoding of every field that affects the outcome, so that
- * "same content" does not depend on how a client serialized its protobuf. */
-static bool sd_fingerprint(const sd_write_request_t *request, uint8_t out[SD_FINGERPRINT_BYTES])
-{
-    EVP_MD_CTX *context = EVP_MD_CTX_new();
-    if (context == NULL || EVP_DigestInit_ex(context, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(context);
-        return false;
-    }
-    sd_digest_int(context, request->kind);
-    sd_digest_text(context, request->tenant_id);
-    sd_digest_int(context, request->restrict_inventory);
-    sd_digest_text(context, request->order_id);
-    sd_digest_int(context, request->reason);
-    sd_digest_text(context, request->reason_text);
-    sd_digest_int(context, (int64_t)request->lines_count);
-    for (size_t i = 0; i < request->lines_count; i++) {
-        if (request->kind == SD_WRITE_SET) {
-            const Stockd__V1__SetLine *line = request->set_lines[i];
-            sd_digest_item(context, line->item);
-            sd_digest_int(context, line->available);
-            sd_digest_int(context, line->tracked ? 1 + line->tracked->value : 0);
-            sd_digest_int(context, line->floor ? 1 : 0);
-            sd_digest_int(context, line->floor ? line->floor->value : 0);
-            sd_digest_int(context, line->expected_version ? 1 : 0);
-            sd_digest_int(context,
-                          line->expected_version ? (int64_t)line->expected_version->value : 0);
-        } else {
-            const Stockd__V1__Line *line = request->lines[i];
-            sd_digest_item(context, line->item);
-            sd_digest_int(context, line->quantity);
-            sd_digest_int(context, line->subscription_item);
-        }
-    }
-    unsigned int length = 0;
-    bool ok = EVP_DigestFinal_ex(context, out, &length) == 1 && length == SD_FINGERPRINT_BYTES;
-    EVP_MD_CTX_free(context);
-    return ok;
-}
-
-/* ---- idempotency records ---- */
-
-/* Protobuf merges repeated occurrences of a scalar field with "last one wins", so appending
- * field 3 (replayed, varint) = true to a stored response marks it as a replay without
- * re-encoding it. All three write responses number `replayed` 3. */
-static const uint8_t sd_replayed_suffix[2] = {(3 << 3) | 0, 1};
-
-typedef struct {
-    bool found;
-    uint8_t fingerprint[SD_FINGERPRINT_BYTES];
-    uint8_t *response; /* malloc'd copy */
-    size_t response_length;
-} sd_idempotency_hit_t;
-
-static sd_status_t sd_idempotency_decode(const uint8_t *value, size_t length, int64_t now_us,
-                                         int64_t ttl_us, sd_idempotency_hit_t *hit)
-{
-    int64_t created_us = 0;
-    if (!sd_idempotency_created_us(value, length, &created_us)) {
-        SD_LOG(LOG_ERROR, "storage_corrupt_idempotency", LF_UINT("value_bytes", length));
-        return SD_INTERNAL;
-    }
-    if (sd_idempotency_expired(created_us, now_us, ttl_us)) {
-        return SD_OK; /* expired: as if never seen */
-    }
-    size_t response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
-    hit->response = malloc(response_length + sizeof(sd_replayed_suffix));
-    if (hit->response == NULL) {
-        return SD_UNAVAILABLE;
-    }
-    memcpy(hit->fingerprint, value + 9, SD_FINGERPRINT_BYTES);
-    memcpy(hit->response, value + SD_IDEMPOTENCY_HEADER_BYTES, response_length);
-    hit->response_length = response_length;
-    hit->found = true;
-    return SD_OK;
-}
-
-static sd_status_t sd_idempotency_find(sd_batch_t *batch, const uint8_t *key, size_t key_length,
-                                       int64_t now_us, sd_idempotency_hit_t *hit)
-{
-    memset(hit, 0, sizeof(*hit));
-    for (size_t i = batch->records_count; i-- > 0;) {
-        sd_idempotency_record_t *record = &batch->records[i];
-        if (record->key_length == key_length && memcmp(record->key, key, key_length) == 0) {
-            hit->response = malloc(record->response_length + sizeof(sd_replayed_suffix));
-            if (hit->response == NULL) {
-                return SD_UNAVAILABLE;
-            }
-            memcpy(hit->response, record->response, record->response_length);
-            memcpy(hit->fingerprint, record->fingerprint, SD_FINGERPRINT_BYTES);
-            hit->response_length = record->response_length;
-            hit->found = true;
-            return SD_OK;
-        }
-    }
-    char *value = NULL;
-    size_t value_length = 0;
-    sd_status_t status =
-        sd_storage_get(batch->storage, SD_CF_IDEMPOTENCY, key, key_length, &value, &value_length);
-    if (status != SD_OK || value == NULL) {
-        return status;
-    }
-    status = sd_idempotency_decode((const uint8_t *)value, value_length, now_us,
-                                   batch->idempotency_ttl_us, hit);
-    sd_storage_free(value);
-    return status;
-}
-
-/* Stores the record in the WriteBatch and remembers it for the rest of this batch. */
-static bool sd_idempotency_remember(sd_batch_t *batch, const uint8_t *key, size_t key_length,
-                                    const uint8_t fingerprint[SD_FINGERPRINT_BYTES], int64_t now_us,
-                                    const uint8_t *response, size_t response_length)
-{
-    if (!sd_reserve((void **)&batch->records, &batch->records_capacity, batch->records_count + 1,
-                    sizeof(*batch->records))) {
-        return false;
-    }
-    size_t value_length = SD_IDEMPOTENCY_HEADER_BYTES + response_length;
-    uint8_t *value = malloc(value_length);
-    uint8_t *response_copy = malloc(response_length ? response_length : 1);
-    if (value == NULL || response_copy == NULL) {
-        free(value);
-        free(response_copy);
-        return false;
-    }
-    sd_idempotency_header_encode(now_us, fingerprint, value);
-    memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
-    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_IDEMPOTENCY, key, key_length,
-                       value, value_length);
-    free(value);
-    sd_idempotency_record_t *record = &batch->records[batch->records_count++];
-    memcpy(record->key, key, key_length);
-    record->key_length = key_length;
-    memcpy(record->fingerprint, fingerprint, SD_FINGERPRINT_BYTES);
-    memcpy(response_copy, response, response_length);
-    record->response = response_copy;
-    record->response_length = response_length;
-    return true;
 }
 
 /* ---- evaluation ---- */
@@ -447,7 +206,8 @@ static sd_status_t sd_collect_uniques(sd_batch_t *batch, const sd_write_request_
             sd_unique_t *unique = &batch->uniques[count++];
             unique->delta_total = 0;
             unique->first_line = line;
-            sd_status_t status = sd_overlay_get(batch, key, key_length, &unique->overlay_index);
+            sd_status_t status = sd_overlay_get(&batch->overlay, &batch->cache, batch->storage, key,
+                                                key_length, &unique->overlay_index);
             if (status != SD_OK) {
                 return status;
             }
@@ -469,15 +229,16 @@ static bool sd_in_range(int64_t value)
     return value >= -SD_LEVEL_ABS_MAX && value <= SD_LEVEL_ABS_MAX;
 }
 
-/* Checks a decrement or increment: floors (restricted decrements) and the ±10^15 range. */
-static void sd_check_moves(sd_batch_t *batch, const sd_write_request_t *request,
-                           size_t uniques_count, sd_error_t *error)
+/* Checks a decrement or increment: a restricted decrement may not take a tracked item below
+ * its floor (every short item is named in the details), and no level may leave ±10^15. */
+static void sd_check_floors_and_range(sd_batch_t *batch, const sd_write_request_t *request,
+                                      size_t uniques_count, sd_error_t *error)
 {
     size_t short_count = 0;
     char subject[SD_SUBJECT_BYTES_MAX];
     for (size_t u = 0; u < uniques_count; u++) {
         const sd_unique_t *unique = &batch->uniques[u];
-        const sd_level_t *level = &batch->overlay[unique->overlay_index].level;
+        const sd_level_t *level = &batch->overlay.entries[unique->overlay_index].level;
         if (!level->tracked) {
             continue;
         }
@@ -523,13 +284,13 @@ static bool sd_expected_version_ok(const Stockd__V1__SetLine *line, const sd_ove
 }
 
 /* Checks a SetStock: compare-and-set versions and the ±10^15 range of the new values. */
-static void sd_check_sets(sd_batch_t *batch, const sd_write_request_t *request,
-                          size_t uniques_count, sd_error_t *error)
+static void sd_check_versions_and_range(sd_batch_t *batch, const sd_write_request_t *request,
+                                        size_t uniques_count, sd_error_t *error)
 {
     for (size_t u = 0; u < uniques_count && error->status == SD_OK; u++) {
         const sd_unique_t *unique = &batch->uniques[u];
         const Stockd__V1__SetLine *line = request->set_lines[unique->first_line];
-        const sd_overlay_entry_t *entry = &batch->overlay[unique->overlay_index];
+        const sd_overlay_entry_t *entry = &batch->overlay.entries[unique->overlay_index];
         if (!sd_in_range(line->available) || (line->floor && !sd_in_range(line->floor->value))) {
             sd_error_set(error, SD_OUT_OF_RANGE,
                          "lines[%zu]: available and floor must be within +-10^15",
@@ -582,14 +343,13 @@ static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *reques
     entry.reason = (Stockd__V1__Reason)request->reason;
     entry.reason_text = (char *)request->reason_text;
     entry.request_id = (char *)request->request_id;
-    size_t length = stockd__v1__ledger_entry__get_packed_size(&entry);
     uint8_t key[SD_LEDGER_KEY_BYTES_MAX];
     size_t key_length =
         sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key, sizeof(key));
-    batch->scratch[0] = SD_LEDGER_FORMAT_V1;
-    stockd__v1__ledger_entry__pack(&entry, batch->scratch + 1);
+    size_t value_length = sd_ledger_value_encode(&entry, batch->scratch, SD_LEDGER_VALUE_BYTES_MAX);
+    SD_ASSERT(key_length > 0 && value_length > 0); /* validated ids always fit (static assert) */
     sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER, key, key_length,
-                       batch->scratch, length + 1);
+                       batch->scratch, value_length);
 }
 
 static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *request, size_t line,
@@ -597,7 +357,7 @@ static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *reque
 {
     const Stockd__V1__SetLine *set = request->set_lines[line];
     sd_overlay_entry_t *entry =
-        &batch->overlay[batch->uniques[batch->line_uniques[line]].overlay_index];
+        &batch->overlay.entries[batch->uniques[batch->line_uniques[line]].overlay_index];
     int64_t delta = set->available - entry->level.available;
     entry->level.available = set->available;
     if (set->tracked != NULL) {
@@ -618,7 +378,7 @@ static void sd_apply_lines(sd_batch_t *batch, const sd_write_request_t *request,
                            size_t uniques_count, int64_t now_us)
 {
     for (size_t u = 0; u < uniques_count; u++) {
-        batch->uniques[u].before = batch->overlay[batch->uniques[u].overlay_index];
+        batch->uniques[u].before = batch->overlay.entries[batch->uniques[u].overlay_index];
     }
     for (size_t line = 0; line < request->lines_count; line++) {
         if (request->kind == SD_WRITE_SET) {
@@ -626,7 +386,7 @@ static void sd_apply_lines(sd_batch_t *batch, const sd_write_request_t *request,
             continue;
         }
         sd_unique_t *unique = &batch->uniques[batch->line_uniques[line]];
-        sd_overlay_entry_t *entry = &batch->overlay[unique->overlay_index];
+        sd_overlay_entry_t *entry = &batch->overlay.entries[unique->overlay_index];
         int64_t delta = sd_request_delta(request, line);
         if (entry->level.tracked) {
             entry->level.available += delta;
@@ -637,7 +397,7 @@ static void sd_apply_lines(sd_batch_t *batch, const sd_write_request_t *request,
         return;
     }
     for (size_t u = 0; u < uniques_count; u++) {
-        sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[u].overlay_index];
+        sd_overlay_entry_t *entry = &batch->overlay.entries[batch->uniques[u].overlay_index];
         if (entry->level.tracked) { /* untracked levels do not change */
             entry->level.version++;
             entry->level.updated_at_us = now_us;
@@ -657,7 +417,7 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
     Stockd__V1__StockLevel **pointers = calloc(uniques_count, sizeof(*pointers));
     bool ok = levels != NULL && pointers != NULL;
     for (size_t u = 0; ok && u < uniques_count; u++) {
-        const sd_overlay_entry_t *entry = &batch->overlay[batch->uniques[u].overlay_index];
+        const sd_overlay_entry_t *entry = &batch->overlay.entries[batch->uniques[u].overlay_index];
         stockd__v1__stock_level__init(&levels[u]);
         levels[u].item =
             (Stockd__V1__ItemRef *)sd_request_item(request, batch->uniques[u].first_line);
@@ -685,7 +445,7 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
 static void sd_rollback_request(sd_batch_t *batch, size_t uniques_count, uint64_t seq_before)
 {
     for (size_t u = 0; u < uniques_count; u++) {
-        batch->overlay[batch->uniques[u].overlay_index] = batch->uniques[u].before;
+        batch->overlay.entries[batch->uniques[u].overlay_index] = batch->uniques[u].before;
     }
     sd_write_batch_rollback_to_save_point(batch->write_batch);
     batch->last_seq = seq_before;
@@ -746,9 +506,9 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
         return;
     }
     if (request->kind == SD_WRITE_SET) {
-        sd_check_sets(batch, request, uniques_count, &result->error);
+        sd_check_versions_and_range(batch, request, uniques_count, &result->error);
     } else {
-        sd_check_moves(batch, request, uniques_count, &result->error);
+        sd_check_floors_and_range(batch, request, uniques_count, &result->error);
     }
     if (result->error.status != SD_OK) {
         return;
@@ -762,8 +522,9 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
         return;
     }
     if (ok && idempotency_key_length > 0) {
-        ok = sd_idempotency_remember(batch, idempotency_key, idempotency_key_length, fingerprint,
-                                     now_us, result->response, result->response_length);
+        ok = sd_idempotency_remember(&batch->records, batch->storage, batch->write_batch,
+                                     idempotency_key, idempotency_key_length, fingerprint, now_us,
+                                     result->response, result->response_length);
     }
     if (!ok) {
         sd_rollback_request(batch, uniques_count, seq_before);
@@ -791,9 +552,11 @@ void sd_batch_apply(sd_batch_t *batch, const sd_write_request_t *request, int64_
         key_length = sd_key_encode_idempotency(sd_bytes_of(request->tenant_id),
                                                sd_bytes_of(request->request_id), key, sizeof(key));
         sd_idempotency_hit_t hit;
-        sd_status_t status = key_length == 0 || !sd_fingerprint(request, fingerprint)
-                                 ? SD_INTERNAL
-                                 : sd_idempotency_find(batch, key, key_length, now_us, &hit);
+        sd_status_t status =
+            key_length == 0 || !sd_fingerprint(request, fingerprint)
+                ? SD_INTERNAL
+                : sd_idempotency_find(&batch->records, batch->storage, key, key_length, now_us,
+                                      batch->idempotency_ttl_us, &hit);
         if (status != SD_OK) {
             sd_error_set(&result->error, status, "cannot check request_id: %s",
                          sd_status_message(status));
@@ -812,28 +575,13 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
     if (batch->applied_count == 0) {
         return SD_OK;
     }
-    uint8_t value[SD_LEVEL_VALUE_BYTES];
-    for (size_t i = 0; i < batch->overlay_count; i++) {
-        const sd_overlay_entry_t *entry = &batch->overlay[i];
-        if (!entry->dirty) {
-            continue;
-        }
-        sd_level_encode(&entry->level, value);
-        sd_level_t check;
-        if (!sd_level_decode(value, sizeof(value), &check)) {
-            /* Checked before writing too: a level outside the contract is a bug. */
-            SD_LOG(LOG_ERROR, "invariant_violated", LF_STR("what", "level out of range"));
-            return SD_INTERNAL;
-        }
-        sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEVELS, entry->key,
-                           entry->key_length, value, sizeof(value));
-    }
+    sd_overlay_put_changed(&batch->overlay, batch->storage, batch->write_batch);
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
     sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
                                     util_now_us());
     sd_status_t status = sd_storage_write(batch->storage, batch->write_batch, sync);
     if (status == SD_OK) {
-        sd_cache_remember(batch);
+        sd_overlay_remember_committed(&batch->overlay, &batch->cache);
     }
     return status;
 }

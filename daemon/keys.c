@@ -174,3 +174,25 @@ bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *cre
     *created_us_out = (int64_t)sd_be64_get(value + 1);
     return true;
 }
+
+size_t sd_ledger_value_encode(const Stockd__V1__LedgerEntry *entry, uint8_t *out, size_t capacity)
+{
+    size_t packed_length = stockd__v1__ledger_entry__get_packed_size(entry);
+    if (capacity < 1 || packed_length > capacity - 1) {
+        return 0;
+    }
+    out[0] = SD_LEDGER_FORMAT_V1;
+    stockd__v1__ledger_entry__pack(entry, out + 1);
+    return packed_length + 1;
+}
+
+bool sd_ledger_value_payload(const uint8_t *value, size_t length, const uint8_t **payload_out,
+                             size_t *payload_length_out)
+{
+    if (length < 1 || value[0] != SD_LEDGER_FORMAT_V1) {
+        return false;
+    }
+    *payload_out = value + 1;
+    *payload_length_out = length - 1;
+    return true;
+}

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "sd_limits.h"
+#include "stockd/v1/inventory.pb-c.h"
 
 #define SD_LEVEL_FORMAT_V1 1
 #define SD_LEVEL_VALUE_BYTES 34
@@ -77,6 +78,14 @@ void sd_idempotency_header_encode(int64_t created_us,
 /* Reads the creation time of an idempotency record. False when the value is not a known
  * format (callers must then keep the record and report corruption, never guess its age). */
 bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *created_us_out);
+
+/* Ledger entry value: format byte, then the packed LedgerEntry. Writes it into out (capacity
+ * at least 1 + the entry's packed size) and returns its length, or 0 when it does not fit. */
+size_t sd_ledger_value_encode(const Stockd__V1__LedgerEntry *entry, uint8_t *out, size_t capacity);
+/* The packed LedgerEntry inside a stored value (a view into it). False when the value is not
+ * a known format: the caller reports corruption. */
+bool sd_ledger_value_payload(const uint8_t *value, size_t length, const uint8_t **payload_out,
+                             size_t *payload_length_out);
 
 /* True when a record created at created_us is past the retention window at now_us. Written
  * without subtracting created_us, so no stored value can overflow it. */

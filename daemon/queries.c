@@ -30,10 +30,12 @@ static size_t sd_scan_budget(size_t page_size)
 
 Stockd__V1__LedgerEntry *sd_ledger_decode(const uint8_t *value, size_t length)
 {
-    if (length < 1 || value[0] != SD_LEDGER_FORMAT_V1) {
+    const uint8_t *payload = NULL;
+    size_t payload_length = 0;
+    if (!sd_ledger_value_payload(value, length, &payload, &payload_length)) {
         return NULL;
     }
-    return stockd__v1__ledger_entry__unpack(NULL, length - 1, value + 1);
+    return stockd__v1__ledger_entry__unpack(NULL, payload_length, payload);
 }
 
 /* ---- ListStock ---- */

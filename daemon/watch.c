@@ -117,6 +117,7 @@ static void sd_watcher_on_event(void *context, sd_stream_event_t event, bool ok)
 typedef struct {
     sd_watcher_t *watcher;
     uint64_t committed_seq;
+    bool corrupt; /* a value was not a known ledger format */
 } sd_watch_scan_t;
 
 static bool sd_watch_visit(void *context, const uint8_t *key, size_t key_length,
@@ -125,17 +126,23 @@ static bool sd_watch_visit(void *context, const uint8_t *key, size_t key_length,
     sd_watch_scan_t *scan = context;
     sd_watcher_t *watcher = scan->watcher;
     uint64_t seq = sd_be64_get(key + key_length - 8);
-    if (seq > scan->committed_seq || value_length < 1) {
+    if (seq > scan->committed_seq) {
         return false; /* committed_seq is what we were told about: stop there */
     }
+    const uint8_t *payload = NULL;
+    size_t payload_length = 0;
+    if (!sd_ledger_value_payload(value, value_length, &payload, &payload_length)) {
+        SD_LOG(LOG_ERROR, "storage_corrupt_ledger", LF_UINT("seq", seq));
+        scan->corrupt = true;
+        return false;
+    }
     size_t slot = (watcher->pending_head + watcher->pending_count) % SD_WATCH_CHUNK_ENTRIES;
-    watcher->pending[slot] = malloc(value_length - 1);
+    watcher->pending[slot] = malloc(payload_length ? payload_length : 1);
     if (watcher->pending[slot] == NULL) {
         return false;
     }
-    /* The stored value is a format byte followed by the serialized LedgerEntry. */
-    memcpy(watcher->pending[slot], value + 1, value_length - 1);
-    watcher->pending_lengths[slot] = value_length - 1;
+    memcpy(watcher->pending[slot], payload, payload_length);
+    watcher->pending_lengths[slot] = payload_length;
     watcher->pending_seqs[slot] = seq;
     watcher->pending_count++;
     return watcher->pending_count < SD_WATCH_CHUNK_ENTRIES;
@@ -154,11 +161,14 @@ static sd_status_t sd_watcher_refill(sd_watcher_t *watcher, uint64_t committed_s
         sd_key_encode_tenant(sd_bytes_of(watcher->tenant_id), prefix, sizeof(prefix));
     size_t start_length =
         sd_key_encode_ledger(sd_bytes_of(watcher->tenant_id), after + 1, start, sizeof(start));
-    sd_watch_scan_t scan = {watcher, committed_seq};
+    sd_watch_scan_t scan = {watcher, committed_seq, false};
     bool more = false;
     sd_status_t status =
         sd_storage_scan(watcher->hub->storage, SD_CF_LEDGER, prefix, prefix_length, start,
                         start_length, false, SD_WATCH_CHUNK_ENTRIES, sd_watch_visit, &scan, &more);
+    if (status == SD_OK && scan.corrupt) {
+        return SD_INTERNAL;
+    }
     if (status == SD_OK && watcher->pending_count == 0) {
         watcher->scanned_through = committed_seq;
     }
@@ -209,10 +219,14 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
                        "the watch fell behind ledger retention; resume from a newer seq");
         return;
     }
-    if (watcher->pending_count == 0 && watcher->scanned_through < committed_seq &&
-        sd_watcher_refill(watcher, committed_seq) != SD_OK) {
-        sd_watcher_end(watcher, SD_UNAVAILABLE, "cannot read the ledger; resume later");
-        return;
+    if (watcher->pending_count == 0 && watcher->scanned_through < committed_seq) {
+        sd_status_t status = sd_watcher_refill(watcher, committed_seq);
+        if (status != SD_OK) {
+            sd_watcher_end(watcher, status,
+                           status == SD_INTERNAL ? "a ledger entry is corrupt (logged)"
+                                                 : "cannot read the ledger; resume later");
+            return;
+        }
     }
     if (watcher->pending_count == 0) {
         return;

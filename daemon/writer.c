@@ -167,6 +167,7 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
             sd_writer_enter_failed(writer);
         } else {
             uint64_t last_seq = sd_batch_last_seq(writer->batch);
+            SD_ASSERT(last_seq > committed); /* every applied request appends ledger entries */
             atomic_store(&writer->committed_seq, last_seq);
             if (writer->options.on_commit != NULL) {
                 writer->options.on_commit(writer->options.on_commit_context, last_seq);
