@@ -114,11 +114,11 @@ static const char *csv_level_ids(char **fields, csv_level_row_t *row)
         size_t minimum, maximum;
         const char *rule;
     } ids[CSV_LEVEL_IDS_COUNT] = {
-        {0, CSV_LOCATION_BYTES_MAX, "location_id: 0..64 bytes of UTF-8, no control characters"},
-        {1, CSV_APP_BYTES_MAX, "app_id: 1..64 bytes of UTF-8, no control characters"},
-        {1, CSV_CATALOG_ITEM_BYTES_MAX,
+        {0, SD_LOCATION_BYTES_MAX, "location_id: 0..64 bytes of UTF-8, no control characters"},
+        {1, SD_APP_BYTES_MAX, "app_id: 1..64 bytes of UTF-8, no control characters"},
+        {1, SD_CATALOG_ITEM_BYTES_MAX,
          "catalog_item_id: 1..256 bytes of UTF-8, no control characters"},
-        {0, CSV_VARIANT_BYTES_MAX, "variant: 0..256 bytes of UTF-8, no control characters"},
+        {0, SD_VARIANT_BYTES_MAX, "variant: 0..256 bytes of UTF-8, no control characters"},
     };
     for (int i = 0; i < CSV_LEVEL_IDS_COUNT; i++) {
         if (!csv_id_valid(fields[i], ids[i].minimum, ids[i].maximum)) {
@@ -131,8 +131,8 @@ static const char *csv_level_ids(char **fields, csv_level_row_t *row)
 
 static bool csv_level_number(const char *text, int64_t *value_out)
 {
-    return util_parse_int64(text, value_out) && *value_out <= CSV_LEVEL_ABS_MAX &&
-           *value_out >= -CSV_LEVEL_ABS_MAX;
+    return util_parse_int64(text, value_out) && *value_out <= SD_LEVEL_ABS_MAX &&
+           *value_out >= -SD_LEVEL_ABS_MAX;
 }
 
 const char *csv_level_parse(char *line, int columns, csv_level_row_t *row)

@@ -13,22 +13,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sd_limits.h"
+
 #define CSV_FIELDS_MAX 16
 #define CSV_LINE_BYTES_MAX 4096
 #define CSV_LEVEL_IDS_COUNT 4 /* location_id, app_id, catalog_item_id, variant */
 #define CSV_LEVEL_COLUMNS_MIN 5
 #define CSV_LEVEL_COLUMNS_MAX 7
-/* stockd's limits (README "Limits"; the import fuzz target checks they match daemon/). */
-#define CSV_LOCATION_BYTES_MAX 64
-#define CSV_APP_BYTES_MAX 64
-#define CSV_CATALOG_ITEM_BYTES_MAX 256
-#define CSV_VARIANT_BYTES_MAX 256
-#define CSV_LEVEL_ABS_MAX INT64_C(1000000000000000)
 
 /* The longest possible level row (every id byte a doubled quote, plus quotes, commas and
  * numbers) fits in one line, so export never writes a row that import refuses as too long. */
-_Static_assert(2 * (CSV_LOCATION_BYTES_MAX + CSV_APP_BYTES_MAX + CSV_CATALOG_ITEM_BYTES_MAX +
-                    CSV_VARIANT_BYTES_MAX) +
+_Static_assert(2 * (SD_LOCATION_BYTES_MAX + SD_APP_BYTES_MAX + SD_CATALOG_ITEM_BYTES_MAX +
+                    SD_VARIANT_BYTES_MAX) +
                        2 * CSV_LEVEL_IDS_COUNT + 6 + 3 * 21 <
                    CSV_LINE_BYTES_MAX,
                "a level row fits in a CSV line");

@@ -2,6 +2,8 @@
 #ifndef STOCKCLIENT_CTL_H
 #define STOCKCLIENT_CTL_H
 
+#include "status.h"
+
 enum {
     EXIT_DONE = 0,
     EXIT_REFUSED = 1,     /* insufficient stock, version or request-id conflict */
@@ -10,26 +12,34 @@ enum {
     EXIT_OTHER = 4,
 };
 
-/* The exit code for a gRPC status code (the one table of that mapping). */
+/* The exit code for a gRPC status code (the one table of that mapping), written in the
+ * contract's status names; a status added to status.h without a case here fails to compile
+ * (-Wswitch, no default). */
 static inline int ctl_exit_for(int grpc_code)
 {
-    switch (grpc_code) {
-    case 0:
+    sd_status_t status = sd_status_from_grpc_code(grpc_code);
+    switch (status) {
+    case SD_OK:
         return EXIT_DONE;
-    case 9:  /* FAILED_PRECONDITION */
-    case 10: /* ABORTED */
-    case 6:  /* ALREADY_EXISTS */
+    case SD_FAILED_PRECONDITION:
+    case SD_ABORTED:
+    case SD_ALREADY_EXISTS:
         return EXIT_REFUSED;
-    case 3:  /* INVALID_ARGUMENT */
-    case 11: /* OUT_OF_RANGE */
+    case SD_INVALID_ARGUMENT:
+    case SD_OUT_OF_RANGE:
         return EXIT_INVALID;
-    case 14: /* UNAVAILABLE */
-    case 4:  /* DEADLINE_EXCEEDED */
-    case 8:  /* RESOURCE_EXHAUSTED */
+    case SD_UNAVAILABLE:
+    case SD_DEADLINE_EXCEEDED:
+    case SD_RESOURCE_EXHAUSTED:
         return EXIT_UNREACHABLE;
-    default:
+    case SD_CANCELLED:
+    case SD_UNKNOWN:
+    case SD_NOT_FOUND:
+    case SD_UNIMPLEMENTED:
+    case SD_INTERNAL:
         return EXIT_OTHER;
     }
+    return EXIT_OTHER;
 }
 
 #endif

@@ -27,6 +27,12 @@ typedef enum {
 #undef SD_STATUS_ENUM
 } sd_status_t;
 
+/* How many statuses there are, counted from the list itself, so arrays indexed by status
+ * (metrics) grow with it. A constant rather than an enumerator, so that switches over
+ * sd_status_t stay exhaustive without a case for it. */
+#define SD_STATUS_COUNT_ONE(name, code, message) +1
+#define SD_STATUS_COUNT (0 SD_STATUS_MAP(SD_STATUS_COUNT_ONE))
+
 /* "INVALID_ARGUMENT" etc. — for logs, metrics labels and tests. */
 const char *sd_status_name(sd_status_t status);
 /* The default human-readable message. */

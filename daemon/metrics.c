@@ -10,7 +10,6 @@
 #include "net.h"
 #include "prom.h"
 
-#define SD_STATUS_COUNT (SD_UNAVAILABLE + 1)
 #define SD_METRICS_BODY_BYTES_MAX (256 * 1024)
 
 static const double sd_latency_bounds_ms[] = {0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000};

@@ -21,13 +21,6 @@
 #include "sd_limits.h"
 #include "validate.h"
 
-_Static_assert(CSV_LOCATION_BYTES_MAX == SD_LOCATION_BYTES_MAX &&
-                   CSV_APP_BYTES_MAX == SD_APP_BYTES_MAX &&
-                   CSV_CATALOG_ITEM_BYTES_MAX == SD_CATALOG_ITEM_BYTES_MAX &&
-                   CSV_VARIANT_BYTES_MAX == SD_VARIANT_BYTES_MAX &&
-                   CSV_LEVEL_ABS_MAX == SD_LEVEL_ABS_MAX,
-               "stockctl's CSV limits are stockd's");
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An always-on check of a property of the code under test (never of the input). */

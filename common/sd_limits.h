@@ -1,4 +1,5 @@
-/* limits.h — every limit of the stockd contract, defined once (docs/api.md §2, §3). */
+/* sd_limits.h — every limit of the stockd contract, defined once (docs/api.md §2, §3), and
+ * used by stockd, the gateway and the clients alike. */
 #ifndef STOCKD_LIMITS_H
 #define STOCKD_LIMITS_H
 
