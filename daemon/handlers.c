@@ -3,24 +3,26 @@
  * Writes (Decrement, Increment, SetStock) are unpacked and validated on the polling thread,
  * then queued to the writer, which answers when the batch is durable. Reads go straight to
  * RocksDB and never wait for the writer. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "batch.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "sd_limits.h"
 #include "log.h"
-#include "util.h"
 #include "queries.h"
+#include "sd_limits.h"
 #include "server.h"
 #include "stockd/v1/admin.pb-c.h"
 #include "stockd/v1/inventory.pb-c.h"
-#include <errno.h>
-#include <sys/stat.h>
+#include "storage.h"
+#include "util.h"
 #include "validate.h"
 #include "watch.h"
 #include "wire.h"
+#include "writer.h"
 
 static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
 {
@@ -63,6 +65,15 @@ static void sd_write_complete(sd_write_job_t *job)
     } else {
         sd_call_reply_error(call, &job->result.error);
     }
+}
+
+_Static_assert(sizeof(sd_write_job_t) <= SD_CALL_SLOT_BYTES, "a write job fits the call's slot");
+
+/* The call's slot release: the result's buffers, once the reply has been sent. */
+static void sd_write_job_release(void *slot)
+{
+    sd_write_job_t *job = slot;
+    sd_write_result_free(&job->result);
 }
 
 static void sd_submit_write(sd_call_t *call, sd_write_job_t *job)
@@ -166,8 +177,9 @@ static void sd_handle_write(sd_call_t *call, const uint8_t *bytes, size_t length
         sd_reply_validation(call, &error);
         return;
     }
-    sd_write_job_t *job = sd_call_job(call);
+    sd_write_job_t *job = sd_call_slot(call, sd_write_job_release);
     job->request = method->to_request(message);
+    sd_call_set_log_context(call, job->request.tenant_id, job->request.request_id);
     sd_submit_write(call, job);
 }
 

@@ -14,6 +14,7 @@
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,10 @@ struct sd_call {
     ProtobufCMessage *kept_message;
     ProtobufCAllocator allocator; /* counts the unpacked message's bytes into charged_bytes */
     size_t charged_bytes;         /* held against the server's request-byte budget */
-    sd_write_job_t job;
+    _Alignas(max_align_t) unsigned char slot[SD_CALL_SLOT_BYTES]; /* the handler's */
+    void (*slot_release)(void *slot);
+    const char *log_tenant_id; /* views for the log line (sd_call_set_log_context) */
+    const char *log_request_id;
     bool watching; /* in the server's watch list */
     bool metadata_sent;
     grpc_byte_buffer *stream_message; /* the message in flight */
@@ -166,7 +170,9 @@ static void sd_call_free(sd_call_t *call)
         protobuf_c_message_free_unpacked(call->kept_message, &call->allocator);
     }
     atomic_fetch_sub(&call->server->inflight_bytes, call->charged_bytes);
-    sd_write_result_free(&call->job.result);
+    if (call->slot_release != NULL) {
+        call->slot_release(call->slot);
+    }
     grpc_metadata_array_destroy(&call->request_metadata);
     grpc_call_details_destroy(&call->details);
     if (call->payload != NULL) {
@@ -239,9 +245,8 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
     sd_metrics_count_request(call->server->services.metrics, call->method_index, status,
                              latency_ms);
     /* writes carry the client's request_id and tenant, so a line can be matched to a call */
-    const sd_write_request_t *write = &call->job.request;
-    const char *request_id = write->request_id ? write->request_id : "";
-    const char *tenant = write->tenant_id ? write->tenant_id : "";
+    const char *request_id = call->log_request_id ? call->log_request_id : "";
+    const char *tenant = call->log_tenant_id ? call->log_tenant_id : "";
     if (status == SD_OK) {
         SD_LOG(LOG_DEBUG, "rpc", LF_STR("method", name), LF_STR("status", "OK"),
                LF_STR("tenant", tenant), LF_STR("request_id", request_id),
@@ -439,9 +444,16 @@ int64_t sd_call_deadline_us(const sd_call_t *call)
     return (int64_t)realtime.tv_sec * 1000000 + realtime.tv_nsec / 1000;
 }
 
-sd_write_job_t *sd_call_job(sd_call_t *call)
+void *sd_call_slot(sd_call_t *call, void (*release)(void *slot))
 {
-    return &call->job;
+    call->slot_release = release;
+    return call->slot;
+}
+
+void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char *request_id)
+{
+    call->log_tenant_id = tenant_id;
+    call->log_request_id = request_id;
 }
 
 bool sd_server_is_stopping(const sd_call_t *call)

@@ -10,8 +10,10 @@
 
 #include "metrics.h"
 #include "rpc_status.h"
-#include "storage.h"
-#include "writer.h"
+
+/* The services handlers use, by name only: the plumbing never looks inside them. */
+typedef struct sd_storage sd_storage_t;
+typedef struct sd_writer sd_writer_t;
 
 typedef struct sd_call sd_call_t;
 typedef struct sd_server sd_server_t;
@@ -72,8 +74,14 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms);
 const sd_services_t *sd_call_services(const sd_call_t *call);
 /* The caller's deadline in unix microseconds (INT64_MAX when none). */
 int64_t sd_call_deadline_us(const sd_call_t *call);
-/* The call's write job (one per call, owned by the call). */
-sd_write_job_t *sd_call_job(sd_call_t *call);
+/* Per-call storage for the handler's own state (a write job): SD_CALL_SLOT_BYTES, aligned for
+ * any type, zeroed when the call starts, valid until the call is freed. release (may be NULL)
+ * is called with the slot when the call is freed, after the reply. */
+#define SD_CALL_SLOT_BYTES 1024
+void *sd_call_slot(sd_call_t *call, void (*release)(void *slot));
+/* Names the tenant and request_id the call's log line carries (views that must live as long as
+ * the call, e.g. into its kept request message). */
+void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char *request_id);
 /* Unpacks the request into a message that lives until the call ends. Its memory counts
  * against the server's request-byte budget: NULL with *status_out SD_RESOURCE_EXHAUSTED when
  * the budget is spent, SD_INVALID_ARGUMENT when the bytes are not a valid message. */
