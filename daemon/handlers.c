@@ -329,7 +329,22 @@ static void sd_handle_history(sd_call_t *call, const uint8_t *bytes, size_t leng
 
 static void sd_handle_watch(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
-    sd_watch_hub_handle(sd_call_services(call)->watch_hub, call, bytes, length);
+    Stockd__V1__WatchRequest *request = (Stockd__V1__WatchRequest *)sd_unpack(
+        call, &stockd__v1__watch_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    const sd_services_t *services = sd_call_services(call);
+    sd_error_t error;
+    sd_error_init(&error);
+    if (!sd_validate_tenant(request->tenant_id, "tenant_id", &error) ||
+        !sd_validate_after_seq(request->after_seq, sd_storage_pruned_through(services->storage),
+                               &error)) {
+        sd_reply_validation(call, &error);
+        return;
+    }
+    sd_call_set_log_context(call, request->tenant_id, "");
+    sd_watch_hub_add(services->watch_hub, call, request->tenant_id, request->after_seq);
 }
 
 /* ---- grpc.health.v1.Health ---- */

@@ -253,8 +253,8 @@ static bool sd_item_filter_set(const Stockd__V1__ItemRef *item)
                             item->variant[0]);
 }
 
-static bool sd_history_validate(const Stockd__V1__HistoryRequest *request, sd_error_t *error,
-                                size_t *page_size)
+static bool sd_history_validate(const Stockd__V1__HistoryRequest *request, uint64_t pruned_through,
+                                sd_error_t *error, size_t *page_size)
 {
     bool ok = sd_validate_tenant(request->tenant_id, "tenant_id", error);
     if (sd_item_filter_set(request->item)) {
@@ -262,11 +262,7 @@ static bool sd_history_validate(const Stockd__V1__HistoryRequest *request, sd_er
     }
     ok &= sd_validate_text(request->order_id, "order_id", SD_ORDER_ID_BYTES_MAX, false, error);
     ok &= sd_page_size(request->page_size, "page_size", error, page_size);
-    if (request->after_seq == UINT64_MAX) {
-        sd_error_add_field(error, "after_seq", "must be below 2^64-1");
-        ok = false;
-    }
-    return ok;
+    return ok && sd_validate_after_seq(request->after_seq, pruned_through, error);
 }
 
 static sd_status_t sd_history_pack(sd_history_scan_t *scan, bool more, uint8_t **packed_out,
@@ -290,14 +286,8 @@ sd_status_t sd_query_history(sd_storage_t *storage, uint64_t pruned_through,
                              uint8_t **packed_out, size_t *packed_length_out)
 {
     size_t page_size = 0;
-    if (!sd_history_validate(request, error, &page_size)) {
-        return SD_INVALID_ARGUMENT;
-    }
-    if (request->after_seq < pruned_through) {
-        sd_error_set(error, SD_OUT_OF_RANGE,
-                     "after_seq %llu: entries up to seq %llu were removed by ledger retention",
-                     (unsigned long long)request->after_seq, (unsigned long long)pruned_through);
-        return SD_OUT_OF_RANGE;
+    if (!sd_history_validate(request, pruned_through, error, &page_size)) {
+        return error->status;
     }
     uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], start[SD_LEDGER_KEY_BYTES_MAX];
     size_t prefix_length =

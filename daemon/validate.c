@@ -230,3 +230,18 @@ bool sd_validate_get_stock(const Stockd__V1__GetStockRequest *request, sd_error_
     }
     return ok;
 }
+
+bool sd_validate_after_seq(uint64_t after_seq, uint64_t pruned_through, sd_error_t *error)
+{
+    if (after_seq == UINT64_MAX) {
+        sd_error_add_field(error, "after_seq", "must be below 2^64-1");
+        return false;
+    }
+    if (after_seq < pruned_through) {
+        sd_error_set(error, SD_OUT_OF_RANGE,
+                     "after_seq %llu: entries up to seq %llu were removed by ledger retention",
+                     (unsigned long long)after_seq, (unsigned long long)pruned_through);
+        return false;
+    }
+    return true;
+}

@@ -17,10 +17,7 @@
 
 #include "keys.h"
 #include "log.h"
-#include "queries.h"
 #include "sd_limits.h"
-#include "validate.h"
-#include "wire.h"
 
 typedef struct sd_watcher sd_watcher_t;
 
@@ -322,51 +319,19 @@ void sd_watch_hub_free(sd_watch_hub_t *hub)
     free(hub);
 }
 
-void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *bytes, size_t length)
+void sd_watch_hub_add(sd_watch_hub_t *hub, sd_call_t *call, const char *tenant_id,
+                      uint64_t after_seq)
 {
-    char field[160];
-    sd_error_t error;
-    sd_error_init(&error);
-    if (!sd_wire_strings_clean(&stockd__v1__watch_request__descriptor, bytes, length, field,
-                               sizeof(field))) {
-        sd_error_add_field(&error, field, "contains a NUL byte");
-        sd_call_reply_error(call, &error);
-        sd_error_free(&error);
-        return;
-    }
-    Stockd__V1__WatchRequest *request = stockd__v1__watch_request__unpack(NULL, length, bytes);
-    if (request == NULL) {
-        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "request is not a valid protobuf message");
-        return;
-    }
-    bool valid = sd_validate_tenant(request->tenant_id, "tenant_id", &error);
-    if (request->after_seq == UINT64_MAX) {
-        sd_error_add_field(&error, "after_seq", "must be below 2^64-1");
-        valid = false;
-    }
-    if (valid && request->after_seq < sd_storage_pruned_through(hub->storage)) {
-        sd_error_set(&error, SD_OUT_OF_RANGE,
-                     "after_seq %llu: entries up to seq %llu were removed by ledger retention",
-                     (unsigned long long)request->after_seq,
-                     (unsigned long long)sd_storage_pruned_through(hub->storage));
-        valid = false;
-    }
-    sd_watcher_t *watcher = valid ? calloc(1, sizeof(*watcher)) : NULL;
+    sd_watcher_t *watcher = calloc(1, sizeof(*watcher));
     if (watcher == NULL) {
-        if (valid) {
-            sd_error_set(&error, SD_UNAVAILABLE, "out of memory");
-        }
-        sd_call_reply_error(call, &error);
-        sd_error_free(&error);
-        stockd__v1__watch_request__free_unpacked(request, NULL);
+        sd_call_reply_status(call, SD_UNAVAILABLE, "out of memory; retry later");
         return;
     }
     watcher->hub = hub;
     watcher->call = call;
-    watcher->cursor = request->after_seq;
+    watcher->cursor = after_seq;
     watcher->owner_ref = true;
-    snprintf(watcher->tenant_id, sizeof(watcher->tenant_id), "%s", request->tenant_id);
-    stockd__v1__watch_request__free_unpacked(request, NULL);
+    snprintf(watcher->tenant_id, sizeof(watcher->tenant_id), "%s", tenant_id);
     pthread_mutex_lock(&hub->mutex);
     if (!sd_call_stream_open(call, sd_watcher_on_event, watcher)) {
         pthread_mutex_unlock(&hub->mutex);

@@ -26,8 +26,9 @@ void sd_watch_hub_free(sd_watch_hub_t *hub);
 /* The writer's commit callback: entries up to last_seq are durable. */
 void sd_watch_hub_on_commit(void *hub, uint64_t last_seq);
 
-/* The Watch handler: validates the request and adds a watcher for the call. */
-void sd_watch_hub_handle(sd_watch_hub_t *hub, sd_call_t *call, const uint8_t *request,
-                         size_t request_length);
+/* Follows tenant_id's ledger after after_seq on call's stream (the Watch handler validated
+ * both). Answers the call itself when the stream cannot be opened. */
+void sd_watch_hub_add(sd_watch_hub_t *hub, sd_call_t *call, const char *tenant_id,
+                      uint64_t after_seq);
 
 #endif

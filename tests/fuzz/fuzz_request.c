@@ -197,14 +197,19 @@ static bool fuzz_validate(fuzz_kind_t kind, const ProtobufCMessage *message, sd_
         return fuzz_list_stock((const Stockd__V1__ListStockRequest *)message, error);
     case FUZZ_HISTORY: {
         const Stockd__V1__HistoryRequest *r = (const Stockd__V1__HistoryRequest *)message;
-        bool ok = sd_history_validate(r, error, &page_size);
+        bool ok = sd_history_validate(r, 0, error, &page_size);
         if (ok && sd_item_filter_set(r->item)) {
             fuzz_valid_item(r->tenant_id, r->item);
         }
         return ok;
     }
+    case FUZZ_WATCH: {
+        const Stockd__V1__WatchRequest *r = (const Stockd__V1__WatchRequest *)message;
+        return sd_validate_tenant(r->tenant_id, "tenant_id", error) &&
+               sd_validate_after_seq(r->after_seq, 0, error);
+    }
     default:
-        return true; /* Watch, Checkpoint, Health: unpacked only; their handlers check more */
+        return true; /* Checkpoint, Health: unpacked only; their handlers check more */
     }
 }
 
