@@ -3,9 +3,16 @@
 #ifndef STOCKD_LIMITS_H
 #define STOCKD_LIMITS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "util.h"
 
 #define SD_TENANT_BYTES_MAX 64
+/* Besides ASCII letters and digits, the characters a tenant id may hold. */
+#define SD_TENANT_MARKS "._:-"
 #define SD_LOCATION_BYTES_MAX 64
 #define SD_APP_BYTES_MAX 64
 #define SD_CATALOG_ITEM_BYTES_MAX 256
@@ -38,5 +45,18 @@ _Static_assert(SD_TENANT_BYTES_MAX <= 255 && SD_LOCATION_BYTES_MAX <= 255 &&
  * ±10^15 range check runs. */
 _Static_assert(SD_LINES_MAX *SD_QUANTITY_MAX < INT64_MAX - SD_LEVEL_ABS_MAX,
                "summed quantities fit in int64");
+
+/* The one tenant rule (stockd and the gateway): 1..SD_TENANT_BYTES_MAX bytes of
+ * [A-Za-z0-9._:-]. *bad_byte_out (may be NULL) is the index of the first byte outside the
+ * alphabet, or the length when there is none. */
+static inline bool sd_tenant_valid(const char *tenant_id, size_t *bad_byte_out)
+{
+    size_t length = strlen(tenant_id);
+    size_t valid = util_identifier_span(tenant_id, SD_TENANT_MARKS);
+    if (bad_byte_out != NULL) {
+        *bad_byte_out = valid;
+    }
+    return length > 0 && length <= SD_TENANT_BYTES_MAX && valid == length;
+}
 
 #endif

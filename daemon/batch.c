@@ -135,14 +135,6 @@ static bool sd_reserve(void **array, size_t *capacity, size_t needed, size_t ele
     return true;
 }
 
-static sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__ItemRef *item)
-{
-    sd_item_key_t key = {sd_bytes_of(tenant_id), sd_bytes_of(item->location_id),
-                         sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
-                         sd_bytes_of(item->variant)};
-    return key;
-}
-
 /* ---- evaluation ---- */
 
 void sd_item_subject(const Stockd__V1__ItemRef *item, char *out, size_t capacity)
@@ -418,14 +410,10 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
     bool ok = levels != NULL && pointers != NULL;
     for (size_t u = 0; ok && u < uniques_count; u++) {
         const sd_overlay_entry_t *entry = &batch->overlay.entries[batch->uniques[u].overlay_index];
-        stockd__v1__stock_level__init(&levels[u]);
-        levels[u].item =
-            (Stockd__V1__ItemRef *)sd_request_item(request, batch->uniques[u].first_line);
-        levels[u].available = entry->level.available;
-        levels[u].tracked = entry->level.tracked;
-        levels[u].floor = entry->level.floor;
-        levels[u].version = entry->level.version;
-        levels[u].updated_at_us = entry->level.updated_at_us;
+        sd_stock_level_fill(
+            &levels[u],
+            (Stockd__V1__ItemRef *)sd_request_item(request, batch->uniques[u].first_line),
+            &entry->level);
         pointers[u] = &levels[u];
     }
     response.n_levels = uniques_count;

@@ -205,10 +205,7 @@ static sd_status_t sd_read_levels(sd_storage_t *storage, const Stockd__V1__GetSt
 {
     uint8_t key[SD_ITEM_KEY_BYTES_MAX];
     for (size_t i = 0; i < request->n_items; i++) {
-        const Stockd__V1__ItemRef *item = request->items[i];
-        sd_item_key_t parts = {sd_bytes_of(request->tenant_id), sd_bytes_of(item->location_id),
-                               sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
-                               sd_bytes_of(item->variant)};
+        sd_item_key_t parts = sd_item_key_of(request->tenant_id, request->items[i]);
         size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));
         sd_level_t level;
         bool found = false;
@@ -218,13 +215,7 @@ static sd_status_t sd_read_levels(sd_storage_t *storage, const Stockd__V1__GetSt
         if (status != SD_OK) {
             return status;
         }
-        stockd__v1__stock_level__init(&levels[i]);
-        levels[i].item = request->items[i];
-        levels[i].available = level.available;
-        levels[i].tracked = level.tracked;
-        levels[i].floor = level.floor;
-        levels[i].version = level.version;
-        levels[i].updated_at_us = level.updated_at_us;
+        sd_stock_level_fill(&levels[i], request->items[i], &level);
     }
     return SD_OK;
 }

@@ -196,3 +196,23 @@ bool sd_ledger_value_payload(const uint8_t *value, size_t length, const uint8_t 
     *payload_length_out = length - 1;
     return true;
 }
+
+sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__ItemRef *item)
+{
+    sd_item_key_t key = {sd_bytes_of(tenant_id), sd_bytes_of(item->location_id),
+                         sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
+                         sd_bytes_of(item->variant)};
+    return key;
+}
+
+void sd_stock_level_fill(Stockd__V1__StockLevel *out, Stockd__V1__ItemRef *item,
+                         const sd_level_t *level)
+{
+    stockd__v1__stock_level__init(out);
+    out->item = item;
+    out->available = level->available;
+    out->tracked = level->tracked;
+    out->floor = level->floor;
+    out->version = level->version;
+    out->updated_at_us = level->updated_at_us;
+}

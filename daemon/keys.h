@@ -48,6 +48,14 @@ typedef struct {
     int64_t updated_at_us;
 } sd_level_t;
 
+/* The five parts of the key of `item` in tenant_id, as views (the one item-key builder). */
+sd_item_key_t sd_item_key_of(const char *tenant_id, const Stockd__V1__ItemRef *item);
+
+/* The StockLevel message of item at `level` (the one level -> StockLevel conversion); item is
+ * referenced, not copied. */
+void sd_stock_level_fill(Stockd__V1__StockLevel *out, Stockd__V1__ItemRef *item,
+                         const sd_level_t *level);
+
 /* The level of a never-written item: available 0, tracked, floor 0, version 0. */
 sd_level_t sd_level_default(void);
 

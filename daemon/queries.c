@@ -90,13 +90,7 @@ static bool sd_list_visit(void *context, const uint8_t *key, size_t key_length,
     listed->item.app_id = sd_copy_part(&cursor, parts.app_id);
     listed->item.catalog_item_id = sd_copy_part(&cursor, parts.catalog_item_id);
     listed->item.variant = sd_copy_part(&cursor, parts.variant);
-    stockd__v1__stock_level__init(&listed->level);
-    listed->level.item = &listed->item;
-    listed->level.available = level.available;
-    listed->level.tracked = level.tracked;
-    listed->level.floor = level.floor;
-    listed->level.version = level.version;
-    listed->level.updated_at_us = level.updated_at_us;
+    sd_stock_level_fill(&listed->level, &listed->item, &level);
     return scan->count < scan->page_size;
 }
 

@@ -66,8 +66,8 @@ bool sd_validate_tenant(const char *tenant_id, const char *field, sd_error_t *er
     if (!sd_validate_text(tenant_id, field, SD_TENANT_BYTES_MAX, true, error)) {
         return false;
     }
-    size_t valid = util_identifier_span(tenant_id, "._:-");
-    if (tenant_id[valid] != '\0') {
+    size_t valid = 0;
+    if (!sd_tenant_valid(tenant_id, &valid)) {
         sd_error_add_field(error, field,
                            "\"%.64s\" has a character outside [A-Za-z0-9._:-] at byte %zu",
                            tenant_id, valid);

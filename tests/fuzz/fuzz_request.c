@@ -93,9 +93,7 @@ static void fuzz_valid_item(const char *tenant_id, const Stockd__V1__ItemRef *it
     for (int i = 0; i < 4; i++) {
         FUZZ_CHECK(!fuzz_has_control(ids[i]));
     }
-    sd_item_key_t parts = {sd_bytes_of(tenant_id), sd_bytes_of(item->location_id),
-                           sd_bytes_of(item->app_id), sd_bytes_of(item->catalog_item_id),
-                           sd_bytes_of(item->variant)};
+    sd_item_key_t parts = sd_item_key_of(tenant_id, item);
     uint8_t key[SD_ITEM_KEY_BYTES_MAX];
     size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));
     FUZZ_CHECK(key_length > 0 && key_length <= sizeof(key));
