@@ -404,7 +404,10 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
             slots[s].worker = worker;
             slots[s].channel = channels[s % config->connections];
         }
-        pthread_create(&worker->thread, NULL, bench_worker_main, worker);
+        if (pthread_create(&worker->thread, NULL, bench_worker_main, worker) != 0) {
+            fprintf(stderr, "stockbench: cannot start a worker thread\n");
+            exit(1);
+        }
     }
     double seconds = bench_timed_phases(config, results);
     for (int t = 0; t < threads; t++) {
@@ -584,7 +587,10 @@ static double bench_run_wix(const bench_config_t *config, bench_results_t *resul
     for (int i = 0; i < config->connections; i++) {
         workers[i] =
             (bench_http_worker_t){config, results, calls, BENCH_WIX_TOKENS, i * 37, address, 0};
-        pthread_create(&workers[i].thread, NULL, bench_http_main, &workers[i]);
+        if (pthread_create(&workers[i].thread, NULL, bench_http_main, &workers[i]) != 0) {
+            fprintf(stderr, "stockbench: cannot start a worker thread\n");
+            exit(1);
+        }
     }
     double seconds = bench_timed_phases(config, results);
     for (int i = 0; i < config->connections; i++) {

@@ -375,23 +375,28 @@ int sc_list_all(sc_client_t *client, const Stockd__V1__ListStockRequest *request
     Stockd__V1__ListStockRequest page = *request;
     char *token = strdup(request->page_token);
     sc_status_init(status);
-    while (token != NULL) {
+    for (;;) {
+        if (token == NULL) { /* out of memory: a listing cut short must not look complete */
+            status->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(status->message, sizeof(status->message), "out of memory in the client");
+            return status->code;
+        }
         page.page_token = token;
         Stockd__V1__ListStockResponse *response = NULL;
         sc_status_free(status);
         int code = sc_list_stock(client, &page, &response, deadline_ms, status);
         free(token);
-        token = NULL;
         if (code != 0) {
             return code;
         }
-        bool more = on_page(context, response->levels, response->n_levels);
-        if (more && response->next_page_token[0] != '\0') {
-            token = strdup(response->next_page_token);
-        }
+        bool next = on_page(context, response->levels, response->n_levels) &&
+                    response->next_page_token[0] != '\0';
+        token = next ? strdup(response->next_page_token) : NULL;
         stockd__v1__list_stock_response__free_unpacked(response, NULL);
+        if (!next) {
+            return 0;
+        }
     }
-    return 0;
 }
 
 int sc_health_check(sc_client_t *client, const char *service, bool *serving_out,

@@ -19,7 +19,12 @@
 #include "overlay.h"
 #include "idempotency.h"
 
-#define SD_SUBJECT_BYTES_MAX 1200
+/* The JSON subject of the largest item key with every id byte escaped (at most 6 bytes). */
+#define SD_SUBJECT_BYTES_MAX                                                                       \
+    (6 * (SD_LOCATION_BYTES_MAX + SD_APP_BYTES_MAX + SD_CATALOG_ITEM_BYTES_MAX +                   \
+          SD_VARIANT_BYTES_MAX) +                                                                  \
+     96)
+_Static_assert(SD_SUBJECT_BYTES_MAX <= SD_ERROR_TEXT_BYTES_MAX, "a subject is never cut");
 
 /* ---- batch state ---- */
 

@@ -129,7 +129,25 @@ static bool sd_any_pack(Google__Protobuf__Any *any, const char *type_url,
     return true;
 }
 
-static bool sd_pack_bad_request(const sd_error_t *error, Google__Protobuf__Any *any)
+/* How many of the violations fit in budget bytes once packed (each costs its own packed size
+ * and a few bytes of framing). */
+#define SD_VIOLATION_FRAMING_BYTES 4
+static size_t sd_violations_fitting(const ProtobufCMessage *const *violations, size_t count,
+                                    size_t *budget)
+{
+    size_t fitting = 0;
+    for (; fitting < count; fitting++) {
+        size_t cost =
+            protobuf_c_message_get_packed_size(violations[fitting]) + SD_VIOLATION_FRAMING_BYTES;
+        if (cost > *budget) {
+            break;
+        }
+        *budget -= cost;
+    }
+    return fitting;
+}
+
+static bool sd_pack_bad_request(const sd_error_t *error, Google__Protobuf__Any *any, size_t *budget)
 {
     size_t count = error->field_violations_count;
     Google__Rpc__BadRequest request = GOOGLE__RPC__BAD_REQUEST__INIT;
@@ -143,7 +161,8 @@ static bool sd_pack_bad_request(const sd_error_t *error, Google__Protobuf__Any *
             error->field_violations[i].second ? error->field_violations[i].second : "";
         pointers[i] = &items[i];
     }
-    request.n_field_violations = count;
+    request.n_field_violations =
+        ok ? sd_violations_fitting((const ProtobufCMessage *const *)pointers, count, budget) : 0;
     request.field_violations = pointers;
     ok = ok && sd_any_pack(any, "type.googleapis.com/google.rpc.BadRequest", &request.base);
     free(items);
@@ -151,7 +170,8 @@ static bool sd_pack_bad_request(const sd_error_t *error, Google__Protobuf__Any *
     return ok;
 }
 
-static bool sd_pack_precondition(const sd_error_t *error, Google__Protobuf__Any *any)
+static bool sd_pack_precondition(const sd_error_t *error, Google__Protobuf__Any *any,
+                                 size_t *budget)
 {
     size_t count = error->precondition_violations_count;
     Google__Rpc__PreconditionFailure failure = GOOGLE__RPC__PRECONDITION_FAILURE__INIT;
@@ -166,7 +186,8 @@ static bool sd_pack_precondition(const sd_error_t *error, Google__Protobuf__Any 
         items[i].description = violation->third ? violation->third : "";
         pointers[i] = &items[i];
     }
-    failure.n_violations = count;
+    failure.n_violations =
+        ok ? sd_violations_fitting((const ProtobufCMessage *const *)pointers, count, budget) : 0;
     failure.violations = pointers;
     ok =
         ok && sd_any_pack(any, "type.googleapis.com/google.rpc.PreconditionFailure", &failure.base);
@@ -185,15 +206,17 @@ bool sd_error_pack_status(const sd_error_t *error, uint8_t **bytes_out, size_t *
     status.code = sd_status_grpc_code(error->status);
     status.message =
         (char *)(error->message[0] ? error->message : sd_status_message(error->status));
+    /* what the message, the type URLs and the framing leave of the bound */
+    size_t budget = SD_STATUS_DETAILS_BYTES_MAX - SD_ERROR_MESSAGE_BYTES_MAX - 2 * 64;
     if (error->field_violations_count > 0) {
         google__protobuf__any__init(&details[details_count]);
-        ok = sd_pack_bad_request(error, &details[details_count]);
+        ok = sd_pack_bad_request(error, &details[details_count], &budget);
         detail_pointers[details_count] = &details[details_count];
         details_count += ok ? 1 : 0;
     }
     if (ok && error->precondition_violations_count > 0) {
         google__protobuf__any__init(&details[details_count]);
-        ok = sd_pack_precondition(error, &details[details_count]);
+        ok = sd_pack_precondition(error, &details[details_count], &budget);
         detail_pointers[details_count] = &details[details_count];
         details_count += ok ? 1 : 0;
     }

@@ -12,7 +12,14 @@
 #include "status.h"
 
 #define SD_ERROR_MESSAGE_BYTES_MAX 512
-#define SD_ERROR_TEXT_BYTES_MAX 512
+/* A violation's field, subject or description: room for the JSON subject of the largest item
+ * key (every id byte escaped). */
+#define SD_ERROR_TEXT_BYTES_MAX 4096
+/* The serialized google.rpc.Status in grpc-status-details-bin. gRPC clients refuse trailing
+ * metadata larger than 8 KiB by default (the whole call then fails with RESOURCE_EXHAUSTED
+ * and the real status is lost), so the details carry the first violations that fit; the
+ * message says how many more there are. */
+#define SD_STATUS_DETAILS_BYTES_MAX 4096
 /* Violations are bounded so an error can never grow without limit; a request has at most
  * SD_LINES_MAX lines and each line yields at most a few violations. */
 #define SD_ERROR_VIOLATIONS_MAX 16384

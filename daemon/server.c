@@ -630,9 +630,16 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     int threads = options->polling_threads_count;
     threads = threads < 1 ? 1 : threads > SD_POLLING_THREADS_MAX ? SD_POLLING_THREADS_MAX : threads;
     for (int i = 0; i < threads; i++) {
-        if (pthread_create(&server->threads[i], NULL, sd_server_poll, server) == 0) {
-            server->threads_count++;
+        if (pthread_create(&server->threads[server->threads_count], NULL, sd_server_poll, server) !=
+            0) {
+            SD_LOG(LOG_ERROR, "thread_start_failed", LF_STR("thread", "grpc polling"));
+            continue;
         }
+        server->threads_count++;
+    }
+    if (server->threads_count == 0) { /* nobody would ever answer a call */
+        sd_server_stop(server, 0);
+        return NULL;
     }
     return server;
 }

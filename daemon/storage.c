@@ -492,9 +492,11 @@ static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length
     return true;
 }
 
-/* Adds deletes of every tenant's ledger entries with seq <= cutoff_seq to batch. */
-static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                             uint64_t cutoff_seq)
+/* Adds deletes of every tenant's ledger entries with seq <= cutoff_seq to batch. An I/O error
+ * of the scan is returned: a partial list of tenants must not be pruned as if complete. */
+static sd_status_t sd_storage_delete_ledger_through(sd_storage_t *storage,
+                                                    rocksdb_writebatch_t *batch,
+                                                    uint64_t cutoff_seq)
 {
     rocksdb_iterator_t *iterator =
         rocksdb_create_iterator_cf(storage->db, storage->read_options, storage->cf[SD_CF_LEDGER]);
@@ -518,7 +520,16 @@ static void sd_storage_delete_ledger_through(sd_storage_t *storage, rocksdb_writ
             rocksdb_iter_next(iterator);
         }
     }
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
     rocksdb_iter_destroy(iterator);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_scan_failed", LF_STR("cf", "ledger"),
+               LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
 }
 
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
@@ -532,7 +543,10 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
         return status;
     }
     rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
-    sd_storage_delete_ledger_through(storage, batch, scan.cutoff_seq);
+    if (sd_storage_delete_ledger_through(storage, batch, scan.cutoff_seq) != SD_OK) {
+        rocksdb_writebatch_destroy(batch);
+        return SD_UNAVAILABLE; /* retried at the next interval; nothing was deleted */
+    }
     uint8_t begin[SD_TIME_INDEX_KEY_BYTES], end[SD_TIME_INDEX_KEY_BYTES], value[8];
     memcpy(begin, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     memcpy(end, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);

@@ -174,6 +174,26 @@ class StatusCodes(unittest.TestCase):
         status, _ = rich_details(e)
         self.assertIn("\u20ac" * 21, status.message)
 
+    def test_many_violations_still_reach_the_client(self):
+        """Regression: a refusal naming 50+ short items carried details larger than the 8 KiB
+        of trailing metadata gRPC clients accept, so the client saw RESOURCE_EXHAUSTED and
+        lost the real status. The details now hold the first violations that fit 4 KiB."""
+        lines = [pb.Line(item=pb.ItemRef(app_id="a" * 64, catalog_item_id="%0200d" % i),
+                         quantity=1) for i in range(300)]
+        e = self.expect_error(grpc.StatusCode.FAILED_PRECONDITION, "Decrement", pb.DecrementRequest(
+            tenant_id="t", restrict_inventory=True, lines=lines), pb.DecrementResponse)
+        self.assertIn("(and 299 more short items)", e.details())
+        raw = dict(e.trailing_metadata())["grpc-status-details-bin"]
+        self.assertLessEqual(len(raw), 4096)
+        _, details = rich_details(e)
+        count = len(details["PreconditionFailure"].violations)
+        self.assertTrue(1 <= count < 300, count)
+        bad = [pb.Line(item=item("q%d" % i), quantity=0) for i in range(2000)]
+        e = self.expect_error(grpc.StatusCode.INVALID_ARGUMENT, "Decrement", pb.DecrementRequest(
+            tenant_id="t", lines=bad), pb.DecrementResponse)
+        _, details = rich_details(e)
+        self.assertGreaterEqual(len(details["BadRequest"].field_violations), 1)
+
     def test_aborted_on_stale_version(self):
         from google.protobuf import wrappers_pb2
         self.set("cas", 1)
