@@ -140,120 +140,161 @@ static void sd_block_signals(sigset_t *signals)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int sd_run(const sd_config_t *config, sigset_t *signals)
+/* The running parts, in start order; stopped in reverse. */
+typedef struct {
+    sd_metrics_t *metrics;
+    sd_storage_t *storage;
+    sd_watch_hub_t *hub;
+    sd_writer_t *writer;
+    sd_server_t *server;
+    char backup_dir[1024];
+} sd_daemon_t;
+
+static bool sd_open_storage(const sd_config_t *config, sd_daemon_t *daemon)
 {
-    int exit_code = 1;
-    sd_storage_t *storage = NULL;
-    sd_writer_t *writer = NULL;
-    sd_server_t *server = NULL;
-    sd_watch_hub_t *hub = NULL;
     char error[512];
-    for (size_t i = 0; i < sd_methods_count; i++) {
-        sd_method_names[i] = sd_methods[i].name;
-    }
-    sd_metrics_t *metrics = sd_metrics_new(sd_method_names, sd_methods_count);
     mkdir(config->data_dir, 0750); /* RocksDB creates one level only; EEXIST is fine */
-    sd_storage_options_t storage_options = {config->data_dir, config->block_cache_mb << 20,
-                                            config->write_buffer_mb << 20,
-                                            config->idempotency_ttl_s, config->wal_max_mb << 20};
-    if (metrics == NULL ||
-        sd_storage_open(&storage_options, &storage, error, sizeof(error)) != SD_OK) {
-        SD_LOG(LOG_ERROR, "storage_open_failed", LF_STR("error", metrics ? error : "memory"));
-        goto cleanup;
+    sd_storage_options_t options = {config->data_dir, config->block_cache_mb << 20,
+                                    config->write_buffer_mb << 20, config->idempotency_ttl_s,
+                                    config->wal_max_mb << 20};
+    if (sd_storage_open(&options, &daemon->storage, error, sizeof(error)) != SD_OK) {
+        SD_LOG(LOG_ERROR, "storage_open_failed", LF_STR("error", error));
+        return false;
     }
+    return true;
+}
+
+/* The watch hub and the writer, which tells the hub about every commit. */
+static bool sd_start_writer(const sd_config_t *config, sd_daemon_t *daemon)
+{
     bool sync = strcmp(config->sync, "always") == 0;
     if (!sync) {
         SD_LOG(LOG_WARN, "sync_disabled",
                LF_STR("warning", "--sync=never: acknowledged writes can be LOST on a crash or "
                                  "power failure. Use only for tests and benchmarks."));
     }
-    sd_writer_options_t writer_options = {.storage = storage,
-                                          .sync = sync,
-                                          .queue_depth_max = (size_t)config->queue_depth,
-                                          .batch_jobs_max = (size_t)config->batch_max,
-                                          .batch_lines_max = 4 * SD_LINES_MAX,
-                                          .idempotency_ttl_s = config->idempotency_ttl_s,
-                                          .level_cache_entries =
-                                              (size_t)config->level_cache_entries,
-                                          .ledger_retention_s = config->ledger_retention_s,
-                                          .prune_interval_s = config->ledger_prune_interval_s,
-                                          .metrics = metrics,
-                                          .on_commit = sd_watch_hub_on_commit,
-                                          .on_storage_failed = sd_on_storage_failed};
-    hub = sd_watch_hub_new(storage, sd_storage_last_seq(storage), (uint64_t)config->watch_lag_max);
-    writer_options.on_commit_context = hub;
-    if (hub == NULL || sd_writer_start(&writer_options, &writer) != SD_OK) {
+    daemon->hub = sd_watch_hub_new(daemon->storage, sd_storage_last_seq(daemon->storage),
+                                   (uint64_t)config->watch_lag_max);
+    sd_writer_options_t options = {.storage = daemon->storage,
+                                   .sync = sync,
+                                   .queue_depth_max = (size_t)config->queue_depth,
+                                   .batch_jobs_max = (size_t)config->batch_max,
+                                   .batch_lines_max = 4 * SD_LINES_MAX,
+                                   .idempotency_ttl_s = config->idempotency_ttl_s,
+                                   .level_cache_entries = (size_t)config->level_cache_entries,
+                                   .ledger_retention_s = config->ledger_retention_s,
+                                   .prune_interval_s = config->ledger_prune_interval_s,
+                                   .metrics = daemon->metrics,
+                                   .on_commit = sd_watch_hub_on_commit,
+                                   .on_commit_context = daemon->hub,
+                                   .on_storage_failed = sd_on_storage_failed};
+    if (daemon->hub == NULL || sd_writer_start(&options, &daemon->writer) != SD_OK) {
         SD_LOG(LOG_ERROR, "writer_start_failed", LF_END);
-        goto cleanup;
+        return false;
     }
-    if (config->metrics_listen[0] != '\0') {
-        int port = 0;
-        if (sd_metrics_listen(metrics, config->metrics_listen, &port) != SD_OK) {
-            SD_LOG(LOG_ERROR, "metrics_listen_failed", LF_STR("address", config->metrics_listen));
-            goto cleanup;
-        }
-        SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
-               LF_INT("port", port));
+    return true;
+}
+
+static bool sd_start_metrics(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    if (config->metrics_listen[0] == '\0') {
+        return true;
     }
-    char backup_dir[1024];
-    snprintf(backup_dir, sizeof(backup_dir), "%s", config->backup_dir);
-    if (backup_dir[0] == '\0') {
-        snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
+    int port = 0;
+    if (sd_metrics_listen(daemon->metrics, config->metrics_listen, &port) != SD_OK) {
+        SD_LOG(LOG_ERROR, "metrics_listen_failed", LF_STR("address", config->metrics_listen));
+        return false;
     }
-    sd_services_t services = {storage, writer, metrics, hub, backup_dir};
-    sd_server_options_t server_options = {
-        .listen = config->listen,
-        .polling_threads_count = (int)config->threads,
-        .message_bytes_max = SD_REQUEST_BYTES_MAX,
-        .inflight_bytes_max = (size_t)config->inflight_mb << 20,
-        .streams_per_connection_max = (int)config->streams_per_connection,
-        .grpc_memory_bytes_max = (size_t)config->grpc_memory_mb << 20,
-        .watches_max = (size_t)config->watches_max,
-        .health_watches_max = (size_t)config->health_watches_max};
+    SD_LOG(LOG_INFO, "metrics_listening", LF_STR("address", config->metrics_listen),
+           LF_INT("port", port));
+    return true;
+}
+
+static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    snprintf(daemon->backup_dir, sizeof(daemon->backup_dir), "%s", config->backup_dir);
+    if (daemon->backup_dir[0] == '\0') {
+        snprintf(daemon->backup_dir, sizeof(daemon->backup_dir), "%s/backups", config->data_dir);
+    }
+    sd_services_t services = {daemon->storage, daemon->writer, daemon->metrics, daemon->hub,
+                              daemon->backup_dir};
+    sd_server_options_t options = {.listen = config->listen,
+                                   .polling_threads_count = (int)config->threads,
+                                   .message_bytes_max = SD_REQUEST_BYTES_MAX,
+                                   .inflight_bytes_max = (size_t)config->inflight_mb << 20,
+                                   .streams_per_connection_max =
+                                       (int)config->streams_per_connection,
+                                   .grpc_memory_bytes_max = (size_t)config->grpc_memory_mb << 20,
+                                   .watches_max = (size_t)config->watches_max,
+                                   .health_watches_max = (size_t)config->health_watches_max};
     char bound[128];
-    server = sd_server_start(&server_options, &services, bound, sizeof(bound));
-    if (server == NULL) {
-        goto cleanup;
+    daemon->server = sd_server_start(&options, &services, bound, sizeof(bound));
+    if (daemon->server == NULL) {
+        return false;
     }
     SD_LOG(LOG_INFO, "listening", LF_STR("address", bound),
-           LF_UINT("ledger_seq", sd_storage_last_seq(storage)));
-    int signal_number = 0;
-    sigwait(signals, &signal_number);
-    if (sd_writer_failed(writer)) {
-        goto storage_failed;
-    }
-    SD_LOG(LOG_INFO, "shutdown_started",
-           LF_STR("signal", signal_number == SIGTERM  ? "SIGTERM"
-                            : signal_number == SIGINT ? "SIGINT"
-                                                      : "SIGUSR1"));
-    exit_code = 0;
-cleanup:
-    /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and
-     * every stream ends), then drain the writer, stop the watch hub, and close the database
-     * (flushing the WAL). */
-    sd_server_stop(server, config->shutdown_grace_s * 1000);
-    sd_writer_stop(writer);
-    sd_watch_hub_free(hub);
-    sd_storage_close(storage);
-    sd_metrics_free(metrics);
-    if (exit_code == 0) {
-        SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
-    }
-    return exit_code;
-storage_failed:
-    /* Fail-stop: answer the calls in flight (writes: "not taking writes", or "outcome unknown"
-     * for the failed batch), then exit without touching RocksDB again. After a failed write or
-     * WAL sync its in-memory state cannot be trusted, so nothing is flushed or closed: the next
-     * start recovers from what the WAL durably holds. */
+           LF_UINT("ledger_seq", sd_storage_last_seq(daemon->storage)));
+    return true;
+}
+
+/* Order: stop accepting and finish in-flight calls (the writer still runs for them, and every
+ * stream ends), then drain the writer, stop the watch hub, and close the database (flushing
+ * every memtable, so the next start replays no log). */
+static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
+    sd_writer_stop(daemon->writer);
+    sd_watch_hub_free(daemon->hub);
+    sd_storage_close(daemon->storage);
+    sd_metrics_free(daemon->metrics);
+}
+
+/* Fail-stop: answer the calls in flight (writes: "not taking writes", or "outcome unknown" for
+ * the failed batch), then exit without touching RocksDB again. After a failed write or WAL
+ * sync its in-memory state cannot be trusted, so nothing is flushed or closed: the next start
+ * recovers from what the WAL durably holds. */
+_Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, sd_daemon_t *daemon)
+{
     SD_LOG(LOG_ERROR, "shutdown_started", LF_STR("reason", "storage failed"),
            LF_INT("exit_code", SD_EXIT_STORAGE_FAILED),
            LF_INT("exit_delay_s", config->failure_exit_delay_s));
     /* Health answers NOT_SERVING meanwhile, so probes, the gateway's /readyz and load
      * balancers see the failure before the process is gone. */
     sleep((unsigned)config->failure_exit_delay_s);
-    sd_server_stop(server, config->shutdown_grace_s * 1000);
-    sd_writer_stop(writer);
+    sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
+    sd_writer_stop(daemon->writer);
     _exit(SD_EXIT_STORAGE_FAILED);
+}
+
+static const char *sd_signal_name(int signal_number)
+{
+    return signal_number == SIGTERM ? "SIGTERM" : signal_number == SIGINT ? "SIGINT" : "SIGUSR1";
+}
+
+static int sd_run(const sd_config_t *config, sigset_t *signals)
+{
+    sd_daemon_t daemon;
+    memset(&daemon, 0, sizeof(daemon));
+    for (size_t i = 0; i < sd_methods_count; i++) {
+        sd_method_names[i] = sd_methods[i].name;
+    }
+    daemon.metrics = sd_metrics_new(sd_method_names, sd_methods_count);
+    bool started = daemon.metrics != NULL && sd_open_storage(config, &daemon) &&
+                   sd_start_writer(config, &daemon) && sd_start_metrics(config, &daemon) &&
+                   sd_start_server(config, &daemon);
+    if (!started) {
+        sd_stop(config, &daemon);
+        return 1;
+    }
+    int signal_number = 0;
+    sigwait(signals, &signal_number);
+    if (sd_writer_failed(daemon.writer)) {
+        sd_exit_after_storage_failure(config, &daemon);
+    }
+    SD_LOG(LOG_INFO, "shutdown_started", LF_STR("signal", sd_signal_name(signal_number)));
+    sd_stop(config, &daemon);
+    SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
+    return 0;
 }
 
 int main(int argc, char **argv)
