@@ -32,6 +32,33 @@ gw_answer_t gw_answer_for_grpc(int grpc_code)
     return internal;
 }
 
+/* The error body {"error":{"code":…,"message":…}}: the message is cut to what fits (whole
+ * UTF-8 characters; bytes that are not UTF-8 are dropped), so the body is always complete JSON;
+ * when not even the code fits, the body is empty. */
+static size_t gw_error_body(const gw_answer_t *answer, const char *message, char *out,
+                            size_t capacity)
+{
+    static const char format[] = "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}";
+    const char *code = answer->error_code ? answer->error_code : "INTERNAL";
+    size_t frame = sizeof(format) - 1 - 4 + strlen(code); /* the body without the message */
+    char clean[GW_ERROR_MESSAGE_BYTES_MAX + 1];
+    snprintf(clean, sizeof(clean), "%s", message ? message : "");
+    util_utf8_repair(clean); /* drops a character cut by the byte limit, and any stray bytes */
+    char escaped[GW_ERROR_MESSAGE_BYTES_MAX * 6 + 1]; /* each byte escaped as \u00XX at most */
+    size_t escaped_capacity = capacity > frame ? capacity - frame : 0;
+    if (escaped_capacity == 0) {
+        if (capacity > 0) {
+            out[0] = '\0';
+        }
+        return 0;
+    }
+    /* util_json_escape stops before an escape or a character that does not fit */
+    util_json_escape(clean, sizeof(clean), escaped,
+                     escaped_capacity < sizeof(escaped) ? escaped_capacity : sizeof(escaped));
+    int n = snprintf(out, capacity, format, code, escaped);
+    return n < 0 ? 0 : (size_t)n;
+}
+
 size_t gw_answer_body(const gw_answer_t *answer, gw_wix_method_t method, const char *message,
                       char *out, size_t capacity)
 {
@@ -45,13 +72,8 @@ size_t gw_answer_body(const gw_answer_t *answer, gw_wix_method_t method, const c
                      method == GW_WIX_DECREMENT ? "DECREMENT_NOT_POSSIBLE"
                                                 : "INCREMENT_NOT_POSSIBLE");
         break;
-    case GW_BODY_ERROR: {
-        char escaped[512];
-        util_json_escape(message ? message : "", 256, escaped, sizeof(escaped));
-        n = snprintf(out, capacity, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-                     answer->error_code ? answer->error_code : "INTERNAL", escaped);
-        break;
-    }
+    case GW_BODY_ERROR:
+        return gw_error_body(answer, message, out, capacity);
     }
     return n < 0 ? 0 : (size_t)n < capacity ? (size_t)n : capacity - 1;
 }

@@ -8,6 +8,7 @@
 #include "wix.h"
 
 #define GW_REASON_HEADER_BYTES_MAX 512
+#define GW_ERROR_MESSAGE_BYTES_MAX 256 /* of the message in an error body */
 
 typedef enum {
     GW_BODY_EMPTY_OBJECT,      /* {} */
@@ -26,7 +27,9 @@ typedef struct {
 gw_answer_t gw_answer_for_grpc(int grpc_code);
 
 /* Writes the body for an answer into out (NUL-terminated); returns its length. message is
- * used only for GW_BODY_ERROR and must not contain internal details. */
+ * used only for GW_BODY_ERROR and must not contain internal details; it is cut, on a UTF-8
+ * character boundary, to GW_ERROR_MESSAGE_BYTES_MAX bytes and to what fits in capacity, so the
+ * body is always complete JSON and valid UTF-8. */
 size_t gw_answer_body(const gw_answer_t *answer, gw_wix_method_t method, const char *message,
                       char *out, size_t capacity);
 

@@ -2,18 +2,39 @@
 #include "http.h"
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 #include "net.h"
 #include "util.h"
 
+#define GW_WATCHDOG_INTERVAL_MS 100 /* how late past its deadline a connection may be cut */
+#define GW_UPLOAD_CAPACITY_MIN 4096
+
+/* A connection the receive watchdog follows, from MHD's STARTED to its CLOSED notification. MHD
+ * closes the socket only after CLOSED returns, and CLOSED takes the lock, so the watchdog never
+ * shuts down a descriptor that was closed and reused. */
+typedef struct {
+    struct MHD_Connection *connection; /* NULL: the slot is free */
+    int fd;
+    double receiving_since_ms; /* < 0: its request has arrived and is being answered */
+    bool cut;                  /* shut down by the watchdog (logged once) */
+} gw_tracked_t;
+
 struct gw_http {
     gw_http_options_t options;
     struct MHD_Daemon *daemon;
+    pthread_mutex_t lock;  /* guards tracked[] and stopping */
+    pthread_cond_t wake;   /* on a CLOCK_MONOTONIC condattr */
+    gw_tracked_t *tracked; /* connections_max slots, allocated at start */
+    bool stopping;
+    pthread_t watchdog;
 };
 
 /* Per-request state while the body arrives. */
@@ -21,7 +42,11 @@ typedef struct {
     char *body;
     size_t length;
     size_t capacity;
-    bool too_large;
+    size_t received; /* body bytes so far, kept or not */
+    size_t kept_max; /* what the route keeps */
+    bool too_large;  /* over the body limit: 413 */
+    bool truncated;  /* over kept_max: read and dropped */
+    bool no_memory;  /* the kept copy could not grow: 503 */
     double started_ms;
 } gw_upload_t;
 
@@ -107,13 +132,17 @@ static enum MHD_Result gw_answer_request(gw_http_t *http, struct MHD_Connection 
     const char *name = route ? route->name : path_match ? path_match->name : "unknown";
     if (upload->too_large) {
         gw_response_error(&response, 413, "PAYLOAD_TOO_LARGE", "request body is too large");
+    } else if (upload->no_memory) {
+        gw_response_error(&response, 503, "UNAVAILABLE", "out of memory");
+        response.retry_after_s = 1;
     } else if (route == NULL && path_match != NULL) {
         gw_response_error(&response, 405, "METHOD_NOT_ALLOWED", "method not allowed");
         allow = path_match->method;
     } else if (route == NULL) {
         gw_response_error(&response, 404, "NOT_FOUND", "no such route");
     } else {
-        gw_request_t request = {method, url, upload->body ? upload->body : "", upload->length};
+        gw_request_t request = {method, url, upload->body ? upload->body : "", upload->length,
+                                upload->truncated};
         route->handler(http->options.context, &request, &response);
     }
     double latency_ms = util_monotonic_ms() - upload->started_ms;
@@ -128,25 +157,51 @@ static enum MHD_Result gw_answer_request(gw_http_t *http, struct MHD_Connection 
     return result;
 }
 
-/* Appends body bytes, up to the limit; past it the rest is read and dropped. */
+/* Grows the kept copy to hold `needed` bytes, doubling but never past kept_max + 1 (a NUL). */
+static bool gw_upload_reserve(gw_upload_t *upload, size_t needed)
+{
+    if (needed <= upload->capacity) {
+        return true;
+    }
+    size_t capacity = upload->capacity ? upload->capacity : GW_UPLOAD_CAPACITY_MIN;
+    while (capacity < needed) {
+        capacity *= 2;
+    }
+    if (capacity > upload->kept_max + 1) {
+        capacity = upload->kept_max + 1;
+    }
+    char *bigger = realloc(upload->body, capacity);
+    if (bigger == NULL) {
+        return false;
+    }
+    upload->body = bigger;
+    upload->capacity = capacity;
+    return true;
+}
+
+/* Counts body bytes against the body limit and keeps the first kept_max of them for the
+ * handler; past kept_max the copy is freed and the rest read and dropped, so an unauthenticated
+ * body never holds more than kept_max bytes of memory. */
 static void gw_upload_append(gw_upload_t *upload, const char *data, size_t size, size_t max)
 {
-    if (upload->too_large || size > max - upload->length) {
+    if (upload->too_large || size > max - upload->received) {
         upload->too_large = true;
         return;
     }
-    if (upload->length + size + 1 > upload->capacity) {
-        size_t capacity = upload->capacity ? upload->capacity : 4096;
-        while (capacity < upload->length + size + 1) {
-            capacity *= 2;
-        }
-        char *bigger = realloc(upload->body, capacity);
-        if (bigger == NULL) {
-            upload->too_large = true;
-            return;
-        }
-        upload->body = bigger;
-        upload->capacity = capacity;
+    upload->received += size;
+    if (upload->truncated || upload->no_memory) {
+        return;
+    }
+    if (size > upload->kept_max - upload->length) {
+        upload->truncated = true;
+        free(upload->body);
+        upload->body = NULL;
+        upload->length = upload->capacity = 0;
+        return;
+    }
+    if (!gw_upload_reserve(upload, upload->length + size + 1)) {
+        upload->no_memory = true;
+        return;
     }
     memcpy(upload->body + upload->length, data, size);
     upload->length += size;
@@ -161,6 +216,43 @@ static bool gw_declared_too_large(struct MHD_Connection *connection, size_t max)
     return declared != NULL && util_parse_int64(declared, &length) && length > (int64_t)max;
 }
 
+/* The watchdog's slot of a connection (NULL when it is not followed). */
+static gw_tracked_t *gw_tracked_of(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Starts (since_ms ≥ 0) or stops (since_ms < 0) the receive clock of a connection. */
+static void gw_receive_clock(gw_http_t *http, struct MHD_Connection *connection, double since_ms)
+{
+    gw_tracked_t *tracked = gw_tracked_of(connection);
+    if (tracked != NULL) {
+        pthread_mutex_lock(&http->lock);
+        tracked->receiving_since_ms = since_ms;
+        pthread_mutex_unlock(&http->lock);
+    }
+}
+
+/* First call of a request: its state, and the body bytes its route keeps. */
+static gw_upload_t *gw_upload_new(const gw_http_options_t *options, const char *url,
+                                  const char *method)
+{
+    gw_upload_t *upload = calloc(1, sizeof(*upload));
+    if (upload == NULL) {
+        return NULL;
+    }
+    upload->started_ms = util_monotonic_ms();
+    const gw_route_t *path_match = NULL;
+    const gw_route_t *route = gw_route_find(options, url, method, &path_match);
+    upload->kept_max = route ? route->body_kept_bytes_max : 0; /* 404/405 need no body */
+    if (upload->kept_max > options->body_bytes_max) {
+        upload->kept_max = options->body_bytes_max;
+    }
+    return upload;
+}
+
 static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *connection,
                                      const char *url, const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -170,11 +262,10 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
     gw_http_t *http = context;
     gw_upload_t *upload = *request_state;
     if (upload == NULL) {
-        upload = calloc(1, sizeof(*upload));
+        upload = gw_upload_new(&http->options, url, method);
         if (upload == NULL) {
             return MHD_NO;
         }
-        upload->started_ms = util_monotonic_ms();
         *request_state = upload;
         if (gw_declared_too_large(connection, http->options.body_bytes_max)) {
             upload->too_large = true;
@@ -184,6 +275,7 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
             const char *expect =
                 MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
             if (expect != NULL && strcasecmp(expect, "100-continue") == 0) {
+                gw_receive_clock(http, connection, -1);
                 return gw_answer_request(http, connection, url, method, upload);
             }
         }
@@ -194,19 +286,144 @@ static enum MHD_Result gw_on_request(void *context, struct MHD_Connection *conne
         *upload_data_size = 0;
         return MHD_YES;
     }
+    gw_receive_clock(http, connection, -1); /* all arrived: answering may take its time */
     return gw_answer_request(http, connection, url, method, upload);
 }
 
 static void gw_on_completed(void *context, struct MHD_Connection *connection, void **request_state,
                             enum MHD_RequestTerminationCode code)
 {
-    (void)context, (void)connection, (void)code;
+    (void)code;
+    gw_http_t *http = context;
     gw_upload_t *upload = *request_state;
     if (upload != NULL) {
         free(upload->body);
         free(upload);
         *request_state = NULL;
     }
+    /* a kept-alive connection has the same time again for its next request */
+    gw_receive_clock(http, connection, util_monotonic_ms());
+}
+
+/* Follows a new connection (STARTED) until MHD forgets it (CLOSED). */
+static void gw_on_connection(void *context, struct MHD_Connection *connection,
+                             void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+    gw_http_t *http = context;
+    pthread_mutex_lock(&http->lock);
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        gw_tracked_t *tracked = *socket_context;
+        if (tracked != NULL) {
+            tracked->connection = NULL;
+        }
+        *socket_context = NULL;
+        pthread_mutex_unlock(&http->lock);
+        return;
+    }
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    gw_tracked_t *slot = NULL;
+    for (size_t i = 0; info != NULL && i < http->options.connections_max && slot == NULL; i++) {
+        slot = http->tracked[i].connection == NULL ? &http->tracked[i] : NULL;
+    }
+    if (slot != NULL) {
+        *slot = (gw_tracked_t){connection, info->connect_fd, util_monotonic_ms(), false};
+    } else if (info != NULL) {
+        /* cannot happen (MHD admits at most connections_max); refuse rather than not follow */
+        shutdown(info->connect_fd, SHUT_RDWR);
+    }
+    *socket_context = slot;
+    pthread_mutex_unlock(&http->lock);
+}
+
+/* Shuts down every connection whose request has not fully arrived within the receive deadline;
+ * its thread then sees end of stream and MHD closes it. Called with the lock held. */
+static void gw_cut_late_connections(gw_http_t *http, double now_ms)
+{
+    double deadline_ms = (double)http->options.receive_deadline_s * 1000.0;
+    for (size_t i = 0; i < http->options.connections_max; i++) {
+        gw_tracked_t *tracked = &http->tracked[i];
+        if (tracked->connection == NULL || tracked->cut || tracked->receiving_since_ms < 0 ||
+            now_ms - tracked->receiving_since_ms <= deadline_ms) {
+            continue;
+        }
+        tracked->cut = true;
+        if (shutdown(tracked->fd, SHUT_RDWR) != 0) {
+            continue; /* already shut down by its peer or by MHD: closing anyway */
+        }
+        SD_LOG(LOG_WARN, "receive_deadline_exceeded",
+               LF_DBL("receiving_ms", now_ms - tracked->receiving_since_ms),
+               LF_UINT("deadline_s", http->options.receive_deadline_s));
+    }
+}
+
+static void *gw_watchdog_main(void *argument)
+{
+    gw_http_t *http = argument;
+    pthread_mutex_lock(&http->lock);
+    while (!http->stopping) {
+        gw_cut_late_connections(http, util_monotonic_ms());
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += GW_WATCHDOG_INTERVAL_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&http->wake, &http->lock, &until);
+    }
+    pthread_mutex_unlock(&http->lock);
+    return NULL;
+}
+
+/* The watchdog's lock, wake-up, table and thread; false (nothing left to free) on failure. */
+static bool gw_watchdog_start(gw_http_t *http)
+{
+    pthread_condattr_t attributes;
+    bool ok = pthread_condattr_init(&attributes) == 0;
+    ok = ok && pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&http->wake, &attributes) == 0;
+    pthread_condattr_destroy(&attributes);
+    if (!ok) {
+        return false;
+    }
+    http->tracked = calloc(http->options.connections_max, sizeof(*http->tracked));
+    if (http->tracked == NULL || pthread_mutex_init(&http->lock, NULL) != 0) {
+        free(http->tracked);
+        pthread_cond_destroy(&http->wake);
+        return false;
+    }
+    if (pthread_create(&http->watchdog, NULL, gw_watchdog_main, http) != 0) {
+        pthread_mutex_destroy(&http->lock);
+        free(http->tracked);
+        pthread_cond_destroy(&http->wake);
+        return false;
+    }
+    return true;
+}
+
+static void gw_watchdog_stop(gw_http_t *http)
+{
+    pthread_mutex_lock(&http->lock);
+    http->stopping = true;
+    pthread_cond_signal(&http->wake);
+    pthread_mutex_unlock(&http->lock);
+    pthread_join(http->watchdog, NULL);
+    pthread_mutex_destroy(&http->lock);
+    pthread_cond_destroy(&http->wake);
+    free(http->tracked);
+}
+
+static struct MHD_Daemon *gw_daemon_start(gw_http_t *http, struct sockaddr_in *address)
+{
+    const gw_http_options_t *options = &http->options;
+    return MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, gw_on_request, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)address,
+        MHD_OPTION_CONNECTION_LIMIT, options->connections_max, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        options->connections_per_ip_max, MHD_OPTION_CONNECTION_TIMEOUT,
+        options->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, gw_on_completed, http,
+        MHD_OPTION_NOTIFY_CONNECTION, gw_on_connection, http, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned int)0, MHD_OPTION_END);
 }
 
 gw_http_t *gw_http_start(const gw_http_options_t *options, int *port_out)
@@ -221,15 +438,15 @@ gw_http_t *gw_http_start(const gw_http_options_t *options, int *port_out)
         return NULL;
     }
     http->options = *options;
-    http->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, gw_on_request, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
-        MHD_OPTION_CONNECTION_LIMIT, options->connections_max, MHD_OPTION_CONNECTION_TIMEOUT,
-        options->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, gw_on_completed, http,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)0, MHD_OPTION_END);
+    if (!gw_watchdog_start(http)) {
+        SD_LOG(LOG_ERROR, "watchdog_start_failed", LF_END);
+        free(http);
+        return NULL;
+    }
+    http->daemon = gw_daemon_start(http, &address);
     if (http->daemon == NULL) {
         SD_LOG(LOG_ERROR, "listen_failed", LF_STR("address", options->listen));
+        gw_watchdog_stop(http);
         free(http);
         return NULL;
     }
@@ -244,7 +461,9 @@ void gw_http_stop(gw_http_t *http)
         return;
     }
     /* MHD_stop_daemon closes the listener and joins every connection thread, so requests in
-     * flight finish their upstream call and answer before it returns. */
+     * flight finish their upstream call and answer before it returns; every connection has
+     * been notified CLOSED by then, so the watchdog can go. */
     MHD_stop_daemon(http->daemon);
+    gw_watchdog_stop(http);
     free(http);
 }

@@ -1,6 +1,8 @@
 /* http.h — the HTTP glue of stockd-gateway on libmicrohttpd: one thread per connection (a
- * slow client or a slow upstream call holds only its own thread), a connection limit, a
- * connection timeout, a body limit, and dispatch through one route table. */
+ * slow client or a slow upstream call holds only its own thread), a connection limit in all and
+ * per client address, an idle timeout, an absolute deadline for receiving each request (a
+ * client trickling bytes never goes idle), a body limit, a per-route cap on the body bytes kept
+ * in memory, and dispatch through one route table. */
 #ifndef STOCKD_GW_HTTP_H
 #define STOCKD_GW_HTTP_H
 
@@ -12,8 +14,9 @@
 typedef struct {
     const char *method;
     const char *path; /* without the query string */
-    const char *body; /* NUL-terminated copy of the request body */
+    const char *body; /* NUL-terminated copy of the request body (what the route keeps) */
     size_t body_length;
+    bool body_truncated; /* the body was longer than the route keeps: `body` is empty */
 } gw_request_t;
 
 typedef struct {
@@ -40,13 +43,20 @@ typedef struct {
     const char *method;
     const char *name; /* route label for metrics and logs */
     gw_route_handler_fn *handler;
+    /* body bytes kept for the handler (at most the server's body limit); a longer body is read,
+     * counted against the body limit and dropped, and the handler sees body_truncated */
+    size_t body_kept_bytes_max;
 } gw_route_t;
 
 typedef struct {
     const char *listen; /* HOST:PORT, port 0 = any free port */
     size_t body_bytes_max;
     unsigned int connections_max;
-    unsigned int connection_timeout_s;
+    unsigned int connections_per_ip_max; /* 0 = no per-address limit */
+    unsigned int connection_timeout_s;   /* idle */
+    /* from a connection's start, or the end of its previous request, until its next request
+     * (headers and body) has fully arrived; the connection is closed when it passes */
+    unsigned int receive_deadline_s;
     const gw_route_t *routes;
     size_t routes_count;
     void *context; /* passed to every handler */

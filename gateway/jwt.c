@@ -6,6 +6,7 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,23 +43,31 @@ const char *gw_jwt_status_description(gw_jwt_status_t status)
     return "unknown";
 }
 
-/* Decodes one base64url segment as a JSON object. */
-static json_t *gw_decode_json_segment(const char *text, size_t length)
+/* Decodes one base64url segment as a JSON object into *value_out: GW_JWT_OK, GW_JWT_MALFORMED,
+ * or GW_JWT_NO_MEMORY when the parser ran out of memory (an answer to retry, not a bad token).
+ * The caller owns *value_out (json_decref). */
+static gw_jwt_status_t gw_decode_json_segment(const char *text, size_t length, json_t **value_out)
 {
+    *value_out = NULL;
     size_t decoded_length = 0;
     unsigned char *decoded = util_base64url_decode(text, length, &decoded_length);
     if (decoded == NULL) {
-        return NULL;
+        return GW_JWT_MALFORMED; /* invalid base64url (or, rarely, no memory: cannot tell) */
     }
     json_error_t error;
     json_t *value =
         json_loadb((const char *)decoded, decoded_length, JSON_REJECT_DUPLICATES, &error);
     free(decoded);
-    if (value != NULL && !json_is_object(value)) {
-        json_decref(value);
-        return NULL;
+    if (value == NULL) {
+        return json_error_code(&error) == json_error_out_of_memory ? GW_JWT_NO_MEMORY
+                                                                   : GW_JWT_MALFORMED;
     }
-    return value;
+    if (!json_is_object(value)) {
+        json_decref(value);
+        return GW_JWT_MALFORMED;
+    }
+    *value_out = value;
+    return GW_JWT_OK;
 }
 
 typedef struct {
@@ -166,52 +175,115 @@ static void gw_trim(const char **text, size_t *length)
     }
 }
 
+/* The three segments of a compact JWS, located without decoding anything. */
+typedef struct {
+    const char *header, *payload, *signature;
+    size_t header_length, payload_length, signature_length;
+} gw_segments_t;
+
+/* Splits token[0..length) (whitespace trimmed) at its two dots, checking the size caps first:
+ * GW_JWT_TOO_LARGE, GW_JWT_MALFORMED or GW_JWT_OK. */
+static gw_jwt_status_t gw_split(const char *token, size_t length, gw_segments_t *segments)
+{
+    if (length > GW_TOKEN_BYTES_MAX) {
+        return GW_JWT_TOO_LARGE; /* before even trimming: the cap is on what was sent */
+    }
+    gw_trim(&token, &length);
+    const char *end = token + length;
+    const char *first_dot = length ? memchr(token, '.', length) : NULL;
+    const char *second_dot =
+        first_dot ? memchr(first_dot + 1, '.', (size_t)(end - first_dot - 1)) : NULL;
+    if (second_dot == NULL || memchr(second_dot + 1, '.', (size_t)(end - second_dot - 1))) {
+        return GW_JWT_MALFORMED;
+    }
+    *segments = (gw_segments_t){token,
+                                first_dot + 1,
+                                second_dot + 1,
+                                (size_t)(first_dot - token),
+                                (size_t)(second_dot - first_dot - 1),
+                                (size_t)(end - second_dot - 1)};
+    if (segments->header_length > GW_JWT_HEADER_BYTES_MAX ||
+        segments->signature_length > GW_JWT_SIGNATURE_BYTES_MAX) {
+        return GW_JWT_TOO_LARGE;
+    }
+    return GW_JWT_OK;
+}
+
+/* The header's algorithm, which must be an RSA one, before anything else is trusted. */
+static gw_jwt_status_t gw_header_algorithm(const gw_segments_t *segments,
+                                           const gw_algorithm_t **algorithm_out)
+{
+    json_t *header = NULL;
+    gw_jwt_status_t status =
+        gw_decode_json_segment(segments->header, segments->header_length, &header);
+    if (status != GW_JWT_OK) {
+        return status;
+    }
+    *algorithm_out = gw_find_algorithm(header);
+    bool critical = json_object_get(header, "crit") != NULL; /* no extensions are understood */
+    json_decref(header);
+    return *algorithm_out == NULL || critical ? GW_JWT_ALGORITHM : GW_JWT_OK;
+}
+
 gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token, size_t length,
                               int64_t now_s, json_t **payload_out)
 {
     *payload_out = NULL;
-    gw_trim(&token, &length);
-    const char *first_dot = length ? memchr(token, '.', length) : NULL;
-    const char *second_dot =
-        first_dot ? memchr(first_dot + 1, '.', length - (size_t)(first_dot + 1 - token)) : NULL;
-    if (length > GW_TOKEN_BYTES_MAX || first_dot == NULL || second_dot == NULL ||
-        memchr(second_dot + 1, '.', length - (size_t)(second_dot + 1 - token)) != NULL) {
-        return GW_JWT_MALFORMED;
+    gw_segments_t segments;
+    const gw_algorithm_t *algorithm = NULL;
+    gw_jwt_status_t status = gw_split(token, length, &segments);
+    if (status == GW_JWT_OK) {
+        status = gw_header_algorithm(&segments, &algorithm);
     }
-    json_t *header = gw_decode_json_segment(token, (size_t)(first_dot - token));
-    if (header == NULL) {
-        return GW_JWT_MALFORMED;
-    }
-    const gw_algorithm_t *algorithm = gw_find_algorithm(header);
-    bool critical = json_object_get(header, "crit") != NULL; /* no extensions are understood */
-    json_decref(header);
-    if (algorithm == NULL || critical) {
-        return GW_JWT_ALGORITHM;
+    if (status != GW_JWT_OK) {
+        return status;
     }
     size_t signature_length = 0;
-    const char *signature_text = second_dot + 1;
-    unsigned char *signature = util_base64url_decode(
-        signature_text, length - (size_t)(signature_text - token), &signature_length);
+    unsigned char *signature =
+        util_base64url_decode(segments.signature, segments.signature_length, &signature_length);
     if (signature == NULL) {
         return GW_JWT_MALFORMED;
     }
-    bool verified = gw_verify_signature(verifier->public_key, algorithm, token,
-                                        (size_t)(second_dot - token), signature, signature_length);
+    bool verified = gw_verify_signature(verifier->public_key, algorithm, segments.header,
+                                        (size_t)(segments.signature - 1 - segments.header),
+                                        signature, signature_length);
     free(signature);
     if (!verified) {
         return GW_JWT_SIGNATURE;
     }
-    json_t *payload = gw_decode_json_segment(first_dot + 1, (size_t)(second_dot - first_dot - 1));
-    if (payload == NULL) {
-        return GW_JWT_MALFORMED;
+    json_t *payload = NULL;
+    status = gw_decode_json_segment(segments.payload, segments.payload_length, &payload);
+    if (status == GW_JWT_OK) {
+        status = gw_check_claims(verifier, payload, now_s);
     }
-    gw_jwt_status_t status = gw_check_claims(verifier, payload, now_s);
     if (status != GW_JWT_OK) {
         json_decref(payload);
         return status;
     }
     *payload_out = payload;
     return GW_JWT_OK;
+}
+
+gw_jwt_status_t gw_jwt_check_lifetime(const json_t *claims, int64_t lifetime_max_s)
+{
+    double exp, iat;
+    if (!gw_numeric_claim(claims, "exp", &exp) || !gw_numeric_claim(claims, "iat", &iat)) {
+        return GW_JWT_LIFETIME; /* gw_jwt_verify requires both; refuse rather than assume */
+    }
+    /* doubles: exp may be any JSON number (1e300 included) without overflow */
+    return exp - iat > (double)lifetime_max_s ? GW_JWT_LIFETIME : GW_JWT_OK;
+}
+
+bool gw_jwt_signature_sha256_hex(const char *token, size_t length, char hex_out[65])
+{
+    gw_segments_t segments;
+    if (gw_split(token, length, &segments) != GW_JWT_OK) {
+        return false;
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)segments.signature, segments.signature_length, digest);
+    util_hex(digest, sizeof(digest), hex_out);
+    return true;
 }
 
 /* Reads a whole small file into a NUL-terminated malloc'd buffer. */

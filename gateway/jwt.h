@@ -11,22 +11,40 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_TOKEN_BYTES_MAX (1024 * 1024)
+/* Size caps, checked before any byte of a token is decoded, so what an unauthenticated caller
+ * can make the gateway parse is bounded: a Wix token is a few KB; its header segment (alg, typ,
+ * kid) is under 200 bytes; an RSA signature is as long as the key (16384-bit keys at most). */
+#define GW_TOKEN_BYTES_MAX (64 * 1024)
+#define GW_JWT_HEADER_BYTES_MAX (4 * 1024)
+#define GW_JWT_SIGNATURE_BYTES_MAX ((16384 / 8 * 4 + 2) / 3) /* base64url of 2048 bytes */
+_Static_assert(GW_JWT_HEADER_BYTES_MAX + GW_JWT_SIGNATURE_BYTES_MAX < GW_TOKEN_BYTES_MAX,
+               "a token holds its header and signature segments");
+
+/* Default and largest accepted token lifetime (exp − iat): Wix tokens live minutes. The
+ * largest must stay below stockd's --idempotency-ttl (days), because a call without
+ * metadata.requestId is kept from being applied twice by an idempotency record that has to
+ * outlive the token (see gw_jwt_signature_sha256_hex). */
+#define GW_JWT_LIFETIME_DEFAULT_S 3600
+#define GW_JWT_LIFETIME_MAX_S (24 * 3600)
 
 /* X(name, description) — one refusal reason each; names are metric labels. */
 #define GW_JWT_STATUS_MAP(X)                                                                       \
     X(OK, "valid")                                                                                 \
     X(MALFORMED, "not a compact JWS (three base64url parts of JSON)")                              \
+    X(TOO_LARGE, "token too large (over 64 KiB, or its header over 4 KiB)")                        \
     X(ALGORITHM, "alg is not an RSA signature algorithm")                                          \
     X(SIGNATURE, "signature does not verify with the app public key")                              \
     X(ISSUER, "iss is not wix.com")                                                                \
     X(AUDIENCE, "aud does not name this app")                                                      \
     X(EXPIRED, "exp is missing or in the past")                                                    \
     X(NOT_YET_VALID, "iat or nbf is missing, malformed or in the future")                          \
-    X(EXTENSION_TYPE, "data.metadata.appExtensionType is not ECOM_INVENTORY")
+    X(EXTENSION_TYPE, "data.metadata.appExtensionType is not ECOM_INVENTORY")                      \
+    X(LIFETIME, "token lifetime (exp - iat) is longer than allowed")                               \
+    X(NO_MEMORY, "out of memory while verifying")
 
 typedef enum {
 #define GW_JWT_ENUM(name, description) GW_JWT_##name,
@@ -44,10 +62,23 @@ typedef struct {
     int64_t skew_s;       /* allowed clock skew */
 } gw_jwt_verifier_t;
 
-/* Verifies token[0..length) (surrounding ASCII whitespace ignored) at time now_s. On GW_JWT_OK
- * *payload_out is the decoded claims object (caller releases with json_decref). */
+/* Verifies token[0..length) (surrounding ASCII whitespace ignored) at time now_s. The sizes are
+ * checked first (GW_JWT_TOO_LARGE), then the header's alg, the signature, and only then is the
+ * payload decoded. On GW_JWT_OK *payload_out is the decoded claims object (caller releases with
+ * json_decref). GW_JWT_NO_MEMORY when the JSON parser ran out of memory. */
 gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *token, size_t length,
                               int64_t now_s, json_t **payload_out);
+
+/* Refuses verified claims whose lifetime exp − iat is longer than lifetime_max_s
+ * (GW_JWT_LIFETIME): a validly signed token must not stay usable for years. A separate step from
+ * gw_jwt_verify so that the verifier stays a plain {key, app id, skew} triple. */
+gw_jwt_status_t gw_jwt_check_lifetime(const json_t *claims, int64_t lifetime_max_s);
+
+/* Writes the lower-case hex SHA-256 of the signature segment of token[0..length) (whitespace
+ * ignored, as by gw_jwt_verify) into hex_out. The signature is unique to the signed content:
+ * the same token always gives the same digest, and no one without Wix's key can make another
+ * token with it. False when the token has no signature segment. */
+bool gw_jwt_signature_sha256_hex(const char *token, size_t length, char hex_out[65]);
 
 /* Loads an RSA public key from a file holding PEM (SPKI or PKCS#1) or base64 of that PEM.
  * Returns NULL with a reason in error when the file is unreadable or not an RSA key. The

@@ -22,9 +22,13 @@ typedef struct {
     const char *default_tenant;
     int64_t deadline_ms;
     int64_t jwt_skew_s;
+    int64_t jwt_lifetime_max_s;
     int64_t body_bytes_max;
     int64_t connections_max;
+    int64_t connections_per_ip_max;
     int64_t connection_timeout_s;
+    int64_t receive_deadline_s;
+    int64_t verifications_max;
     bool dev;
     const char *dev_dir;
     const char *log_level;
@@ -54,12 +58,27 @@ static const cfg_option_t gw_options[] = {
            NULL, "deadline of each call to stockd"),
     GW_OPT("jwt-skew", "STOCKD_GATEWAY_JWT_SKEW", CFG_DURATION, jwt_skew_s, "60s", 0, 600, NULL,
            "allowed clock skew for exp/iat/nbf"),
+    GW_OPT("jwt-lifetime-max", "STOCKD_GATEWAY_JWT_LIFETIME_MAX", CFG_DURATION, jwt_lifetime_max_s,
+           "1h", 1, GW_JWT_LIFETIME_MAX_S, NULL,
+           "longest token lifetime exp - iat (401 beyond); keep it below stockd's "
+           "--idempotency-ttl"),
     GW_OPT("body-max-bytes", "STOCKD_GATEWAY_BODY_MAX_BYTES", CFG_INT, body_bytes_max, "1048576",
            1024, 16 * 1024 * 1024, NULL, "largest request body (413 beyond)"),
     GW_OPT("max-connections", "STOCKD_GATEWAY_MAX_CONNECTIONS", CFG_INT, connections_max, "512", 1,
            10000, NULL, "concurrent connections (one thread each)"),
+    GW_OPT("max-connections-per-ip", "STOCKD_GATEWAY_MAX_CONNECTIONS_PER_IP", CFG_INT,
+           connections_per_ip_max, "128", 0, 10000, NULL,
+           "concurrent connections from one client address (0 = no limit); behind a proxy every "
+           "connection comes from the proxy"),
     GW_OPT("connection-timeout", "STOCKD_GATEWAY_CONNECTION_TIMEOUT", CFG_DURATION,
            connection_timeout_s, "10s", 1, 3600, NULL, "idle connection timeout"),
+    GW_OPT("receive-deadline", "STOCKD_GATEWAY_RECEIVE_DEADLINE", CFG_DURATION, receive_deadline_s,
+           "10s", 1, 3600, NULL,
+           "absolute time to receive a whole request (headers and body) from a connection's "
+           "start or its previous answer; the connection is closed beyond"),
+    GW_OPT("max-verifications", "STOCKD_GATEWAY_MAX_VERIFICATIONS", CFG_INT, verifications_max,
+           "16", 1, GW_VERIFICATIONS_MAX_LIMIT, NULL,
+           "tokens verified at once; a call finding none free within 100 ms is answered 503"),
     GW_OPT("dev", "STOCKD_GATEWAY_DEV", CFG_BOOL, dev, "false", 0, 0, NULL,
            "development mode: without a key, make a local key pair and app id in --dev-dir"),
     GW_OPT("dev-dir", "STOCKD_GATEWAY_DEV_DIR", CFG_STRING, dev_dir, "./stockd-gateway-dev", 0, 0,
@@ -145,18 +164,22 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
                             .client = sc_client_new(config->stockd, NULL),
                             .default_tenant = config->default_tenant,
                             .deadline_ms = config->deadline_ms,
-                            .metrics = gw_metrics_new(gw_route_names, gw_routes_count)};
+                            .metrics = gw_metrics_new(gw_route_names, gw_routes_count),
+                            .jwt_lifetime_max_s = config->jwt_lifetime_max_s};
     gw_http_options_t http_options = {config->listen,
                                       (size_t)config->body_bytes_max,
                                       (unsigned int)config->connections_max,
+                                      (unsigned int)config->connections_per_ip_max,
                                       (unsigned int)config->connection_timeout_s,
+                                      (unsigned int)config->receive_deadline_s,
                                       gw_routes,
                                       gw_routes_count,
                                       &context,
                                       gw_observe};
     int port = 0, exit_code = 1;
+    bool slots = gw_slots_init(&context.verify_slots, (unsigned int)config->verifications_max);
     gw_http_t *http =
-        context.client && context.metrics ? gw_http_start(&http_options, &port) : NULL;
+        context.client && context.metrics && slots ? gw_http_start(&http_options, &port) : NULL;
     if (http != NULL) {
         char bound[128];
         const char *colon = strrchr(config->listen, ':');
@@ -172,6 +195,7 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
         SD_LOG(LOG_INFO, "shutdown_complete", LF_END);
         exit_code = 0;
     }
+    gw_slots_destroy(&context.verify_slots);
     sc_client_free(context.client);
     gw_metrics_free(context.metrics);
     EVP_PKEY_free(key);

@@ -1,14 +1,60 @@
 /* routes.c — see routes.h. */
 #include "routes.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "util.h"
 #include "wix.h"
 
 #define GW_READY_DEADLINE_MS 1000
+
+bool gw_slots_init(gw_slots_t *slots, unsigned int slots_max)
+{
+    slots->slots_max = 0;
+    if (slots_max < 1 || slots_max > GW_VERIFICATIONS_MAX_LIMIT ||
+        sem_init(&slots->free, 0, slots_max) != 0) {
+        return false;
+    }
+    slots->slots_max = slots_max;
+    return true;
+}
+
+void gw_slots_destroy(gw_slots_t *slots)
+{
+    if (slots->slots_max > 0) {
+        sem_destroy(&slots->free);
+        slots->slots_max = 0;
+    }
+}
+
+bool gw_slots_acquire(gw_slots_t *slots, int64_t wait_ms)
+{
+    if (slots->slots_max == 0) {
+        return true;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* sem_timedwait takes a CLOCK_REALTIME time */
+    int64_t nanoseconds = (int64_t)until.tv_nsec + wait_ms % 1000 * 1000000;
+    until.tv_sec += (time_t)(wait_ms / 1000 + nanoseconds / 1000000000);
+    until.tv_nsec = (long)(nanoseconds % 1000000000);
+    while (sem_timedwait(&slots->free, &until) != 0) {
+        if (errno != EINTR) {
+            return false; /* ETIMEDOUT: every slot stayed taken */
+        }
+    }
+    return true;
+}
+
+void gw_slots_release(gw_slots_t *slots)
+{
+    if (slots->slots_max > 0) {
+        sem_post(&slots->free);
+    }
+}
 
 static void gw_respond(gw_response_t *response, const gw_answer_t *answer, gw_wix_method_t method,
                        const char *message, const char *reason)
@@ -21,12 +67,68 @@ static void gw_respond(gw_response_t *response, const gw_answer_t *answer, gw_wi
     gw_header_safe(reason, response->reason, sizeof(response->reason));
 }
 
+/* 503 + Retry-After: the gateway cannot take the call now (no verification slot, no memory);
+ * nothing was applied, so Wix's retry is safe. */
+static void gw_respond_busy(gw_response_t *response, gw_wix_method_t method, const char *reason)
+{
+    gw_answer_t answer = {503, GW_BODY_ERROR, "UNAVAILABLE", 1};
+    gw_respond(response, &answer, method, reason, reason);
+}
+
 static void gw_refuse_token(gw_context_t *context, gw_jwt_status_t status, gw_response_t *response)
 {
     gw_metrics_jwt_refused(context->metrics, status);
+    if (status == GW_JWT_NO_MEMORY) {
+        gw_respond_busy(response, GW_WIX_DECREMENT, gw_jwt_status_description(status));
+        return;
+    }
     gw_answer_t answer = {401, GW_BODY_ERROR, "UNAUTHENTICATED", 0};
     gw_respond(response, &answer, GW_WIX_DECREMENT, gw_jwt_status_description(status),
                gw_jwt_status_description(status));
+}
+
+/* Refuses a token that would stay usable too long, and logs its lifetime. */
+static gw_jwt_status_t gw_check_lifetime(const gw_context_t *context, const json_t *claims)
+{
+    int64_t lifetime_max_s =
+        context->jwt_lifetime_max_s > 0 ? context->jwt_lifetime_max_s : GW_JWT_LIFETIME_DEFAULT_S;
+    gw_jwt_status_t status = gw_jwt_check_lifetime(claims, lifetime_max_s);
+    if (status != GW_JWT_OK) {
+        double lifetime_s = json_number_value(json_object_get(claims, "exp")) -
+                            json_number_value(json_object_get(claims, "iat"));
+        SD_LOG(LOG_WARN, "jwt_lifetime_refused", LF_DBL("lifetime_s", lifetime_s),
+               LF_INT("lifetime_max_s", lifetime_max_s));
+    }
+    return status;
+}
+
+/* Verifies the token in a verification slot, then its lifetime. On true *payload_out holds the
+ * claims (caller releases); on false the response is filled. */
+static bool gw_verify_token(gw_context_t *context, const char *body, size_t body_length,
+                            json_t **payload_out, gw_response_t *response)
+{
+    *payload_out = NULL;
+    if (body_length > GW_TOKEN_BYTES_MAX) { /* refused before it may take a slot */
+        gw_refuse_token(context, GW_JWT_TOO_LARGE, response);
+        return false;
+    }
+    if (!gw_slots_acquire(&context->verify_slots, GW_VERIFY_SLOT_WAIT_MS)) {
+        gw_respond_busy(response, GW_WIX_DECREMENT, "too many calls being verified");
+        return false;
+    }
+    gw_jwt_status_t status =
+        gw_jwt_verify(&context->verifier, body, body_length, util_now_s(), payload_out);
+    gw_slots_release(&context->verify_slots);
+    if (status == GW_JWT_OK) {
+        status = gw_check_lifetime(context, *payload_out);
+    }
+    if (status != GW_JWT_OK) {
+        json_decref(*payload_out);
+        *payload_out = NULL;
+        gw_refuse_token(context, status, response);
+        return false;
+    }
+    return true;
 }
 
 /* Calls stockd and answers by the one gRPC → HTTP table. */
@@ -62,15 +164,23 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
                    size_t body_length, gw_response_t *response)
 {
     json_t *payload = NULL;
-    gw_jwt_status_t token =
-        gw_jwt_verify(&context->verifier, body, body_length, util_now_s(), &payload);
-    if (token != GW_JWT_OK) {
-        gw_refuse_token(context, token, response);
+    if (!gw_verify_token(context, body, body_length, &payload, response)) {
         return;
     }
     gw_wix_call_t call;
     gw_wix_result_t mapped = gw_wix_map(method, payload, context->default_tenant, &call);
     json_decref(payload);
+    /* Without metadata.requestId, a replayed token would apply its change again. The request_id
+     * derived from the token's signature makes stockd's idempotency record apply it once and
+     * answer a replay as the original was answered. That record is kept for --idempotency-ttl
+     * (days), longer than any token is accepted (--jwt-lifetime-max + skew), so it cannot be
+     * forgotten while the token is live — unlike a set in gateway memory, which would be lost
+     * on restart, not shared between replicas, and have to refuse calls (or forget live tokens)
+     * when full. */
+    char digest[65];
+    if (mapped == GW_WIX_OK && gw_jwt_signature_sha256_hex(body, body_length, digest)) {
+        gw_wix_use_token_request_id(&call, digest);
+    }
     snprintf(response->tenant, sizeof(response->tenant), "%s", call.tenant_id);
     snprintf(response->request_id, sizeof(response->request_id), "%s", call.request_id);
     const char *order =
@@ -97,18 +207,33 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
         answer = gw_answer_for_grpc(3); /* invalid argument: 428 with the method's code */
         gw_respond(response, &answer, method, call.reason, call.reason);
         break;
+    case GW_WIX_NO_MEMORY: /* not the call's fault: 428 would tell Wix the order is invalid */
+        gw_respond_busy(response, method, call.reason);
+        break;
     }
     gw_wix_call_free(&call);
 }
 
+/* A body longer than the route keeps (GW_TOKEN_BYTES_MAX) was read and dropped: too large a
+ * token, refused without looking at it. */
+static void gw_route_wix(gw_context_t *context, gw_wix_method_t method, const gw_request_t *request,
+                         gw_response_t *response)
+{
+    if (request->body_truncated) {
+        gw_refuse_token(context, GW_JWT_TOO_LARGE, response);
+        return;
+    }
+    gw_handle_wix(context, method, request->body, request->body_length, response);
+}
+
 static void gw_route_decrement(void *context, const gw_request_t *request, gw_response_t *response)
 {
-    gw_handle_wix(context, GW_WIX_DECREMENT, request->body, request->body_length, response);
+    gw_route_wix(context, GW_WIX_DECREMENT, request, response);
 }
 
 static void gw_route_increment(void *context, const gw_request_t *request, gw_response_t *response)
 {
-    gw_handle_wix(context, GW_WIX_INCREMENT, request->body, request->body_length, response);
+    gw_route_wix(context, GW_WIX_INCREMENT, request, response);
 }
 
 static void gw_route_healthz(void *context, const gw_request_t *request, gw_response_t *response)
@@ -152,11 +277,12 @@ static void gw_route_metrics(void *context, const gw_request_t *request, gw_resp
     response->content_type = "text/plain; version=0.0.4";
 }
 
+/* The Wix routes keep a body up to the token cap; the others need none. */
 const gw_route_t gw_routes[] = {
-    {"/v1/decrement", true, "POST", "decrement", gw_route_decrement},
-    {"/v1/increment", true, "POST", "increment", gw_route_increment},
-    {"/healthz", false, "GET", "healthz", gw_route_healthz},
-    {"/readyz", false, "GET", "readyz", gw_route_readyz},
-    {"/metrics", false, "GET", "metrics", gw_route_metrics},
+    {"/v1/decrement", true, "POST", "decrement", gw_route_decrement, GW_TOKEN_BYTES_MAX},
+    {"/v1/increment", true, "POST", "increment", gw_route_increment, GW_TOKEN_BYTES_MAX},
+    {"/healthz", false, "GET", "healthz", gw_route_healthz, 0},
+    {"/readyz", false, "GET", "readyz", gw_route_readyz, 0},
+    {"/metrics", false, "GET", "metrics", gw_route_metrics, 0},
 };
 const size_t gw_routes_count = sizeof(gw_routes) / sizeof(gw_routes[0]);

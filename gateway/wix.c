@@ -3,6 +3,7 @@
 
 #include <openssl/sha.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,10 @@
 #define GW_LOCATION_BYTES_MAX 64
 #define GW_APP_BYTES_MAX 64
 #define GW_ORDER_ID_BYTES_MAX 128
-#define GW_REQUEST_ID_BYTES_MAX 128
+/* Integer-valued JSON reals are accepted within ±10^15 (stockd's level range), which also keeps
+ * every conversion to int64 defined. */
+#define GW_JSON_INTEGER_ABS_MAX 1e15
+#define GW_QUOTE_BYTES_MAX (GW_QUOTED_VALUE_BYTES_MAX + 16) /* ", got \"…\"" */
 
 static const struct {
     const char *name;
@@ -38,7 +42,46 @@ static gw_wix_result_t gw_refuse(gw_wix_call_t *call, gw_wix_result_t result, co
     va_start(args, format);
     vsnprintf(call->reason, sizeof(call->reason), format, args);
     va_end(args);
+    util_utf8_repair(call->reason); /* a byte limit must not leave half a character */
     return result;
+}
+
+/* Every allocation goes through jansson's allocator (malloc unless json_set_alloc_funcs replaced
+ * it): the JSON work of a mapping already does, and one hook then lets a test fail any
+ * allocation of a mapping. Memory from these is released with gw_wix_free. */
+static void *gw_wix_calloc(size_t count, size_t size)
+{
+    json_malloc_t allocate;
+    json_free_t release;
+    json_get_alloc_funcs(&allocate, &release);
+    if (count != 0 && size > SIZE_MAX / count) {
+        return NULL;
+    }
+    void *memory = allocate(count * size);
+    if (memory != NULL) {
+        memset(memory, 0, count * size);
+    }
+    return memory;
+}
+
+static void gw_wix_free(void *memory)
+{
+    json_malloc_t allocate;
+    json_free_t release;
+    json_get_alloc_funcs(&allocate, &release);
+    if (memory != NULL) {
+        release(memory);
+    }
+}
+
+static char *gw_wix_strdup(const char *text)
+{
+    size_t length = strlen(text);
+    char *copy = gw_wix_calloc(length + 1, 1);
+    if (copy != NULL) {
+        memcpy(copy, text, length);
+    }
+    return copy;
 }
 
 /* The text of a JSON string, or NULL when it is not a string or holds a NUL (jansson keeps
@@ -71,9 +114,9 @@ static char *gw_bounded_variant(const char *text)
 {
     size_t length = strlen(text);
     if (length <= GW_VARIANT_BYTES_MAX) {
-        return strdup(text);
+        return gw_wix_strdup(text);
     }
-    char *hashed = malloc(7 + 64 + 1);
+    char *hashed = gw_wix_calloc(7 + 64 + 1, 1);
     if (hashed != NULL) {
         memcpy(hashed, "sha256:", 7);
         gw_sha256_hex(text, length, hashed + 7);
@@ -85,7 +128,7 @@ char *gw_wix_variant(const json_t *options)
 {
     if (options == NULL || json_is_null(options) ||
         (json_is_object(options) && json_object_size(options) == 0)) {
-        return strdup("");
+        return gw_wix_strdup("");
     }
     const char *variant_id = gw_json_text(json_object_get(options, "variantId"));
     if (variant_id != NULL) {
@@ -97,14 +140,14 @@ char *gw_wix_variant(const json_t *options)
     }
     json_object_del(copy, "customTextFields");
     char *canonical = json_object_size(copy) == 0
-                          ? strdup("")
+                          ? gw_wix_strdup("")
                           : json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     json_decref(copy);
     if (canonical == NULL) {
         return NULL;
     }
     char *variant = gw_bounded_variant(canonical);
-    free(canonical);
+    gw_wix_free(canonical);
     return variant;
 }
 
@@ -115,12 +158,31 @@ static bool gw_json_integer(const json_t *value, int64_t *out)
         *out = (int64_t)json_integer_value(value);
         return true;
     }
-    double real = json_is_real(value) ? json_real_value(value) : 0.5;
-    if (real != (double)(int64_t)real || real > 1e15 || real < -1e15) {
+    if (!json_is_real(value)) {
+        return false;
+    }
+    double real = json_real_value(value);
+    /* the range first: converting a double outside int64 (1e300) is undefined behaviour */
+    if (!(real >= -GW_JSON_INTEGER_ABS_MAX && real <= GW_JSON_INTEGER_ABS_MAX) ||
+        real != (double)(int64_t)real) {
         return false;
     }
     *out = (int64_t)real;
     return true;
+}
+
+/* ", got \"…\"" quoting a bad string value for a reason (at most GW_QUOTED_VALUE_BYTES_MAX
+ * bytes, whole characters), or "" when the value is not a string. Returns out. */
+static const char *gw_quote(const json_t *value, char out[GW_QUOTE_BYTES_MAX])
+{
+    out[0] = '\0';
+    if (json_is_string(value)) {
+        snprintf(out, GW_QUOTE_BYTES_MAX, ", got \"%.*s", GW_QUOTED_VALUE_BYTES_MAX,
+                 json_string_value(value));
+        size_t length = util_utf8_repair(out); /* the cut may have split a character */
+        snprintf(out + length, GW_QUOTE_BYTES_MAX - length, "\"");
+    }
+    return out;
 }
 
 static bool gw_tenant_valid(const char *tenant)
@@ -136,11 +198,13 @@ static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *defau
 {
     const json_t *instance = json_object_get(metadata, "instanceId");
     const char *tenant = default_tenant;
+    char quoted[GW_QUOTE_BYTES_MAX];
     if (instance != NULL && !json_is_null(instance)) {
         tenant = gw_json_text(instance);
         if (tenant == NULL || !gw_tenant_valid(tenant)) {
             return gw_refuse(call, GW_WIX_BAD_REQUEST,
-                             "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]");
+                             "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]%s",
+                             gw_quote(instance, quoted));
         }
     }
     snprintf(call->tenant_id, sizeof(call->tenant_id), "%s", tenant);
@@ -183,20 +247,23 @@ static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference: required object", index);
     }
-    const char *catalog_item = gw_json_text(json_object_get(reference, "catalogItemId"));
+    char quoted[GW_QUOTE_BYTES_MAX];
+    const json_t *catalog_value = json_object_get(reference, "catalogItemId");
+    const char *catalog_item = gw_json_text(catalog_value);
     if (catalog_item == NULL || gw_utf8_chars(catalog_item) < 1 ||
         gw_utf8_chars(catalog_item) > GW_WIX_CATALOG_ITEM_CHARS_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.catalogItemId: must be a string "
-                         "of 1..36 characters",
-                         index);
+                         "of 1..36 characters%s",
+                         index, gw_quote(catalog_value, quoted));
     }
-    const char *app = gw_json_text(json_object_get(reference, "appId"));
+    const json_t *app_value = json_object_get(reference, "appId");
+    const char *app = gw_json_text(app_value);
     if (app == NULL || app[0] == '\0' || strlen(app) > GW_APP_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.appId: must be a non-empty string "
-                         "of at most 64 bytes",
-                         index);
+                         "of at most 64 bytes%s",
+                         index, gw_quote(app_value, quoted));
     }
     const json_t *options = json_object_get(reference, "options");
     if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
@@ -206,7 +273,7 @@ static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index
     }
     call->variants[index] = gw_wix_variant(options);
     if (call->variants[index] == NULL) {
-        return gw_refuse(call, GW_WIX_BAD_REQUEST, "out of memory");
+        return gw_refuse(call, GW_WIX_NO_MEMORY, "out of memory");
     }
     Stockd__V1__ItemRef *ref = &call->items[index];
     ref->app_id = (char *)app;
@@ -260,12 +327,12 @@ static gw_wix_result_t gw_map_items(const json_t *request, gw_wix_call_t *call)
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items: must be an array of 1..300 items");
     }
-    call->items = calloc(count, sizeof(*call->items));
-    call->lines = calloc(count, sizeof(*call->lines));
-    call->line_pointers = calloc(count, sizeof(*call->line_pointers));
-    call->variants = calloc(count, sizeof(*call->variants));
+    call->items = gw_wix_calloc(count, sizeof(*call->items));
+    call->lines = gw_wix_calloc(count, sizeof(*call->lines));
+    call->line_pointers = gw_wix_calloc(count, sizeof(*call->line_pointers));
+    call->variants = gw_wix_calloc(count, sizeof(*call->variants));
     if (!call->items || !call->lines || !call->line_pointers || !call->variants) {
-        return gw_refuse(call, GW_WIX_BAD_REQUEST, "out of memory");
+        return gw_refuse(call, GW_WIX_NO_MEMORY, "out of memory");
     }
     call->lines_count = count;
     for (size_t i = 0; i < count; i++) {
@@ -299,16 +366,19 @@ static gw_wix_result_t gw_map_request(gw_wix_method_t method, const json_t *requ
     if (result != GW_WIX_OK) {
         return result;
     }
+    char quoted[GW_QUOTE_BYTES_MAX];
     const json_t *order = json_object_get(request, "orderId");
     if (gw_json_text(order) == NULL || json_string_length(order) > GW_ORDER_ID_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
-                         "request.orderId: must be a string of at most 128 bytes");
+                         "request.orderId: must be a string of at most 128 bytes%s",
+                         gw_quote(order, quoted));
     }
     Stockd__V1__Reason reason;
     if (!gw_reason_of(request, &reason)) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.reason: must be one of ORDER_PLACED, ORDER_PAID, "
-                         "ORDER_CANCELED, ORDER_REFUNDED, ORDER_EDITED, ORDER_REJECTED");
+                         "ORDER_CANCELED, ORDER_REFUNDED, ORDER_EDITED, ORDER_REJECTED%s",
+                         gw_quote(json_object_get(request, "reason"), quoted));
     }
     const json_t *restrict_value = json_object_get(request, "restrictInventoryValue");
     if (method == GW_WIX_DECREMENT && !json_is_boolean(restrict_value)) {
@@ -363,15 +433,23 @@ gw_wix_result_t gw_wix_map(gw_wix_method_t method, json_t *payload, const char *
     return gw_map_request(method, json_object_get(data, "request"), call);
 }
 
+void gw_wix_use_token_request_id(gw_wix_call_t *call, const char token_digest_hex[65])
+{
+    if (call->request_id[0] == '\0') {
+        snprintf(call->request_id, sizeof(call->request_id), "%s%.64s",
+                 GW_WIX_TOKEN_REQUEST_ID_PREFIX, token_digest_hex);
+    }
+}
+
 void gw_wix_call_free(gw_wix_call_t *call)
 {
     for (size_t i = 0; call->variants != NULL && i < call->lines_count; i++) {
-        free(call->variants[i]);
+        gw_wix_free(call->variants[i]);
     }
-    free(call->variants);
-    free(call->items);
-    free(call->lines);
-    free(call->line_pointers);
+    gw_wix_free(call->variants);
+    gw_wix_free(call->items);
+    gw_wix_free(call->lines);
+    gw_wix_free(call->line_pointers);
     json_decref(call->payload);
     memset(call, 0, sizeof(*call));
 }

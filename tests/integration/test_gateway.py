@@ -3,8 +3,10 @@
 
 Goal: Wix's calls work end to end and are answered byte for byte as Wix's SDK would: the seed
 flows (order placed; order edited), every example payload in tests/data/wix, refusals
-(401/400/404/405/413/428), no oversell under 80 concurrent checkouts, replays applied once,
-and 503 + /readyz 503 when stockd is down.
+(401/400/404/405/413/428), no oversell under 80 concurrent checkouts, replays applied once (with
+or without metadata.requestId), tokens living longer than the maximum refused, slow clients
+unable to lock the gateway out (per-address limit, absolute receive deadline), and 503 +
+/readyz 503 when stockd is down.
 Method: start stockd and the gateway on 127.0.0.1:0 with temporary directories; sign tokens
 with Debian's python3-jwt (an independent JWT implementation) and with `stockctl wix-sign`;
 send them with urllib; read levels back over gRPC with python3-grpcio.
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,10 +47,10 @@ DECREMENT_REFUSED = b'{"applicationError":{"code":"DECREMENT_NOT_POSSIBLE"}}'
 INCREMENT_REFUSED = b'{"applicationError":{"code":"INCREMENT_NOT_POSSIBLE"}}'
 
 
-def start(args, log_path):
+def start(args, log_path, env=None):
     """Starts a binary on port 0 and returns (process, bound address)."""
     log = open(log_path, "w")
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 15
     while time.time() < deadline:
         line = proc.stderr.readline()
@@ -68,6 +71,97 @@ def start(args, log_path):
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=30)
+
+
+def refused(source, server):
+    """True when the server closes a new connection from source without answering."""
+    s = socket.socket()
+    try:
+        s.bind(source)
+        s.settimeout(2)
+        s.connect(server)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s.recv(100) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    finally:
+        s.close()
+
+
+class Tricklers:
+    """Connections that send a request one byte every period_s, from given source addresses;
+    records when each was opened and when the server closed it."""
+
+    HEAD = b"POST /v1/decrement HTTP/1.1\r\nHost: x\r\n"
+
+    def __init__(self, server, period_s):
+        self.server, self.period_s = server, period_s
+        self.lock = threading.Lock()
+        self.entries = []  # [socket, opened, closed or None, bytes still to send]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def open(self, source, count):
+        for i in range(count):
+            s = socket.socket()
+            s.bind((source, 0))
+            s.connect(self.server)
+            s.setblocking(False)
+            # half trickle their headers, half their body
+            if i % 2 == 0:
+                first, rest = self.HEAD + b"X-Slow: ", b"a" * 10000
+            else:
+                first, rest = self.HEAD + b"Content-Length: 10000\r\n\r\n", b"e" * 10000
+            s.send(first)
+            with self.lock:
+                self.entries.append([s, time.time(), None, rest])
+
+    def run(self):
+        while not self.stopping.wait(self.period_s / 5):
+            with self.lock:
+                for entry in self.entries:
+                    if entry[2] is None:
+                        self.tick(entry)
+
+    def tick(self, entry):
+        s = entry[0]
+        try:
+            if s.recv(100, socket.MSG_DONTWAIT) == b"":
+                entry[2] = time.time()
+                return
+        except BlockingIOError:
+            pass
+        except OSError:
+            entry[2] = time.time()
+            return
+        due = time.time() - entry[1] >= self.period_s * (1 + 10000 - len(entry[3]))
+        try:
+            if due:
+                s.send(entry[3][:1])
+                entry[3] = entry[3][1:]
+        except OSError:
+            entry[2] = time.time()
+
+    def wait_all_closed(self, timeout_s):
+        until = time.time() + timeout_s
+        while time.time() < until:
+            with self.lock:
+                if all(entry[2] is not None for entry in self.entries):
+                    return
+            time.sleep(0.05)
+
+    def lifetimes(self):
+        with self.lock:
+            return [(entry[1], entry[2]) for entry in self.entries]
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join()
+        for entry in self.entries:
+            entry[0].close()
 
 
 class Gateway(unittest.TestCase):
@@ -226,6 +320,46 @@ class Gateway(unittest.TestCase):
         self.assertEqual(self.post("/v1/decrement", token)[0], 200)
         self.assertEqual(self.level("replay"), 6)
 
+    def test_call_without_request_id_applies_once(self):
+        """A token without metadata.requestId cannot be replayed to apply its change again: the
+        gateway derives a request_id from the token's signature, so stockd's idempotency record
+        answers a replay as the original was answered (and it survives gateway restarts)."""
+        self.set_level("no-id", 10)
+        claims = self.claims(self.order([self.item("no-id", 4)]))
+        del claims["data"]["metadata"]["requestId"]
+        token = self.sign(claims)
+        for body in (token, token, " %s\n" % token):
+            self.assertEqual(self.post("/v1/decrement", body)[:3:2], (200, b"{}"))
+        self.assertEqual(self.level("no-id"), 6)
+        # a refused call replayed is refused again
+        short = self.claims(self.order([self.item("no-id", 7)]))
+        del short["data"]["metadata"]["requestId"]
+        token = self.sign(short)
+        for _ in range(2):
+            self.assertEqual(self.post("/v1/decrement", token)[:3:2], (428, DECREMENT_REFUSED))
+        self.assertEqual(self.level("no-id"), 6)
+        # a new token for the same change is a new call
+        claims["iat"] -= 1
+        self.assertEqual(self.post("/v1/decrement", self.sign(claims))[0], 200)
+        self.assertEqual(self.level("no-id"), 2)
+
+    def test_token_lifetime_is_bounded(self):
+        """A token whose lifetime (exp - iat) is longer than --jwt-lifetime-max (default 1 h) is
+        refused with 401 however valid its signature: one with exp in 2100 would otherwise be a
+        key to the shop for 75 years."""
+        self.set_level("lifetime", 10)
+        request = self.order([self.item("lifetime", 1)])
+        now = int(time.time())
+        for exp in (4102444800, now + 3600 + 10):  # 2100-01-01; just over an hour
+            status, headers, body = self.post("/v1/decrement",
+                                              self.sign(self.claims(request, exp=exp)))
+            self.assertEqual(status, 401)
+            self.assertEqual(json.loads(body)["error"]["code"], "UNAUTHENTICATED")
+            self.assertIn("lifetime", headers["X-Stockd-Reason"])
+        token = self.sign(self.claims(request, iat=now, exp=now + 3600))
+        self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+        self.assertEqual(self.level("lifetime"), 9)
+
     def test_80_concurrent_checkouts_on_30(self):
         self.set_level("hot", 30)
         tokens = [self.sign(self.claims(self.order([self.item("hot", 1)]), request_id="hot-%d" % i))
@@ -285,21 +419,73 @@ class Gateway(unittest.TestCase):
         self.assertEqual((status, headers["Allow"]), (405, "POST"))
         self.assertEqual(self.post("/v1/decrement", b"x" * (1024 * 1024 + 1))[0], 413)
 
-    def test_slow_client_does_not_hold_up_others(self):
-        import socket
-        host, port = self.http.rsplit(":", 1)
-        slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
+    def test_slow_clients_cannot_lock_out_the_gateway(self):
+        """Slowloris: clients that send a request one byte at a time, never idle long enough for
+        the idle timeout. The gateway runs with --max-connections 40 and, through the
+        environment, a per-IP limit of 12 and a receive deadline of 4 s. 36 tricklers from
+        127.0.0.2-4 (12 each; the gateway listens on 127.0.0.1, and every 127/8 address reaches
+        it) leave room for honest Wix calls and /healthz from 127.0.0.1; a 13th connection from
+        127.0.0.2 is refused at once; 4 more tricklers from 127.0.0.5 fill the gateway, and
+        /healthz is answered again once the first 36 reach their deadline although they never
+        stopped sending; the gateway closes every trickler about 4 s after it connected."""
+        deadline_s, per_ip = 4, 12
+        env = dict(os.environ, STOCKD_GATEWAY_MAX_CONNECTIONS_PER_IP=str(per_ip),
+                   STOCKD_GATEWAY_RECEIVE_DEADLINE="%ds" % deadline_s)
+        gateway, http = start(
+            [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+             self.grpc_address, "--wix-app-id", APP_ID, "--wix-public-key", self.public_path,
+             "--max-connections", "40"], os.path.join(self.dir, "gateway-slow.log"), env=env)
+        host, port = http.rsplit(":", 1)
+        slow = Tricklers((host, int(port)), period_s=0.5)
         try:
-            for s in slow:  # headers and a few body bytes, then nothing
-                s.sendall(b"POST /v1/decrement HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\neyJ")
-            self.set_level("busy", 1)
+            self.set_level("busy", 10)
             started = time.time()
-            token = self.sign(self.claims(self.order([self.item("busy", 1)])))
-            self.assertEqual(self.post("/v1/decrement", token)[0], 200)
+            for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+                slow.open(source, per_ip)
+            for _ in range(2):
+                token = self.sign(self.claims(self.order([self.item("busy", 1)])))
+                self.assertEqual(self.post_to(http, "/v1/decrement", token)[:3:2], (200, b"{}"))
+                self.assertEqual(self.post_to(http, "/healthz", None, method="GET")[0], 200)
             self.assertLess(time.time() - started, 2.0)
+            self.assertEqual(self.level("busy"), 8)
+            self.assertTrue(refused(("127.0.0.2", 0), (host, int(port))),
+                            "a connection over the per-IP limit was served")
+            time.sleep(max(0.0, started + 1.5 - time.time()))
+            slow.open("127.0.0.5", 4)  # the gateway is now full
+            answered = self.healthz_within(http, started + deadline_s + 2.5)
+            self.assertIsNotNone(answered, "/healthz stayed locked out")
+            self.assertGreater(answered - started, deadline_s - 1.0)
+            slow.wait_all_closed(timeout_s=deadline_s + 4)
+            for opened, closed in slow.lifetimes():
+                self.assertIsNotNone(closed, "a trickler was never closed")
+                self.assertGreater(closed - opened, deadline_s - 0.5)
+                self.assertLess(closed - opened, deadline_s + 2.5)
+            token = self.sign(self.claims(self.order([self.item("busy", 1)])))
+            self.assertEqual(self.post_to(http, "/v1/decrement", token)[0], 200)
+            self.assertEqual(self.level("busy"), 7)
         finally:
-            for s in slow:
-                s.close()
+            slow.close()
+            self.assertEqual(stop(gateway), 0)
+
+    def post_to(self, address, path, body, method="POST"):
+        """Like post, to another gateway."""
+        saved, self.http = self.http, address
+        try:
+            return self.post(path, body, method)
+        finally:
+            self.http = saved
+
+    def healthz_within(self, address, until):
+        """Polls /healthz until it answers 200 or `until`; returns when it answered, or None."""
+        while time.time() < until:
+            try:
+                with urllib.request.urlopen("http://%s/healthz" % address,
+                                            timeout=max(0.1, until - time.time())) as r:
+                    if r.status == 200:
+                        return time.time()
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        return None
 
     def test_health_and_metrics(self):
         self.assertEqual(self.post("/healthz", None, method="GET")[0], 200)

@@ -1,7 +1,10 @@
 /* Unit tests for gateway/jwt.c: valid tokens (RS256, PS256, aud array, whitespace), and each
  * refusal: expired, iat/nbf in the future, wrong iss/aud, alg none, HS256 signed with the
  * public key as the HMAC secret, ES256, bad signature, tampered payload, truncated and
- * garbage tokens; keys as PEM or base64 of the PEM. */
+ * garbage tokens; keys as PEM or base64 of the PEM; the size caps checked before decoding, the
+ * lifetime bound and the signature digest. And the verification step of gateway/routes.c
+ * (gw_handle_wix): bounded concurrent verifications (503 when full), lifetime refusals, and
+ * the request_id derived for a call without metadata.requestId. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,9 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <openssl/sha.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jwt.h"
+#include "routes.h"
+#include "util.h"
 #include "wix_sign.h"
 
 #define APP_ID "228540bd-2509-4dfa-90c5-bcc6b493e7d4"
@@ -292,6 +299,218 @@ static void test_key_as_base64_of_pem(void **state)
     assert_null(gw_jwt_load_public_key("/nonexistent/key.pem", error, sizeof(error)));
 }
 
+/* Signs header_json.claims with RS256 as a JWS, whatever the header holds. */
+static char *sign_with_header(const char *header_json, json_t *claims)
+{
+    char *payload_json = json_dumps(claims, JSON_COMPACT);
+    char *header = b64url(header_json, strlen(header_json));
+    char *payload = b64url(payload_json, strlen(payload_json));
+    size_t signed_length = strlen(header) + 1 + strlen(payload);
+    char *token = malloc(signed_length + 1024);
+    snprintf(token, signed_length + 1, "%s.%s", header, payload);
+    EVP_MD_CTX *context = EVP_MD_CTX_new();
+    unsigned char signature[512];
+    size_t signature_length = sizeof(signature);
+    assert_int_equal(EVP_DigestSignInit(context, NULL, EVP_sha256(), NULL, private_key), 1);
+    assert_int_equal(EVP_DigestSign(context, signature, &signature_length, (unsigned char *)token,
+                                    signed_length),
+                     1);
+    EVP_MD_CTX_free(context);
+    char *encoded = b64url((const char *)signature, signature_length);
+    snprintf(token + signed_length, 1024, ".%s", encoded);
+    free(encoded);
+    free(header);
+    free(payload);
+    free(payload_json);
+    return token;
+}
+
+/* A header {"alg":"RS256","kid":"kkk…"} whose base64url form is header_bytes long (± 3). */
+static char *header_of_size(size_t header_bytes)
+{
+    size_t json_bytes = header_bytes * 3 / 4, kid_bytes = json_bytes - 27;
+    char *header = malloc(json_bytes + 1);
+    snprintf(header, json_bytes + 1, "{\"alg\":\"RS256\",\"kid\":\"%0*d\"}", (int)kid_bytes, 0);
+    return header;
+}
+
+/* The caps hold before anything is decoded, whether or not the signature is valid. */
+static void test_size_caps(void **state)
+{
+    (void)state;
+    char *junk = malloc(GW_TOKEN_BYTES_MAX + 2);
+    memset(junk, 'e', GW_TOKEN_BYTES_MAX + 1);
+    junk[GW_TOKEN_BYTES_MAX + 1] = '\0';
+    assert_int_equal(verify(junk), GW_JWT_TOO_LARGE);
+    free(junk);
+    json_t *claims = claims_at(NOW, NOW + 300);
+    char *header = header_of_size(GW_JWT_HEADER_BYTES_MAX - 8);
+    char *token = sign_with_header(header, claims);
+    assert_true(strchr(token, '.') - token <= GW_JWT_HEADER_BYTES_MAX);
+    assert_int_equal(verify(token), GW_JWT_OK);
+    free(header);
+    free(token);
+    header = header_of_size(GW_JWT_HEADER_BYTES_MAX + 8);
+    token = sign_with_header(header, claims);
+    assert_true(strchr(token, '.') - token > GW_JWT_HEADER_BYTES_MAX);
+    assert_int_equal(verify(token), GW_JWT_TOO_LARGE);
+    free(header);
+    free(token);
+    /* a signature segment longer than any RSA signature */
+    token = sign_with_header("{\"alg\":\"RS256\"}", claims);
+    char *long_signature = malloc(strlen(token) + GW_JWT_SIGNATURE_BYTES_MAX + 8);
+    int n = snprintf(long_signature, strlen(token) + GW_JWT_SIGNATURE_BYTES_MAX + 8, "%s%0*d",
+                     token, GW_JWT_SIGNATURE_BYTES_MAX, 0);
+    assert_true(n > 0);
+    assert_int_equal(verify(long_signature), GW_JWT_TOO_LARGE);
+    free(long_signature);
+    free(token);
+    json_decref(claims);
+}
+
+static void test_lifetime(void **state)
+{
+    (void)state;
+    json_t *claims = claims_at(NOW, NOW + 3600);
+    assert_int_equal(gw_jwt_check_lifetime(claims, 3600), GW_JWT_OK);
+    json_object_set_new(claims, "exp", json_integer(NOW + 3601));
+    assert_int_equal(gw_jwt_check_lifetime(claims, 3600), GW_JWT_LIFETIME);
+    assert_int_equal(gw_jwt_check_lifetime(claims, 7200), GW_JWT_OK);
+    json_object_set_new(claims, "exp", json_integer(4102444800)); /* 2100-01-01 */
+    assert_int_equal(gw_jwt_check_lifetime(claims, GW_JWT_LIFETIME_MAX_S), GW_JWT_LIFETIME);
+    json_object_set_new(claims, "exp", json_real(1e300));
+    assert_int_equal(gw_jwt_check_lifetime(claims, GW_JWT_LIFETIME_MAX_S), GW_JWT_LIFETIME);
+    json_object_del(claims, "iat");
+    assert_int_equal(gw_jwt_check_lifetime(claims, 3600), GW_JWT_LIFETIME);
+    json_decref(claims);
+}
+
+static void test_signature_digest(void **state)
+{
+    (void)state;
+    json_t *claims = claims_at(NOW, NOW + 300);
+    char *token = sc_wix_sign(private_key, "RS256", claims);
+    const char *signature = strrchr(token, '.') + 1;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)signature, strlen(signature), digest);
+    char expected[65], hex[65];
+    util_hex(digest, sizeof(digest), expected);
+    assert_true(gw_jwt_signature_sha256_hex(token, strlen(token), hex));
+    assert_string_equal(hex, expected);
+    char padded[8192];
+    snprintf(padded, sizeof(padded), "\n %s \r\n", token);
+    assert_true(gw_jwt_signature_sha256_hex(padded, strlen(padded), hex));
+    assert_string_equal(hex, expected);
+    assert_false(gw_jwt_signature_sha256_hex("a.b", 3, hex));
+    free(token);
+    json_decref(claims);
+}
+
+/* A complete Wix decrement call at the current time (gw_handle_wix reads the clock). */
+static char *wix_token(const char *request_id, int64_t lifetime_s)
+{
+    int64_t now = (int64_t)time(NULL);
+    json_t *claims = json_pack(
+        "{s:{s:{s:[{s:{s:s,s:s},s:i}],s:s,s:s,s:b},s:{s:s}},s:s,s:s,s:I,s:I}", "data", "request",
+        "items", "catalogReference", "catalogItemId", "sku-1", "appId", "app-1", "quantity", 1,
+        "orderId", "o-1", "reason", "ORDER_PLACED", "restrictInventoryValue", 1, "metadata",
+        "appExtensionType", "ECOM_INVENTORY", "aud", APP_ID, "iss", "wix.com", "iat",
+        (json_int_t)now, "exp", (json_int_t)(now + lifetime_s));
+    if (request_id != NULL) {
+        json_object_set_new(json_object_get(json_object_get(claims, "data"), "metadata"),
+                            "requestId", json_string(request_id));
+    }
+    char *token = sc_wix_sign(private_key, "RS256", claims);
+    json_decref(claims);
+    return token;
+}
+
+static gw_context_t route_context(void)
+{
+    static const char *const names[] = {"decrement"};
+    gw_context_t context = {.verifier = {public_key, APP_ID, 60},
+                            .client = NULL, /* no stockd: a mapped call is answered 200 {} */
+                            .default_tenant = "default",
+                            .deadline_ms = 1000,
+                            .metrics = gw_metrics_new(names, 1)};
+    assert_non_null(context.metrics);
+    return context;
+}
+
+static gw_response_t handle(gw_context_t *context, const char *token)
+{
+    gw_response_t response;
+    memset(&response, 0, sizeof(response));
+    gw_handle_wix(context, GW_WIX_DECREMENT, token, strlen(token), &response);
+    return response;
+}
+
+/* When every verification slot is taken, a call waits GW_VERIFY_SLOT_WAIT_MS at most and is
+ * answered 503 with Retry-After instead of queueing; once a slot is free it is verified. */
+static void test_verifications_bounded(void **state)
+{
+    (void)state;
+    gw_context_t context = route_context();
+    assert_true(gw_slots_init(&context.verify_slots, 1));
+    char *token = wix_token("r-1", 300);
+    assert_true(gw_slots_acquire(&context.verify_slots, 0)); /* another call holds the slot */
+    double started_ms = util_monotonic_ms();
+    gw_response_t response = handle(&context, token);
+    double waited_ms = util_monotonic_ms() - started_ms;
+    assert_int_equal(response.status, 503);
+    assert_int_equal(response.retry_after_s, 1);
+    assert_true(waited_ms >= GW_VERIFY_SLOT_WAIT_MS - 5 && waited_ms < 5000);
+    gw_slots_release(&context.verify_slots);
+    response = handle(&context, token);
+    assert_int_equal(response.status, 200);
+    assert_true(gw_slots_acquire(&context.verify_slots, 0)); /* the call gave its slot back */
+    gw_slots_release(&context.verify_slots);
+    gw_slots_destroy(&context.verify_slots);
+    free(token);
+    gw_metrics_free(context.metrics);
+}
+
+static void test_handle_lifetime_and_sizes(void **state)
+{
+    (void)state;
+    gw_context_t context = route_context();
+    char *token = wix_token("r-1", 3600);
+    assert_int_equal(handle(&context, token).status, 200); /* default maximum: one hour */
+    context.jwt_lifetime_max_s = 600;
+    gw_response_t response = handle(&context, token);
+    assert_int_equal(response.status, 401);
+    assert_non_null(strstr(response.reason, "lifetime"));
+    free(token);
+    /* a body longer than the route keeps is refused unread */
+    gw_request_t request = {"POST", "/v1/decrement", "", 0, true};
+    memset(&response, 0, sizeof(response));
+    gw_routes[0].handler(&context, &request, &response);
+    assert_int_equal(response.status, 401);
+    assert_non_null(strstr(response.reason, "too large"));
+    gw_metrics_free(context.metrics);
+}
+
+/* A call without metadata.requestId gets "wix-jwt:" + SHA-256 of its signature as request_id:
+ * the same token, the same id (stockd applies it once); Wix's own requestId is kept. */
+static void test_token_request_id(void **state)
+{
+    (void)state;
+    gw_context_t context = route_context();
+    char *token = wix_token(NULL, 300);
+    gw_response_t response = handle(&context, token);
+    assert_int_equal(response.status, 200);
+    char hex[65], expected[129];
+    assert_true(gw_jwt_signature_sha256_hex(token, strlen(token), hex));
+    snprintf(expected, sizeof(expected), "wix-jwt:%s", hex);
+    assert_string_equal(response.request_id, expected);
+    assert_string_equal(handle(&context, token).request_id, expected);
+    free(token);
+    token = wix_token("r-7", 300);
+    assert_string_equal(handle(&context, token).request_id, "wix:r-7");
+    free(token);
+    gw_metrics_free(context.metrics);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +522,12 @@ int main(void)
         cmocka_unit_test(test_bad_signatures_and_tampering),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_key_as_base64_of_pem),
+        cmocka_unit_test(test_size_caps),
+        cmocka_unit_test(test_lifetime),
+        cmocka_unit_test(test_signature_digest),
+        cmocka_unit_test(test_verifications_bounded),
+        cmocka_unit_test(test_handle_lifetime_and_sizes),
+        cmocka_unit_test(test_token_request_id),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

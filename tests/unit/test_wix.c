@@ -1,6 +1,7 @@
 /* Unit tests for gateway/wix.c and gateway/answer.c: every Wix field rule (with the field
  * named in the reason), the leniencies, the variant derivation, the mapping to a stockd
- * request, and the exact answer bodies. */
+ * request, the exact answer bodies; quantities far out of range, out of memory at every
+ * allocation of a mapping, and UTF-8 kept whole wherever text is truncated. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "answer.h"
+#include "util.h"
 #include "wix.h"
 
 /* A valid decrement payload; tests then break one thing at a time. */
@@ -257,12 +259,146 @@ static void test_answer_bodies(void **state)
     assert_string_equal(header, "a??b??");
 }
 
+/* Quantities far outside int64 are refused, not converted (a double → int64 conversion of
+ * 1e300 is undefined behaviour, which UBSan reports). */
+static void test_quantity_range(void **state)
+{
+    (void)state;
+    const double bad[] = {1e300, -1e300, 9.3e18, -9.3e18, 1e16, 100000.5, 1e-300};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *p = payload();
+        json_object_set_new(item_of(p), "quantity", json_real(bad[i]));
+        expect_refused(p, GW_WIX_BAD_REQUEST, "request.items[0].quantity");
+    }
+    json_t *p = payload();
+    json_object_set_new(item_of(p), "quantity", json_real(100000.0));
+    gw_wix_call_t call;
+    assert_int_equal(map(p, GW_WIX_DECREMENT, &call), GW_WIX_OK);
+    assert_int_equal(call.decrement.lines[0]->quantity, 100000);
+    gw_wix_call_free(&call);
+}
+
+/* jansson's allocator, made to fail after a budget of allocations. The mapping allocates
+ * through it, so this reaches every allocation of gw_wix_map. */
+static size_t allocations_left;
+
+static void *limited_malloc(size_t size)
+{
+    if (allocations_left == 0) {
+        return NULL;
+    }
+    allocations_left--;
+    return malloc(size);
+}
+
+/* Fails the 1st, 2nd, … allocation of a mapping until it succeeds: each failure is reported as
+ * out of memory (answered 503), never as a bad request (428 would tell Wix the order is
+ * invalid), and nothing leaks (ASan, valgrind). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    size_t budget = 0;
+    for (;; budget++) {
+        json_t *p = payload();
+        json_t *options = json_pack("{s:s,s:{s:s}}", "Size", "L", "customTextFields", "n", "x");
+        json_object_set_new(json_object_get(item_of(p), "catalogReference"), "options", options);
+        json_array_append(json_object_get(request_of(p), "items"), item_of(p));
+        allocations_left = budget;
+        json_set_alloc_funcs(limited_malloc, free);
+        gw_wix_call_t call;
+        gw_wix_result_t result = gw_wix_map(GW_WIX_DECREMENT, p, "default", &call);
+        json_set_alloc_funcs(malloc, free);
+        if (result == GW_WIX_OK) {
+            assert_string_equal(call.decrement.lines[1]->item->variant, "{\"Size\":\"L\"}");
+        } else {
+            assert_int_equal(result, GW_WIX_NO_MEMORY);
+        }
+        gw_wix_call_free(&call);
+        json_decref(p);
+        if (result == GW_WIX_OK) {
+            break;
+        }
+        assert_true(budget < 1000);
+    }
+    assert_true(budget > 4); /* the loop did reach several allocations */
+}
+
+/* An error body keeps whole UTF-8 characters however its message is cut, and stays JSON. */
+static void test_error_bodies_stay_utf8(void **state)
+{
+    (void)state;
+    char message[1 + 2 * 500 + 1] = "a"; /* then 500 × é (2 bytes): cuts fall mid-character */
+    for (size_t i = 0; i < 500; i++) {
+        memcpy(message + 1 + 2 * i, "\xc3\xa9", 3);
+    }
+    gw_answer_t internal = gw_answer_for_grpc(13);
+    /* down to the body with an empty message: {"error":{"code":"INTERNAL","message":""}} */
+    const size_t capacities[] = {1024, 300, 64, 44};
+    for (size_t i = 0; i < sizeof(capacities) / sizeof(capacities[0]); i++) {
+        char body[1024];
+        size_t length = gw_answer_body(&internal, GW_WIX_DECREMENT, message, body, capacities[i]);
+        assert_int_equal(length, strlen(body));
+        assert_true(util_utf8_valid(body, length));
+        json_error_t error;
+        json_t *parsed = json_loads(body, 0, &error);
+        if (parsed == NULL) {
+            fail_msg("body is not JSON at capacity %zu: %s", capacities[i], body);
+        }
+        const char *text =
+            json_string_value(json_object_get(json_object_get(parsed, "error"), "message"));
+        assert_non_null(text);
+        assert_memory_equal(text, message, strlen(text));
+        json_decref(parsed);
+    }
+    /* bytes that are not UTF-8 never reach a body */
+    char body[256];
+    size_t length =
+        gw_answer_body(&internal, GW_WIX_DECREMENT, "bad \xff\xc3 bytes", body, sizeof(body));
+    assert_true(util_utf8_valid(body, length));
+}
+
+/* A reason quotes the bad value, cut to GW_QUOTED_VALUE_BYTES_MAX bytes on a character
+ * boundary: the reason stays valid UTF-8, and its header form printable ASCII. */
+static void test_reason_quotes_value_whole_characters(void **state)
+{
+    (void)state;
+    char value[1 + 2 * 40 + 1] = "a"; /* 41 characters: too long; é straddles byte 64 */
+    for (size_t i = 0; i < 40; i++) {
+        memcpy(value + 1 + 2 * i, "\xc3\xa9", 3);
+    }
+    json_t *p = payload();
+    json_object_set_new(json_object_get(item_of(p), "catalogReference"), "catalogItemId",
+                        json_string(value));
+    gw_wix_call_t call;
+    assert_int_equal(map(p, GW_WIX_DECREMENT, &call), GW_WIX_BAD_REQUEST);
+    assert_true(util_utf8_valid(call.reason, strlen(call.reason)));
+    const char *quoted = strstr(call.reason, "got \"a\xc3\xa9");
+    assert_non_null(quoted);
+    size_t quoted_bytes = strlen(quoted) - strlen("got \"\"");
+    assert_true(quoted_bytes <= GW_QUOTED_VALUE_BYTES_MAX && quoted_bytes >= 61);
+    assert_memory_equal(quoted + 5, value, quoted_bytes);
+    assert_int_equal(call.reason[strlen(call.reason) - 1], '"');
+    char header[GW_REASON_HEADER_BYTES_MAX];
+    gw_header_safe(call.reason, header, sizeof(header));
+    for (const char *c = header; *c != '\0'; c++) {
+        assert_true(*c >= 0x20 && *c < 0x7F);
+    }
+    gw_wix_call_free(&call);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_mapping),      cmocka_unit_test(test_leniency),
-        cmocka_unit_test(test_envelope_rules),     cmocka_unit_test(test_request_rules),
-        cmocka_unit_test(test_variant_derivation), cmocka_unit_test(test_answer_bodies),
+        cmocka_unit_test(test_valid_mapping),
+        cmocka_unit_test(test_leniency),
+        cmocka_unit_test(test_envelope_rules),
+        cmocka_unit_test(test_request_rules),
+        cmocka_unit_test(test_variant_derivation),
+        cmocka_unit_test(test_answer_bodies),
+        cmocka_unit_test(test_quantity_range),
+        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_error_bodies_stay_utf8),
+        cmocka_unit_test(test_reason_quotes_value_whole_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
