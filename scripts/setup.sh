@@ -10,7 +10,7 @@ PACKAGES=(
   libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev libcmocka-dev
   python3 python3-grpcio python3-protobuf python3-jwt python3-cryptography
   python3-yaml yamllint
-  curl openssl valgrind clang libclang-rt-14-dev
+  curl openssl valgrind clang libclang-rt-14-dev clang-format clang-tidy
 )
 
 missing=()
