@@ -6,6 +6,7 @@
  * cache in level_cache.c or RocksDB on first touch), the request_id records (idempotency.c),
  * and the WriteBatch being built (storage.c). */
 #include "batch.h"
+#include "alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ struct sd_batch {
 
 sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idempotency_ttl_us)
 {
-    sd_batch_t *batch = calloc(1, sizeof(*batch));
+    sd_batch_t *batch = sd_calloc(1, sizeof(*batch));
     if (batch == NULL) {
         return NULL;
     }
@@ -131,7 +132,7 @@ static bool sd_reserve(void **array, size_t *capacity, size_t needed, size_t ele
     while (grown < needed) {
         grown *= 2;
     }
-    void *bigger = realloc(*array, grown * element_size);
+    void *bigger = sd_realloc(*array, grown * element_size);
     if (bigger == NULL) {
         return false;
     }
@@ -410,10 +411,14 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
 {
     /* The three write responses are wire-identical ({levels, ledger_seq, replayed}). */
     Stockd__V1__DecrementResponse response = STOCKD__V1__DECREMENT_RESPONSE__INIT;
-    Stockd__V1__StockLevel *levels = calloc(uniques_count, sizeof(*levels));
-    Stockd__V1__StockLevel **pointers = calloc(uniques_count, sizeof(*pointers));
-    bool ok = levels != NULL && pointers != NULL;
-    for (size_t u = 0; ok && u < uniques_count; u++) {
+    Stockd__V1__StockLevel *levels = sd_calloc(uniques_count, sizeof(*levels));
+    Stockd__V1__StockLevel **pointers = sd_calloc(uniques_count, sizeof(*pointers));
+    if (levels == NULL || pointers == NULL) { /* found by the out-of-memory loop test */
+        free(levels);
+        free(pointers);
+        return false;
+    }
+    for (size_t u = 0; u < uniques_count; u++) {
         const sd_overlay_entry_t *entry = &batch->overlay.entries[batch->uniques[u].overlay_index];
         sd_stock_level_fill(
             &levels[u],
@@ -425,7 +430,7 @@ static bool sd_pack_response(sd_batch_t *batch, const sd_write_request_t *reques
     response.levels = pointers;
     response.ledger_seq = batch->last_seq;
     result->response_length = stockd__v1__decrement_response__get_packed_size(&response);
-    result->response = ok ? malloc(result->response_length + sizeof(sd_replayed_suffix)) : NULL;
+    result->response = sd_malloc(result->response_length + sizeof(sd_replayed_suffix));
     if (result->response != NULL) {
         stockd__v1__decrement_response__pack(&response, result->response);
     }
@@ -479,7 +484,7 @@ static void sd_replay(const sd_idempotency_hit_t *hit, const uint8_t *fingerprin
 static bool sd_batch_prepare_scratch(sd_batch_t *batch)
 {
     if (batch->scratch == NULL) {
-        batch->scratch = malloc(SD_LEDGER_VALUE_BYTES_MAX);
+        batch->scratch = sd_malloc(SD_LEDGER_VALUE_BYTES_MAX);
         batch->scratch_capacity = batch->scratch ? SD_LEDGER_VALUE_BYTES_MAX : 0;
     }
     return batch->scratch != NULL;
@@ -494,7 +499,7 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
     sd_status_t status = sd_collect_uniques(batch, request, &uniques_count, &result->error);
     if (status != SD_OK) {
         if (result->error.status == SD_OK) {
-            sd_error_set(&result->error, status, "%s", sd_status_message(status));
+            sd_error_set(&result->error, status, "%s; not applied", sd_status_message(status));
         }
         return;
     }
@@ -551,7 +556,7 @@ void sd_batch_apply(sd_batch_t *batch, const sd_write_request_t *request, int64_
                 : sd_idempotency_find(&batch->records, batch->storage, key, key_length, now_us,
                                       batch->idempotency_ttl_us, &hit);
         if (status != SD_OK) {
-            sd_error_set(&result->error, status, "cannot check request_id: %s",
+            sd_error_set(&result->error, status, "cannot check request_id: %s; not applied",
                          sd_status_message(status));
             return;
         }

@@ -1,5 +1,6 @@
 /* hashmap.c — see hashmap.h. */
 #include "hashmap.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,8 @@ static sd_map_slot_t *sd_map_probe(sd_map_slot_t *slots, size_t capacity, const 
 static bool sd_map_grow(sd_map_t *map)
 {
     size_t capacity = map->capacity ? map->capacity * 2 : 64;
-    sd_map_slot_t *slots = calloc(capacity, sizeof(*slots));
-    uint32_t *occupied = calloc(capacity / 2 + 1, sizeof(*occupied));
+    sd_map_slot_t *slots = sd_calloc(capacity, sizeof(*slots));
+    uint32_t *occupied = sd_calloc(capacity / 2 + 1, sizeof(*occupied));
     if (slots == NULL || occupied == NULL) {
         free(slots);
         free(occupied);
@@ -80,7 +81,7 @@ sd_map_slot_t *sd_map_upsert(sd_map_t *map, const uint8_t *key, size_t key_lengt
     sd_map_slot_t *slot = sd_map_probe(map->slots, map->capacity, key, key_length, hash);
     *inserted_out = slot->hash == 0;
     if (*inserted_out) {
-        slot->key = malloc(key_length ? key_length : 1);
+        slot->key = sd_malloc(key_length ? key_length : 1);
         if (slot->key == NULL) {
             return NULL;
         }

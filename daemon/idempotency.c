@@ -1,5 +1,6 @@
 /* idempotency.c — see idempotency.h. */
 #include "idempotency.h"
+#include "alloc.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -81,7 +82,7 @@ static sd_status_t sd_idempotency_decode(const uint8_t *value, size_t length, in
         return SD_OK; /* expired: as if never seen */
     }
     size_t response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
-    hit->response = malloc(response_length + sizeof(sd_replayed_suffix));
+    hit->response = sd_malloc(response_length + sizeof(sd_replayed_suffix));
     if (hit->response == NULL) {
         return SD_UNAVAILABLE;
     }
@@ -100,7 +101,7 @@ sd_status_t sd_idempotency_find(const sd_idempotency_records_t *records, sd_stor
     for (size_t i = records->count; i-- > 0;) {
         const sd_idempotency_record_t *record = &records->records[i];
         if (record->key_length == key_length && memcmp(record->key, key, key_length) == 0) {
-            hit->response = malloc(record->response_length + sizeof(sd_replayed_suffix));
+            hit->response = sd_malloc(record->response_length + sizeof(sd_replayed_suffix));
             if (hit->response == NULL) {
                 return SD_UNAVAILABLE;
             }
@@ -130,7 +131,7 @@ static bool sd_idempotency_records_reserve(sd_idempotency_records_t *records)
         return true;
     }
     size_t grown = records->capacity ? records->capacity * 2 : 16;
-    sd_idempotency_record_t *bigger = realloc(records->records, grown * sizeof(*bigger));
+    sd_idempotency_record_t *bigger = sd_realloc(records->records, grown * sizeof(*bigger));
     if (bigger == NULL) {
         return false;
     }
@@ -148,8 +149,8 @@ bool sd_idempotency_remember(sd_idempotency_records_t *records, sd_storage_t *st
         return false;
     }
     size_t value_length = SD_IDEMPOTENCY_HEADER_BYTES + response_length;
-    uint8_t *value = malloc(value_length);
-    uint8_t *response_copy = malloc(response_length ? response_length : 1);
+    uint8_t *value = sd_malloc(value_length);
+    uint8_t *response_copy = sd_malloc(response_length ? response_length : 1);
     if (value == NULL || response_copy == NULL) {
         free(value);
         free(response_copy);

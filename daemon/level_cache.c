@@ -1,5 +1,6 @@
 /* level_cache.c — see level_cache.h. */
 #include "level_cache.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 
@@ -48,7 +49,7 @@ void sd_level_cache_put(sd_level_cache_t *cache, const uint8_t *key, size_t key_
         return; /* off, or full within one commit: a miss costs only a read */
     }
     if (cache->levels == NULL) {
-        cache->levels = malloc(cache->entries_max * sizeof(*cache->levels));
+        cache->levels = sd_malloc(cache->entries_max * sizeof(*cache->levels));
         if (cache->levels == NULL) {
             cache->entries_max = 0; /* no memory for a cache: run without one */
             return;

@@ -1,5 +1,6 @@
 /* overlay.c — see overlay.h. */
 #include "overlay.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@ static bool sd_overlay_reserve(sd_overlay_t *overlay)
         return true;
     }
     size_t grown = overlay->capacity ? overlay->capacity * 2 : 16;
-    sd_overlay_entry_t *bigger = realloc(overlay->entries, grown * sizeof(*bigger));
+    sd_overlay_entry_t *bigger = sd_realloc(overlay->entries, grown * sizeof(*bigger));
     if (bigger == NULL) {
         return false;
     }

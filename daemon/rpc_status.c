@@ -1,5 +1,6 @@
 /* rpc_status.c — see rpc_status.h. */
 #include "rpc_status.h"
+#include "alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,7 @@ void sd_error_set(sd_error_t *error, sd_status_t status, const char *format, ...
 static char *sd_strdup_bounded(const char *text)
 {
     size_t length = strnlen(text, SD_ERROR_TEXT_BYTES_MAX);
-    char *copy = malloc(length + 1);
+    char *copy = sd_malloc(length + 1);
     if (copy != NULL) {
         memcpy(copy, text, length);
         copy[length] = '\0';
@@ -64,7 +65,7 @@ static sd_violation_t *sd_violation_push(sd_violation_t **array, size_t *count, 
     }
     if (*count == *capacity) {
         size_t grown = *capacity ? *capacity * 2 : 8;
-        sd_violation_t *bigger = realloc(*array, grown * sizeof(*bigger));
+        sd_violation_t *bigger = sd_realloc(*array, grown * sizeof(*bigger));
         if (bigger == NULL) {
             return NULL;
         }
@@ -118,7 +119,7 @@ static bool sd_any_pack(Google__Protobuf__Any *any, const char *type_url,
                         const ProtobufCMessage *message)
 {
     size_t length = protobuf_c_message_get_packed_size(message);
-    uint8_t *bytes = malloc(length ? length : 1);
+    uint8_t *bytes = sd_malloc(length ? length : 1);
     if (bytes == NULL) {
         return false;
     }
@@ -151,8 +152,8 @@ static bool sd_pack_bad_request(const sd_error_t *error, Google__Protobuf__Any *
 {
     size_t count = error->field_violations_count;
     Google__Rpc__BadRequest request = GOOGLE__RPC__BAD_REQUEST__INIT;
-    Google__Rpc__BadRequest__FieldViolation *items = calloc(count, sizeof(*items));
-    Google__Rpc__BadRequest__FieldViolation **pointers = calloc(count, sizeof(*pointers));
+    Google__Rpc__BadRequest__FieldViolation *items = sd_calloc(count, sizeof(*items));
+    Google__Rpc__BadRequest__FieldViolation **pointers = sd_calloc(count, sizeof(*pointers));
     bool ok = items != NULL && pointers != NULL;
     for (size_t i = 0; ok && i < count; i++) {
         google__rpc__bad_request__field_violation__init(&items[i]);
@@ -175,8 +176,8 @@ static bool sd_pack_precondition(const sd_error_t *error, Google__Protobuf__Any 
 {
     size_t count = error->precondition_violations_count;
     Google__Rpc__PreconditionFailure failure = GOOGLE__RPC__PRECONDITION_FAILURE__INIT;
-    Google__Rpc__PreconditionFailure__Violation *items = calloc(count, sizeof(*items));
-    Google__Rpc__PreconditionFailure__Violation **pointers = calloc(count, sizeof(*pointers));
+    Google__Rpc__PreconditionFailure__Violation *items = sd_calloc(count, sizeof(*items));
+    Google__Rpc__PreconditionFailure__Violation **pointers = sd_calloc(count, sizeof(*pointers));
     bool ok = items != NULL && pointers != NULL;
     for (size_t i = 0; ok && i < count; i++) {
         const sd_violation_t *violation = &error->precondition_violations[i];
@@ -223,7 +224,7 @@ bool sd_error_pack_status(const sd_error_t *error, uint8_t **bytes_out, size_t *
     status.n_details = details_count;
     status.details = detail_pointers;
     size_t length = google__rpc__status__get_packed_size(&status);
-    uint8_t *bytes = ok ? malloc(length ? length : 1) : NULL;
+    uint8_t *bytes = ok ? sd_malloc(length ? length : 1) : NULL;
     if (bytes != NULL) {
         google__rpc__status__pack(&status, bytes);
     }

@@ -313,6 +313,12 @@ void sd_write_batch_put(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t 
                               (const char *)value, value_length);
 }
 
+void sd_write_batch_delete(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t cf,
+                           const uint8_t *key, size_t key_length)
+{
+    rocksdb_writebatch_delete_cf(batch->rocks, storage->cf[cf], (const char *)key, key_length);
+}
+
 void sd_write_batch_set_save_point(sd_write_batch_t *batch)
 {
     rocksdb_writebatch_set_save_point(batch->rocks);

@@ -46,6 +46,9 @@ void sd_write_batch_clear(sd_write_batch_t *batch);
 void sd_write_batch_put(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t cf,
                         const uint8_t *key, size_t key_length, const uint8_t *value,
                         size_t value_length);
+/* Adds a delete of key in column family cf. */
+void sd_write_batch_delete(sd_storage_t *storage, sd_write_batch_t *batch, sd_cf_t cf,
+                           const uint8_t *key, size_t key_length);
 /* Save points: everything put after the last set can be rolled back (one request of a group
  * commit that cannot finish), or kept (pop). */
 void sd_write_batch_set_save_point(sd_write_batch_t *batch);

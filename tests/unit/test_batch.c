@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "sd_limits.h"
 #include "test_helpers.h"
+#include "alloc.h"
 #include "util.h"
 
 #define MAX_LINES 8
@@ -138,6 +139,18 @@ static sd_level_t level_of(env_t *env, const char *sku)
     bool found;
     assert_int_equal(sd_storage_get_level(env->storage, key, length, &level, &found), SD_OK);
     return level;
+}
+
+/* Removes a request_id record, so the same request can be applied afresh. */
+static void th_remove_idempotency(env_t *env, const char *request_id)
+{
+    uint8_t key[SD_IDEMPOTENCY_KEY_BYTES_MAX];
+    size_t key_length =
+        sd_key_encode_idempotency(sd_bytes_of("t1"), sd_bytes_of(request_id), key, sizeof(key));
+    sd_write_batch_t *batch = sd_write_batch_new();
+    sd_write_batch_delete(env->storage, batch, SD_CF_IDEMPOTENCY, key, key_length);
+    assert_int_equal(sd_storage_write(env->storage, batch, true), SD_OK);
+    sd_write_batch_free(batch);
 }
 
 static void set_stock(env_t *env, const char *sku, int64_t available)
@@ -557,6 +570,80 @@ static void test_idempotency_records_survive_compaction(void **state)
     assert_int_equal(level_of(env, "k").available, 2 * records);
 }
 
+/* Closes and reopens the storage and the batch, as a restart would: what is read back is what
+ * was stored. */
+static void env_reopen(env_t *env)
+{
+    sd_batch_free(env->batch);
+    sd_storage_close(env->storage);
+    env->storage = th_open_storage(env->dir);
+    env->batch =
+        sd_batch_new(env->storage, sd_storage_last_seq(env->storage), INT64_C(7) * 86400 * 1000000);
+    assert_non_null(env->batch);
+}
+
+/* Applies a three-line restricted decrement (a repeated item, a request_id) on a fresh batch
+ * with the k-th allocation of the apply failing. Returns the hooked allocations it made. */
+static long apply_failing_nth(env_t *env, long k, sd_write_result_t *result)
+{
+    env_reopen(env); /* a fresh batch over what is stored */
+    static req_t r;
+    req_init(&r, SD_WRITE_DECREMENT);
+    r.request.restrict_inventory = true;
+    r.request.request_id = "oom-request";
+    req_line(&r, "m1", 1);
+    req_line(&r, "m2", 2);
+    req_line(&r, "m1", 3);
+    sd_write_result_init(result);
+    sd_alloc_fail_nth(k);
+    sd_batch_apply(env->batch, &r.request, util_now_us(), result);
+    return sd_alloc_fail_nth(0);
+}
+
+/* Out of memory, in a loop (SQLite's and libuv's OOM tests): the k-th allocation of a batch
+ * apply fails, for every k until the apply makes no more allocations. Each time the request is
+ * either refused cleanly (UNAVAILABLE "out of memory; not applied", nothing in the batch, and
+ * a commit stores nothing) or, where the failing allocation was optional, applied exactly
+ * once. Nothing is ever half-applied; ASan and valgrind runs check that nothing leaks. */
+static void test_out_of_memory_in_apply_changes_nothing(void **state)
+{
+    env_t *env = *state;
+    set_stock(env, "m1", 10);
+    set_stock(env, "m2", 10);
+    long k = 1;
+    for (;; k++) {
+        sd_write_result_t result;
+        long calls = apply_failing_nth(env, k, &result);
+        uint64_t seq_before = sd_storage_last_seq(env->storage);
+        bool applied = result.applied;
+        if (!applied) {
+            assert_int_equal(result.error.status, SD_UNAVAILABLE);
+            assert_non_null(strstr(result.error.message, "not applied"));
+            assert_int_equal(sd_batch_applied_count(env->batch), 0);
+        }
+        sd_write_result_free(&result);
+        assert_int_equal(sd_batch_commit(env->batch, true), SD_OK);
+        env_reopen(env);
+        int64_t m1 = level_of(env, "m1").available, m2 = level_of(env, "m2").available;
+        if (!applied) {
+            assert_int_equal(sd_storage_last_seq(env->storage), seq_before);
+            assert_int_equal(m1, 10);
+            assert_int_equal(m2, 10);
+        } else {
+            assert_int_equal(m1, 6); /* 1 + 3 taken, once */
+            assert_int_equal(m2, 8);
+            set_stock(env, "m1", 10); /* and a fresh request_id store for the next k */
+            set_stock(env, "m2", 10);
+            th_remove_idempotency(env, "oom-request");
+        }
+        if (k > calls) {
+            assert_true(applied); /* no allocation failed: the request went through */
+            break;
+        }
+    }
+    assert_true(k > 5); /* the loop did reach the allocations of the write path */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ledger_seq_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_records_survive_compaction, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory_in_apply_changes_nothing, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
