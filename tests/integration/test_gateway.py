@@ -519,8 +519,9 @@ class Gateway(unittest.TestCase):
         finally:
             self.assertEqual(stop(gateway), 0)
 
-    def test_zz_stockd_down(self):
-        """Runs last (name order): stops stockd, checks 503s, then starts it again."""
+    def test_stockd_down_answers_503_until_it_returns(self):
+        """Stops stockd, checks the 503s, then starts it again on the same port and data
+        directory and waits for /readyz: the class's stockd is back as it was."""
         port = int(self.grpc_address.rsplit(":", 1)[1])
         self.assertEqual(stop(self.stockd), 0)
         token = self.sign(self.claims(self.order([self.item("down", 1)])))

@@ -250,7 +250,7 @@ class Stockctl(unittest.TestCase):
         self.assertEqual([r["catalog_item_id"] for line in out.splitlines()
                           for r in json.loads(line)], ["good"])
 
-    def test_zz_backup_and_restore(self):
+    def test_backup_and_restore(self):
         self.assertEqual(self.ctl("set", "app", "backup-me", "7")[0], 0)
         code, out, _ = self.ctl("--json", "backup", "nightly")
         self.assertEqual(code, 0, out)

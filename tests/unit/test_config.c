@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,13 +32,30 @@ static const cfg_option_t options[] = {
 };
 static const cfg_spec_t spec = {"t", "test", options, sizeof(options) / sizeof(options[0])};
 
+static char parse_errors[4096]; /* what the last parse wrote to its error stream */
+static char parse_output[8192]; /* and to its output stream (--help, --version) */
+
 static cfg_parse_result_t parse(conf_t *conf, int argc, const char **argv)
 {
     memset(conf, 0, sizeof(*conf));
-    FILE *sink = fopen("/dev/null", "w");
-    cfg_parse_result_t result = cfg_parse(&spec, conf, argc, (char **)argv, 1, NULL, sink, sink);
-    fclose(sink);
+    FILE *out = fmemopen(parse_output, sizeof(parse_output), "w");
+    FILE *err = fmemopen(parse_errors, sizeof(parse_errors), "w");
+    cfg_parse_result_t result = cfg_parse(&spec, conf, argc, (char **)argv, 1, NULL, out, err);
+    fclose(out); /* NUL-terminates each buffer */
+    fclose(err);
     return result;
+}
+
+/* The parse fails, and its message names each of the given fragments (key, value, source). */
+static void expect_refused(int argc, const char **argv, const char *first, const char *second)
+{
+    conf_t conf;
+    assert_int_equal(parse(&conf, argc, argv), CFG_PARSE_ERROR);
+    if (strstr(parse_errors, first) == NULL || strstr(parse_errors, second) == NULL) {
+        fprintf(stderr, "message: %s\n", parse_errors);
+    }
+    assert_non_null(strstr(parse_errors, first));
+    assert_non_null(strstr(parse_errors, second));
 }
 
 static int clear_env(void **state)
@@ -78,27 +96,27 @@ static void test_precedence(void **state)
     assert_true(conf.verbose);
 }
 
+/* Every refusal names the key and the bad value, and says where it came from. */
 static void test_rejects_bad_values(void **state)
 {
     (void)state;
-    conf_t conf;
     const char *bad_int[] = {"t", "--key", "k", "--depth", "101"};
-    assert_int_equal(parse(&conf, 5, bad_int), CFG_PARSE_ERROR);
+    expect_refused(5, bad_int, "--depth", "101");
     const char *junk_int[] = {"t", "--key", "k", "--depth", "12x"};
-    assert_int_equal(parse(&conf, 5, junk_int), CFG_PARSE_ERROR);
+    expect_refused(5, junk_int, "--depth", "12x");
     const char *bad_choice[] = {"t", "--key", "k", "--mode", "sometimes"};
-    assert_int_equal(parse(&conf, 5, bad_choice), CFG_PARSE_ERROR);
+    expect_refused(5, bad_choice, "--mode", "sometimes");
     const char *bad_duration[] = {"t", "--key", "k", "--ttl", "5s"};
-    assert_int_equal(parse(&conf, 5, bad_duration), CFG_PARSE_ERROR);
+    expect_refused(5, bad_duration, "--ttl", "5s");
     const char *unknown[] = {"t", "--key", "k", "--nope"};
-    assert_int_equal(parse(&conf, 4, unknown), CFG_PARSE_ERROR);
+    expect_refused(4, unknown, "unknown option", "--nope");
     const char *missing_value[] = {"t", "--key"};
-    assert_int_equal(parse(&conf, 2, missing_value), CFG_PARSE_ERROR);
+    expect_refused(2, missing_value, "--key", "value");
     const char *missing_required[] = {"t"};
-    assert_int_equal(parse(&conf, 1, missing_required), CFG_PARSE_ERROR);
+    expect_refused(1, missing_required, "--key", "T_KEY");
     setenv("T_DEPTH", "0", 1);
     const char *env_bad[] = {"t", "--key", "k"};
-    assert_int_equal(parse(&conf, 3, env_bad), CFG_PARSE_ERROR);
+    expect_refused(3, env_bad, "T_DEPTH", "0");
 }
 
 static void test_help_and_version(void **state)
@@ -107,8 +125,11 @@ static void test_help_and_version(void **state)
     conf_t conf;
     const char *help[] = {"t", "--help"};
     assert_int_equal(parse(&conf, 2, help), CFG_PARSE_EXIT_SUCCESS);
+    assert_non_null(strstr(parse_output, "--depth"));
+    assert_non_null(strstr(parse_output, "T_DEPTH"));
     const char *version[] = {"t", "--version"};
     assert_int_equal(parse(&conf, 2, version), CFG_PARSE_EXIT_SUCCESS);
+    assert_non_null(strstr(parse_output, "t "));
 }
 
 int main(void)
