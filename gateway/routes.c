@@ -189,12 +189,7 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
     gw_answer_t answer;
     switch (mapped) {
     case GW_WIX_OK:
-        if (context->client != NULL) {
-            gw_call_stockd(context, &call, response);
-        } else {
-            answer = gw_answer_for_grpc(0);
-            gw_respond(response, &answer, method, "", "");
-        }
+        gw_call_stockd(context, &call, response);
         break;
     case GW_WIX_BAD_ENVELOPE:
         answer = (gw_answer_t){400, GW_BODY_ERROR, "BAD_REQUEST", 0};

@@ -1,6 +1,8 @@
 /* wix.c — see wix.h. */
 #include "wix.h"
 
+#include "sd_limits.h"
+
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,7 +13,6 @@
 
 #include "util.h"
 
-#define GW_TENANT_BYTES_MAX 64
 #define GW_LOCATION_BYTES_MAX 64
 #define GW_APP_BYTES_MAX 64
 #define GW_ORDER_ID_BYTES_MAX 128
@@ -113,7 +114,7 @@ static void gw_sha256_hex(const char *text, size_t length, char hex[65])
 static char *gw_bounded_variant(const char *text)
 {
     size_t length = strlen(text);
-    if (length <= GW_VARIANT_BYTES_MAX) {
+    if (length <= SD_VARIANT_BYTES_MAX) {
         return gw_wix_strdup(text);
     }
     char *hashed = gw_wix_calloc(7 + 64 + 1, 1);
@@ -185,13 +186,6 @@ static const char *gw_quote(const json_t *value, char out[GW_QUOTE_BYTES_MAX])
     return out;
 }
 
-static bool gw_tenant_valid(const char *tenant)
-{
-    size_t length = strlen(tenant);
-    return length > 0 && length <= GW_TENANT_BYTES_MAX &&
-           util_identifier_span(tenant, "._:-") == length;
-}
-
 /* metadata → tenant and request_id. */
 static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *default_tenant,
                                        gw_wix_call_t *call)
@@ -201,7 +195,7 @@ static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *defau
     char quoted[GW_QUOTE_BYTES_MAX];
     if (instance != NULL && !json_is_null(instance)) {
         tenant = gw_json_text(instance);
-        if (tenant == NULL || !gw_tenant_valid(tenant)) {
+        if (tenant == NULL || !sd_tenant_valid(tenant, NULL)) {
             return gw_refuse(call, GW_WIX_BAD_REQUEST,
                              "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]%s",
                              gw_quote(instance, quoted));
@@ -211,7 +205,7 @@ static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *defau
     const char *request_id = gw_json_text(json_object_get(metadata, "requestId"));
     call->request_id[0] = '\0';
     if (request_id != NULL && request_id[0] != '\0') {
-        if (strlen(request_id) + 4 <= GW_REQUEST_ID_BYTES_MAX) {
+        if (strlen(request_id) + 4 <= SD_REQUEST_ID_BYTES_MAX) {
             snprintf(call->request_id, sizeof(call->request_id), "wix:%s", request_id);
         } else { /* keep any requestId usable: long ones are hashed */
             char hex[65];

@@ -10,20 +10,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sd_limits.h"
 #include "stockd/v1/inventory.pb-c.h"
 
 #define GW_WIX_ITEMS_MAX 300
 #define GW_WIX_QUANTITY_MAX 100000
 #define GW_WIX_CATALOG_ITEM_CHARS_MAX 36
-#define GW_VARIANT_BYTES_MAX 256
 #define GW_REASON_BYTES_MAX 512
 #define GW_QUOTED_VALUE_BYTES_MAX 64 /* of a bad value quoted in a reason */
-#define GW_REQUEST_ID_BYTES_MAX 128  /* stockd's request_id limit */
 #define GW_WIX_APP_EXTENSION_TYPE "ECOM_INVENTORY"
 /* request_id of a call without metadata.requestId: this prefix + the hex SHA-256 of the
  * token's signature segment (gw_wix_use_token_request_id). */
 #define GW_WIX_TOKEN_REQUEST_ID_PREFIX "wix-jwt:"
-_Static_assert(sizeof(GW_WIX_TOKEN_REQUEST_ID_PREFIX) - 1 + 64 <= GW_REQUEST_ID_BYTES_MAX,
+_Static_assert(sizeof(GW_WIX_TOKEN_REQUEST_ID_PREFIX) - 1 + 64 <= SD_REQUEST_ID_BYTES_MAX,
                "a token-derived request_id fits stockd's limit");
 
 typedef enum { GW_WIX_DECREMENT, GW_WIX_INCREMENT } gw_wix_method_t;
@@ -49,7 +48,7 @@ typedef struct {
     char **variants; /* owned */
     size_t lines_count;
     char tenant_id[65];
-    char request_id[GW_REQUEST_ID_BYTES_MAX + 1];
+    char request_id[SD_REQUEST_ID_BYTES_MAX + 1];
     char reason[GW_REASON_BYTES_MAX]; /* why it was refused, for logs and X-Stockd-Reason */
 } gw_wix_call_t;
 

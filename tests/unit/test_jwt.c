@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grpc/grpc.h>
+
 #include "jwt.h"
+#include "stockclient.h"
 #include "routes.h"
 #include "util.h"
 #include "wix_sign.h"
@@ -436,14 +439,25 @@ static char *wix_token(const char *request_id, int64_t lifetime_s)
 static gw_context_t route_context(void)
 {
     static const char *const names[] = {"decrement"};
+    /* No stockd listens on port 1: a call that passes verification and mapping is answered
+     * 503 (stockd unreachable), which tells it apart from every refusal (401/400/428). */
     gw_context_t context = {.verifier = {public_key, APP_ID, 60},
-                            .client = NULL, /* no stockd: a mapped call is answered 200 {} */
+                            .client = sc_client_new("127.0.0.1:1", NULL),
                             .default_tenant = "default",
                             .deadline_ms = 1000,
                             .metrics = gw_metrics_new(names, 1)};
     assert_non_null(context.metrics);
+    assert_non_null(context.client);
     return context;
 }
+
+static void route_context_free(gw_context_t *context)
+{
+    gw_metrics_free(context->metrics);
+    sc_client_free(context->client);
+}
+
+#define PASSED_TO_STOCKD 503 /* see route_context */
 
 static gw_response_t handle(gw_context_t *context, const char *token)
 {
@@ -470,12 +484,12 @@ static void test_verifications_bounded(void **state)
     assert_true(waited_ms >= GW_VERIFY_SLOT_WAIT_MS - 5 && waited_ms < 5000);
     gw_slots_release(&context.verify_slots);
     response = handle(&context, token);
-    assert_int_equal(response.status, 200);
+    assert_int_equal(response.status, PASSED_TO_STOCKD);
     assert_true(gw_slots_acquire(&context.verify_slots, 0)); /* the call gave its slot back */
     gw_slots_release(&context.verify_slots);
     gw_slots_destroy(&context.verify_slots);
     free(token);
-    gw_metrics_free(context.metrics);
+    route_context_free(&context);
 }
 
 static void test_handle_lifetime_and_sizes(void **state)
@@ -483,7 +497,7 @@ static void test_handle_lifetime_and_sizes(void **state)
     (void)state;
     gw_context_t context = route_context();
     char *token = wix_token("r-1", 3600);
-    assert_int_equal(handle(&context, token).status, 200); /* default maximum: one hour */
+    assert_int_equal(handle(&context, token).status, PASSED_TO_STOCKD); /* default max: 1 h */
     context.jwt_lifetime_max_s = 600;
     gw_response_t response = handle(&context, token);
     assert_int_equal(response.status, 401);
@@ -495,7 +509,7 @@ static void test_handle_lifetime_and_sizes(void **state)
     gw_routes[0].handler(&context, &request, &response);
     assert_int_equal(response.status, 401);
     assert_non_null(strstr(response.reason, "too large"));
-    gw_metrics_free(context.metrics);
+    route_context_free(&context);
 }
 
 /* A call without metadata.requestId gets "wix-jwt:" + SHA-256 of its signature as request_id:
@@ -506,7 +520,7 @@ static void test_token_request_id(void **state)
     gw_context_t context = route_context();
     char *token = wix_token(NULL, 300);
     gw_response_t response = handle(&context, token);
-    assert_int_equal(response.status, 200);
+    assert_int_equal(response.status, PASSED_TO_STOCKD);
     char hex[65], expected[129];
     assert_true(gw_jwt_signature_sha256_hex(token, strlen(token), hex));
     snprintf(expected, sizeof(expected), "wix-jwt:%s", hex);
@@ -516,7 +530,7 @@ static void test_token_request_id(void **state)
     token = wix_token("r-7", 300);
     assert_string_equal(handle(&context, token).request_id, "wix:r-7");
     free(token);
-    gw_metrics_free(context.metrics);
+    route_context_free(&context);
 }
 
 int main(void)
@@ -537,5 +551,9 @@ int main(void)
         cmocka_unit_test(test_handle_lifetime_and_sizes),
         cmocka_unit_test(test_token_request_id),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    grpc_init();
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    sc_thread_release();
+    grpc_shutdown();
+    return failed;
 }
