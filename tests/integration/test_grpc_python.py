@@ -70,6 +70,9 @@ class Daemon:
         code = self.proc.wait(timeout=30)
         self.drain.join(timeout=5)
         self.proc.stderr.close()
+        if code != 0:  # say why: the log (sanitizer reports included) goes with the directory
+            self.log.seek(0)
+            sys.stderr.write("stockd exited %d; its log:\n%s\n" % (code, self.log.read()[-20000:]))
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return code
