@@ -16,9 +16,12 @@ all: build
 setup:
 	@bash scripts/setup.sh
 
+# Quiet unless something fails: the compiler's output goes to $(BUILD)/build.log and is shown
+# only when the build breaks.
 build: setup
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
-	cmake --build $(BUILD) -j $(JOBS)
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
+	@echo "build: compiling into $(BUILD)/ (log: $(BUILD)/build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/build.log 2>&1 || { cat $(BUILD)/build.log; exit 1; }
 
 run: build
 	@bash scripts/run.sh $(BUILD)
