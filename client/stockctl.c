@@ -101,6 +101,13 @@ static const cfg_spec_t ctl_spec = {
     "  backup NAME                         RocksDB checkpoint in stockd's --backup-dir/NAME",
     ctl_options, sizeof(ctl_options) / sizeof(ctl_options[0])};
 
+/* No connection could be made: the call was never sent (so nothing was applied either). */
+static bool ctl_unreachable(const sc_status_t *status)
+{
+    return status->code == GRPC_STATUS_UNAVAILABLE &&
+           strstr(status->message, "failed to connect") != NULL;
+}
+
 static int ctl_report_error(const ctl_config_t *config, const sc_status_t *status)
 {
     if (config->json) {
@@ -110,10 +117,16 @@ static int ctl_report_error(const ctl_config_t *config, const sc_status_t *statu
         printf("%s\n", text ? text : "{}");
         free(text);
         json_decref(error);
+    } else if (ctl_unreachable(status)) {
+        fprintf(stderr,
+                "stockctl: cannot reach stockd at %s: is it running? (`make run` starts one; "
+                "--stockd or STOCKD_ADDR points elsewhere)\n  detail: %s\n",
+                config->stockd, status->message);
     } else {
         fprintf(stderr, "stockctl: %s: %s\n", sc_code_name(status->code), status->message);
     }
-    if (status->request_id[0] != '\0' && sc_outcome_unknown(status->code)) {
+    if (status->request_id[0] != '\0' && sc_outcome_unknown(status->code) &&
+        !ctl_unreachable(status)) {
         /* stderr in both modes: --json keeps one document on stdout */
         fprintf(stderr,
                 "stockctl: the write may or may not have been applied; retrying it is safe "

@@ -94,7 +94,7 @@ class Stockctl(unittest.TestCase):
         self.assertEqual((code, out.strip()), (0, "SERVING"))
         code, _, err = self.ctl("--deadline-ms", "500", "health", addr="127.0.0.1:1")
         self.assertEqual(code, 3)
-        self.assertIn("UNAVAILABLE", err)
+        self.assertIn("cannot reach stockd at 127.0.0.1:1: is it running?", err)
 
     def test_every_write_carries_a_request_id(self):
         """A write without --request-id gets a generated one (so a retry is safe), and when
@@ -104,9 +104,19 @@ class Stockctl(unittest.TestCase):
         code, out, _ = self.ctl("--tenant", "rid", "--json", "--order-id", "o-rid", "history")
         request_id = json.loads(out.splitlines()[0])["request_id"]
         self.assertRegex(request_id, r"^sc-[0-9a-f]{32}$")
+        # unreachable: never sent, so no retry hint; a paused stockd: the outcome is unknown
         code, _, err = self.ctl("--deadline-ms", "500", "decrement", "app", "r", "1",
                                 addr="127.0.0.1:1")
         self.assertEqual(code, 3)
+        self.assertNotIn("may or may not", err)
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            code, _, err = self.ctl("--deadline-ms", "500", "--tenant", "rid", "decrement", "app",
+                                    "r", "1")
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.assertEqual(code, 3)
+        self.assertIn("DEADLINE_EXCEEDED", err)
         self.assertIn("may or may not have been applied", err)
         self.assertRegex(err, r"--request-id sc-[0-9a-f]{32}")
 
