@@ -100,7 +100,8 @@ static size_t sd_list_prefix(const Stockd__V1__ListStockRequest *request, uint8_
 {
     size_t used = sd_key_encode_tenant(sd_bytes_of(request->tenant_id), out, capacity);
     const char *parts[2] = {request->location_id, request->app_id};
-    for (int i = 0; i < 2 && request->location_id[0] != '\0'; i++) {
+    bool by_location = request->location_id[0] != '\0' || request->default_location_only;
+    for (int i = 0; i < 2 && by_location; i++) {
         size_t length = strlen(parts[i]);
         if (i == 1 && length == 0) {
             break;
@@ -122,6 +123,10 @@ static bool sd_list_validate(const Stockd__V1__ListStockRequest *request, sd_err
     ok &= sd_validate_text(request->page_token, "page_token", 4 * SD_ITEM_KEY_BYTES_MAX, false,
                            error);
     ok &= sd_page_size(request->page_size, "page_size", error, page_size);
+    if (request->default_location_only && request->location_id[0] != '\0') {
+        sd_error_add_field(error, "location_id", "must be empty with default_location_only");
+        ok = false;
+    }
     return ok;
 }
 
@@ -173,11 +178,13 @@ sd_status_t sd_query_list_stock(sd_storage_t *storage, const Stockd__V1__ListSto
             return SD_INVALID_ARGUMENT;
         }
     }
-    sd_list_scan_t scan = {
-        .app_filter =
-            request->location_id[0] == '\0' && request->app_id[0] != '\0' ? request->app_id : NULL,
-        .listed = calloc(page_size, sizeof(sd_listed_t)),
-        .page_size = page_size};
+    sd_list_scan_t scan = {.app_filter = request->location_id[0] == '\0' &&
+                                                 !request->default_location_only &&
+                                                 request->app_id[0] != '\0'
+                                             ? request->app_id
+                                             : NULL,
+                           .listed = calloc(page_size, sizeof(sd_listed_t)),
+                           .page_size = page_size};
     bool more = false;
     sd_status_t status =
         scan.listed == NULL

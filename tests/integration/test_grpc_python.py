@@ -297,6 +297,30 @@ class ReadsAndWatch(unittest.TestCase):
                           pb.ListStockResponse)
         self.assertEqual(len(big.levels), 100)
 
+    def test_list_default_location_only(self):
+        for location, sku in (("", "home-1"), ("", "home-2"), ("berlin", "away-1")):
+            self.d.call("SetStock", pb.SetStockRequest(tenant_id="deflist", lines=[pb.SetLine(
+                item=pb.ItemRef(location_id=location, app_id="app", catalog_item_id=sku),
+                available=1)]), pb.SetStockResponse)
+        listed = self.d.call("ListStock", pb.ListStockRequest(
+            tenant_id="deflist", default_location_only=True), pb.ListStockResponse)
+        self.assertEqual([l.item.catalog_item_id for l in listed.levels], ["home-1", "home-2"])
+        listed = self.d.call("ListStock", pb.ListStockRequest(
+            tenant_id="deflist", default_location_only=True, app_id="app", page_size=1),
+            pb.ListStockResponse)
+        self.assertEqual([l.item.catalog_item_id for l in listed.levels], ["home-1"])
+        listed = self.d.call("ListStock", pb.ListStockRequest(
+            tenant_id="deflist", default_location_only=True, app_id="app",
+            page_token=listed.next_page_token), pb.ListStockResponse)
+        self.assertEqual([l.item.catalog_item_id for l in listed.levels], ["home-2"])
+        self.assertEqual(len(self.d.call("ListStock", pb.ListStockRequest(tenant_id="deflist"),
+                                         pb.ListStockResponse).levels), 3)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.d.call("ListStock", pb.ListStockRequest(
+                tenant_id="deflist", default_location_only=True, location_id="berlin"),
+                pb.ListStockResponse)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
     def test_history_filters(self):
         item = pb.ItemRef(app_id="a1", catalog_item_id="i03")
         for n in range(3):
