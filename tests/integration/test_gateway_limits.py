@@ -47,30 +47,7 @@ HONEST_COUNT = 32
 KILL_RSS_MIB = 768
 
 
-def start(args, log_path):
-    """Starts a binary on port 0 and returns (process, bound address)."""
-    log = open(log_path, "w")
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        log.write(line)
-        m = re.search(r'"event":"listening","address":"(127\.0\.0\.1:\d+)"', line)
-        if m:
-            def drain():
-                for rest in proc.stderr:
-                    log.write(rest)
-                log.close()
-            threading.Thread(target=drain, daemon=True).start()
-            return proc, m.group(1)
-    raise RuntimeError("%s did not start; see %s" % (args[0], log_path))
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
+from procs import start, stop  # noqa: E402
 
 
 def memory_kib(pid, field):
