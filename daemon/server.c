@@ -24,6 +24,7 @@
 
 #define SD_CALLS_POSTED_PER_METHOD 16
 #define SD_POLLING_THREADS_MAX 16
+#define SD_HEALTH_REQUEST_BYTES_MAX 1024
 #define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 
 typedef enum {
@@ -65,6 +66,7 @@ struct sd_call {
     ProtobufCMessage *kept_message;
     ProtobufCAllocator allocator; /* counts the unpacked message's bytes into charged_bytes */
     size_t charged_bytes;         /* held against the server's request-byte budget */
+    bool budget_exceeded;         /* the unpack stopped at the budget (or out of memory) */
     _Alignas(max_align_t) unsigned char slot[SD_CALL_SLOT_BYTES]; /* the handler's */
     void (*slot_release)(void *slot);
     const char *log_tenant_id; /* views for the log line (sd_call_set_log_context) */
@@ -133,12 +135,22 @@ static bool sd_call_charge(sd_call_t *call, size_t bytes)
     return true;
 }
 
+/* protobuf-c's allocator for the call's request: every byte of the unpacked message counts
+ * against the request-byte budget, and an allocation that would pass it fails, so the unpack
+ * stops there. Unpacking can inflate a message ~50x (an 8 MB request of empty sub-messages
+ * became 420 MB), so the budget must hold while unpacking, not only after. */
 static void *sd_call_allocate(void *context, size_t size)
 {
     sd_call_t *call = context;
-    call->charged_bytes += size;
-    atomic_fetch_add(&call->server->inflight_bytes, size);
-    return malloc(size);
+    if (!call->method->health && !sd_call_charge(call, size)) { /* health: bounded at receipt */
+        call->budget_exceeded = true;
+        return NULL;
+    }
+    void *pointer = malloc(size);
+    if (pointer == NULL) {
+        call->budget_exceeded = true; /* out of memory: also "retry later", not a bad request */
+    }
+    return pointer;
 }
 
 static void sd_call_deallocate(void *context, void *pointer)
@@ -154,14 +166,12 @@ ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescript
     ProtobufCMessage *message =
         protobuf_c_message_unpack(descriptor, &call->allocator, length, bytes);
     if (message == NULL) {
-        *status_out = SD_INVALID_ARGUMENT;
+        *status_out = call->budget_exceeded ? SD_RESOURCE_EXHAUSTED : SD_INVALID_ARGUMENT;
         return NULL;
     }
     call->kept_message = message;
-    bool within = call->method->health || atomic_load(&call->server->inflight_bytes) <=
-                                              call->server->options.inflight_bytes_max;
-    *status_out = within ? SD_OK : SD_RESOURCE_EXHAUSTED;
-    return within ? message : NULL;
+    *status_out = SD_OK;
+    return message;
 }
 
 static void sd_call_free(sd_call_t *call)
@@ -478,6 +488,12 @@ static void sd_server_dispatch(sd_call_t *call)
     }
     /* the received buffer and the flat copy handlers read from */
     size_t received = grpc_byte_buffer_length(call->payload);
+    if (call->method->health && received > SD_HEALTH_REQUEST_BYTES_MAX) {
+        /* health checks are exempt from the budget (probes answer under load), so their
+         * requests are bounded instead: a HealthCheckRequest is one service name */
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "health check request too large");
+        return;
+    }
     if (!call->method->health && !sd_call_charge(call, 2 * received)) {
         sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, SD_BUDGET_MESSAGE);
         return;
