@@ -243,6 +243,12 @@ class DiskFaults(unittest.TestCase):
         """A full disk while appending to the WAL."""
         self.check_after_restart(self.run_fault("write ENOSPC 0 .log"))
 
+    def test_disk_full_for_every_file(self):
+        """A full disk fails every file of the data directory, RocksDB's own info LOG too.
+        Regression: a failed append to that LOG tripped an assertion in Debian's RocksDB and
+        the process aborted instead of stopping cleanly."""
+        self.check_after_restart(self.run_fault("write ENOSPC 0 " + self.data + "/"))
+
     def test_fdatasync_eio_forever_then_sigterm(self):
         """A dead disk, and SIGTERM during the failure: still exit status 3, never an abort."""
         daemon = Stockd(self.data, control=self.control)
