@@ -192,6 +192,9 @@ static bool sd_start_writer(const sd_config_t *config, sd_daemon_t *daemon)
         SD_LOG(LOG_ERROR, "writer_start_failed", LF_END);
         return false;
     }
+    sd_metrics_sources_t sources = {daemon->storage, daemon->writer, daemon->hub,
+                                    (size_t)config->queue_depth};
+    sd_metrics_attach(daemon->metrics, &sources);
     return true;
 }
 
@@ -239,13 +242,28 @@ static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
 
 /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and every
  * stream ends), then drain the writer, stop the watch hub, and close the database (flushing
- * every memtable, so the next start replays no log). */
+ * every memtable, so the next start replays no log). A storage failure found on the way exits
+ * with status 3 instead, without touching RocksDB again. */
 static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
 {
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
+    sd_metrics_detach(daemon->metrics); /* scrapes stop reading what is freed below */
     sd_writer_stop(daemon->writer);
     sd_watch_hub_free(daemon->hub);
-    sd_storage_close(daemon->storage);
+    /* a write may have failed while the last calls were finished: then fail-stop too */
+    bool storage_failed = daemon->storage != NULL && sd_storage_failed(daemon->storage);
+    if (storage_failed) {
+        SD_LOG(LOG_ERROR, "storage_failed_at_shutdown",
+               LF_STR("action", "no flush, no close; exiting to recover from the WAL"),
+               LF_INT("exit_code", SD_EXIT_STORAGE_FAILED));
+        _exit(SD_EXIT_STORAGE_FAILED);
+    }
+    if (sd_storage_close(daemon->storage) != SD_OK) {
+        SD_LOG(LOG_ERROR, "storage_failed_at_shutdown",
+               LF_STR("action", "the final flush failed; exiting to recover from the WAL"),
+               LF_INT("exit_code", SD_EXIT_STORAGE_FAILED));
+        _exit(SD_EXIT_STORAGE_FAILED);
+    }
     sd_metrics_free(daemon->metrics);
 }
 
@@ -262,6 +280,7 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
      * balancers see the failure before the process is gone. */
     sleep((unsigned)config->failure_exit_delay_s);
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
+    sd_metrics_detach(daemon->metrics);
     sd_writer_stop(daemon->writer);
     _exit(SD_EXIT_STORAGE_FAILED);
 }

@@ -2,18 +2,32 @@
 #include "metrics.h"
 
 #include <microhttpd.h>
-#include <stdio.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
 #include "prom.h"
+#include "storage.h"
+#include "watch.h"
+#include "writer.h"
 
 #define SD_METRICS_BODY_BYTES_MAX (256 * 1024)
 
-static const double sd_latency_bounds_ms[] = {0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000};
+/* Seconds (Prometheus base units); 50 ms and 20 ms are bounds because the alert examples in
+ * deploy/README.md use them. */
+static const double sd_latency_bounds_s[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                             0.05,    0.1,    0.25,  0.5,    1,     2.5,  5};
+static const double sd_commit_bounds_s[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                            0.02,   0.05,    0.1,    0.25,  0.5,    1};
 static const double sd_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+
+#define SD_COUNT_OF(array) (sizeof(array) / sizeof((array)[0]))
+_Static_assert(SD_COUNT_OF(sd_latency_bounds_s) <= PROM_BUCKETS_MAX, "too many buckets");
+_Static_assert(SD_COUNT_OF(sd_commit_bounds_s) <= PROM_BUCKETS_MAX, "too many buckets");
 
 struct sd_metrics {
     const char *const *method_names;
@@ -21,8 +35,12 @@ struct sd_metrics {
     _Atomic uint64_t requests[SD_METRICS_METHODS_MAX][SD_STATUS_COUNT];
     prom_histogram_t latency[SD_METRICS_METHODS_MAX];
     prom_histogram_t batch_jobs;
-    prom_histogram_t commit_ms;
-    _Atomic uint64_t queue_depth;
+    prom_histogram_t commit_seconds;
+    _Atomic uint64_t replays;
+    /* held by a scrape while it reads the sources, and by detach */
+    pthread_mutex_t sources_mutex;
+    bool attached;
+    sd_metrics_sources_t sources;
     struct MHD_Daemon *http;
 };
 
@@ -36,13 +54,14 @@ sd_metrics_t *sd_metrics_new(const char *const *method_names, size_t methods_cou
     metrics->method_names = method_names;
     metrics->methods_count = methods_count;
     for (size_t i = 0; i < methods_count; i++) {
-        prom_histogram_init(&metrics->latency[i], sd_latency_bounds_ms,
-                            sizeof(sd_latency_bounds_ms) / sizeof(double));
+        prom_histogram_init(&metrics->latency[i], sd_latency_bounds_s,
+                            SD_COUNT_OF(sd_latency_bounds_s));
     }
-    prom_histogram_init(&metrics->batch_jobs, sd_batch_bounds,
-                        sizeof(sd_batch_bounds) / sizeof(double));
-    prom_histogram_init(&metrics->commit_ms, sd_latency_bounds_ms,
-                        sizeof(sd_latency_bounds_ms) / sizeof(double));
+    prom_histogram_init(&metrics->batch_jobs, sd_batch_bounds, SD_COUNT_OF(sd_batch_bounds));
+    prom_histogram_init(&metrics->commit_seconds, sd_commit_bounds_s,
+                        SD_COUNT_OF(sd_commit_bounds_s));
+    atomic_init(&metrics->replays, 0);
+    pthread_mutex_init(&metrics->sources_mutex, NULL);
     return metrics;
 }
 
@@ -54,6 +73,7 @@ void sd_metrics_free(sd_metrics_t *metrics)
     if (metrics->http != NULL) {
         MHD_stop_daemon(metrics->http);
     }
+    pthread_mutex_destroy(&metrics->sources_mutex);
     free(metrics);
 }
 
@@ -64,7 +84,7 @@ void sd_metrics_count_request(sd_metrics_t *metrics, size_t method_index, sd_sta
         return;
     }
     atomic_fetch_add(&metrics->requests[method_index][status], 1);
-    prom_histogram_observe(&metrics->latency[method_index], latency_ms);
+    prom_histogram_observe(&metrics->latency[method_index], latency_ms / 1000.0);
 }
 
 void sd_metrics_observe_commit(sd_metrics_t *metrics, size_t jobs_count, double commit_ms)
@@ -73,48 +93,179 @@ void sd_metrics_observe_commit(sd_metrics_t *metrics, size_t jobs_count, double 
         return;
     }
     prom_histogram_observe(&metrics->batch_jobs, (double)jobs_count);
-    prom_histogram_observe(&metrics->commit_ms, commit_ms);
+    prom_histogram_observe(&metrics->commit_seconds, commit_ms / 1000.0);
 }
 
-void sd_metrics_set_queue_depth(sd_metrics_t *metrics, size_t depth)
+void sd_metrics_count_replays(sd_metrics_t *metrics, size_t replays_count)
 {
-    if (metrics != NULL) {
-        atomic_store(&metrics->queue_depth, depth);
+    if (metrics != NULL && replays_count > 0) {
+        atomic_fetch_add(&metrics->replays, replays_count);
     }
+}
+
+void sd_metrics_attach(sd_metrics_t *metrics, const sd_metrics_sources_t *sources)
+{
+    if (metrics == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&metrics->sources_mutex);
+    metrics->sources = *sources;
+    metrics->attached = true;
+    pthread_mutex_unlock(&metrics->sources_mutex);
+}
+
+void sd_metrics_detach(sd_metrics_t *metrics)
+{
+    if (metrics == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&metrics->sources_mutex);
+    metrics->attached = false;
+    memset(&metrics->sources, 0, sizeof(metrics->sources));
+    pthread_mutex_unlock(&metrics->sources_mutex);
+}
+
+/* ---- rendering ---- */
+
+static void sd_render_requests(prom_buffer_t *buffer, sd_metrics_t *metrics)
+{
+    /* Every method and status is written, zeros included: a series that first appears at 1
+     * would hide its first increase from increase() and rate(), and so the first INTERNAL. */
+    prom_family(buffer, "stockd_requests_total", "counter",
+                "RPCs answered, by method and status (status names as in common/status.h).");
+    for (size_t m = 0; m < metrics->methods_count; m++) {
+        for (int s = 0; s < SD_STATUS_COUNT; s++) {
+            char labels[96];
+            snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%s\"",
+                     metrics->method_names[m], sd_status_name((sd_status_t)s));
+            prom_sample(buffer, "stockd_requests_total", labels,
+                        (double)atomic_load(&metrics->requests[m][s]));
+        }
+    }
+    prom_family(buffer, "stockd_request_duration_seconds", "histogram",
+                "RPC latency in seconds, from the request's arrival to its answer.");
+    for (size_t m = 0; m < metrics->methods_count; m++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "method=\"%s\"", metrics->method_names[m]);
+        prom_render_histogram(buffer, "stockd_request_duration_seconds", labels,
+                              &metrics->latency[m]);
+    }
+}
+
+static void sd_render_writes(prom_buffer_t *buffer, sd_metrics_t *metrics)
+{
+    prom_family(buffer, "stockd_batch_requests", "histogram",
+                "Write requests applied per group commit.");
+    prom_render_histogram(buffer, "stockd_batch_requests", "", &metrics->batch_jobs);
+    prom_family(buffer, "stockd_commit_duration_seconds", "histogram",
+                "Group commit latency in seconds: one RocksDB WriteBatch and its WAL fsync.");
+    prom_render_histogram(buffer, "stockd_commit_duration_seconds", "", &metrics->commit_seconds);
+    prom_single(buffer, "stockd_idempotency_replays_total", "counter",
+                "Write requests answered from their idempotency record (replayed), not applied "
+                "again.",
+                (double)atomic_load(&metrics->replays));
+}
+
+static void sd_render_ledger_and_queue(prom_buffer_t *buffer, const sd_metrics_sources_t *sources)
+{
+    prom_single(buffer, "stockd_ledger_seq", "gauge", "The last durable (committed) ledger seq.",
+                (double)sd_writer_committed_seq(sources->writer));
+    prom_single(buffer, "stockd_ledger_pruned_seq", "gauge",
+                "The highest ledger seq deleted by retention (0 = none).",
+                (double)sd_storage_pruned_through(sources->storage));
+    prom_single(buffer, "stockd_write_queue_depth", "gauge", "Write requests waiting.",
+                (double)sd_writer_queue_depth(sources->writer));
+    prom_single(buffer, "stockd_write_queue_capacity", "gauge",
+                "Write requests that may wait (--queue-depth); beyond it RESOURCE_EXHAUSTED.",
+                (double)sources->queue_depth_max);
+    sd_watch_stats_t watch;
+    sd_watch_hub_stats(sources->watch_hub, &watch);
+    prom_single(buffer, "stockd_watchers", "gauge", "Open Inventory/Watch streams.",
+                (double)watch.watchers_count);
+    prom_single(buffer, "stockd_watch_lag_seqs", "gauge",
+                "The largest lag of an open Watch, in ledger seqs from its oldest entry not yet "
+                "sent to the newest commit (0 = none behind).",
+                (double)watch.lag_max);
+    prom_single(buffer, "stockd_watch_lag_limit_seqs", "gauge",
+                "--watch-lag-max: a Watch further behind is ended with RESOURCE_EXHAUSTED.",
+                (double)watch.lag_limit);
+}
+
+/* One gauge family with a sample per column family; unknown figures are left out. */
+static void sd_render_per_cf(prom_buffer_t *buffer, const char *name, const char *help,
+                             const uint64_t *values)
+{
+    prom_family(buffer, name, "gauge", help);
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        if (values[cf] != SD_STORAGE_STAT_UNKNOWN) {
+            char labels[64];
+            snprintf(labels, sizeof(labels), "cf=\"%s\"", sd_storage_cf_name((sd_cf_t)cf));
+            prom_sample(buffer, name, labels, (double)values[cf]);
+        }
+    }
+}
+
+/* One unlabelled family, unless RocksDB did not give the figure. */
+static void sd_render_known(prom_buffer_t *buffer, const char *name, const char *type,
+                            const char *help, uint64_t value)
+{
+    if (value != SD_STORAGE_STAT_UNKNOWN) {
+        prom_single(buffer, name, type, help, (double)value);
+    }
+}
+
+static void sd_render_rocksdb(prom_buffer_t *buffer, sd_storage_t *storage)
+{
+    sd_storage_stats_t stats;
+    sd_storage_stats(storage, &stats);
+    sd_render_per_cf(buffer, "stockd_rocksdb_memtable_bytes",
+                     "RocksDB memtables (active and immutable) in bytes, by column family.",
+                     stats.memtable_bytes);
+    sd_render_per_cf(buffer, "stockd_rocksdb_pending_compaction_bytes",
+                     "Bytes RocksDB estimates compaction must rewrite, by column family.",
+                     stats.pending_compaction_bytes);
+    sd_render_per_cf(buffer, "stockd_rocksdb_live_sst_bytes",
+                     "Bytes of live SST files, by column family.", stats.live_sst_bytes);
+    sd_render_per_cf(buffer, "stockd_rocksdb_estimated_keys",
+                     "Keys RocksDB estimates, by column family.", stats.estimated_keys);
+    sd_render_known(buffer, "stockd_rocksdb_block_cache_usage_bytes", "gauge",
+                    "Bytes in RocksDB's block cache.", stats.block_cache_bytes);
+    sd_render_known(buffer, "stockd_rocksdb_block_cache_pinned_bytes", "gauge",
+                    "Bytes of the block cache pinned by readers.", stats.block_cache_pinned_bytes);
+    sd_render_known(buffer, "stockd_rocksdb_block_cache_capacity_bytes", "gauge",
+                    "The block cache's capacity (--block-cache-mb) in bytes.",
+                    stats.block_cache_capacity_bytes);
+    sd_render_known(buffer, "stockd_rocksdb_delayed_write_rate_bytes_per_second", "gauge",
+                    "Write rate RocksDB holds writes to while it slows them down (a write stall); "
+                    "0 when writes are not delayed.",
+                    stats.delayed_write_rate_bytes);
+    sd_render_known(buffer, "stockd_rocksdb_write_stopped", "gauge",
+                    "1 while RocksDB stops writes (a write stall), else 0.", stats.write_stopped);
+    sd_render_known(buffer, "stockd_rocksdb_background_errors_total", "counter",
+                    "RocksDB flush and compaction errors since stockd started.",
+                    stats.background_errors);
+}
+
+/* The gauges read from the attached modules, while they cannot go away. */
+static void sd_render_sources(prom_buffer_t *buffer, sd_metrics_t *metrics)
+{
+    pthread_mutex_lock(&metrics->sources_mutex);
+    if (metrics->attached) {
+        sd_render_ledger_and_queue(buffer, &metrics->sources);
+        sd_render_rocksdb(buffer, metrics->sources.storage);
+    }
+    pthread_mutex_unlock(&metrics->sources_mutex);
 }
 
 size_t sd_metrics_render(sd_metrics_t *metrics, char *data, size_t capacity)
 {
     prom_buffer_t buffer = {data, 0, capacity};
-    prom_printf(&buffer, "# HELP stockd_requests_total RPCs answered, by method and status.\n"
-                         "# TYPE stockd_requests_total counter\n");
-    for (size_t m = 0; m < metrics->methods_count; m++) {
-        for (int s = 0; s < SD_STATUS_COUNT; s++) {
-            uint64_t count = atomic_load(&metrics->requests[m][s]);
-            if (count > 0) {
-                prom_printf(&buffer, "stockd_requests_total{method=\"%s\",status=\"%s\"} %llu\n",
-                            metrics->method_names[m], sd_status_name((sd_status_t)s),
-                            (unsigned long long)count);
-            }
-        }
-    }
-    prom_printf(&buffer, "# HELP stockd_request_duration_ms RPC latency in milliseconds.\n"
-                         "# TYPE stockd_request_duration_ms histogram\n");
-    for (size_t m = 0; m < metrics->methods_count; m++) {
-        char labels[64];
-        snprintf(labels, sizeof(labels), "method=\"%s\"", metrics->method_names[m]);
-        prom_render_histogram(&buffer, "stockd_request_duration_ms", labels, &metrics->latency[m]);
-    }
-    prom_printf(&buffer, "# HELP stockd_batch_requests Write requests per group commit.\n"
-                         "# TYPE stockd_batch_requests histogram\n");
-    prom_render_histogram(&buffer, "stockd_batch_requests", "", &metrics->batch_jobs);
-    prom_printf(&buffer, "# HELP stockd_commit_duration_ms WriteBatch + WAL sync latency.\n"
-                         "# TYPE stockd_commit_duration_ms histogram\n");
-    prom_render_histogram(&buffer, "stockd_commit_duration_ms", "", &metrics->commit_ms);
-    prom_printf(&buffer,
-                "# HELP stockd_write_queue_depth Write requests waiting.\n"
-                "# TYPE stockd_write_queue_depth gauge\nstockd_write_queue_depth %llu\n",
-                (unsigned long long)atomic_load(&metrics->queue_depth));
+    sd_render_requests(&buffer, metrics);
+    sd_render_writes(&buffer, metrics);
+    sd_render_sources(&buffer, metrics);
+    prom_family(&buffer, "stockd_build_info", "gauge", "stockd's version (always 1).");
+    prom_sample(&buffer, "stockd_build_info", "version=\"" STOCKD_VERSION "\"", 1);
+    prom_render_process(&buffer);
     return buffer.used;
 }
 

@@ -194,18 +194,25 @@ static void sd_storage_flush_all(sd_storage_t *storage, bool wait)
             SD_LOG(LOG_ERROR, "storage_flush_failed", LF_STR("cf", sd_cf_names[cf]),
                    LF_STR("error", rocks_error));
             rocksdb_free(rocks_error);
+            atomic_store(&storage->failed, true); /* the disk failed: fail-stop */
         }
     }
     rocksdb_flushoptions_destroy(flush);
 }
 
-void sd_storage_close(sd_storage_t *storage)
+sd_status_t sd_storage_close(sd_storage_t *storage)
 {
     if (storage == NULL) {
-        return;
+        return SD_OK;
     }
+    /* After a failed write nothing more is written (the next start recovers from the WAL);
+     * a flush that fails now marks the storage failed too. */
+    bool failed = atomic_load(&storage->failed);
     if (storage->db != NULL) {
-        sd_storage_flush_all(storage, true);
+        if (!failed) {
+            sd_storage_flush_all(storage, true);
+            failed = atomic_load(&storage->failed);
+        }
         for (int cf = 0; cf < SD_CF_COUNT; cf++) {
             rocksdb_column_family_handle_destroy(storage->cf[cf]);
         }
@@ -226,6 +233,7 @@ void sd_storage_close(sd_storage_t *storage)
     rocksdb_writeoptions_destroy(storage->write_sync);
     rocksdb_writeoptions_destroy(storage->write_nosync);
     free(storage);
+    return failed ? SD_UNAVAILABLE : SD_OK;
 }
 
 sd_status_t sd_storage_get(sd_storage_t *storage, sd_cf_t cf, const uint8_t *key, size_t key_length,
@@ -603,4 +611,41 @@ sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, 
     }
     SD_LOG(LOG_INFO, "checkpoint_written", LF_STR("path", directory));
     return SD_OK;
+}
+
+const char *sd_storage_cf_name(sd_cf_t cf)
+{
+    return cf < SD_CF_COUNT ? sd_cf_names[cf] : "unknown";
+}
+
+/* One integer property of a column family (NULL: of the database). */
+static uint64_t sd_storage_property(sd_storage_t *storage, rocksdb_column_family_handle_t *cf,
+                                    const char *name)
+{
+    uint64_t value = 0;
+    int failed = cf != NULL ? rocksdb_property_int_cf(storage->db, cf, name, &value)
+                            : rocksdb_property_int(storage->db, name, &value);
+    return failed ? SD_STORAGE_STAT_UNKNOWN : value;
+}
+
+void sd_storage_stats(sd_storage_t *storage, sd_storage_stats_t *stats_out)
+{
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        rocksdb_column_family_handle_t *handle = storage->cf[cf];
+        stats_out->memtable_bytes[cf] =
+            sd_storage_property(storage, handle, "rocksdb.cur-size-all-mem-tables");
+        stats_out->pending_compaction_bytes[cf] =
+            sd_storage_property(storage, handle, "rocksdb.estimate-pending-compaction-bytes");
+        stats_out->live_sst_bytes[cf] =
+            sd_storage_property(storage, handle, "rocksdb.live-sst-files-size");
+        stats_out->estimated_keys[cf] =
+            sd_storage_property(storage, handle, "rocksdb.estimate-num-keys");
+    }
+    stats_out->block_cache_bytes = rocksdb_cache_get_usage(storage->cache);
+    stats_out->block_cache_pinned_bytes = rocksdb_cache_get_pinned_usage(storage->cache);
+    stats_out->block_cache_capacity_bytes = rocksdb_cache_get_capacity(storage->cache);
+    stats_out->delayed_write_rate_bytes =
+        sd_storage_property(storage, NULL, "rocksdb.actual-delayed-write-rate");
+    stats_out->write_stopped = sd_storage_property(storage, NULL, "rocksdb.is-write-stopped");
+    stats_out->background_errors = sd_storage_property(storage, NULL, "rocksdb.background-errors");
 }

@@ -59,9 +59,10 @@ void sd_write_batch_pop_save_point(sd_write_batch_t *batch);
  * into error and returns SD_UNAVAILABLE. The caller owns *storage_out (sd_storage_close). */
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
                             char *error, size_t error_capacity);
-/* Flushes every memtable (so the next start replays no log) and closes; NULL is allowed. A
- * failed storage (sd_storage_failed) must not be closed: the process exits instead. */
-void sd_storage_close(sd_storage_t *storage);
+/* Flushes every memtable (so the next start replays no log) and closes; NULL is allowed.
+ * SD_UNAVAILABLE when the storage had failed (then nothing is flushed) or the flush fails: the
+ * process must then exit non-zero, and the next start recovers from the WAL. */
+sd_status_t sd_storage_close(sd_storage_t *storage);
 
 /* Reads a level. Not found is not an error: *found_out = false and *level_out = default.
  * Returns SD_INTERNAL for a corrupt record and SD_UNAVAILABLE for an I/O error. */
@@ -114,6 +115,32 @@ void sd_storage_batch_put_time_index(sd_storage_t *storage, sd_write_batch_t *ba
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us);
 /* The highest seq deleted by retention (0 = none). */
 uint64_t sd_storage_pruned_through(const sd_storage_t *storage);
+
+/* ---- RocksDB's own figures, for /metrics ---- */
+
+/* A figure RocksDB did not give (an unknown property): left out of /metrics, never shown as 0. */
+#define SD_STORAGE_STAT_UNKNOWN UINT64_MAX
+
+typedef struct {
+    /* per column family (index sd_cf_t) */
+    uint64_t memtable_bytes[SD_CF_COUNT];           /* active + immutable memtables */
+    uint64_t pending_compaction_bytes[SD_CF_COUNT]; /* estimated bytes compaction must rewrite */
+    uint64_t live_sst_bytes[SD_CF_COUNT];           /* SST files of the current version */
+    uint64_t estimated_keys[SD_CF_COUNT];
+    /* the whole database (the block cache is shared by every column family) */
+    uint64_t block_cache_bytes;
+    uint64_t block_cache_pinned_bytes;
+    uint64_t block_cache_capacity_bytes;
+    uint64_t delayed_write_rate_bytes; /* per second, while writes are slowed down; else 0 */
+    uint64_t write_stopped;            /* 1 while RocksDB stops writes (a write stall) */
+    uint64_t background_errors;        /* flush or compaction errors since open */
+} sd_storage_stats_t;
+
+/* Reads the figures above from RocksDB (rocksdb_property_int_cf and the block cache); cheap
+ * enough to call on every scrape, from any thread, while the database is open. */
+void sd_storage_stats(sd_storage_t *storage, sd_storage_stats_t *stats_out);
+/* The RocksDB name of a column family ("levels", ...), for logs and metrics labels. */
+const char *sd_storage_cf_name(sd_cf_t cf);
 
 /* Writes a consistent checkpoint of the database into directory (which must not exist; its
  * parent must). SD_ALREADY_EXISTS when it exists, SD_UNAVAILABLE on I/O errors. */

@@ -343,3 +343,19 @@ void sd_watch_hub_add(sd_watch_hub_t *hub, sd_call_t *call, const char *tenant_i
     pthread_mutex_unlock(&hub->mutex);
     sd_watch_hub_wake(hub);
 }
+
+void sd_watch_hub_stats(sd_watch_hub_t *hub, sd_watch_stats_t *stats_out)
+{
+    uint64_t committed_seq = atomic_load(&hub->committed_seq);
+    *stats_out = (sd_watch_stats_t){0, 0, hub->lag_max};
+    pthread_mutex_lock(&hub->mutex);
+    for (const sd_watcher_t *watcher = hub->watchers; watcher != NULL; watcher = watcher->next) {
+        if (!watcher->owner_ref || watcher->close_seen) {
+            continue; /* ended: only waiting for its CLOSED event */
+        }
+        stats_out->watchers_count++;
+        uint64_t lag = watcher->pending_count > 0 ? sd_watcher_lag(watcher, committed_seq) : 0;
+        stats_out->lag_max = lag > stats_out->lag_max ? lag : stats_out->lag_max;
+    }
+    pthread_mutex_unlock(&hub->mutex);
+}

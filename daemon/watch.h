@@ -9,6 +9,7 @@
 #ifndef STOCKD_WATCH_H
 #define STOCKD_WATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "server.h"
@@ -30,5 +31,17 @@ void sd_watch_hub_on_commit(void *hub, uint64_t last_seq);
  * both). Answers the call itself when the stream cannot be opened. */
 void sd_watch_hub_add(sd_watch_hub_t *hub, sd_call_t *call, const char *tenant_id,
                       uint64_t after_seq);
+
+/* What /metrics shows of the hub at one moment. */
+typedef struct {
+    size_t watchers_count; /* open Watch streams */
+    uint64_t lag_max;      /* the largest lag among them, in seqs (0 when none is behind) */
+    uint64_t lag_limit;    /* --watch-lag-max: a watch further behind is ended */
+} sd_watch_stats_t;
+
+/* Takes a snapshot of the watchers under the hub's mutex. The lag is measured as the hub
+ * measures it to end a watch: from a watcher's oldest entry read but not yet sent to the
+ * newest commit. */
+void sd_watch_hub_stats(sd_watch_hub_t *hub, sd_watch_stats_t *stats_out);
 
 #endif

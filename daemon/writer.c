@@ -174,9 +174,12 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
             }
         }
     }
+    size_t replays = 0;
     for (size_t i = 0; i < taken; i++) {
+        replays += writer->taken[i]->result.replayed ? 1 : 0; /* read before complete frees it */
         writer->taken[i]->complete(writer->taken[i]);
     }
+    sd_metrics_count_replays(writer->options.metrics, replays);
 }
 
 static void *sd_writer_main(void *argument)
@@ -191,7 +194,6 @@ static void *sd_writer_main(void *argument)
         if (taken > 0 && sd_writer_failed(writer)) {
             sd_writer_refuse_taken(writer, taken);
         } else if (taken > 0) {
-            sd_metrics_set_queue_depth(writer->options.metrics, sd_writer_queue_depth(writer));
             sd_writer_run_batch(writer, taken);
         }
         if (sd_writer_prune_due(writer) && !sd_writer_failed(writer)) {

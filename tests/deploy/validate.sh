@@ -6,7 +6,10 @@
 #  2. lint every YAML file with yamllint;
 #  3. validate every rendered object against the Kubernetes schemas (npm kubernetes-models),
 #     and check that a deliberately broken manifest is refused;
-#  4. check that flags, env variables, ports and probes agree with the binaries.
+#  4. check that flags, env variables, ports and probes agree with the binaries;
+#  5. check the monitoring (deploy/prometheus/alerts.yaml, the alert examples in
+#     deploy/README.md, the Grafana dashboard) with promtool and against what the binaries
+#     export (tests/deploy/monitoring.py).
 # Usage: validate.sh SOURCE-DIR BUILD-DIR
 set -euo pipefail
 SRC=$1
@@ -59,3 +62,20 @@ node "$SRC/tests/deploy/validate.mjs" --expect-invalid "$SRC/tests/deploy/broken
 echo "schema check refuses the broken manifest"
 
 /usr/bin/python3 "$SRC/tests/deploy/consistency.py" "$BUILD" "${rendered[@]}"
+
+# promtool from Debian's prometheus package. The package is not installed (scripts/setup.sh
+# leaves it out): its postinst starts a Prometheus server on port 9090, the port `make run`
+# gives stockd's metrics. Only promtool is taken from the .deb, as kubectl is above.
+PROMTOOL="$OUT/prometheus/usr/bin/promtool"
+if command -v promtool >/dev/null; then
+  PROMTOOL=$(command -v promtool)
+elif [ ! -x "$PROMTOOL" ]; then
+  (cd "$OUT" && { apt-get download prometheus >/dev/null 2>&1 \
+     || { apt-get update -qq && apt-get download prometheus >/dev/null; }; } \
+     && mkdir -p prometheus \
+     && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x -C prometheus ./usr/bin/promtool \
+     && rm -f prometheus_*.deb)
+fi
+"$PROMTOOL" --version 2>&1 | head -n 1
+
+/usr/bin/python3 "$SRC/tests/deploy/monitoring.py" "$SRC" "$BUILD" "$PROMTOOL"

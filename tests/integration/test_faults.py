@@ -261,6 +261,39 @@ class DiskFaults(unittest.TestCase):
         self.assertEqual(daemon.wait(), EXIT_STORAGE_FAILED, daemon.log())
         self.check_after_restart(outcomes)
 
+    def test_disk_fails_while_shutting_down(self):
+        """SIGTERM, then the disk fails while the last writes drain. Regression (found by
+        review): stockd went on to flush and close RocksDB and exited 0. A failure during
+        shutdown is still a storage failure: exit 3, no flush, no close."""
+        daemon = Stockd(self.data, control=self.control, extra=("--queue-depth", "100000"))
+        outcomes, stop = Outcomes(), threading.Event()
+
+        def writer(w):
+            i = 0
+            while not stop.is_set():
+                request_id = "d%d-%d" % (w, i)
+                send(daemon, outcomes, request_id, increment("sku-0", 1, request_id))
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        daemon.proc.terminate()
+        self.arm("fdatasync EIO 0 -")
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        code = daemon.wait()
+        if self.hits() > 0:  # a commit met the failed disk while draining
+            self.assertEqual(code, EXIT_STORAGE_FAILED, daemon.log())
+            self.assertNotIn('"event":"shutdown_complete"', daemon.log())
+        else:
+            self.assertEqual(code, 0, daemon.log())
+        self.arm("")
+        self.check_after_restart(outcomes)
+
     def test_read_only_data_directory(self):
         """stockd cannot open a read-only data directory: it says so and exits non-zero
         (the shim answers EROFS, as root ignores permission bits)."""

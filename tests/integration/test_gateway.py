@@ -471,7 +471,26 @@ class Gateway(unittest.TestCase):
         status, headers, body = self.post("/metrics", None, method="GET")
         self.assertEqual(status, 200)
         self.assertIn(b'stockd_gateway_jwt_refusals_total{reason="MALFORMED"}', body)
-        self.assertIn(b'stockd_gateway_requests_total{route="decrement",status="401"}', body)
+        # HTTP answers by `code`; `status` only ever holds status names, as in stockd's metrics
+        self.assertIn(b'stockd_gateway_requests_total{route="decrement",code="401"}', body)
+        text = body.decode()
+        self.assertRegex(text, r'\nstockd_gateway_upstream_errors_total\{status="UNAVAILABLE"\} \d+\n')
+        self.assertNotRegex(text, r'status="\d+"')
+        self.assertNotIn("{}", text)  # no empty label set
+        # latency in seconds, with the alert's 200 ms bound
+        self.assertRegex(text, r'stockd_gateway_request_duration_seconds_bucket\{route="decrement",'
+                               r'le="0\.2"\} [1-9]')
+        self.assertRegex(text, r'\nstockd_gateway_build_info\{version="[^"]+"\} 1\n')
+        values = dict(re.findall(r"^(process_\w+) (\S+)$", text, re.M))
+        self.assertTrue(1 << 20 < float(values["process_resident_memory_bytes"]) < 4 << 30)
+        self.assertTrue(0 < float(values["process_open_fds"]) <= float(values["process_max_fds"]))
+        self.assertTrue(time.time() - 3600 < float(values["process_start_time_seconds"]) <= time.time())
+        self.assertIn("process_cpu_seconds_total", values)
+
+    def upstream_errors(self, status):
+        body = self.post("/metrics", None, method="GET")[2].decode()
+        return int(re.search(r'stockd_gateway_upstream_errors_total\{status="%s"\} (\d+)' % status,
+                             body).group(1))
 
     def test_stockd_too_slow_is_504(self):
         """A stockd that does not answer within --deadline-ms gives 504 (it is paused here)."""
@@ -500,10 +519,12 @@ class Gateway(unittest.TestCase):
         """Stops stockd, checks the 503s, then starts it again on the same port and data
         directory and waits for /readyz: the class's stockd is back as it was."""
         port = int(self.grpc_address.rsplit(":", 1)[1])
+        unavailable = self.upstream_errors("UNAVAILABLE")
         self.assertEqual(stop(self.stockd), 0)
         token = self.sign(self.claims(self.order([self.item("down", 1)])))
         status, headers, body = self.post("/v1/decrement", token)
         self.assertEqual(status, 503)
+        self.assertEqual(self.upstream_errors("UNAVAILABLE"), unavailable + 1)
         self.assertIn("Retry-After", headers)
         self.assertNotIn(b"127.0.0.1", body)
         self.assertEqual(self.post("/readyz", None, method="GET")[0], 503)

@@ -720,8 +720,11 @@ class Metrics(unittest.TestCase):
                                     status="OK"), 2)
         self.assertEqual(self.value(samples, "stockd_requests_total", method="Decrement",
                                     status="FAILED_PRECONDITION"), 1)
+        # every status by name, zeros included (so that increase() sees a first INTERNAL)
         statuses = {v for (name, labels) in samples for k, v in labels if k == "status"}
-        self.assertTrue(statuses <= STATUS_NAMES, statuses - STATUS_NAMES)
+        self.assertEqual(statuses, STATUS_NAMES)
+        self.assertEqual(self.value(samples, "stockd_requests_total", method="Decrement",
+                                    status="INTERNAL"), 0)
         count = self.value(samples, "stockd_request_duration_seconds_count", method="Increment")
         total = self.value(samples, "stockd_request_duration_seconds_sum", method="Increment")
         self.assertEqual(count, 2)
