@@ -2,11 +2,31 @@
 #include "csv.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
 static const char *const csv_level_columns[CSV_LEVEL_COLUMNS_MAX] = {
     "location_id", "app_id", "catalog_item_id", "variant", "available", "tracked", "floor"};
+
+/* The UTF-8 encoding of U+FEFF, which spreadsheets put before the first line. */
+static const char csv_utf8_bom[] = "\xEF\xBB\xBF";
+
+size_t csv_line_end_cut(char *line, size_t length)
+{
+    if (length > 0 && line[length - 1] == '\n') {
+        line[--length] = '\0';
+        if (length > 0 && line[length - 1] == '\r') {
+            line[--length] = '\0';
+        }
+    }
+    return length;
+}
+
+bool csv_line_blank(const char *line)
+{
+    return line[strspn(line, ",")] == '\0';
+}
 
 /* Parses a quoted field starting after its opening quote; returns the position after it. */
 static char *csv_quoted(char *cursor, char **field)
@@ -76,6 +96,9 @@ void csv_write_field(FILE *out, const char *text)
 int csv_level_header(char *line)
 {
     char *fields[CSV_FIELDS_MAX];
+    if (strncmp(line, csv_utf8_bom, sizeof(csv_utf8_bom) - 1) == 0) {
+        line += sizeof(csv_utf8_bom) - 1;
+    }
     int count = csv_split(line, fields, CSV_FIELDS_MAX);
     if (count < CSV_LEVEL_COLUMNS_MIN || count > CSV_LEVEL_COLUMNS_MAX) {
         return -1;
@@ -154,10 +177,11 @@ const char *csv_level_parse(char *line, int columns, csv_level_row_t *row)
     }
     row->tracked = -1;
     if (columns > 5 && fields[5][0] != '\0') {
-        bool yes = strcmp(fields[5], "true") == 0 || strcmp(fields[5], "1") == 0;
-        bool no = strcmp(fields[5], "false") == 0 || strcmp(fields[5], "0") == 0;
+        /* spreadsheets write TRUE and FALSE */
+        bool yes = strcasecmp(fields[5], "true") == 0 || strcmp(fields[5], "1") == 0;
+        bool no = strcasecmp(fields[5], "false") == 0 || strcmp(fields[5], "0") == 0;
         if (!yes && !no) {
-            return "tracked: true, false or empty";
+            return "tracked: true, false, 1, 0 or empty";
         }
         row->tracked = yes;
     }

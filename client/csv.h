@@ -38,6 +38,15 @@ typedef struct {
     int64_t floor;
 } csv_level_row_t;
 
+/* Cuts the line break off a line of `length` bytes as fgets read it: "\n" or "\r\n"
+ * (spreadsheets on Windows write CRLF). A CR anywhere else stays in the line, where the parser
+ * refuses it (a control character in an id, or not a number). Returns the new length. */
+size_t csv_line_end_cut(char *line, size_t length);
+
+/* True for a line (without its line break) with no data: empty, or only commas, as a
+ * spreadsheet writes an empty row. Import skips such lines. */
+bool csv_line_blank(const char *line);
+
 /* Splits one line (without its line break) into fields, in place. Returns the number of
  * fields, or -1 when the line is malformed (an unterminated quote, text after a closing
  * quote, or more than CSV_FIELDS_MAX fields). */
@@ -46,14 +55,15 @@ int csv_split(char *line, char **fields, int fields_max);
 /* Writes one field, quoted when needed. */
 void csv_write_field(FILE *out, const char *text);
 
-/* Checks the header line of a level file (split in place). Returns its number of columns
- * (5..7), or -1 when it is not location_id,app_id,catalog_item_id,variant,available
- * [,tracked[,floor]]. */
+/* Checks the header line of a level file (split in place); a UTF-8 byte order mark before it
+ * (spreadsheets write one) is skipped. Returns its number of columns (5..7), or -1 when it is
+ * not location_id,app_id,catalog_item_id,variant,available[,tracked[,floor]]. */
 int csv_level_header(char *line);
 
 /* Parses one data line (without its line break) of a file whose header had `columns`
  * columns. The line is split in place and row->ids point into it. Returns NULL when the row
- * is good, otherwise a static description of the first problem (for "line N: …"). The ids
+ * is good, otherwise a static description of the first problem (for "line N: …"). tracked
+ * is true or false in any case (TRUE, as spreadsheets write it), 1 or 0, or empty. The ids
  * follow stockd's rules (bytes, UTF-8, no control character), so a good row is never
  * refused by stockd for its ids. */
 const char *csv_level_parse(char *line, int columns, csv_level_row_t *row);

@@ -1,8 +1,13 @@
-/* ctl.h — stockctl's exit codes, shared by its command files. */
+/* ctl.h — what stockctl's command files share: the exit codes, the options every command reads,
+ * and the shape of a command. */
 #ifndef STOCKCLIENT_CTL_H
 #define STOCKCLIENT_CTL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "status.h"
+#include "stockclient.h"
 
 enum {
     EXIT_DONE = 0,
@@ -10,6 +15,7 @@ enum {
     EXIT_INVALID = 2,     /* invalid input */
     EXIT_UNREACHABLE = 3, /* stockd unreachable, too slow or overloaded */
     EXIT_OTHER = 4,
+    EXIT_NEVER_SET = 5, /* get: the item was never set (its level is shown, version 0) */
 };
 
 /* The exit code for a gRPC status code (the one table of that mapping), written in the
@@ -41,5 +47,38 @@ static inline int ctl_exit_for(int grpc_code)
     }
     return EXIT_OTHER;
 }
+
+/* stockctl's options (one declarative table in stockctl.c fills it). Strings point into argv,
+ * the environment or the table's defaults; NULL = not given (for options without a default). */
+typedef struct {
+    const char *stockd;
+    const char *tenant;
+    const char *location;
+    const char *variant;
+    int64_t deadline_ms;
+    bool json;
+    bool restrict_inventory;
+    const char *request_id;
+    const char *order_id;
+    const char *app;
+    int64_t page_size;
+    const char *after_seq;   /* history/watch: start after this seq; NULL = not given */
+    const char *from_seq;    /* history/watch: start at this seq; NULL = not given */
+    bool from_start;         /* watch: replay the whole ledger first */
+    const char *tracked;     /* set: "true" or "false"; NULL = keep the current value */
+    const char *floor_value; /* set: an integer; NULL = keep the current value */
+    int64_t count;
+    int64_t chunk_rows;
+    /* wix-sign */
+    const char *key;
+    const char *app_id;
+    const char *instance_id;
+    const char *alg;
+    int64_t ttl_s;
+} ctl_config_t;
+
+/* One command: args[0..count) are its positional arguments; client is NULL for a command that
+ * does not talk to stockd. Returns an exit code. */
+typedef int ctl_command_fn(const ctl_config_t *config, sc_client_t *client, char **args, int count);
 
 #endif

@@ -1,6 +1,7 @@
 /* transfer.c — see transfer.h. */
 #include "transfer.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "csv.h"
 #include "ctl.h"
+#include "ctl_output.h"
 #include "util.h"
 
 /* ---- export ---- */
@@ -53,12 +55,47 @@ static bool ctl_export_page(void *context, Stockd__V1__StockLevel *const *levels
     return true;
 }
 
+/* The summary: on stderr, or with json one object (with the error, if stockd failed) on
+ * stdout, or on stderr when the CSV itself goes to stdout. */
+static void ctl_export_summary(const ctl_transfer_t *transfer, const ctl_export_t *export,
+                               bool csv_on_stdout, const sc_status_t *status)
+{
+    if (!transfer->json) {
+        if (status->code != 0) {
+            fprintf(stderr, "stockctl: export failed: %s: %s\n", sc_code_name(status->code),
+                    status->message);
+        }
+        fprintf(stderr, "stockctl: exported %zu rows", export->rows);
+        if (export->skipped_rows > 0) {
+            fprintf(stderr, "; %zu rows not exported (control characters in ids)",
+                    export->skipped_rows);
+        }
+        fputc('\n', stderr);
+        return;
+    }
+    json_t *summary = json_pack("{s:I,s:I}", "rows", (json_int_t) export->rows, "rows_not_exported",
+                                (json_int_t) export->skipped_rows);
+    if (summary != NULL && status->code != 0) {
+        json_object_set_new(
+            summary, "error",
+            json_pack("{s:s,s:s}", "code", sc_code_name(status->code), "message", status->message));
+    }
+    if (!csv_on_stdout) {
+        ctl_json_print(summary);
+        return;
+    }
+    char *text = summary != NULL ? json_dumps(summary, JSON_COMPACT) : NULL;
+    fprintf(stderr, "%s\n", text != NULL ? text : "{}");
+    free(text);
+    json_decref(summary);
+}
+
 int ctl_export(const ctl_transfer_t *transfer, const char *path)
 {
-    FILE *out = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+    bool to_stdout = strcmp(path, "-") == 0;
+    FILE *out = to_stdout ? stdout : fopen(path, "w");
     if (out == NULL) {
-        fprintf(stderr, "stockctl: cannot write %s\n", path);
-        return EXIT_INVALID;
+        return ctl_invalid(transfer->json, "cannot write %s", path);
     }
     fprintf(out, "location_id,app_id,catalog_item_id,variant,available,tracked,floor\n");
     Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
@@ -69,21 +106,15 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
     int code = sc_list_all(transfer->client, &request, ctl_export_page, &export,
                            transfer->deadline_ms, &status);
     int exit_code = ctl_exit_for(code);
-    if (code != 0) {
-        fprintf(stderr, "stockctl: export failed: %s: %s\n", sc_code_name(code), status.message);
-    }
-    sc_status_free(&status);
-    if (out != stdout && fclose(out) != 0) {
+    if (!to_stdout && fclose(out) != 0) {
+        fprintf(stderr, "stockctl: writing %s failed\n", path);
         exit_code = EXIT_OTHER;
     }
     if (export.skipped_rows > 0 && exit_code == EXIT_DONE) {
         exit_code = EXIT_OTHER;
     }
-    fprintf(stderr, "stockctl: exported %zu rows", export.rows);
-    if (export.skipped_rows > 0) {
-        fprintf(stderr, "; %zu rows not exported (control characters in ids)", export.skipped_rows);
-    }
-    fputc('\n', stderr);
+    ctl_export_summary(transfer, &export, to_stdout, &status);
+    sc_status_free(&status);
     return exit_code;
 }
 
@@ -118,34 +149,104 @@ static void ctl_bad_row(ctl_rows_t *rows, size_t line, const char *reason)
     }
 }
 
-/* Reads the whole file: good rows kept, bad rows reported. Updates the SHA-256 digest. */
+/* Reads one line of the file into line[0..capacity) and cuts its line break (LF or CRLF).
+ * Every byte read goes into the digest. Returns false at the end of the file. Sets
+ * *problem_out, skipping the rest of the line, when the line is longer than
+ * CSV_LINE_BYTES_MAX or holds a NUL byte (as every line of a UTF-16 file does); else NULL. */
+static bool ctl_read_line(FILE *in, EVP_MD_CTX *digest, char *line, size_t capacity,
+                          const char **problem_out)
+{
+    if (fgets(line, (int)capacity, in) == NULL) {
+        return false;
+    }
+    size_t length = strlen(line);
+    EVP_DigestUpdate(digest, line, length);
+    bool complete = length > 0 && line[length - 1] == '\n';
+    *problem_out = NULL;
+    if (!complete && !feof(in)) { /* the buffer filled up, or a NUL hid the rest */
+        *problem_out = length + 1 < capacity ? "a NUL byte in the line (is the file UTF-16?)"
+                                             : "line longer than 4096 bytes";
+        int c;
+        while ((c = fgetc(in)) != EOF && c != '\n') {
+            unsigned char byte = (unsigned char)c;
+            EVP_DigestUpdate(digest, &byte, 1);
+        }
+        if (c == '\n') {
+            EVP_DigestUpdate(digest, "\n", 1);
+        }
+        return true;
+    }
+    if (csv_line_end_cut(line, length) > CSV_LINE_BYTES_MAX) {
+        *problem_out = "line longer than 4096 bytes";
+    }
+    return true;
+}
+
+/* Keeps a good row (copying its ids). Returns 0 or EXIT_OTHER when out of memory. */
+static int ctl_keep_row(ctl_rows_t *rows, const csv_level_row_t *parsed, size_t number)
+{
+    if (rows->count == rows->capacity) {
+        size_t capacity = rows->capacity ? rows->capacity * 2 : 1024;
+        ctl_row_t *bigger = realloc(rows->rows, capacity * sizeof(*rows->rows));
+        if (bigger == NULL) {
+            fprintf(stderr, "stockctl: out of memory\n");
+            return EXIT_OTHER;
+        }
+        rows->rows = bigger;
+        rows->capacity = capacity;
+    }
+    ctl_row_t row = {.available = parsed->available,
+                     .tracked = parsed->tracked,
+                     .has_floor = parsed->has_floor,
+                     .floor = parsed->floor,
+                     .line = number};
+    for (int i = 0; i < 4; i++) {
+        row.parts[i] = strdup(parsed->ids[i]);
+    }
+    rows->rows[rows->count++] = row; /* owned by rows now, even if a copy failed */
+    if (!row.parts[0] || !row.parts[1] || !row.parts[2] || !row.parts[3]) {
+        fprintf(stderr, "stockctl: out of memory\n");
+        return EXIT_OTHER;
+    }
+    return 0;
+}
+
+/* Reads line 1 (NULL: missing) into *columns_out; `problem` is ctl_read_line's. Returns 0,
+ * or EXIT_INVALID after saying why it is not the header (naming UTF-16, which spreadsheets
+ * write as "Unicode text"). */
+static int ctl_header(const ctl_rows_t *rows, char *line, const char *problem, int *columns_out)
+{
+    bool utf16 =
+        line != NULL && (strncmp(line, "\xFF\xFE", 2) == 0 || strncmp(line, "\xFE\xFF", 2) == 0);
+    *columns_out = line != NULL && problem == NULL ? csv_level_header(line) : -1;
+    if (*columns_out >= 0) {
+        return 0;
+    }
+    return ctl_invalid(rows->json,
+                       "line 1 must be the header location_id,app_id,catalog_item_id,variant,"
+                       "available[,tracked[,floor]]%s",
+                       utf16 ? " (this file is UTF-16: save it as \"CSV UTF-8\")" : "");
+}
+
+/* Reads the whole file: good rows kept, bad rows reported. Updates the SHA-256 digest.
+ * Returns 0, EXIT_INVALID (no header; reported) or EXIT_OTHER. */
 static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
 {
-    char line[CSV_LINE_BYTES_MAX + 2];
+    char line[CSV_LINE_BYTES_MAX + 3]; /* the longest line, its "\r\n" and the NUL */
     int columns = -1;
-    for (size_t number = 1; fgets(line, sizeof(line), in) != NULL; number++) {
-        size_t length = strlen(line);
-        EVP_DigestUpdate(digest, line, length);
-        bool complete = length > 0 && line[length - 1] == '\n';
-        line[strcspn(line, "\r\n")] = '\0';
-        if (!complete && !feof(in)) {
-            int c;
-            while ((c = fgetc(in)) != EOF && c != '\n') {
-            }
-            ctl_bad_row(rows, number, "line longer than 4096 bytes");
-            continue;
-        }
+    const char *problem = NULL;
+    for (size_t number = 1; ctl_read_line(in, digest, line, sizeof(line), &problem); number++) {
         if (number == 1) {
-            columns = csv_level_header(line);
-            if (columns < 0) {
-                fprintf(stderr, "stockctl: line 1 must be the header "
-                                "location_id,app_id,catalog_item_id,variant,available"
-                                "[,tracked[,floor]]\n");
+            if (ctl_header(rows, line, problem, &columns) != 0) {
                 return EXIT_INVALID;
             }
             continue;
         }
-        if (line[0] == '\0') {
+        if (problem != NULL) {
+            ctl_bad_row(rows, number, problem);
+            continue;
+        }
+        if (csv_line_blank(line)) {
             continue;
         }
         csv_level_row_t parsed;
@@ -154,31 +255,12 @@ static int ctl_read_rows(FILE *in, EVP_MD_CTX *digest, ctl_rows_t *rows)
             ctl_bad_row(rows, number, reason);
             continue;
         }
-        if (rows->count == rows->capacity) {
-            size_t capacity = rows->capacity ? rows->capacity * 2 : 1024;
-            ctl_row_t *bigger = realloc(rows->rows, capacity * sizeof(*rows->rows));
-            if (bigger == NULL) {
-                fprintf(stderr, "stockctl: out of memory\n");
-                return EXIT_OTHER;
-            }
-            rows->rows = bigger;
-            rows->capacity = capacity;
-        }
-        ctl_row_t row = {.available = parsed.available,
-                         .tracked = parsed.tracked,
-                         .has_floor = parsed.has_floor,
-                         .floor = parsed.floor,
-                         .line = number};
-        for (int i = 0; i < 4; i++) {
-            row.parts[i] = strdup(parsed.ids[i]);
-        }
-        rows->rows[rows->count++] = row; /* owned by rows now, even if a copy failed */
-        if (!row.parts[0] || !row.parts[1] || !row.parts[2] || !row.parts[3]) {
-            fprintf(stderr, "stockctl: out of memory\n");
-            return EXIT_OTHER;
+        int code = ctl_keep_row(rows, &parsed, number);
+        if (code != 0) {
+            return code;
         }
     }
-    return columns < 0 ? EXIT_INVALID : 0;
+    return columns < 0 ? ctl_header(rows, NULL, NULL, &columns) : 0; /* an empty file */
 }
 
 static int ctl_compare_rows(const void *a, const void *b)
@@ -226,6 +308,8 @@ typedef struct {
     size_t applied_rows, replayed_chunks, chunks;
     double started_ms;
     bool terminal;
+    int error_code;          /* the gRPC code of the chunk that failed, or 0 */
+    char error_message[512]; /* and its message */
 } ctl_progress_t;
 
 static void ctl_show_progress(const ctl_progress_t *progress, size_t done, size_t total)
@@ -243,7 +327,8 @@ static void ctl_show_progress(const ctl_progress_t *progress, size_t done, size_
 
 /* Sends rows[first..first+count) (good ones only) as one atomic SetStock. */
 static int ctl_send_chunk(const ctl_transfer_t *transfer, ctl_row_t **chunk, size_t count,
-                          const char *request_id, const char *reason_text, bool *replayed)
+                          const char *request_id, const char *reason_text, bool *replayed,
+                          ctl_progress_t *progress)
 {
     Stockd__V1__ItemRef *items = calloc(count, sizeof(*items));
     Stockd__V1__SetLine *lines = calloc(count, sizeof(*lines));
@@ -282,6 +367,8 @@ static int ctl_send_chunk(const ctl_transfer_t *transfer, ctl_row_t **chunk, siz
         if (code != 0) {
             fprintf(stderr, "\nstockctl: chunk %s failed: %s: %s\n", request_id, sc_code_name(code),
                     status.message);
+            snprintf(progress->error_message, sizeof(progress->error_message),
+                     "chunk %.96s: %.400s", request_id, status.message);
         }
         *replayed = response != NULL && response->replayed;
         if (response != NULL) {
@@ -321,7 +408,8 @@ static int ctl_send_rows(const ctl_transfer_t *transfer, ctl_rows_t *rows, const
         /* file digest + chunk size + chunk number: the same import gives the same ids */
         snprintf(request_id, sizeof(request_id), "import:%.32s:%zu:%zu", digest_hex,
                  transfer->chunk_rows, progress->chunks);
-        code = ctl_send_chunk(transfer, chunk, filled, request_id, reason_text, &replayed);
+        code =
+            ctl_send_chunk(transfer, chunk, filled, request_id, reason_text, &replayed, progress);
         if (code == 0) {
             progress->chunks++;
             progress->replayed_chunks += replayed;
@@ -332,6 +420,11 @@ static int ctl_send_rows(const ctl_transfer_t *transfer, ctl_rows_t *rows, const
         filled = 0;
     }
     free(chunk);
+    if (code == 13 && progress->error_message[0] == '\0') {
+        snprintf(progress->error_message, sizeof(progress->error_message),
+                 "out of memory in stockctl");
+    }
+    progress->error_code = code;
     return code;
 }
 
@@ -345,17 +438,54 @@ static void ctl_free_rows(ctl_rows_t *rows)
     free(rows->rows);
 }
 
-int ctl_import(const ctl_transfer_t *transfer, const char *path)
+/* The summary: on stderr, or with json one object on stdout (with the error of the chunk
+ * that failed, if one did). */
+static void ctl_import_summary(const ctl_transfer_t *transfer, const ctl_progress_t *progress,
+                               size_t bad_rows)
+{
+    double seconds = (util_monotonic_ms() - progress->started_ms) / 1000.0;
+    if (progress->terminal) {
+        fputc('\n', stderr);
+    }
+    if (!transfer->json) {
+        fprintf(stderr,
+                "stockctl: %zu rows applied in %zu chunks (%zu chunks were already applied), "
+                "%zu bad rows, %.1f s\n",
+                progress->applied_rows, progress->chunks, progress->replayed_chunks, bad_rows,
+                seconds);
+        return;
+    }
+    json_t *summary =
+        json_pack("{s:I,s:I,s:I,s:I,s:f}", "rows_applied", (json_int_t)progress->applied_rows,
+                  "chunks", (json_int_t)progress->chunks, "chunks_already_applied",
+                  (json_int_t)progress->replayed_chunks, "bad_rows", (json_int_t)bad_rows,
+                  "seconds", seconds);
+    if (summary != NULL && progress->error_code != 0) {
+        json_object_set_new(summary, "error",
+                            json_pack("{s:s,s:s}", "code", sc_code_name(progress->error_code),
+                                      "message", progress->error_message));
+    }
+    ctl_json_print(summary);
+}
+
+/* Reads the file's rows and its SHA-256 (as hex). Returns 0 or an exit code (reported). */
+static int ctl_import_read(const ctl_transfer_t *transfer, const char *path, ctl_rows_t *rows,
+                           char digest_hex[65])
 {
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (in == NULL) {
-        fprintf(stderr, "stockctl: cannot read %s\n", path);
-        return EXIT_INVALID;
+        return ctl_invalid(transfer->json, "cannot read %s", path);
     }
-    ctl_rows_t rows = {NULL, 0, 0, 0, transfer->json};
     EVP_MD_CTX *digest = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(digest, EVP_sha256(), NULL);
-    int exit_code = ctl_read_rows(in, digest, &rows);
+    if (digest == NULL || EVP_DigestInit_ex(digest, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(digest);
+        if (in != stdin) {
+            fclose(in);
+        }
+        fprintf(stderr, "stockctl: out of memory\n");
+        return EXIT_OTHER;
+    }
+    int exit_code = ctl_read_rows(in, digest, rows);
     if (in != stdin) {
         fclose(in);
     }
@@ -363,9 +493,17 @@ int ctl_import(const ctl_transfer_t *transfer, const char *path)
     unsigned int hash_length = 0;
     EVP_DigestFinal_ex(digest, hash, &hash_length);
     EVP_MD_CTX_free(digest);
-    char digest_hex[65];
     util_hex(hash, sizeof(hash), digest_hex);
-    ctl_progress_t progress = {0, 0, 0, util_monotonic_ms(), isatty(STDERR_FILENO) == 1};
+    return exit_code;
+}
+
+int ctl_import(const ctl_transfer_t *transfer, const char *path)
+{
+    ctl_rows_t rows = {NULL, 0, 0, 0, transfer->json};
+    char digest_hex[65];
+    ctl_progress_t progress = {.started_ms = util_monotonic_ms(),
+                               .terminal = isatty(STDERR_FILENO) == 1};
+    int exit_code = ctl_import_read(transfer, path, &rows, digest_hex);
     if (exit_code == 0) {
         ctl_mark_duplicates(&rows);
         int code = ctl_send_rows(transfer, &rows, digest_hex, path, &progress);
@@ -374,22 +512,7 @@ int ctl_import(const ctl_transfer_t *transfer, const char *path)
             fprintf(stderr, "stockctl: stopped; run the same command again to resume (applied "
                             "chunks are recognised and skipped)\n");
         }
-    }
-    double seconds = (util_monotonic_ms() - progress.started_ms) / 1000.0;
-    if (progress.terminal) {
-        fputc('\n', stderr);
-    }
-    if (transfer->json) {
-        printf("{\"rows_applied\":%zu,\"chunks\":%zu,\"chunks_already_applied\":%zu,"
-               "\"bad_rows\":%zu,\"seconds\":%.3f}\n",
-               progress.applied_rows, progress.chunks, progress.replayed_chunks, rows.bad_count,
-               seconds);
-    } else {
-        fprintf(stderr,
-                "stockctl: %zu rows applied in %zu chunks (%zu chunks were already applied), "
-                "%zu bad rows, %.1f s\n",
-                progress.applied_rows, progress.chunks, progress.replayed_chunks, rows.bad_count,
-                seconds);
+        ctl_import_summary(transfer, &progress, rows.bad_count);
     }
     ctl_free_rows(&rows);
     return exit_code;

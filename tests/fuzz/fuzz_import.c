@@ -103,10 +103,11 @@ static void fuzz_row(char *line, int columns)
     FUZZ_CHECK(fuzz_export_import(&row));
 }
 
-/* An import file, cut into lines as ctl_read_rows does (fgets, then cut at CR or LF). */
+/* An import file, cut into lines as ctl_read_rows does (at LF, then csv_line_end_cut drops
+ * the LF or CRLF; blank lines are skipped). */
 static void fuzz_file(const uint8_t *data, size_t size)
 {
-    char line[CSV_LINE_BYTES_MAX + 2];
+    char line[CSV_LINE_BYTES_MAX + 3];
     int columns = -1;
     size_t offset = 0;
     for (size_t number = 1; offset < size; number++) {
@@ -114,12 +115,14 @@ static void fuzz_file(const uint8_t *data, size_t size)
         const uint8_t *end = memchr(start, '\n', size - offset);
         size_t length = end != NULL ? (size_t)(end - start) : size - offset;
         offset += length + (end != NULL);
-        if (length > CSV_LINE_BYTES_MAX) {
+        if (length > CSV_LINE_BYTES_MAX + 1) {
             continue; /* reported as too long */
         }
-        memcpy(line, start, length);
-        line[length] = '\0';
-        line[strcspn(line, "\r\n")] = '\0';
+        memcpy(line, start, length + (end != NULL));
+        line[length + (end != NULL)] = '\0';
+        if (csv_line_end_cut(line, length + (end != NULL)) > CSV_LINE_BYTES_MAX) {
+            continue; /* reported as too long */
+        }
         if (number == 1) {
             columns = csv_level_header(line);
             if (columns < 0) {
@@ -128,7 +131,7 @@ static void fuzz_file(const uint8_t *data, size_t size)
             FUZZ_CHECK(columns >= CSV_LEVEL_COLUMNS_MIN && columns <= CSV_LEVEL_COLUMNS_MAX);
             continue;
         }
-        if (line[0] != '\0') {
+        if (!csv_line_blank(line)) {
             fuzz_row(line, columns);
         }
     }

@@ -2,10 +2,13 @@
 """Integration test of the stockctl command line against the real stockd.
 
 Goal: every stockctl subcommand does its job, prints tables or --json, and exits with the
-documented codes (0 done, 1 refused, 2 invalid input, 3 unreachable); `export` then `import`
-gives back every id stockd accepts byte for byte, and ids that could not round-trip (control
-characters) are refused; `backup` writes a checkpoint that restores to exactly the state it
-was taken at.
+documented codes (0 done, 1 refused, 2 invalid input, 3 unreachable, 5 get of an item never
+set); `list` prints one listing across pages (one table header, one JSON document); `watch`
+starts from now unless told to replay, and `seq` shows where now is; `history` shows who and
+when; help is there for every command; imports take what spreadsheets write (a UTF-8 BOM, CRLF,
+quoted fields, TRUE/FALSE, empty rows); `export` then `import` gives back every id stockd
+accepts byte for byte, and ids that could not round-trip (control characters) are refused;
+`backup` writes a checkpoint that restores to exactly the state it was taken at.
 Method: start stockd on 127.0.0.1:0 in a temporary directory and run the stockctl binary.
 Usage: test_stockctl.py BUILD-DIR
 """
@@ -82,7 +85,7 @@ class Stockctl(unittest.TestCase):
         self.assertEqual(self.ctl("decrement", "app", "sku-1", "x")[0], 2, "not a number")
         self.assertEqual(self.ctl("get", "app")[0], 2, "missing argument")
         self.assertEqual(self.ctl("no-such-command")[0], 2)
-        self.assertEqual(self.ctl("--variant", "L", "get", "app", "sku-1")[0], 0)
+        self.assertEqual(self.ctl("--variant", "L", "get", "app", "sku-1")[0], 5, "never set")
         # request ids make repeats safe
         self.assertEqual(self.ctl("--request-id", "r1", "decrement", "app", "sku-1", "1")[0], 0)
         self.assertEqual(self.ctl("--request-id", "r1", "decrement", "app", "sku-1", "1")[0], 0)
@@ -127,7 +130,7 @@ class Stockctl(unittest.TestCase):
                                   "listapp", "l2", "1")[0], 0)
         code, out, _ = self.ctl("--tenant", "lister", "--json", "--page-size", "2", "list")
         self.assertEqual(code, 0)
-        listed = [row for line in out.splitlines() for row in json.loads(line)]
+        listed = json.loads(out)  # one document across both pages
         self.assertEqual(sorted(r["catalog_item_id"] for r in listed), ["l1", "l2", "l3"])
         code, out, _ = self.ctl("--tenant", "lister", "--json", "--order-id", "o-9", "history")
         entries = [json.loads(line) for line in out.splitlines()]
@@ -135,7 +138,8 @@ class Stockctl(unittest.TestCase):
                          [("DECREMENT", -1, 3)])
         code, out, _ = self.ctl("--tenant", "lister", "--json", "history", "listapp", "l2")
         self.assertEqual([json.loads(line)["op"] for line in out.splitlines()], ["SET", "DECREMENT"])
-        code, out, _ = self.ctl("--tenant", "lister", "--json", "--count", "3", "watch")
+        code, out, _ = self.ctl("--tenant", "lister", "--json", "--count", "3", "--from-start",
+                                "watch")
         self.assertEqual(code, 0)
         seqs = [json.loads(line)["seq"] for line in out.splitlines()]
         self.assertEqual(len(seqs), 3)
@@ -211,7 +215,7 @@ class Stockctl(unittest.TestCase):
         def listed(tenant):
             code, out, err = self.ctl("--tenant", tenant, "--json", "list")
             self.assertEqual(code, 0, err)
-            rows = [row for line in out.splitlines() for row in json.loads(line)]
+            rows = json.loads(out)
             return sorted((r.get("location_id", ""), r.get("app_id", ""),
                            r.get("catalog_item_id", ""), r.get("variant", ""),
                            r["available"]) for r in rows)
@@ -257,8 +261,7 @@ class Stockctl(unittest.TestCase):
             self.assertIn("line %d:" % line, err)
         self.assertIn("1 rows applied", err)
         code, out, _ = self.ctl("--tenant", "ctrl", "--json", "list")
-        self.assertEqual([r["catalog_item_id"] for line in out.splitlines()
-                          for r in json.loads(line)], ["good"])
+        self.assertEqual([r["catalog_item_id"] for r in json.loads(out)], ["good"])
 
     def test_backup_and_restore(self):
         self.assertEqual(self.ctl("set", "app", "backup-me", "7")[0], 0)
@@ -278,6 +281,293 @@ class Stockctl(unittest.TestCase):
         finally:
             self.assertEqual(stop(proc), 0)
 
+
+    # ---- list: one listing across pages ----
+
+    def write_csv(self, name, text, encoding="utf-8"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding=encoding, newline="") as f:
+            f.write(text)
+        return path
+
+    def test_list_is_one_listing_across_pages(self):
+        """1500 items over 3 pages: one table header with fixed columns, one JSON array; a
+        filter that matches nothing is one empty listing."""
+        rows = ["location_id,app_id,catalog_item_id,variant,available"]
+        rows += [",big,sku-%05d,,%d" % (i, i) for i in range(1500)]
+        rows.append(",big,%s,,7" % ("w" * 40))  # wider than the first page's ids: printed whole
+        path = self.write_csv("big.csv", "\n".join(rows) + "\n")
+        code, _, err = self.ctl("--tenant", "big", "import", path)
+        self.assertEqual(code, 0, err)
+        code, out, err = self.ctl("--tenant", "big", "--json", "--page-size", "500", "list")
+        self.assertEqual(code, 0, err)
+        listed = json.loads(out)  # the whole output is one JSON document
+        self.assertEqual(len(listed), 1501)
+        self.assertEqual(len({r["catalog_item_id"] for r in listed}), 1501)
+        self.assertTrue(all(r["exists"] for r in listed))
+        code, out, err = self.ctl("--tenant", "big", "--json", "list")  # pages of 1000
+        self.assertEqual((code, len(json.loads(out))), (0, 1501), err)
+        code, out, err = self.ctl("--tenant", "big", "--page-size", "500", "list")
+        self.assertEqual(code, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 1502)
+        self.assertEqual(sum("AVAILABLE" in line for line in lines), 1, "one header")
+        self.assertTrue(lines[0].startswith("LOCATION"))
+        # the column widths are fixed: every row of regular ids lines up with the header
+        end = lines[0].index("AVAILABLE") + len("AVAILABLE")
+        regular = [line for line in lines[1:] if "sku-" in line]
+        self.assertEqual(len(regular), 1500)
+        for line in regular:
+            self.assertRegex(line[:end], r" \d+$")
+        self.assertIn("w" * 40, out)
+        # --count stops inside a page and still closes the document
+        code, out, _ = self.ctl("--tenant", "big", "--json", "--page-size", "500", "--count",
+                                "501", "list")
+        self.assertEqual((code, len(json.loads(out))), (0, 501))
+        # nothing matches: one empty listing
+        code, out, err = self.ctl("--tenant", "big", "--json", "--app", "no-such-app", "list")
+        self.assertEqual((code, json.loads(out)), (0, []), err)
+        code, out, _ = self.ctl("--tenant", "big", "--app", "no-such-app", "list")
+        self.assertEqual(code, 0)
+        self.assertEqual(len(out.splitlines()), 1)
+        self.assertTrue(out.startswith("LOCATION"))
+        code, out, _ = self.ctl("--tenant", "nobody-here", "--json", "list")
+        self.assertEqual((code, json.loads(out)), (0, []))
+
+    # ---- watch from now, seq, get of an item never set ----
+
+    def start_watch(self, tenant, *args):
+        proc = subprocess.Popen([STOCKCTL, "--stockd", self.addr, "--tenant", tenant, "--json",
+                                 *args, "watch"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        m = re.search(r"watching tenant \S+ after ledger seq (\d+)", line)
+        if m is None:
+            proc.kill()
+            self.fail("watch did not start: %r" % line)
+        return proc, int(m.group(1))
+
+    def test_watch_starts_from_now_and_seq_shows_now(self):
+        tenant = "watcher"
+        code, out, _ = self.ctl("--tenant", tenant, "seq")
+        self.assertEqual((code, out), (0, "0\n"), "no ledger yet")
+        for sku in ("w1", "w2", "w3"):
+            self.assertEqual(self.ctl("--tenant", tenant, "set", "app", sku, "1")[0], 0)
+            # another tenant's writes in between: seqs are shared, each tenant sees its own
+            self.assertEqual(self.ctl("--tenant", "noise", "set", "app", sku, "1")[0], 0)
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "history")
+        seqs = [json.loads(line)["seq"] for line in out.splitlines()]
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "seq")
+        self.assertEqual(json.loads(out), {"tenant_id": tenant, "ledger_seq": seqs[-1]})
+        self.assertEqual(self.ctl("--tenant", tenant, "seq")[1], "%d\n" % seqs[-1])
+        # by default a watch shows only what happens after it starts
+        proc, start = self.start_watch(tenant, "--count", "1")
+        self.assertEqual(start, seqs[-1])
+        self.assertEqual(self.ctl("--tenant", tenant, "increment", "app", "w4", "2")[0], 0)
+        out, _ = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0)
+        entries = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([(e["catalog_item_id"], e["delta"]) for e in entries], [("w4", 2)])
+        self.assertGreater(entries[0]["seq"], start)
+        # replays: --from-start, --from-seq N (N included), --after-seq N (after N)
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "--from-start", "--count", "2",
+                                "watch")
+        self.assertEqual([json.loads(line)["seq"] for line in out.splitlines()], seqs[:2])
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "--from-seq", str(seqs[1]),
+                                "--count", "1", "watch")
+        self.assertEqual(json.loads(out)["seq"], seqs[1])
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "--after-seq", str(seqs[1]),
+                                "--count", "1", "watch")
+        self.assertEqual(json.loads(out)["seq"], seqs[2])
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "--from-seq", str(seqs[2]),
+                                "history")
+        self.assertEqual(json.loads(out.splitlines()[0])["seq"], seqs[2])
+        code, out, _ = self.ctl("--json", "--from-start", "--from-seq", "3", "watch")
+        self.assertEqual(code, 2)
+        self.assertEqual(json.loads(out)["error"]["code"], "INVALID_ARGUMENT")
+        self.assertEqual(self.ctl("--from-seq", "x", "history")[0], 2)
+
+    def test_seq_of_a_large_ledger(self):
+        """The current seq is found with a handful of History calls, past other tenants."""
+        rows = ["location_id,app_id,catalog_item_id,variant,available"]
+        rows += [",app,s%d,,1" % i for i in range(3000)]
+        path = self.write_csv("seq.csv", "\n".join(rows) + "\n")
+        self.assertEqual(self.ctl("--tenant", "seq-big", "--chunk-rows", "7", "import", path)[0], 0)
+        self.assertEqual(self.ctl("--tenant", "seq-big", "set", "app", "last", "1")[0], 0)
+        self.assertEqual(self.ctl("--tenant", "seq-other", "set", "app", "x", "1")[0], 0)
+        code, out, _ = self.ctl("--tenant", "seq-big", "--json", "--from-seq", "0", "history")
+        last = json.loads(out.splitlines()[-1])
+        self.assertEqual(last["catalog_item_id"], "last")
+        self.assertEqual(self.ctl("--tenant", "seq-big", "seq")[1], "%d\n" % last["seq"])
+
+    def test_get_of_an_item_never_set(self):
+        code, out, _ = self.ctl("--tenant", "nev", "get", "app", "ghost")
+        self.assertEqual(code, 5)
+        self.assertIn("(never set)", out)
+        code, out, _ = self.ctl("--tenant", "nev", "--json", "get", "app", "ghost")
+        self.assertEqual(code, 5)
+        level = json.loads(out)[0]
+        self.assertEqual((level["exists"], level["version"], level["available"]), (False, 0, 0))
+        # a level set to 0 exists
+        self.assertEqual(self.ctl("--tenant", "nev", "set", "app", "zero", "0")[0], 0)
+        code, out, _ = self.ctl("--tenant", "nev", "--json", "get", "app", "zero")
+        self.assertEqual((code, json.loads(out)[0]["exists"]), (0, True))
+        code, out, _ = self.ctl("--tenant", "nev", "get", "app", "zero")
+        self.assertNotIn("never set", out)
+
+    # ---- help, JSON errors, history for people ----
+
+    COMMANDS = ("health", "get", "set", "decrement", "increment", "list", "history", "watch",
+                "seq", "import", "export", "backup", "wix-sign", "help")
+
+    def test_help_for_every_command(self):
+        r = subprocess.run([STOCKCTL, "--help"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        for command in self.COMMANDS:
+            self.assertRegex(r.stdout, r"\n  %s\b" % re.escape(command))
+        self.assertIn("exit codes", r.stdout)
+        for command in self.COMMANDS:
+            pages = []
+            for argv in (["help", command], [command, "--help"], ["--json", command, "-h"]):
+                r = subprocess.run([STOCKCTL, *argv], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, (argv, r.stderr))
+                pages.append(r.stdout)
+            self.assertEqual(len(set(pages)), 1, command)
+            page = pages[0]
+            self.assertTrue(page.startswith("usage: stockctl [options] %s" % command), page)
+            self.assertIn("exit codes:\n  0  ", page)
+        for command in ("import", "export"):
+            page = subprocess.run([STOCKCTL, "help", command], capture_output=True,
+                                  text=True).stdout
+            for column in ("location_id", "app_id", "catalog_item_id", "variant", "available",
+                           "tracked", "floor"):
+                self.assertRegex(page, r"\n  %s +\S" % column)
+            self.assertIn("true or false", page)
+            self.assertIn("byte order mark", page)
+        self.assertIn("  5  ", subprocess.run([STOCKCTL, "help", "get"], capture_output=True,
+                                              text=True).stdout)
+        r = subprocess.run([STOCKCTL, "help", "no-such"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+
+    def test_json_errors_have_one_shape(self):
+        cases = [
+            (("get", "app"), 2, "INVALID_ARGUMENT"),                # missing argument
+            (("decrement", "app", "x", "many"), 2, "INVALID_ARGUMENT"),
+            (("no-such-command",), 2, "INVALID_ARGUMENT"),
+            (("--tracked", "true", "--floor", "1.5", "set", "app", "x", "1"), 2,
+             "INVALID_ARGUMENT"),
+            (("set", "app", "x", "9999999999999999"), 2, "OUT_OF_RANGE"),  # refused by stockd
+            (("--restrict", "decrement", "app", "nothing-here", "1"), 1, "FAILED_PRECONDITION"),
+            (("import", os.path.join(self.dir, "missing.csv")), 2, "INVALID_ARGUMENT"),
+        ]
+        for args, exit_code, name in cases:
+            code, out, _ = self.ctl("--tenant", "jerr", "--json", *args)
+            self.assertEqual(code, exit_code, args)
+            error = json.loads(out)["error"]
+            self.assertEqual(error["code"], name, args)
+            self.assertTrue(error["message"], args)
+        code, out, _ = self.ctl("--json", "--deadline-ms", "500", "list", addr="127.0.0.1:1")
+        self.assertEqual(code, 3)
+        self.assertEqual(json.loads(out)["error"]["code"], "UNAVAILABLE")
+        # a write whose outcome is unknown carries the request_id to retry with
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            code, out, _ = self.ctl("--json", "--deadline-ms", "500", "--tenant", "jerr",
+                                    "increment", "app", "r", "1")
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.assertEqual(code, 3)
+        error = json.loads(out)["error"]
+        self.assertEqual(error["code"], "DEADLINE_EXCEEDED")
+        self.assertRegex(error["request_id"], r"^sc-[0-9a-f]{32}$")
+
+    def test_history_table_says_when_where_and_who(self):
+        tenant = "hist"
+        self.assertEqual(self.ctl("--tenant", tenant, "--location", "north", "set", "app",
+                                  "h1", "5")[0], 0)
+        self.assertEqual(self.ctl("--tenant", tenant, "--location", "north", "--order-id",
+                                  "order-77", "--request-id", "req-77", "decrement", "app",
+                                  "h1", "2")[0], 0)
+        code, out, _ = self.ctl("--tenant", tenant, "history")
+        self.assertEqual(code, 0)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 3)
+        for column in ("SEQ", "TIME (UTC)", "OP", "LOCATION", "APP", "ITEM", "DELTA",
+                       "AVAILABLE", "REASON", "ORDER", "REQUEST"):
+            self.assertIn(column, lines[0])
+        self.assertRegex(lines[2], r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+        for text in ("north", "DECREMENT", "-2", "order-77", "req-77", "CORRECTION"):
+            self.assertIn(text, lines[2])
+        # the columns of every row start where the header's do
+        start = lines[0].index("ORDER")
+        self.assertEqual(lines[2].index("order-77"), start)
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "history")
+        entry = json.loads(out.splitlines()[1])
+        self.assertEqual((entry["location_id"], entry["order_id"], entry["request_id"]),
+                         ("north", "order-77", "req-77"))
+        self.assertRegex(entry["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        code, out, _ = self.ctl("--tenant", tenant, "--order-id", "none", "history")
+        self.assertEqual((code, len(out.splitlines())), (0, 1), "nothing: the header alone")
+
+    # ---- what spreadsheets write, and set without a CSV ----
+
+    def imported(self, tenant, item, variant=""):
+        code, out, _ = self.ctl("--tenant", tenant, "--json", "--variant", variant, "get",
+                                "app", item)
+        level = json.loads(out)[0]
+        return level["available"], level["tracked"], level["floor"]
+
+    def test_import_takes_what_spreadsheets_write(self):
+        header = "location_id,app_id,catalog_item_id,variant,available,tracked,floor"
+        cases = {
+            "bom": "\ufeff" + header + "\n,app,bom-1,,3,,\n",
+            "crlf": header + "\r\n,app,crlf-1,,4,false,\r\n,app,crlf-2,,5,,-1\r\n",
+            "quoted": '"location_id","app_id","catalog_item_id","variant","available",'
+                      '"tracked","floor"\n"","app","q,1","say ""hi""","6","true","2"\n',
+            # Excel's "CSV UTF-8": all of it, TRUE/FALSE, and empty rows as commas
+            "excel": "\ufeff" + header + "\r\n,app,xl-1,,7,TRUE,1\r\n,,,,,,\r\n"
+                     ",app,xl-2,,8,FALSE,\r\n,,,,,,\r\n",
+        }
+        for name, text in cases.items():
+            path = self.write_csv(name + ".csv", text)
+            code, out, err = self.ctl("--tenant", "sheet", "--json", "import", path)
+            self.assertEqual(code, 0, (name, out, err))
+            self.assertEqual(json.loads(out.splitlines()[-1])["bad_rows"], 0, name)
+        self.assertEqual(self.imported("sheet", "bom-1"), (3, True, 0))
+        self.assertEqual(self.imported("sheet", "crlf-1"), (4, False, 0))
+        self.assertEqual(self.imported("sheet", "crlf-2"), (5, True, -1))
+        self.assertEqual(self.imported("sheet", "q,1", 'say "hi"'), (6, True, 2))
+        self.assertEqual(self.imported("sheet", "xl-1"), (7, True, 1))
+        self.assertEqual(self.imported("sheet", "xl-2"), (8, False, 0))
+        # a CR inside a line is not a line end: the row is refused, not cut short
+        path = self.write_csv("cr.csv", header + "\n,app,cr-1,,9,,5\r7\n")
+        code, _, err = self.ctl("--tenant", "sheet", "import", path)
+        self.assertEqual(code, 2, err)
+        self.assertIn("line 2: floor", err)
+        # UTF-16 (Excel's "Unicode text") is named
+        path = self.write_csv("utf16.csv", header + "\n", encoding="utf-16")
+        code, _, err = self.ctl("--tenant", "sheet", "import", path)
+        self.assertEqual(code, 2)
+        self.assertIn("UTF-16", err)
+
+    def test_set_tracked_and_floor(self):
+        t = ("--tenant", "setflags")
+        code, out, _ = self.ctl(*t, "--json", "--tracked", "false", "--floor", "-4", "set",
+                                "app", "f1", "2")
+        self.assertEqual(code, 0)
+        self.assertEqual(self.imported("setflags", "f1"), (2, False, -4))
+        # not given: kept
+        self.assertEqual(self.ctl(*t, "set", "app", "f1", "3")[0], 0)
+        self.assertEqual(self.imported("setflags", "f1"), (3, False, -4))
+        self.assertEqual(self.ctl(*t, "--tracked", "true", "--floor", "2", "set", "app", "f1",
+                                  "3")[0], 0)
+        self.assertEqual(self.imported("setflags", "f1"), (3, True, 2))
+        # the floor is the one a restricted decrement respects
+        self.assertEqual(self.ctl(*t, "--restrict", "decrement", "app", "f1", "2")[0], 1)
+        self.assertEqual(self.ctl(*t, "--restrict", "decrement", "app", "f1", "1")[0], 0)
+        self.assertEqual(self.ctl(*t, "--tracked", "maybe", "set", "app", "f1", "1")[0], 2)
+        self.assertEqual(self.ctl(*t, "--floor", "low", "set", "app", "f1", "1")[0], 2)
+        self.assertEqual(self.imported("setflags", "f1"), (2, True, 2))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

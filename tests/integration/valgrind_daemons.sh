@@ -35,7 +35,7 @@ CTL=("$BUILD/stockctl" --stockd "$ADDR" --tenant default)
 "${CTL[@]}" --restrict decrement app missing 1 >/dev/null 2>&1 || true
 "${CTL[@]}" list >/dev/null
 "${CTL[@]}" history >/dev/null
-"${CTL[@]}" --count 2 watch >/dev/null
+"${CTL[@]}" --from-start --count 2 watch >/dev/null
 "${CTL[@]}" backup vg >/dev/null
 for i in 1 2; do
   "$BUILD/stockctl" wix-sign --key "$WORK/dev/wix-private.pem" examples/wix/order-placed.json \

@@ -1,0 +1,216 @@
+/* ctl_help.c — see ctl_help.h. The README's "## stockctl" section says the same for readers of
+ * the repository; keep the two in step. */
+#include "ctl_help.h"
+
+#include <string.h>
+
+/* Each page is a few literals (ISO C only promises 4095 characters per literal). */
+typedef struct {
+    const char *name;
+    const char *usage; /* after "stockctl [options] " */
+    const char *text;  /* what it does, its arguments and options, what it prints */
+    bool csv;          /* import/export: the CSV columns follow */
+    const char *exits; /* its exit codes */
+} ctl_help_page_t;
+
+#define CTL_EXITS_STOCKD                                                                           \
+    "  2  invalid input: arguments, options, or a value stockd refused (INVALID_ARGUMENT,\n"       \
+    "     OUT_OF_RANGE)\n"                                                                         \
+    "  3  stockd unreachable, too slow or overloaded (UNAVAILABLE, DEADLINE_EXCEEDED,\n"           \
+    "     RESOURCE_EXHAUSTED)\n"                                                                   \
+    "  4  anything else\n"
+
+#define CTL_EXITS_WRITE                                                                            \
+    "  0  done (also when the same --request-id was applied before: replayed)\n"                   \
+    "  1  refused: insufficient stock (FAILED_PRECONDITION), or the --request-id was used for\n"   \
+    "     a different request (ALREADY_EXISTS); nothing changed\n" CTL_EXITS_STOCKD                \
+    "When the outcome is unknown (3 or 4 after the call was sent), stockctl prints the\n"          \
+    "--request-id to retry with; a retry with it is applied at most once.\n"
+
+#define CTL_LEVEL_OUTPUT                                                                           \
+    "Prints the level after the change as a table (LOCATION APP ITEM VARIANT AVAILABLE\n"          \
+    "TRACKED FLOOR VERSION); --json: an array of one level object,\n"                              \
+    "[{\"location_id\",\"app_id\",\"catalog_item_id\",\"variant\",\"available\",\"tracked\","      \
+    "\"floor\",\n\"version\",\"updated_at_us\",\"exists\"}].\n"
+
+#define CTL_ITEM_ARGUMENTS                                                                         \
+    "  APP   app_id, 1..64 bytes\n"                                                                \
+    "  ITEM  catalog_item_id, 1..256 bytes\n"                                                      \
+    "  --location L   location_id (empty = the tenant's default location)\n"                       \
+    "  --variant V    variant (empty = none)\n"
+
+#define CTL_ENTRY_OUTPUT                                                                           \
+    "Prints a table, SEQ TIME (UTC, ISO 8601) OP LOCATION APP ITEM VARIANT DELTA AVAILABLE\n"      \
+    "(after the change) REASON ORDER REQUEST: who made a change is told by its order id and\n"     \
+    "request id (the ledger records no user). --json: one object per line (JSON lines),\n"         \
+    "{\"seq\",\"time_us\",\"time\",\"op\",\"location_id\",\"app_id\",\"catalog_item_id\","         \
+    "\"variant\",\n\"order_id\",\"delta\",\"available_after\",\"reason\",\"request_id\","          \
+    "\"reason_text\"}.\n"
+
+static const ctl_help_page_t ctl_help_pages[] = {
+    {"health", "health",
+     "Asks stockd whether it is serving (grpc.health.v1.Health/Check).\n"
+     "Prints SERVING or NOT_SERVING; --json: {\"status\":\"SERVING\"}.\n",
+     false,
+     "  0  SERVING\n  3  NOT_SERVING, or stockd unreachable or too slow\n  4  anything else\n"},
+    {"get", "get APP ITEM",
+     "Reads one level.\n\n" CTL_ITEM_ARGUMENTS "\n"
+     "Prints the level as a table (LOCATION APP ITEM VARIANT AVAILABLE TRACKED FLOOR VERSION);\n"
+     "an item that was never set shows version 0 and \"(never set)\". --json: an array of one\n"
+     "level object, [{\"location_id\",\"app_id\",\"catalog_item_id\",\"variant\",\"available\",\n"
+     "\"tracked\",\"floor\",\"version\",\"updated_at_us\",\"exists\"}], exists false for an item\n"
+     "that was never set.\n",
+     false,
+     "  0  done: the item exists\n" CTL_EXITS_STOCKD
+     "  5  the item was never set (its level is printed: 0, tracked, floor 0, version 0)\n"},
+    {"set", "set APP ITEM AVAILABLE [--tracked true|false] [--floor N]",
+     "Sets a level absolutely (a count), as one SetStock with reason "
+     "RECOUNT.\n\n" CTL_ITEM_ARGUMENTS "  AVAILABLE  the new level, an integer within +-10^15\n"
+     "  --tracked true|false  whether stock is counted (untracked items never run short);\n"
+     "                        not given = keep the current value (new items: true)\n"
+     "  --floor N             the lowest level a restricted decrement may leave; not given =\n"
+     "                        keep the current value (new items: 0)\n"
+     "  --request-id ID       idempotency key (default: a generated one)\n\n" CTL_LEVEL_OUTPUT,
+     false, CTL_EXITS_WRITE},
+    {"decrement", "decrement APP ITEM QUANTITY",
+     "Removes QUANTITY (1..10^9) from a level, reason CORRECTION.\n\n" CTL_ITEM_ARGUMENTS
+     "  --restrict        refuse (exit 1) instead of going below the floor\n"
+     "  --order-id O      the order this belongs to (shown by history)\n"
+     "  --request-id ID   idempotency key (default: a generated one)\n\n" CTL_LEVEL_OUTPUT,
+     false, CTL_EXITS_WRITE},
+    {"increment", "increment APP ITEM QUANTITY",
+     "Adds QUANTITY (1..10^9) to a level, reason RECEIVED.\n\n" CTL_ITEM_ARGUMENTS
+     "  --order-id O      the order this belongs to (shown by history)\n"
+     "  --request-id ID   idempotency key (default: a generated one)\n\n" CTL_LEVEL_OUTPUT,
+     false, CTL_EXITS_WRITE},
+    {"list", "list [--location L] [--app A] [--count N]",
+     "Lists the tenant's levels, every page of ListStock as one listing.\n\n"
+     "  --location L    only this location (empty = every location)\n"
+     "  --app A         only this app_id\n"
+     "  --count N       stop after N levels (0 = all)\n"
+     "  --page-size N   levels per call, 1..1000\n\n"
+     "Prints one table: the header once, columns as wide as the longest id of the first page\n"
+     "(at most 64; a longer id later is printed whole). Nothing listed: the header alone.\n"
+     "--json: one JSON array of level objects, one per line, [] when nothing is listed:\n"
+     "[{\"location_id\",\"app_id\",\"catalog_item_id\",\"variant\",\"available\",\"tracked\","
+     "\"floor\",\n\"version\",\"updated_at_us\",\"exists\"}, ...]. If stockd fails part-way, "
+     "the array is\nleft open and the error object follows on its own line, so a partial "
+     "listing never\nparses as a whole one.\n",
+     false, "  0  done\n" CTL_EXITS_STOCKD},
+    {"history", "history [APP ITEM] [--order-id O] [--after-seq N | --from-seq N]",
+     "Prints the tenant's ledger, oldest first, every page.\n\n"
+     "  APP ITEM        only this item (with --location, --variant)\n"
+     "  --order-id O    only this order's entries\n"
+     "  --after-seq N   start after seq N (resume after the last seq seen)\n"
+     "  --from-seq N    start at seq N\n"
+     "  --count N       stop after N entries (0 = all)\n\n" CTL_ENTRY_OUTPUT
+     "Nothing found: the header alone (--json: nothing).\n",
+     false, "  0  done\n" CTL_EXITS_STOCKD},
+    {"watch", "watch [--from-start | --from-seq N | --after-seq N] [--count N]",
+     "Follows the tenant's ledger live, from now: only changes made after it starts.\n"
+     "On stderr it says which seq it follows from.\n\n"
+     "  --from-start    replay the whole ledger first, then follow\n"
+     "  --from-seq N    replay from seq N (N included), then follow\n"
+     "  --after-seq N   resume after seq N (the last seq seen), then follow\n"
+     "  --count N       stop after N entries (0 = never)\n\n" CTL_ENTRY_OUTPUT
+     "A watch that falls too far behind is ended by stockd (RESOURCE_EXHAUSTED, exit 3):\n"
+     "catch up with history --after-seq, then watch --after-seq again.\n",
+     false, "  0  --count entries shown, or stockd ended the stream cleanly\n" CTL_EXITS_STOCKD},
+    {"seq", "seq",
+     "Prints the tenant's current ledger seq: the seq of its newest entry (0 when it has\n"
+     "none), where watch starts by default. --json: {\"tenant_id\",\"ledger_seq\"}.\n",
+     false, "  0  done\n" CTL_EXITS_STOCKD},
+    {"import", "import FILE [--chunk-rows N]",
+     "Applies a CSV file (- = stdin) with SetStock in atomic chunks of --chunk-rows rows\n"
+     "(default 1000), showing progress on a terminal. Bad rows are reported by line number and\n"
+     "not applied; the others are. Running the same import again resumes: chunks already\n"
+     "applied are recognised by their request ids and not applied twice.\n\n"
+     "Prints bad rows and a summary on stderr. --json, on stdout: one {\"line\",\"error\"}\n"
+     "object per bad row, then {\"rows_applied\",\"chunks\",\"chunks_already_applied\",\n"
+     "\"bad_rows\",\"seconds\"} with \"error\":{\"code\",\"message\"} when a chunk failed.\n",
+     true,
+     "  0  every row applied\n"
+     "  2  some rows were bad (the good ones were applied), or the file or its header is bad\n"
+     "  3  stockd unreachable or too slow: stopped; run it again to resume\n"
+     "  4  anything else\n"},
+    {"export", "export FILE",
+     "Writes every level of the tenant as CSV (- = stdout), all seven columns, ids exactly as\n"
+     "stored (open it in a spreadsheet with every column as text). An item stored with a\n"
+     "control character in an id (before stockd refused them) is named on stderr and left out.\n"
+     "Prints a summary on stderr; --json: {\"rows\",\"rows_not_exported\"} (with \"error\" when\n"
+     "stockd failed) on stdout, or on stderr when FILE is -.\n",
+     true,
+     "  0  done\n"
+     "  2  FILE cannot be written\n  3  stockd unreachable or too slow\n"
+     "  4  anything else, or some items were left out\n"},
+    {"backup", "backup NAME",
+     "Writes a RocksDB checkpoint to stockd's --backup-dir/NAME.\n"
+     "Prints the path and ledger seq; --json: {\"path\",\"ledger_seq\"}.\n",
+     false, "  0  done\n  1  NAME exists already\n" CTL_EXITS_STOCKD},
+    {"wix-sign", "wix-sign FILE [--key PEM] [--app-id ID] [--alg ALG] [--ttl T]",
+     "Signs a Wix request (or full claims) JSON file as Wix would and prints the token. Needs\n"
+     "no stockd. --request-id sets metadata.requestId, --instance-id metadata.instanceId.\n",
+     false, "  0  done\n  2  unreadable key or file, or a file with no request in it\n"},
+    {"help", "help [COMMAND]",
+     "Prints the list of commands, or one command's page (also: stockctl COMMAND --help).\n", false,
+     "  0  done\n  2  no such command\n"},
+};
+
+static const char ctl_help_csv[] =
+    "CSV columns (line 1 must be this header; tracked and floor may be left out):\n"
+    "  location_id      0..64 bytes; empty = the tenant's default location\n"
+    "  app_id           1..64 bytes\n"
+    "  catalog_item_id  1..256 bytes\n"
+    "  variant          0..256 bytes; empty = no variant\n"
+    "  available        the level to set, an integer within +-10^15\n"
+    "  tracked          true or false (also TRUE, FALSE, 1, 0); empty = keep the current value\n"
+    "                   (new items are tracked)\n"
+    "  floor            an integer within +-10^15; empty = keep the current value (new: 0)\n"
+    "Ids are UTF-8 without control characters. Files as spreadsheets save them are read: a\n"
+    "UTF-8 byte order mark, CRLF line ends, quoted fields (\"a,b\", \"say \"\"hi\"\"\") and rows\n"
+    "of empty fields (skipped). A field may not hold a line break: one record is one line.\n";
+
+const char ctl_help_summary[] =
+    "stockctl — stockd from the command line. Options may come before or after the "
+    "command.\n\ncommands:\n"
+    "  health                    is stockd serving?\n"
+    "  get APP ITEM              read a level\n"
+    "  set APP ITEM AVAILABLE    set a level (--tracked true|false, --floor N)\n"
+    "  decrement APP ITEM QTY    remove stock (--restrict to refuse when short)\n"
+    "  increment APP ITEM QTY    add stock\n"
+    "  list                      the tenant's levels (--location, --app)\n"
+    "  history [APP ITEM]        the ledger (--order-id, --after-seq, --from-seq)\n"
+    "  watch                     follow the ledger from now (--from-start, --from-seq)\n"
+    "  seq                       the tenant's current ledger seq\n"
+    "  import FILE               apply a CSV file in atomic chunks (resumable)\n"
+    "  export FILE               write every level as CSV (- = stdout)\n"
+    "  backup NAME               RocksDB checkpoint in stockd's --backup-dir/NAME\n"
+    "  wix-sign FILE             sign a Wix request/claims JSON file as Wix would\n"
+    "  help [COMMAND]            this list, or one command's arguments, output and exit\n"
+    "                            codes (also: stockctl COMMAND --help)\n\n"
+    "exit codes: 0 done; 1 refused (insufficient stock, version or request-id conflict);\n"
+    "2 invalid input; 3 stockd unreachable or too slow; 4 anything else; 5 get: the item\n"
+    "was never set. --json prints errors as {\"error\":{\"code\",\"message\"}} on stdout.";
+
+bool ctl_help_command(FILE *out, const char *command)
+{
+    for (size_t i = 0; i < sizeof(ctl_help_pages) / sizeof(ctl_help_pages[0]); i++) {
+        const ctl_help_page_t *page = &ctl_help_pages[i];
+        if (strcmp(page->name, command) != 0) {
+            continue;
+        }
+        fprintf(out, "usage: stockctl [options] %s\n\n%s\n", page->usage, page->text);
+        if (page->csv) {
+            fprintf(out, "%s\n", ctl_help_csv);
+        }
+        fprintf(out,
+                "Options every command takes: --stockd ADDR (STOCKD_ADDR), --tenant T, --json,\n"
+                "--deadline-ms MS; `stockctl --help` lists them all. With --json, an error is\n"
+                "{\"error\":{\"code\",\"message\"}} on stdout (code: a gRPC status name;\n"
+                "\"request_id\" too when the outcome of a write is unknown).\n\n"
+                "exit codes:\n%s",
+                page->exits);
+        return true;
+    }
+    return false;
+}
