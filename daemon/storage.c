@@ -513,6 +513,14 @@ static bool sd_cutoff_visit(void *context, const uint8_t *key, size_t key_length
     return true;
 }
 
+/* True when the iterator stands exactly at key. */
+static bool sd_storage_iter_at(rocksdb_iterator_t *iterator, const uint8_t *key, size_t length)
+{
+    size_t key_length = 0;
+    const char *at = rocksdb_iter_key(iterator, &key_length);
+    return key_length == length && memcmp(at, key, length) == 0;
+}
+
 /* Adds deletes of every tenant's ledger entries with seq <= cutoff_seq to batch. An I/O error
  * of the scan is returned: a partial list of tenants must not be pruned as if complete. */
 static sd_status_t sd_storage_delete_ledger_through(sd_storage_t *storage,
@@ -535,9 +543,11 @@ static sd_status_t sd_storage_delete_ledger_through(sd_storage_t *storage,
         sd_be64_put(end + tenant_length, cutoff_seq + 1);
         rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_LEDGER], (const char *)begin,
                                            tenant_length + 8, (const char *)end, tenant_length + 8);
-        sd_be64_put(end + tenant_length, UINT64_MAX); /* then on to the next tenant */
+        /* then on to the next tenant: the first key after this tenant's last possible one
+         * (stepping past that key only if it exists; never past the next tenant's first) */
+        sd_be64_put(end + tenant_length, UINT64_MAX);
         rocksdb_iter_seek(iterator, (const char *)end, tenant_length + 8);
-        if (rocksdb_iter_valid(iterator)) {
+        if (rocksdb_iter_valid(iterator) && sd_storage_iter_at(iterator, end, tenant_length + 8)) {
             rocksdb_iter_next(iterator);
         }
     }
