@@ -390,6 +390,15 @@ static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t
     sd_call_stream_hold(call, &response.base);
 }
 
+void sd_health_report_not_serving(sd_server_t *server)
+{
+    Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    response.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    uint8_t bytes[16];
+    size_t length = grpc__health__v1__health_check_response__pack(&response, bytes);
+    sd_server_broadcast_health(server, bytes, length);
+}
+
 /* ---- stockd.v1.Admin ---- */
 
 static bool sd_checkpoint_name_valid(const char *name)

@@ -116,6 +116,7 @@ static const char *sd_method_names[SD_METRICS_METHODS_MAX];
 
 /* Exit status after a storage failure (fail-stop; see README "How writes stay correct"). */
 #define SD_EXIT_STORAGE_FAILED 3
+#define SD_FAILURE_STOP_GRACE_MS 1000
 /* Sent to the main thread by the writer when storage fails; blocked everywhere, like SIGTERM. */
 #define SD_SIGNAL_STORAGE_FAILED SIGUSR1
 
@@ -276,10 +277,13 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
     SD_LOG(LOG_ERROR, "shutdown_started", LF_STR("reason", "storage failed"),
            LF_INT("exit_code", SD_EXIT_STORAGE_FAILED),
            LF_INT("exit_delay_s", config->failure_exit_delay_s));
-    /* Health answers NOT_SERVING meanwhile, so probes, the gateway's /readyz and load
-     * balancers see the failure before the process is gone. */
+    /* Health answers NOT_SERVING meanwhile (Check, and Watch streams are told), so probes,
+     * the gateway's /readyz and load balancers see the failure before the process is gone. */
+    sd_health_report_not_serving(daemon->server);
     sleep((unsigned)config->failure_exit_delay_s);
-    sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
+    /* every write was answered already: a short grace, so idle connections cannot hold the
+     * exit (and the restart) back for the whole --shutdown-grace */
+    sd_server_stop(daemon->server, SD_FAILURE_STOP_GRACE_MS);
     sd_metrics_detach(daemon->metrics);
     sd_writer_stop(daemon->writer);
     _exit(SD_EXIT_STORAGE_FAILED);

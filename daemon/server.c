@@ -74,6 +74,7 @@ struct sd_call {
     bool watching; /* in the server's watch list */
     bool metadata_sent;
     grpc_byte_buffer *stream_message; /* the message in flight */
+    _Atomic bool send_in_flight;      /* between sd_call_stream_send and its SENT event */
     sd_stream_event_fn *on_stream_event;
     void *stream_context;
 };
@@ -394,7 +395,9 @@ bool sd_call_stream_send(sd_call_t *call, const uint8_t *bytes, size_t length)
     ops[count].op = GRPC_OP_SEND_MESSAGE;
     ops[count++].data.send_message.send_message = call->stream_message;
     atomic_fetch_add(&call->refs, 1);
+    atomic_store(&call->send_in_flight, true);
     if (grpc_call_start_batch(call->call, ops, count, &call->sent_tag, NULL) != GRPC_CALL_OK) {
+        atomic_store(&call->send_in_flight, false);
         sd_call_unref(call);
         return false;
     }
@@ -526,6 +529,7 @@ static void sd_server_on_event(sd_server_t *server, grpc_event event)
         sd_call_unref(call);
         return;
     case SD_TAG_STREAM_SENT:
+        atomic_store(&call->send_in_flight, false);
         if (call->on_stream_event != NULL) {
             call->on_stream_event(call->stream_context, SD_STREAM_SENT, event.success);
         }
@@ -658,6 +662,20 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
         return NULL;
     }
     return server;
+}
+
+void sd_server_broadcast_health(sd_server_t *server, const uint8_t *message, size_t length)
+{
+    pthread_mutex_lock(&server->mutex);
+    for (size_t i = 0; i < server->watches_count; i++) {
+        sd_call_t *call = server->watches[i];
+        /* one message in flight per stream: a stream still sending its first status is
+         * skipped (it ends with the process a moment later anyway) */
+        if (call->method->health && !atomic_load(&call->send_in_flight)) {
+            sd_call_stream_send(call, message, length);
+        }
+    }
+    pthread_mutex_unlock(&server->mutex);
 }
 
 static void sd_server_end_watches(sd_server_t *server)

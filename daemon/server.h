@@ -120,6 +120,14 @@ void sd_call_stream_release(sd_call_t *call);
  * stops (the health Watch, whose status never changes while serving). */
 void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message);
 
+/* Sends message (serialized) on every open Health/Watch stream: a change of the serving status
+ * (NOT_SERVING after a storage failure), as the health protocol streams it. */
+void sd_server_broadcast_health(sd_server_t *server, const uint8_t *message, size_t length);
+
+/* Health/Watch streams learn that stockd stopped serving (handlers.c: the message is the
+ * health protocol's). */
+void sd_health_report_not_serving(sd_server_t *server);
+
 /* True once shutdown has begun (health reports NOT_SERVING). */
 bool sd_server_is_stopping(const sd_call_t *call);
 

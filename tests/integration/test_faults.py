@@ -190,6 +190,8 @@ class DiskFaults(unittest.TestCase):
                 send(daemon, outcomes, request_id, increment("sku-%d" % (i % 4), 1 + w, request_id))
 
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+        health_watch = daemon.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
+        self.assertEqual(next(health_watch), SERVING)
         for t in threads:
             t.start()
         time.sleep(0.05)
@@ -197,8 +199,10 @@ class DiskFaults(unittest.TestCase):
         for t in threads:
             t.join()
         self.assertGreater(self.hits(), 0, "the fault was never reached:\n" + daemon.log())
-        # Health reflects the failure while the process lingers, then it exits with status 3.
+        # Health reflects the failure while the process lingers (Check, and Watch streams are
+        # told), then it exits with status 3.
         self.assertEqual(daemon.health(), NOT_SERVING)
+        self.assertEqual(next(health_watch), NOT_SERVING)
         self.assertEqual(daemon.wait(), EXIT_STORAGE_FAILED, daemon.log())
         self.assertIn('"event":"storage_failed"', daemon.log())
         self.assertNotIn("Aborted", daemon.log())
