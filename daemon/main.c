@@ -72,7 +72,9 @@ static const cfg_option_t sd_options[] = {
     SD_OPT("ledger-prune-interval", "STOCKD_LEDGER_PRUNE_INTERVAL", CFG_DURATION,
            ledger_prune_interval_s, "10m", 1, 86400, NULL, "how often retention runs"),
     SD_OPT("watch-lag-max", "STOCKD_WATCH_LAG_MAX", CFG_INT, watch_lag_max, "1000000", 1, INT64_MAX,
-           NULL, "seqs a Watch may fall behind before it is ended (it can resume)"),
+           NULL,
+           "entries of its tenant a Watch may have still to receive before it is ended (it can "
+           "resume)"),
     SD_OPT("queue-depth", "STOCKD_QUEUE_DEPTH", CFG_INT, queue_depth, "4096", 1, 1 << 20, NULL,
            "write requests that may wait; beyond it RESOURCE_EXHAUSTED"),
     SD_OPT("batch-max", "STOCKD_BATCH_MAX", CFG_INT, batch_max, "256", 1, 65536, NULL,

@@ -27,6 +27,11 @@ struct sd_watcher {
     char tenant_id[SD_TENANT_BYTES_MAX + 1];
     uint64_t cursor;          /* the last seq sent (or the request's after_seq) */
     uint64_t scanned_through; /* committed seq up to which this tenant has nothing unsent */
+    uint64_t sent_count;      /* entries sent so far */
+    /* The last exact count of unsent entries (sd_watcher_behind): how many there were when
+     * the newest commit was checked_committed and sent_count was checked_sent. */
+    bool checked;
+    uint64_t checked_backlog, checked_committed, checked_sent;
     uint8_t *pending[SD_WATCH_CHUNK_ENTRIES]; /* serialized entries read, not yet sent */
     size_t pending_lengths[SD_WATCH_CHUNK_ENTRIES];
     uint64_t pending_seqs[SD_WATCH_CHUNK_ENTRIES];
@@ -190,13 +195,79 @@ static void sd_watcher_end(sd_watcher_t *watcher, sd_status_t status, const char
     sd_call_stream_end(watcher->call, status, message);
 }
 
-/* How far behind the watcher is: from its oldest entry not yet sent to the newest committed
- * seq. Only what it still has to receive counts: a watcher with nothing pending is not behind,
- * however much other tenants write. */
+/* The seq distance from the watcher's oldest unsent entry to the newest commit: an upper bound
+ * of what it still has to receive (other tenants' entries fall in between), and 0 when it has
+ * nothing pending, however much other tenants write. */
 static uint64_t sd_watcher_lag(const sd_watcher_t *watcher, uint64_t committed_seq)
 {
     uint64_t oldest_unsent = watcher->pending_seqs[watcher->pending_head];
     return committed_seq >= oldest_unsent ? committed_seq - oldest_unsent + 1 : 0;
+}
+
+typedef struct {
+    uint64_t committed_seq;
+    uint64_t count;
+} sd_backlog_count_t;
+
+static bool sd_backlog_visit(void *context, const uint8_t *key, size_t key_length,
+                             const uint8_t *value, size_t value_length)
+{
+    (void)value, (void)value_length;
+    sd_backlog_count_t *counting = context;
+    if (sd_be64_get(key + key_length - 8) > counting->committed_seq) {
+        return false;
+    }
+    counting->count++;
+    return true;
+}
+
+/* Counts the tenant's entries from the oldest unsent one to committed_seq, stopping past
+ * limit: exactly what the watcher still has to receive. */
+static sd_status_t sd_watcher_count_backlog(sd_watcher_t *watcher, uint64_t committed_seq,
+                                            uint64_t limit, uint64_t *count_out)
+{
+    uint8_t prefix[SD_TENANT_PREFIX_BYTES_MAX], start[SD_LEDGER_KEY_BYTES_MAX];
+    size_t prefix_length =
+        sd_key_encode_tenant(sd_bytes_of(watcher->tenant_id), prefix, sizeof(prefix));
+    size_t start_length =
+        sd_key_encode_ledger(sd_bytes_of(watcher->tenant_id),
+                             watcher->pending_seqs[watcher->pending_head], start, sizeof(start));
+    sd_backlog_count_t counting = {committed_seq, 0};
+    bool more = false;
+    sd_status_t status =
+        sd_storage_scan(watcher->hub->storage, SD_CF_LEDGER, prefix, prefix_length, start,
+                        start_length, false, limit + 1, sd_backlog_visit, &counting, &more);
+    *count_out = counting.count;
+    return status;
+}
+
+/* True when the watcher has more than lag_max of its tenant's entries still to receive. The
+ * seq distance bounds that number from above, so most checks cost nothing; past it, the last
+ * exact count (less what was sent since, plus every seq committed since) bounds it; only when
+ * both bounds exceed lag_max is the backlog counted again, exactly (at most lag_max + 1 keys,
+ * and not again before that many more seqs are committed). */
+static bool sd_watcher_behind(sd_watcher_t *watcher, uint64_t committed_seq, uint64_t lag_max)
+{
+    if (sd_watcher_lag(watcher, committed_seq) <= lag_max) {
+        return false;
+    }
+    if (watcher->checked) {
+        uint64_t sent_since = watcher->sent_count - watcher->checked_sent;
+        uint64_t left =
+            watcher->checked_backlog > sent_since ? watcher->checked_backlog - sent_since : 0;
+        if (left + (committed_seq - watcher->checked_committed) <= lag_max) {
+            return false;
+        }
+    }
+    uint64_t backlog = 0;
+    if (sd_watcher_count_backlog(watcher, committed_seq, lag_max, &backlog) != SD_OK) {
+        return false; /* cannot tell: keep streaming (a read error ends it at the next refill) */
+    }
+    watcher->checked = true;
+    watcher->checked_backlog = backlog;
+    watcher->checked_committed = committed_seq;
+    watcher->checked_sent = watcher->sent_count;
+    return backlog > lag_max;
 }
 
 /* The seq through which the watcher has seen every entry of its tenant: what it was sent, or
@@ -228,7 +299,7 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
     if (watcher->pending_count == 0) {
         return;
     }
-    if (sd_watcher_lag(watcher, committed_seq) > hub->lag_max) {
+    if (sd_watcher_behind(watcher, committed_seq, hub->lag_max)) {
         sd_watcher_end(watcher, SD_RESOURCE_EXHAUSTED,
                        "the watch fell too far behind; resume from the last seq received");
         return;
@@ -245,6 +316,7 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
     watcher->pending_head = (slot + 1) % SD_WATCH_CHUNK_ENTRIES;
     watcher->pending_count--;
     watcher->cursor = seq;
+    watcher->sent_count++;
 }
 
 /* ---- the hub thread ---- */

@@ -621,6 +621,37 @@ class Limits(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+class WatchLag(unittest.TestCase):
+    def test_other_tenants_writes_do_not_end_a_backlogged_watch(self):
+        """Regression (found by review): once a watcher had a backlog, its lag was measured in
+        seqs, so every other tenant's commit counted against it and a reader well within
+        --watch-lag-max of its own entries was ended. Only its own unsent entries count."""
+        d = Daemon("--watch-lag-max", "1000")
+        try:
+            big = dict(location_id="l" * 64, app_id="a" * 64, variant="v" * 256)
+            for chunk in range(6):  # tenant A: 600 entries of ~1 KB, more than a flow window
+                d.call("Increment", pb.IncrementRequest(
+                    tenant_id="lagA", reason_text="r" * 256, lines=[
+                        pb.Line(item=pb.ItemRef(catalog_item_id="%03d-%03d" % (chunk, i), **big),
+                                quantity=1) for i in range(100)]), pb.IncrementResponse)
+            channel = grpc.insecure_channel(d.address, options=[("grpc.http2.bdp_probe", 0)])
+            stream = channel.unary_stream(SERVICE + "Watch",
+                                          request_serializer=lambda m: m.SerializeToString(),
+                                          response_deserializer=pb.LedgerEntry.FromString)(
+                pb.WatchRequest(tenant_id="lagA"), timeout=60)
+            self.assertEqual(next(stream).seq, 1)  # the watch is open; the rest is backlog
+            for _ in range(30):  # tenant B: 3000 entries, far more seqs than the limit
+                d.call("Increment", pb.IncrementRequest(tenant_id="lagB", lines=[
+                    pb.Line(item=item("b%03d" % i), quantity=1) for i in range(100)]),
+                    pb.IncrementResponse)
+            seqs = [next(stream).seq for _ in range(599)]
+            self.assertEqual(seqs, list(range(2, 601)))
+            stream.cancel()
+            channel.close()
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Retention(unittest.TestCase):
     def test_pruned_seqs_are_out_of_range(self):
         d = Daemon("--ledger-retention", "1s", "--ledger-prune-interval", "1s")
