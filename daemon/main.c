@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +130,22 @@ static void sd_on_storage_failed(void *context)
 {
     (void)context;
     pthread_kill(sd_main_thread, SD_SIGNAL_STORAGE_FAILED);
+}
+
+/* Raises the soft limit on open files to the hard one: every client connection takes a
+ * descriptor, and running out of them would make RocksDB fail to open a file, which stockd
+ * must treat as a storage failure. */
+static void sd_raise_open_files_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        rlim_t was = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+            SD_LOG(LOG_INFO, "open_files_limit_raised", LF_UINT("from", was),
+                   LF_UINT("to", limit.rlim_cur));
+        }
+    }
 }
 
 /* Blocks SIGINT/SIGTERM in every thread (gRPC's included: they inherit the mask) so that the
@@ -338,6 +355,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_log_effective(&sd_spec, &config);
+    sd_raise_open_files_limit();
     sigset_t signals;
     sd_main_thread = pthread_self();
     sd_block_signals(&signals);

@@ -25,6 +25,7 @@
 #define SD_CALLS_POSTED_PER_METHOD 16
 #define SD_POLLING_THREADS_MAX 16
 #define SD_HEALTH_REQUEST_BYTES_MAX 1024
+#define SD_CONNECTION_IDLE_MS (5 * 60 * 1000)
 #define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 
 typedef enum {
@@ -590,7 +591,7 @@ static bool sd_server_bind(sd_server_t *server, const char *listen, char *bound_
 static grpc_server *sd_server_create_grpc(const sd_server_options_t *options,
                                           grpc_resource_quota *quota)
 {
-    grpc_arg args[4] = {
+    grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -601,8 +602,13 @@ static grpc_server *sd_server_create_grpc(const sd_server_options_t *options,
         {.type = GRPC_ARG_POINTER,
          .key = GRPC_ARG_RESOURCE_QUOTA,
          .value.pointer = {quota, grpc_resource_quota_arg_vtable()}},
+        /* the C core has no cap on connections: idle ones are closed, so they cannot pile up
+         * and take the descriptors RocksDB needs for its files */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+         .value.integer = SD_CONNECTION_IDLE_MS},
     };
-    grpc_channel_args channel_args = {.num_args = 4, .args = args};
+    grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     return grpc_server_create(&channel_args, NULL);
 }
 
