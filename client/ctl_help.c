@@ -120,11 +120,12 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "Prints the tenant's current ledger seq: the seq of its newest entry (0 when it has\n"
      "none), where watch starts by default. --json: {\"tenant_id\",\"ledger_seq\"}.\n",
      false, "  0  done\n" CTL_EXITS_STOCKD},
-    {"import", "import FILE [--chunk-rows N]",
+    {"import", "import FILE [--chunk-rows N] [--request-id NAME]",
      "Applies a CSV file (- = stdin) with SetStock in atomic chunks of --chunk-rows rows\n"
      "(default 1000), showing progress on a terminal. Bad rows are reported by line number and\n"
-     "not applied; the others are. Running the same import again resumes: chunks already\n"
-     "applied are recognised by their request ids and not applied twice.\n\n"
+     "not applied; the others are. Running the same file again resumes: chunks already\n"
+     "applied are recognised by their request ids and not applied twice. --request-id NAME\n"
+     "names the run instead of the file, so a new name applies the same file again.\n\n"
      "Prints bad rows and a summary on stderr. --json, on stdout: one {\"line\",\"error\"}\n"
      "object per bad row, then {\"rows_applied\",\"chunks\",\"chunks_already_applied\",\n"
      "\"bad_rows\",\"seconds\"} with \"error\":{\"code\",\"message\"} when a chunk failed.\n",

@@ -376,8 +376,12 @@ static int ctl_import_command(const ctl_config_t *config, sc_client_t *client, c
     if (count != 1) {
         return ctl_invalid(config->json, "import takes FILE (see `stockctl help import`)");
     }
-    ctl_transfer_t transfer = {client, config->tenant, config->deadline_ms, config->json,
-                               (size_t)config->chunk_rows};
+    ctl_transfer_t transfer = {client,
+                               config->tenant,
+                               config->deadline_ms,
+                               config->json,
+                               (size_t)config->chunk_rows,
+                               config->request_id};
     return ctl_import(&transfer, args[0]);
 }
 
@@ -387,8 +391,8 @@ static int ctl_export_command(const ctl_config_t *config, sc_client_t *client, c
     if (count != 1) {
         return ctl_invalid(config->json, "export takes FILE (see `stockctl help export`)");
     }
-    ctl_transfer_t transfer = {client, config->tenant, config->deadline_ms, config->json,
-                               (size_t)config->chunk_rows};
+    ctl_transfer_t transfer = {
+        client, config->tenant, config->deadline_ms, config->json, (size_t)config->chunk_rows, ""};
     return ctl_export(&transfer, args[0]);
 }
 

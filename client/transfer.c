@@ -405,9 +405,11 @@ static int ctl_send_rows(const ctl_transfer_t *transfer, ctl_rows_t *rows, const
         }
         char request_id[96];
         bool replayed = false;
-        /* file digest + chunk size + chunk number: the same import gives the same ids */
-        snprintf(request_id, sizeof(request_id), "import:%.32s:%zu:%zu", digest_hex,
-                 transfer->chunk_rows, progress->chunks);
+        /* run name (default: the file's digest) + chunk size + chunk number: the same import
+         * gives the same ids, so it resumes; another name applies the file afresh */
+        const char *name = transfer->import_name[0] != '\0' ? transfer->import_name : digest_hex;
+        snprintf(request_id, sizeof(request_id), "import:%.64s:%zu:%zu", name, transfer->chunk_rows,
+                 progress->chunks);
         code =
             ctl_send_chunk(transfer, chunk, filled, request_id, reason_text, &replayed, progress);
         if (code == 0) {
@@ -453,6 +455,12 @@ static void ctl_import_summary(const ctl_transfer_t *transfer, const ctl_progres
                 "%zu bad rows, %.1f s\n",
                 progress->applied_rows, progress->chunks, progress->replayed_chunks, bad_rows,
                 seconds);
+        if (progress->replayed_chunks > 0) {
+            fprintf(stderr, "stockctl: already applied chunks came from an earlier run of this "
+                            "import (the same file within stockd's --idempotency-ttl); they were "
+                            "not applied again. To apply the file again (a new recount), give "
+                            "this run a new name: --request-id NAME\n");
+        }
         return;
     }
     json_t *summary =

@@ -16,6 +16,9 @@ typedef struct {
     int64_t deadline_ms;
     bool json;
     size_t chunk_rows; /* rows per SetStock request (each chunk is atomic) */
+    /* import: names this import run ("" = the file's SHA-256, so running the same file again
+     * resumes it); chunk request ids are "import:<name>:<chunk rows>:<chunk number>" */
+    const char *import_name;
 } ctl_transfer_t;
 
 /* Writes every level of the tenant as CSV to path ("-" = stdout). Returns a stockctl exit

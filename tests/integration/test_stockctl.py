@@ -123,6 +123,25 @@ class Stockctl(unittest.TestCase):
         self.assertIn("may or may not have been applied", err)
         self.assertRegex(err, r"--request-id sc-[0-9a-f]{32}")
 
+    def test_reimport_resumes_unless_named_afresh(self):
+        """Importing the same file again resumes it (nothing applied twice) and says how to
+        apply it again; naming the run (--request-id) applies it afresh, as a new recount."""
+        path = os.path.join(self.dir, "recount.csv")
+        with open(path, "w") as f:
+            f.write("location_id,app_id,catalog_item_id,variant,available,tracked,floor\n"
+                    ",app,recount-1,,7,,\n")
+        self.assertEqual(self.ctl("--tenant", "re", "import", path)[0], 0)
+        self.assertEqual(self.ctl("--tenant", "re", "decrement", "app", "recount-1", "5")[0], 0)
+        code, _, err = self.ctl("--tenant", "re", "import", path)
+        self.assertEqual(code, 0)
+        self.assertIn("--request-id NAME", err)
+        level = json.loads(self.ctl("--tenant", "re", "--json", "get", "app", "recount-1")[1])[0]
+        self.assertEqual(level["available"], 2)  # resumed: not applied again
+        self.assertEqual(self.ctl("--tenant", "re", "--request-id", "recount-2", "import",
+                                  path)[0], 0)
+        level = json.loads(self.ctl("--tenant", "re", "--json", "get", "app", "recount-1")[1])[0]
+        self.assertEqual(level["available"], 7)  # a named run applies the file again
+
     def test_list_history_watch(self):
         for sku in ("l1", "l2", "l3"):
             self.assertEqual(self.ctl("--tenant", "lister", "set", "listapp", sku, "4")[0], 0)
