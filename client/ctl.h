@@ -54,6 +54,7 @@ typedef struct {
     const char *stockd;
     const char *tenant;
     const char *location;
+    bool default_location; /* list: only the default location */
     const char *variant;
     int64_t deadline_ms;
     bool json;

@@ -83,9 +83,10 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "  --order-id O      the order this belongs to (shown by history)\n"
      "  --request-id ID   idempotency key (default: a generated one)\n\n" CTL_LEVEL_OUTPUT,
      false, CTL_EXITS_WRITE},
-    {"list", "list [--location L] [--app A] [--count N]",
+    {"list", "list [--location L | --default-location] [--app A] [--count N]",
      "Lists the tenant's levels, every page of ListStock as one listing.\n\n"
      "  --location L    only this location (empty = every location)\n"
+     "  --default-location  only the default location (items whose location id is empty)\n"
      "  --app A         only this app_id\n"
      "  --count N       stop after N levels (0 = all)\n"
      "  --page-size N   levels per call, 1..1000\n\n"

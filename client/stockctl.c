@@ -40,6 +40,8 @@ static const cfg_option_t ctl_options[] = {
     CTL_OPT("tenant", "STOCKD_TENANT", CFG_STRING, tenant, "default", 0, 0, NULL, "tenant id"),
     CTL_OPT("location", "STOCKD_LOCATION", CFG_STRING, location, "", 0, 0, NULL,
             "location id (empty = default location; list: every location)"),
+    CTL_OPT("default-location", "STOCKD_DEFAULT_LOCATION", CFG_BOOL, default_location, "false", 0,
+            0, NULL, "list: only the default location (the items whose location id is empty)"),
     CTL_OPT("variant", "STOCKD_VARIANT", CFG_STRING, variant, "", 0, 0, NULL, "variant"),
     CTL_OPT("deadline-ms", "STOCKD_DEADLINE_MS", CFG_INT, deadline_ms, "10000", 1, 3600000, NULL,
             "deadline of each call"),
@@ -354,6 +356,7 @@ static int ctl_list(const ctl_config_t *config, sc_client_t *client, char **args
     Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
     request.tenant_id = (char *)config->tenant;
     request.location_id = (char *)config->location;
+    request.default_location_only = config->default_location;
     request.app_id = (char *)config->app;
     request.page_size = (int32_t)config->page_size;
     ctl_list_t list = {config, {0}};

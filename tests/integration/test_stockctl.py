@@ -142,6 +142,16 @@ class Stockctl(unittest.TestCase):
         level = json.loads(self.ctl("--tenant", "re", "--json", "get", "app", "recount-1")[1])[0]
         self.assertEqual(level["available"], 7)  # a named run applies the file again
 
+    def test_list_default_location_only(self):
+        self.assertEqual(self.ctl("--tenant", "dl", "set", "app", "here", "1")[0], 0)
+        self.assertEqual(self.ctl("--tenant", "dl", "--location", "far", "set", "app", "there",
+                                  "1")[0], 0)
+        code, out, _ = self.ctl("--tenant", "dl", "--json", "--default-location", "list")
+        self.assertEqual(code, 0)
+        self.assertEqual([r["catalog_item_id"] for r in json.loads(out)], ["here"])
+        code, out, _ = self.ctl("--tenant", "dl", "--json", "list")
+        self.assertEqual(sorted(r["catalog_item_id"] for r in json.loads(out)), ["here", "there"])
+
     def test_list_history_watch(self):
         for sku in ("l1", "l2", "l3"):
             self.assertEqual(self.ctl("--tenant", "lister", "set", "listapp", sku, "4")[0], 0)
