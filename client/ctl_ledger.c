@@ -227,8 +227,8 @@ int ctl_watch(const ctl_config_t *config, sc_client_t *client, char **args, int 
         sc_call_stream(client, "/stockd.v1.Inventory/Watch", &request.base,
                        &stockd__v1__ledger_entry__descriptor, ctl_on_entry, &watch, 0, &status);
     /* stopping after --count entries cancels the stream: that is success */
-    bool done = code == 0 ||
-                (code == 1 && config->count > 0 && (int64_t)watch.entries.rows >= config->count);
+    bool done = code == 0 || (code == GRPC_STATUS_CANCELLED && config->count > 0 &&
+                              (int64_t)watch.entries.rows >= config->count);
     if (done) {
         ctl_entries_end(&watch.entries);
     }

@@ -108,7 +108,8 @@ void sc_status_free(sc_status_t *status)
 const char *sc_code_name(int code)
 {
     sd_status_t status = sd_status_from_grpc_code(code);
-    return status == SD_UNKNOWN && code != 2 ? "UNRECOGNISED" : sd_status_name(status);
+    return status == SD_UNKNOWN && code != GRPC_STATUS_UNKNOWN ? "UNRECOGNISED"
+                                                               : sd_status_name(status);
 }
 
 /* Decodes google.rpc.Status from the grpc-status-details-bin trailer, if present. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "google/rpc/error_details.pb-c.h"
+#include "sd_limits.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "stockd/v1/inventory.pb-c.h"
 
@@ -20,7 +21,7 @@ typedef struct sc_client sc_client_t;
 /* A generated request_id: "sc-" and 32 hex digits of randomness, with its NUL. */
 #define SC_REQUEST_ID_GENERATED_BYTES 36
 /* The longest request_id stockd accepts (docs/api.md §3), with its NUL. */
-#define SC_REQUEST_ID_BYTES 129
+#define SC_REQUEST_ID_BYTES (SD_REQUEST_ID_BYTES_MAX + 1)
 
 /* The outcome of a call. code is a grpc_status_code (0 = OK). */
 typedef struct {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "sd_limits.h"
 #include "ctl.h"
 #include "ctl_help.h"
 #include "ctl_ledger.h"
@@ -56,7 +57,7 @@ static const cfg_option_t ctl_options[] = {
             "set: true or false (not given = keep the current value)"),
     CTL_OPT("floor", "STOCKD_FLOOR", CFG_STRING, floor_value, NULL, 0, 0, NULL,
             "set: the floor, an integer (not given = keep the current value)"),
-    CTL_OPT("page-size", "STOCKD_PAGE_SIZE", CFG_INT, page_size, "1000", 1, 1000, NULL,
+    CTL_OPT("page-size", "STOCKD_PAGE_SIZE", CFG_INT, page_size, "1000", 1, SD_PAGE_SIZE_MAX, NULL,
             "list/history: entries per call"),
     CTL_OPT("after-seq", "STOCKD_AFTER_SEQ", CFG_STRING, after_seq, NULL, 0, 0, NULL,
             "history/watch: start after this ledger seq (resume)"),
@@ -66,7 +67,7 @@ static const cfg_option_t ctl_options[] = {
             "watch: replay the whole ledger, then follow (default: from now)"),
     CTL_OPT("count", "STOCKD_COUNT", CFG_INT, count, "0", 0, INT64_MAX, NULL,
             "history/watch/list: stop after this many entries (0 = no limit)"),
-    CTL_OPT("chunk-rows", "STOCKD_CHUNK_ROWS", CFG_INT, chunk_rows, "1000", 1, 8192, NULL,
+    CTL_OPT("chunk-rows", "STOCKD_CHUNK_ROWS", CFG_INT, chunk_rows, "1000", 1, SD_LINES_MAX, NULL,
             "import: rows per atomic SetStock"),
     CTL_OPT("key", "STOCKD_WIX_PRIVATE_KEY", CFG_STRING, key,
             "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix-sign: private key (PEM)"),

@@ -1,6 +1,8 @@
 /* transfer.c — see transfer.h. */
 #include "transfer.h"
 
+#include "sd_limits.h"
+
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -100,7 +102,7 @@ int ctl_export(const ctl_transfer_t *transfer, const char *path)
     fprintf(out, "location_id,app_id,catalog_item_id,variant,available,tracked,floor\n");
     Stockd__V1__ListStockRequest request = STOCKD__V1__LIST_STOCK_REQUEST__INIT;
     request.tenant_id = (char *)transfer->tenant;
-    request.page_size = 1000;
+    request.page_size = SD_PAGE_SIZE_MAX;
     ctl_export_t export = {out, 0, 0};
     sc_status_t status;
     int code = sc_list_all(transfer->client, &request, ctl_export_page, &export,

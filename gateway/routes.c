@@ -1,6 +1,8 @@
 /* routes.c — see routes.h. */
 #include "routes.h"
 
+#include "status.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -199,7 +201,8 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
         gw_refuse_token(context, GW_JWT_EXTENSION_TYPE, response);
         break;
     case GW_WIX_BAD_REQUEST:
-        answer = gw_answer_for_grpc(3); /* invalid argument: 428 with the method's code */
+        answer = gw_answer_for_grpc(sd_status_grpc_code(
+            SD_INVALID_ARGUMENT)); /* invalid argument: 428 with the method's code */
         gw_respond(response, &answer, method, call.reason, call.reason);
         break;
     case GW_WIX_NO_MEMORY: /* not the call's fault: 428 would tell Wix the order is invalid */

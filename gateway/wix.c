@@ -13,12 +13,11 @@
 
 #include "util.h"
 
-#define GW_LOCATION_BYTES_MAX 64
-#define GW_APP_BYTES_MAX 64
-#define GW_ORDER_ID_BYTES_MAX 128
 /* Integer-valued JSON reals are accepted within ±10^15 (stockd's level range), which also keeps
  * every conversion to int64 defined. */
-#define GW_JSON_INTEGER_ABS_MAX 1e15
+#define GW_JSON_INTEGER_ABS_MAX ((double)SD_LEVEL_ABS_MAX)
+/* A SHA-256 in hex: the variant of a long option set is "sha256:" + this. */
+#define GW_SHA256_HEX_BYTES 64
 #define GW_QUOTE_BYTES_MAX (GW_QUOTED_VALUE_BYTES_MAX + 16) /* ", got \"…\"" */
 
 static const struct {
@@ -117,7 +116,7 @@ static char *gw_bounded_variant(const char *text)
     if (length <= SD_VARIANT_BYTES_MAX) {
         return gw_wix_strdup(text);
     }
-    char *hashed = gw_wix_calloc(7 + 64 + 1, 1);
+    char *hashed = gw_wix_calloc(sizeof("sha256:") - 1 + GW_SHA256_HEX_BYTES + 1, 1);
     if (hashed != NULL) {
         memcpy(hashed, "sha256:", 7);
         gw_sha256_hex(text, length, hashed + 7);
@@ -197,8 +196,8 @@ static gw_wix_result_t gw_map_metadata(const json_t *metadata, const char *defau
         tenant = gw_json_text(instance);
         if (tenant == NULL || !sd_tenant_valid(tenant, NULL)) {
             return gw_refuse(call, GW_WIX_BAD_REQUEST,
-                             "metadata.instanceId: must be a string of 1..64 [A-Za-z0-9._:-]%s",
-                             gw_quote(instance, quoted));
+                             "metadata.instanceId: must be a string of 1..%d [A-Za-z0-9._:-]%s",
+                             SD_TENANT_BYTES_MAX, gw_quote(instance, quoted));
         }
     }
     snprintf(call->tenant_id, sizeof(call->tenant_id), "%s", tenant);
@@ -253,11 +252,11 @@ static gw_wix_result_t gw_map_catalog_reference(const json_t *item, size_t index
     }
     const json_t *app_value = json_object_get(reference, "appId");
     const char *app = gw_json_text(app_value);
-    if (app == NULL || app[0] == '\0' || strlen(app) > GW_APP_BYTES_MAX) {
+    if (app == NULL || app[0] == '\0' || strlen(app) > SD_APP_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
                          "request.items[%zu].catalogReference.appId: must be a non-empty string "
-                         "of at most 64 bytes%s",
-                         index, gw_quote(app_value, quoted));
+                         "of at most %d bytes%s",
+                         index, SD_APP_BYTES_MAX, gw_quote(app_value, quoted));
     }
     const json_t *options = json_object_get(reference, "options");
     if (options != NULL && !json_is_null(options) && !json_is_object(options)) {
@@ -288,11 +287,11 @@ static gw_wix_result_t gw_map_item(const json_t *item, size_t index, gw_wix_call
         return result;
     }
     const char *location = "";
-    if (!gw_optional_string(item, "locationId", GW_LOCATION_BYTES_MAX, &location)) {
+    if (!gw_optional_string(item, "locationId", SD_LOCATION_BYTES_MAX, &location)) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
-                         "request.items[%zu].locationId: must be a string of at most 64 bytes "
+                         "request.items[%zu].locationId: must be a string of at most %d bytes "
                          "or null",
-                         index);
+                         index, SD_LOCATION_BYTES_MAX);
     }
     call->items[index].location_id = (char *)location;
     int64_t quantity = 0;
@@ -362,10 +361,10 @@ static gw_wix_result_t gw_map_request(gw_wix_method_t method, const json_t *requ
     }
     char quoted[GW_QUOTE_BYTES_MAX];
     const json_t *order = json_object_get(request, "orderId");
-    if (gw_json_text(order) == NULL || json_string_length(order) > GW_ORDER_ID_BYTES_MAX) {
+    if (gw_json_text(order) == NULL || json_string_length(order) > SD_ORDER_ID_BYTES_MAX) {
         return gw_refuse(call, GW_WIX_BAD_REQUEST,
-                         "request.orderId: must be a string of at most 128 bytes%s",
-                         gw_quote(order, quoted));
+                         "request.orderId: must be a string of at most %d bytes%s",
+                         SD_ORDER_ID_BYTES_MAX, gw_quote(order, quoted));
     }
     Stockd__V1__Reason reason;
     if (!gw_reason_of(request, &reason)) {

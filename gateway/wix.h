@@ -22,7 +22,8 @@
 /* request_id of a call without metadata.requestId: this prefix + the hex SHA-256 of the
  * token's signature segment (gw_wix_use_token_request_id). */
 #define GW_WIX_TOKEN_REQUEST_ID_PREFIX "wix-jwt:"
-_Static_assert(sizeof(GW_WIX_TOKEN_REQUEST_ID_PREFIX) - 1 + 64 <= SD_REQUEST_ID_BYTES_MAX,
+_Static_assert(sizeof(GW_WIX_TOKEN_REQUEST_ID_PREFIX) - 1 + 2 * 32 /* hex SHA-256 */ <=
+                   SD_REQUEST_ID_BYTES_MAX,
                "a token-derived request_id fits stockd's limit");
 
 typedef enum { GW_WIX_DECREMENT, GW_WIX_INCREMENT } gw_wix_method_t;
