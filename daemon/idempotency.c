@@ -73,22 +73,21 @@ bool sd_fingerprint(const sd_write_request_t *request, uint8_t out[SD_FINGERPRIN
 static sd_status_t sd_idempotency_decode(const uint8_t *value, size_t length, int64_t now_us,
                                          int64_t ttl_us, sd_idempotency_hit_t *hit)
 {
-    int64_t created_us = 0;
-    if (!sd_idempotency_created_us(value, length, &created_us)) {
+    sd_idempotency_value_t record;
+    if (!sd_idempotency_value_decode(value, length, &record)) {
         SD_LOG(LOG_ERROR, "storage_corrupt_idempotency", LF_UINT("value_bytes", length));
         return SD_INTERNAL;
     }
-    if (sd_idempotency_expired(created_us, now_us, ttl_us)) {
+    if (sd_idempotency_expired(record.created_us, now_us, ttl_us)) {
         return SD_OK; /* expired: as if never seen */
     }
-    size_t response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
-    hit->response = sd_malloc(response_length + sizeof(sd_replayed_suffix));
+    hit->response = sd_malloc(record.response_length + sizeof(sd_replayed_suffix));
     if (hit->response == NULL) {
         return SD_UNAVAILABLE;
     }
-    memcpy(hit->fingerprint, value + 9, SD_FINGERPRINT_BYTES);
-    memcpy(hit->response, value + SD_IDEMPOTENCY_HEADER_BYTES, response_length);
-    hit->response_length = response_length;
+    memcpy(hit->fingerprint, record.fingerprint, SD_FINGERPRINT_BYTES);
+    memcpy(hit->response, record.response, record.response_length);
+    hit->response_length = record.response_length;
     hit->found = true;
     return SD_OK;
 }
@@ -156,8 +155,10 @@ bool sd_idempotency_remember(sd_idempotency_records_t *records, sd_storage_t *st
         free(response_copy);
         return false;
     }
-    sd_idempotency_header_encode(now_us, fingerprint, value);
-    memcpy(value + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
+    sd_idempotency_value_encode(now_us, fingerprint, response, response_length, value);
+    sd_idempotency_value_t check; /* read back before it is written, as a lookup will */
+    SD_ASSERT(sd_idempotency_value_decode(value, value_length, &check) &&
+              check.created_us == now_us && check.response_length == response_length);
     sd_write_batch_put(storage, write_batch, SD_CF_IDEMPOTENCY, key, key_length, value,
                        value_length);
     free(value);

@@ -157,21 +157,26 @@ bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out)
            level_out->floor >= -SD_LEVEL_ABS_MAX && level_out->floor <= SD_LEVEL_ABS_MAX;
 }
 
-void sd_idempotency_header_encode(int64_t created_us,
-                                  const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
-                                  uint8_t out[SD_IDEMPOTENCY_HEADER_BYTES])
+void sd_idempotency_value_encode(int64_t created_us,
+                                 const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
+                                 const uint8_t *response, size_t response_length, uint8_t *out)
 {
     out[0] = SD_IDEMPOTENCY_FORMAT_V1;
     sd_be64_put(out + 1, (uint64_t)created_us);
     memcpy(out + 9, fingerprint, SD_FINGERPRINT_BYTES);
+    memcpy(out + SD_IDEMPOTENCY_HEADER_BYTES, response, response_length);
 }
 
-bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *created_us_out)
+bool sd_idempotency_value_decode(const uint8_t *value, size_t length,
+                                 sd_idempotency_value_t *record_out)
 {
     if (length < SD_IDEMPOTENCY_HEADER_BYTES || value[0] != SD_IDEMPOTENCY_FORMAT_V1) {
         return false;
     }
-    *created_us_out = (int64_t)sd_be64_get(value + 1);
+    record_out->created_us = (int64_t)sd_be64_get(value + 1);
+    record_out->fingerprint = value + 9;
+    record_out->response = value + SD_IDEMPOTENCY_HEADER_BYTES;
+    record_out->response_length = length - SD_IDEMPOTENCY_HEADER_BYTES;
     return true;
 }
 
@@ -215,4 +220,14 @@ void sd_stock_level_fill(Stockd__V1__StockLevel *out, Stockd__V1__ItemRef *item,
     out->floor = level->floor;
     out->version = level->version;
     out->updated_at_us = level->updated_at_us;
+}
+
+Stockd__V1__LedgerEntry *sd_ledger_value_decode(const uint8_t *value, size_t length)
+{
+    const uint8_t *payload = NULL;
+    size_t payload_length = 0;
+    if (!sd_ledger_value_payload(value, length, &payload, &payload_length)) {
+        return NULL;
+    }
+    return stockd__v1__ledger_entry__unpack(NULL, payload_length, payload);
 }

@@ -79,13 +79,22 @@ void sd_level_encode(const sd_level_t *level, uint8_t out[SD_LEVEL_VALUE_BYTES])
 bool sd_level_decode(const uint8_t *bytes, size_t length, sd_level_t *level_out);
 
 /* Idempotency record value: format byte, big-endian creation time (unix microseconds), the
- * request fingerprint, then the packed response. Writes the header into out. */
-void sd_idempotency_header_encode(int64_t created_us,
-                                  const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
-                                  uint8_t out[SD_IDEMPOTENCY_HEADER_BYTES]);
-/* Reads the creation time of an idempotency record. False when the value is not a known
- * format (callers must then keep the record and report corruption, never guess its age). */
-bool sd_idempotency_created_us(const uint8_t *value, size_t length, int64_t *created_us_out);
+ * request fingerprint, then the packed response. */
+typedef struct {
+    int64_t created_us;
+    const uint8_t *fingerprint; /* SD_FINGERPRINT_BYTES, a view into the value */
+    const uint8_t *response;    /* a view into the value */
+    size_t response_length;
+} sd_idempotency_value_t;
+
+/* Writes the record into out (SD_IDEMPOTENCY_HEADER_BYTES + response_length bytes). */
+void sd_idempotency_value_encode(int64_t created_us,
+                                 const uint8_t fingerprint[SD_FINGERPRINT_BYTES],
+                                 const uint8_t *response, size_t response_length, uint8_t *out);
+/* Reads a record (views into value). False when the value is not a known format: callers
+ * then keep the record and report corruption, never guess its age or content. */
+bool sd_idempotency_value_decode(const uint8_t *value, size_t length,
+                                 sd_idempotency_value_t *record_out);
 
 /* Ledger entry value: format byte, then the packed LedgerEntry. Writes it into out (capacity
  * at least 1 + the entry's packed size) and returns its length, or 0 when it does not fit. */
@@ -94,6 +103,10 @@ size_t sd_ledger_value_encode(const Stockd__V1__LedgerEntry *entry, uint8_t *out
  * a known format: the caller reports corruption. */
 bool sd_ledger_value_payload(const uint8_t *value, size_t length, const uint8_t **payload_out,
                              size_t *payload_length_out);
+/* The LedgerEntry of a stored value (caller frees it with
+ * stockd__v1__ledger_entry__free_unpacked), or NULL when the value is not a known format or
+ * does not unpack. */
+Stockd__V1__LedgerEntry *sd_ledger_value_decode(const uint8_t *value, size_t length);
 
 /* True when a record created at created_us is past the retention window at now_us. Written
  * without subtracting created_us, so no stored value can overflow it. */

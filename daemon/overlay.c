@@ -65,6 +65,7 @@ void sd_overlay_put_changed(const sd_overlay_t *overlay, sd_storage_t *storage,
         /* a changed level was loaded, and the checks kept it in range: read it back before
          * it is written (the codec round trip), as the reader will */
         SD_ASSERT(entry->load_status == SD_OK);
+        SD_ASSERT(entry->exists && entry->level.version > 0); /* written by this batch */
         sd_level_encode(&entry->level, value);
         sd_level_t check;
         SD_ASSERT(sd_level_decode(value, sizeof(value), &check));

@@ -28,16 +28,6 @@ static size_t sd_scan_budget(size_t page_size)
     return budget < SD_SCAN_ENTRIES_MIN ? SD_SCAN_ENTRIES_MIN : budget;
 }
 
-Stockd__V1__LedgerEntry *sd_ledger_decode(const uint8_t *value, size_t length)
-{
-    const uint8_t *payload = NULL;
-    size_t payload_length = 0;
-    if (!sd_ledger_value_payload(value, length, &payload, &payload_length)) {
-        return NULL;
-    }
-    return stockd__v1__ledger_entry__unpack(NULL, payload_length, payload);
-}
-
 /* ---- ListStock ---- */
 
 /* One collected level with its own copies of the key strings. */
@@ -229,7 +219,7 @@ static bool sd_history_visit(void *context, const uint8_t *key, size_t key_lengt
                              const uint8_t *value, size_t value_length)
 {
     sd_history_scan_t *scan = context;
-    Stockd__V1__LedgerEntry *entry = sd_ledger_decode(value, value_length);
+    Stockd__V1__LedgerEntry *entry = sd_ledger_value_decode(value, value_length);
     if (entry == NULL || key_length < 8 || entry->seq != sd_be64_get(key + key_length - 8)) {
         if (entry != NULL) {
             stockd__v1__ledger_entry__free_unpacked(entry, NULL);

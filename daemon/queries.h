@@ -31,8 +31,4 @@ sd_status_t sd_query_history(sd_storage_t *storage, uint64_t pruned_through,
  * lowered to it (as AIP-158 suggests). */
 bool sd_page_size(int32_t requested, const char *field, sd_error_t *error, size_t *size_out);
 
-/* Decodes one stored ledger value into a LedgerEntry (caller frees with
- * stockd__v1__ledger_entry__free_unpacked); NULL when corrupt. */
-Stockd__V1__LedgerEntry *sd_ledger_decode(const uint8_t *value, size_t length);
-
 #endif

@@ -59,11 +59,13 @@ static unsigned char sd_idempotency_filter(void *state, int level, const char *k
     (void)level, (void)key, (void)key_length, (void)new_value, (void)new_value_length;
     const sd_storage_t *storage = state;
     *changed = 0;
-    int64_t created_us = 0;
-    if (!sd_idempotency_created_us((const uint8_t *)value, value_length, &created_us)) {
+    sd_idempotency_value_t record;
+    if (!sd_idempotency_value_decode((const uint8_t *)value, value_length, &record)) {
         return 0;
     }
-    return sd_idempotency_expired(created_us, util_now_us(), storage->idempotency_ttl_us) ? 1 : 0;
+    return sd_idempotency_expired(record.created_us, util_now_us(), storage->idempotency_ttl_us)
+               ? 1
+               : 0;
 }
 
 /* The filter's state is the storage itself, which outlives the filter: nothing to free, but

@@ -586,7 +586,15 @@ static void env_reopen(env_t *env)
  * with the k-th allocation of the apply failing. Returns the hooked allocations it made. */
 static long apply_failing_nth(env_t *env, long k, sd_write_result_t *result)
 {
-    env_reopen(env); /* a fresh batch over what is stored */
+    env_reopen(env);    /* a fresh batch over what is stored */
+    static req_t first; /* an earlier request of the same batch, applied without failures */
+    req_init(&first, SD_WRITE_INCREMENT);
+    req_line(&first, "m0", 1);
+    sd_write_result_t first_result;
+    sd_write_result_init(&first_result);
+    sd_batch_apply(env->batch, &first.request, util_now_us(), &first_result);
+    assert_true(first_result.applied);
+    sd_write_result_free(&first_result);
     static req_t r;
     req_init(&r, SD_WRITE_DECREMENT);
     r.request.restrict_inventory = true;
@@ -619,14 +627,16 @@ static void test_out_of_memory_in_apply_changes_nothing(void **state)
         if (!applied) {
             assert_int_equal(result.error.status, SD_UNAVAILABLE);
             assert_non_null(strstr(result.error.message, "not applied"));
-            assert_int_equal(sd_batch_applied_count(env->batch), 0);
+            assert_int_equal(sd_batch_applied_count(env->batch), 1); /* the earlier one */
         }
         sd_write_result_free(&result);
         assert_int_equal(sd_batch_commit(env->batch, true), SD_OK);
         env_reopen(env);
         int64_t m1 = level_of(env, "m1").available, m2 = level_of(env, "m2").available;
+        /* the earlier request of the batch is stored whatever happened to this one */
+        assert_int_equal(level_of(env, "m0").available, k);
         if (!applied) {
-            assert_int_equal(sd_storage_last_seq(env->storage), seq_before);
+            assert_int_equal(sd_storage_last_seq(env->storage), seq_before + 1);
             assert_int_equal(m1, 10);
             assert_int_equal(m2, 10);
         } else {

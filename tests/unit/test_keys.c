@@ -151,9 +151,51 @@ static void test_level_rejects_corruption(void **state)
     assert_false(sd_level_decode(bytes, sizeof(bytes), &decoded)); /* bad bool */
 }
 
+/* The idempotency record and the ledger entry round-trip through their codecs, and a value of
+ * another format or too short is refused (never guessed at). */
+static void test_value_codecs_check_their_format(void **state)
+{
+    (void)state;
+    uint8_t fingerprint[SD_FINGERPRINT_BYTES];
+    memset(fingerprint, 0xab, sizeof(fingerprint));
+    const uint8_t response[] = {1, 2, 3};
+    uint8_t value[SD_IDEMPOTENCY_HEADER_BYTES + sizeof(response)];
+    sd_idempotency_value_encode(-5, fingerprint, response, sizeof(response), value);
+    sd_idempotency_value_t record;
+    assert_true(sd_idempotency_value_decode(value, sizeof(value), &record));
+    assert_int_equal(record.created_us, -5);
+    assert_memory_equal(record.fingerprint, fingerprint, SD_FINGERPRINT_BYTES);
+    assert_int_equal(record.response_length, sizeof(response));
+    assert_memory_equal(record.response, response, sizeof(response));
+    assert_false(sd_idempotency_value_decode(value, SD_IDEMPOTENCY_HEADER_BYTES - 1, &record));
+    value[0] = SD_IDEMPOTENCY_FORMAT_V1 + 1;
+    assert_false(sd_idempotency_value_decode(value, sizeof(value), &record));
+
+    Stockd__V1__LedgerEntry entry = STOCKD__V1__LEDGER_ENTRY__INIT;
+    entry.seq = 42;
+    entry.tenant_id = "t";
+    entry.delta = -3;
+    uint8_t ledger[256];
+    size_t length = sd_ledger_value_encode(&entry, ledger, sizeof(ledger));
+    assert_true(length > 1);
+    assert_int_equal(sd_ledger_value_encode(&entry, ledger, 2), 0); /* does not fit */
+    Stockd__V1__LedgerEntry *decoded = sd_ledger_value_decode(ledger, length);
+    assert_non_null(decoded);
+    assert_int_equal(decoded->seq, 42);
+    assert_int_equal(decoded->delta, -3);
+    stockd__v1__ledger_entry__free_unpacked(decoded, NULL);
+    ledger[0] = SD_LEDGER_FORMAT_V1 + 1; /* Watch and History refuse it */
+    const uint8_t *payload = NULL;
+    size_t payload_length = 0;
+    assert_false(sd_ledger_value_payload(ledger, length, &payload, &payload_length));
+    assert_null(sd_ledger_value_decode(ledger, length));
+    assert_null(sd_ledger_value_decode(ledger, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_value_codecs_check_their_format),
         cmocka_unit_test(test_item_key_round_trip),
         cmocka_unit_test(test_item_key_maximum_lengths),
         cmocka_unit_test(test_item_key_no_injection),
