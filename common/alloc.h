@@ -1,4 +1,4 @@
-/* alloc.h — the allocation hook (style.md 14): the write path allocates through these, so a
+/* alloc.h — the allocation hook (docs/style.md 14): the write path allocates through these, so a
  * test can make the k-th allocation fail and check, for every k, that the outcome is a clean
  * error with nothing half-applied (SQLite's and libuv's out-of-memory loops). In production
  * they are malloc, calloc and realloc. Release with free(). */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The house style, checked rather than hoped for (style.md 24): every C source and header is
+# The house style, checked rather than hoped for (docs/style.md 24): every C source and header is
 # formatted as .clang-format says, and clang-tidy (.clang-tidy) finds no statement without
 # braces and no function over 70 lines.
 # Usage: check_style.sh SOURCE-DIR BUILD-DIR (BUILD-DIR holds compile_commands.json)
