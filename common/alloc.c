@@ -2,6 +2,7 @@
 #include "alloc.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 static _Atomic long sd_alloc_countdown; /* 0 = never fail */
@@ -28,6 +29,28 @@ void *sd_calloc(size_t count, size_t size)
 void *sd_realloc(void *pointer, size_t bytes)
 {
     return sd_alloc_should_fail() ? NULL : realloc(pointer, bytes);
+}
+
+void *sd_array_grow(void *array, size_t *capacity, size_t needed, size_t element_size)
+{
+    if (needed <= *capacity) {
+        return array;
+    }
+    size_t grown = *capacity ? *capacity : 16;
+    while (grown < needed) {
+        if (grown > SIZE_MAX / 2) {
+            return NULL;
+        }
+        grown *= 2;
+    }
+    if (element_size != 0 && grown > SIZE_MAX / element_size) {
+        return NULL;
+    }
+    void *bigger = sd_realloc(array, grown * element_size);
+    if (bigger != NULL) {
+        *capacity = grown;
+    }
+    return bigger;
 }
 
 long sd_alloc_fail_nth(long countdown)

@@ -122,25 +122,6 @@ void sd_write_result_free(sd_write_result_t *result)
     result->response = NULL;
 }
 
-/* Grows *array (of element_size elements) to hold at least needed elements. */
-static bool sd_reserve(void **array, size_t *capacity, size_t needed, size_t element_size)
-{
-    if (needed <= *capacity) {
-        return true;
-    }
-    size_t grown = *capacity ? *capacity : 16;
-    while (grown < needed) {
-        grown *= 2;
-    }
-    void *bigger = sd_realloc(*array, grown * element_size);
-    if (bigger == NULL) {
-        return false;
-    }
-    *array = bigger;
-    *capacity = grown;
-    return true;
-}
-
 /* ---- evaluation ---- */
 
 void sd_item_subject(const Stockd__V1__ItemRef *item, char *out, size_t capacity)
@@ -184,12 +165,18 @@ static sd_status_t sd_collect_uniques(sd_batch_t *batch, const sd_write_request_
     uint8_t key[SD_ITEM_KEY_BYTES_MAX];
     size_t count = 0;
     sd_map_clear(&batch->request_map);
-    if (!sd_reserve((void **)&batch->uniques, &batch->uniques_capacity, request->lines_count,
-                    sizeof(*batch->uniques)) ||
-        !sd_reserve((void **)&batch->line_uniques, &batch->line_uniques_capacity,
-                    request->lines_count, sizeof(*batch->line_uniques))) {
+    sd_unique_t *uniques = sd_array_grow(batch->uniques, &batch->uniques_capacity,
+                                         request->lines_count, sizeof(*batch->uniques));
+    if (uniques == NULL) {
         return SD_UNAVAILABLE;
     }
+    batch->uniques = uniques;
+    uint32_t *line_uniques = sd_array_grow(batch->line_uniques, &batch->line_uniques_capacity,
+                                           request->lines_count, sizeof(*batch->line_uniques));
+    if (line_uniques == NULL) {
+        return SD_UNAVAILABLE;
+    }
+    batch->line_uniques = line_uniques;
     for (size_t line = 0; line < request->lines_count; line++) {
         sd_item_key_t parts = sd_item_key_of(request->tenant_id, sd_request_item(request, line));
         size_t key_length = sd_key_encode_item(&parts, key, sizeof(key));

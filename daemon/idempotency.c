@@ -123,30 +123,17 @@ sd_status_t sd_idempotency_find(const sd_idempotency_records_t *records, sd_stor
     return status;
 }
 
-/* Grows the records array by one slot; false when out of memory. */
-static bool sd_idempotency_records_reserve(sd_idempotency_records_t *records)
-{
-    if (records->count < records->capacity) {
-        return true;
-    }
-    size_t grown = records->capacity ? records->capacity * 2 : 16;
-    sd_idempotency_record_t *bigger = sd_realloc(records->records, grown * sizeof(*bigger));
-    if (bigger == NULL) {
-        return false;
-    }
-    records->records = bigger;
-    records->capacity = grown;
-    return true;
-}
-
 bool sd_idempotency_remember(sd_idempotency_records_t *records, sd_storage_t *storage,
                              sd_write_batch_t *write_batch, const uint8_t *key, size_t key_length,
                              const uint8_t fingerprint[SD_FINGERPRINT_BYTES], int64_t now_us,
                              const uint8_t *response, size_t response_length)
 {
-    if (!sd_idempotency_records_reserve(records)) {
+    sd_idempotency_record_t *grown = sd_array_grow(records->records, &records->capacity,
+                                                   records->count + 1, sizeof(*records->records));
+    if (grown == NULL) {
         return false;
     }
+    records->records = grown;
     size_t value_length = SD_IDEMPOTENCY_HEADER_BYTES + response_length;
     uint8_t *value = sd_malloc(value_length);
     uint8_t *response_copy = sd_malloc(response_length ? response_length : 1);

@@ -7,30 +7,17 @@
 
 #include "log.h"
 
-/* Room for one more entry; false when out of memory. */
-static bool sd_overlay_reserve(sd_overlay_t *overlay)
-{
-    if (overlay->count < overlay->capacity) {
-        return true;
-    }
-    size_t grown = overlay->capacity ? overlay->capacity * 2 : 16;
-    sd_overlay_entry_t *bigger = sd_realloc(overlay->entries, grown * sizeof(*bigger));
-    if (bigger == NULL) {
-        return false;
-    }
-    overlay->entries = bigger;
-    overlay->capacity = grown;
-    return true;
-}
-
 sd_status_t sd_overlay_get(sd_overlay_t *overlay, const sd_level_cache_t *cache,
                            sd_storage_t *storage, const uint8_t *key, size_t key_length,
                            uint32_t *index_out)
 {
     /* the entry's room first: a map slot must never refer to an entry that does not exist */
-    if (!sd_overlay_reserve(overlay)) {
+    sd_overlay_entry_t *entries = sd_array_grow(overlay->entries, &overlay->capacity,
+                                                overlay->count + 1, sizeof(*overlay->entries));
+    if (entries == NULL) {
         return SD_UNAVAILABLE;
     }
+    overlay->entries = entries;
     bool inserted = false;
     sd_map_slot_t *slot =
         sd_map_upsert(&overlay->map, key, key_length, (uint32_t)overlay->count, &inserted);
