@@ -35,6 +35,7 @@ typedef struct {
     int64_t level_cache_entries;
     int64_t write_buffer_mb;
     int64_t wal_max_mb;
+    bool rocksdb_info_log;
     int64_t threads;
     int64_t inflight_mb;
     int64_t streams_per_connection;
@@ -89,6 +90,10 @@ static const cfg_option_t sd_options[] = {
            NULL, "RocksDB memtable size per column family in MiB (up to 3 each)"),
     SD_OPT("wal-max-mb", "STOCKD_WAL_MAX_MB", CFG_INT, wal_max_mb, "64", 1, 65536, NULL,
            "write-ahead log bound in MiB: bounds what a restart after a crash replays"),
+    SD_OPT("rocksdb-info-log", "STOCKD_ROCKSDB_INFO_LOG", CFG_BOOL, rocksdb_info_log, "false", 0, 0,
+           NULL,
+           "RocksDB's own LOG in the data directory logs flushes and compactions "
+           "(diagnosis; by default only its header)"),
     SD_OPT("threads", "STOCKD_THREADS", CFG_INT, threads, "2", 1, 16, NULL,
            "gRPC completion-queue polling threads"),
     SD_OPT("inflight-mb", "STOCKD_INFLIGHT_MB", CFG_INT, inflight_mb, "64", 1, 65536, NULL,
@@ -174,9 +179,9 @@ static bool sd_open_storage(const sd_config_t *config, sd_daemon_t *daemon)
 {
     char error[512];
     mkdir(config->data_dir, 0750); /* RocksDB creates one level only; EEXIST is fine */
-    sd_storage_options_t options = {config->data_dir, config->block_cache_mb << 20,
-                                    config->write_buffer_mb << 20, config->idempotency_ttl_s,
-                                    config->wal_max_mb << 20};
+    sd_storage_options_t options = {
+        config->data_dir,          config->block_cache_mb << 20, config->write_buffer_mb << 20,
+        config->idempotency_ttl_s, config->wal_max_mb << 20,     config->rocksdb_info_log};
     if (sd_storage_open(&options, &daemon->storage, error, sizeof(error)) != SD_OK) {
         SD_LOG(LOG_ERROR, "storage_open_failed", LF_STR("error", error));
         return false;

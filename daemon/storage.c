@@ -39,6 +39,7 @@ struct sd_storage {
     int64_t wal_bytes_since_flush; /* writer thread only */
 };
 
+#define SD_ROCKSDB_INFO_LOG_INFO 1        /* InfoLogLevel::INFO_LEVEL */
 #define SD_ROCKSDB_INFO_LOG_HEADER_ONLY 5 /* InfoLogLevel::HEADER_LEVEL */
 
 struct sd_write_batch {
@@ -91,9 +92,11 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_options_set_keep_log_file_num(storage->db_options, 4);
     /* RocksDB's own info LOG lives in the data directory. Debian builds RocksDB with assertions
      * on, and a failed append to that LOG (a full disk) trips one and aborts the process
-     * before stockd can fail-stop cleanly. stockd logs every failure itself, so RocksDB writes
-     * only the header at open (HEADER_LEVEL) and nothing while running. */
-    rocksdb_options_set_info_log_level(storage->db_options, SD_ROCKSDB_INFO_LOG_HEADER_ONLY);
+     * before stockd can fail-stop cleanly. stockd logs every failure itself, so by default
+     * RocksDB writes only the header at open (HEADER_LEVEL) and nothing while running. */
+    rocksdb_options_set_info_log_level(storage->db_options, options->rocksdb_info_log
+                                                                ? SD_ROCKSDB_INFO_LOG_INFO
+                                                                : SD_ROCKSDB_INFO_LOG_HEADER_ONLY);
     storage->wal_bytes_max = options->wal_bytes_max;
     /* Point-in-time recovery: after a crash, replay the WAL up to the first corrupt record. */
     rocksdb_options_set_wal_recovery_mode(storage->db_options, 2);

@@ -30,6 +30,10 @@ typedef struct {
      * log file, so a restart replays at most this much (0 = RocksDB's default, 4 x the
      * memtables, about 1.5 GiB here). */
     int64_t wal_bytes_max;
+    /* RocksDB's own info LOG in the data directory: false (the default) writes only its
+     * header; true logs flushes and compactions too, for diagnosis (a full disk then makes
+     * Debian's RocksDB, built with assertions, abort on a failed LOG append). */
+    bool rocksdb_info_log;
 } sd_storage_options_t;
 
 typedef struct sd_storage sd_storage_t;

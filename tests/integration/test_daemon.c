@@ -280,7 +280,7 @@ static void test_corrupt_record_is_internal(void **state)
     must_set(env->client, "c", 5);
     sc_client_free(env->client);
     assert_int_equal(th_daemon_stop(&env->daemon, SIGTERM), 0);
-    sd_storage_options_t options = {env->dir, 8 << 20, 4 << 20, 3600, 64 << 20};
+    sd_storage_options_t options = {env->dir, 8 << 20, 4 << 20, 3600, 64 << 20, false};
     sd_storage_t *storage = NULL;
     char error[256];
     assert_int_equal(sd_storage_open(&options, &storage, error, sizeof(error)), SD_OK);

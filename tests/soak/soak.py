@@ -372,13 +372,15 @@ class Soak:
         self.run_number += 1
         extra = []
         mode = ARGS.write_buffer_mb
+        # RocksDB's LOG (flush and compaction counts, read below) is off by default in stockd
         small = mode == "alternate" and cycle % 2 == 1
         if small:
             extra = ["--write-buffer-mb", "1"]
         elif mode not in ("alternate", "default"):
             extra = ["--write-buffer-mb", mode]
         log = os.path.join(self.workdir, "stockd-%03d.log" % self.run_number)
-        return Daemon(self.data_dir, log, extra), (" ".join(extra[1:]) + "MiB" if extra else "dflt")
+        label = " ".join(extra[1:]) + "MiB" if extra else "dflt"
+        return Daemon(self.data_dir, log, extra + ["--rocksdb-info-log"]), label
 
     def collect_rocksdb_stats(self):
         stats = rocksdb_log_stats(self.data_dir)

@@ -29,7 +29,7 @@ static inline void th_remove_tree(const char *dir)
 
 static inline sd_storage_t *th_open_storage(const char *dir)
 {
-    sd_storage_options_t options = {dir, 8 << 20, 4 << 20, 7 * 86400, 64 << 20};
+    sd_storage_options_t options = {dir, 8 << 20, 4 << 20, 7 * 86400, 64 << 20, false};
     sd_storage_t *storage = NULL;
     char error[256];
     if (sd_storage_open(&options, &storage, error, sizeof(error)) != SD_OK) {

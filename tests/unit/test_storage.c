@@ -39,7 +39,7 @@ static int64_t wal_bytes(const char *dir)
 static sd_storage_t *open_with_wal_bound(const char *dir, int64_t wal_bytes_max)
 {
     /* memtables larger than the WAL bound: only the bound can make RocksDB flush */
-    sd_storage_options_t options = {dir, 8 << 20, 64 << 20, 7 * 86400, wal_bytes_max};
+    sd_storage_options_t options = {dir, 8 << 20, 64 << 20, 7 * 86400, wal_bytes_max, false};
     sd_storage_t *storage = NULL;
     char error[256];
     assert_int_equal(sd_storage_open(&options, &storage, error, sizeof(error)), SD_OK);
