@@ -365,17 +365,7 @@ void sd_write_batch_pop_save_point(sd_write_batch_t *batch)
     }
 }
 
-/* Applies batch->rocks; see sd_storage_write. */
-static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                          bool sync);
-
 sd_status_t sd_storage_write(sd_storage_t *storage, sd_write_batch_t *batch, bool sync)
-{
-    return sd_storage_write_rocks(storage, batch->rocks, sync);
-}
-
-static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writebatch_t *batch,
-                                          bool sync)
 {
     int countdown = atomic_load(&storage->fail_write_countdown);
     if (countdown > 0 && atomic_fetch_sub(&storage->fail_write_countdown, 1) == 1) {
@@ -384,7 +374,7 @@ static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writeba
         return SD_UNAVAILABLE;
     }
     char *rocks_error = NULL;
-    rocksdb_write(storage->db, sync ? storage->write_sync : storage->write_nosync, batch,
+    rocksdb_write(storage->db, sync ? storage->write_sync : storage->write_nosync, batch->rocks,
                   &rocks_error);
     if (rocks_error != NULL) {
         SD_LOG(LOG_ERROR, "storage_write_failed", LF_STR("error", rocks_error));
@@ -392,7 +382,7 @@ static sd_status_t sd_storage_write_rocks(sd_storage_t *storage, rocksdb_writeba
         atomic_store(&storage->failed, true);
         return SD_UNAVAILABLE;
     }
-    sd_storage_bound_wal(storage, batch);
+    sd_storage_bound_wal(storage, batch->rocks);
     return SD_OK;
 }
 
@@ -578,9 +568,10 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
     if (status != SD_OK || scan.cutoff_seq <= atomic_load(&storage->pruned_through)) {
         return status;
     }
-    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
-    if (sd_storage_delete_ledger_through(storage, batch, scan.cutoff_seq) != SD_OK) {
-        rocksdb_writebatch_destroy(batch);
+    sd_write_batch_t *batch = sd_write_batch_new();
+    if (batch == NULL ||
+        sd_storage_delete_ledger_through(storage, batch->rocks, scan.cutoff_seq) != SD_OK) {
+        sd_write_batch_free(batch);
         return SD_UNAVAILABLE; /* retried at the next interval; nothing was deleted */
     }
     uint8_t begin[SD_TIME_INDEX_KEY_BYTES], end[SD_TIME_INDEX_KEY_BYTES], value[8];
@@ -588,13 +579,14 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
     memcpy(end, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     sd_be64_put(begin + sizeof(sd_time_index_prefix) - 1, 0);
     sd_be64_put(end + sizeof(sd_time_index_prefix) - 1, (uint64_t)scan.cutoff_s);
-    rocksdb_writebatch_delete_range_cf(batch, storage->cf[SD_CF_DEFAULT], (const char *)begin,
-                                       sizeof(begin), (const char *)end, sizeof(end));
+    rocksdb_writebatch_delete_range_cf(batch->rocks, storage->cf[SD_CF_DEFAULT],
+                                       (const char *)begin, sizeof(begin), (const char *)end,
+                                       sizeof(end));
     sd_be64_put(value, scan.cutoff_seq);
-    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_DEFAULT], sd_meta_pruned_key,
-                              sizeof(sd_meta_pruned_key) - 1, (const char *)value, sizeof(value));
-    status = sd_storage_write_rocks(storage, batch, true);
-    rocksdb_writebatch_destroy(batch);
+    sd_write_batch_put(storage, batch, SD_CF_DEFAULT, (const uint8_t *)sd_meta_pruned_key,
+                       sizeof(sd_meta_pruned_key) - 1, value, sizeof(value));
+    status = sd_storage_write(storage, batch, true);
+    sd_write_batch_free(batch);
     if (status == SD_OK) {
         atomic_store(&storage->pruned_through, scan.cutoff_seq);
         SD_LOG(LOG_INFO, "ledger_pruned", LF_UINT("through_seq", scan.cutoff_seq));
