@@ -161,69 +161,55 @@ static int fault_check(fault_op_t op, int fd, const char *path)
         memcpy(&real, &symbol, sizeof(real));                                                      \
     }
 
+/* Makes the calling interposer fail (-1, errno set) when a rule applies to this call. */
+#define FAULT_INJECT(applies, op, fd, path)                                                        \
+    do {                                                                                           \
+        int error_number = (applies) ? fault_check((op), (fd), (path)) : 0;                        \
+        if (error_number != 0) {                                                                   \
+            errno = error_number;                                                                  \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
 int fdatasync(int fd)
 {
     FAULT_REAL(int, "fdatasync", int);
-    int error_number = fault_check(FAULT_FDATASYNC, fd, NULL);
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(true, FAULT_FDATASYNC, fd, NULL);
     return real(fd);
 }
 
 int fsync(int fd)
 {
     FAULT_REAL(int, "fsync", int);
-    int error_number = fault_check(FAULT_FDATASYNC, fd, NULL);
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(true, FAULT_FDATASYNC, fd, NULL);
     return real(fd);
 }
 
 ssize_t write(int fd, const void *buffer, size_t count)
 {
     FAULT_REAL(ssize_t, "write", int, const void *, size_t);
-    int error_number = fd > 2 ? fault_check(FAULT_WRITE, fd, NULL) : 0;
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(fd > 2, FAULT_WRITE, fd, NULL);
     return real(fd, buffer, count);
 }
 
 ssize_t pwrite(int fd, const void *buffer, size_t count, off_t offset)
 {
     FAULT_REAL(ssize_t, "pwrite", int, const void *, size_t, off_t);
-    int error_number = fault_check(FAULT_WRITE, fd, NULL);
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(true, FAULT_WRITE, fd, NULL);
     return real(fd, buffer, count, offset);
 }
 
 ssize_t pwrite64(int fd, const void *buffer, size_t count, off_t offset)
 {
     FAULT_REAL(ssize_t, "pwrite64", int, const void *, size_t, off_t);
-    int error_number = fault_check(FAULT_WRITE, fd, NULL);
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(true, FAULT_WRITE, fd, NULL);
     return real(fd, buffer, count, offset);
 }
 
 ssize_t writev(int fd, const struct iovec *vector, int count)
 {
     FAULT_REAL(ssize_t, "writev", int, const struct iovec *, int);
-    int error_number = fd > 2 ? fault_check(FAULT_WRITE, fd, NULL) : 0;
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(fd > 2, FAULT_WRITE, fd, NULL);
     return real(fd, vector, count);
 }
 
@@ -246,11 +232,7 @@ int open(const char *path, int flags, ...)
     va_start(arguments, flags);
     mode_t mode = fault_mode_of(flags, arguments);
     va_end(arguments);
-    int error_number = fault_open_writes(flags) ? fault_check(FAULT_OPEN, -1, path) : 0;
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(fault_open_writes(flags), FAULT_OPEN, -1, path);
     return real(path, flags, mode);
 }
 
@@ -261,11 +243,7 @@ int open64(const char *path, int flags, ...)
     va_start(arguments, flags);
     mode_t mode = fault_mode_of(flags, arguments);
     va_end(arguments);
-    int error_number = fault_open_writes(flags) ? fault_check(FAULT_OPEN, -1, path) : 0;
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(fault_open_writes(flags), FAULT_OPEN, -1, path);
     return real(path, flags, mode);
 }
 
@@ -276,10 +254,6 @@ int openat(int directory, const char *path, int flags, ...)
     va_start(arguments, flags);
     mode_t mode = fault_mode_of(flags, arguments);
     va_end(arguments);
-    int error_number = fault_open_writes(flags) ? fault_check(FAULT_OPEN, -1, path) : 0;
-    if (error_number != 0) {
-        errno = error_number;
-        return -1;
-    }
+    FAULT_INJECT(fault_open_writes(flags), FAULT_OPEN, -1, path);
     return real(directory, path, flags, mode);
 }
