@@ -48,8 +48,7 @@ static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescri
     if (message == NULL) {
         sd_call_reply_status(call, status,
                              status == SD_RESOURCE_EXHAUSTED
-                                 ? "stockd holds too many request bytes right now; retry with "
-                                   "backoff"
+                                 ? SD_BUDGET_MESSAGE
                                  : "request is not a valid protobuf message");
     }
     return message;

@@ -26,7 +26,6 @@
 #define SD_POLLING_THREADS_MAX 16
 #define SD_HEALTH_REQUEST_BYTES_MAX 1024
 #define SD_CONNECTION_IDLE_MS (5 * 60 * 1000)
-#define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 
 typedef enum {
     SD_TAG_NEW_CALL,      /* a registered call arrived (or the post failed at shutdown) */

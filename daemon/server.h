@@ -82,6 +82,9 @@ void *sd_call_slot(sd_call_t *call, void (*release)(void *slot));
 /* Names the tenant and request_id the call's log line carries (views that must live as long as
  * the call, e.g. into its kept request message). */
 void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char *request_id);
+/* The answer (RESOURCE_EXHAUSTED) to a call refused for the request-byte budget. */
+#define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
+
 /* Unpacks the request into a message that lives until the call ends. Its memory counts
  * against the server's request-byte budget: NULL with *status_out SD_RESOURCE_EXHAUSTED when
  * the budget is spent, SD_INVALID_ARGUMENT when the bytes are not a valid message. */
