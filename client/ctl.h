@@ -6,43 +6,50 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "status.h"
+#include <grpc/status.h>
+
 #include "stockclient.h"
 
 enum {
     EXIT_DONE = 0,
-    EXIT_REFUSED = 1,     /* insufficient stock, version or request-id conflict */
+    EXIT_REFUSED = 1,     /* insufficient stock, version or request-id conflict, no such backup */
     EXIT_INVALID = 2,     /* invalid input */
     EXIT_UNREACHABLE = 3, /* stockd unreachable, too slow or overloaded */
     EXIT_OTHER = 4,
     EXIT_NEVER_SET = 5, /* get: the item was never set (its level is shown, version 0) */
+    EXIT_DENIED = 6,    /* credentials missing or refused, or the identity may not do this */
 };
 
-/* The exit code for a gRPC status code (the one table of that mapping), written in the
- * contract's status names; a status added to status.h without a case here fails to compile
- * (-Wswitch, no default). */
+/* The exit code for a gRPC status code (the one table of that mapping). It switches over the
+ * gRPC core's own enum rather than stockd's status list, so every code a client can meet
+ * (UNAUTHENTICATED, PERMISSION_DENIED, DATA_LOSS) has its row, and a code without a case
+ * fails to compile (-Wswitch, no default). */
 static inline int ctl_exit_for(int grpc_code)
 {
-    sd_status_t status = sd_status_from_grpc_code(grpc_code);
-    switch (status) {
-    case SD_OK:
+    switch ((grpc_status_code)grpc_code) {
+    case GRPC_STATUS_OK:
         return EXIT_DONE;
-    case SD_FAILED_PRECONDITION:
-    case SD_ABORTED:
-    case SD_ALREADY_EXISTS:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_NOT_FOUND: /* backup remove: no checkpoint of that name */
         return EXIT_REFUSED;
-    case SD_INVALID_ARGUMENT:
-    case SD_OUT_OF_RANGE:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_OUT_OF_RANGE:
         return EXIT_INVALID;
-    case SD_UNAVAILABLE:
-    case SD_DEADLINE_EXCEEDED:
-    case SD_RESOURCE_EXHAUSTED:
+    case GRPC_STATUS_UNAVAILABLE:
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
         return EXIT_UNREACHABLE;
-    case SD_CANCELLED:
-    case SD_UNKNOWN:
-    case SD_NOT_FOUND:
-    case SD_UNIMPLEMENTED:
-    case SD_INTERNAL:
+    case GRPC_STATUS_UNAUTHENTICATED:
+    case GRPC_STATUS_PERMISSION_DENIED:
+        return EXIT_DENIED;
+    case GRPC_STATUS_CANCELLED:
+    case GRPC_STATUS_UNKNOWN:
+    case GRPC_STATUS_UNIMPLEMENTED:
+    case GRPC_STATUS_INTERNAL:
+    case GRPC_STATUS_DATA_LOSS:
+    case GRPC_STATUS__DO_NOT_USE:
         return EXIT_OTHER;
     }
     return EXIT_OTHER;
@@ -52,6 +59,17 @@ static inline int ctl_exit_for(int grpc_code)
  * the environment or the table's defaults; NULL = not given (for options without a default). */
 typedef struct {
     const char *stockd;
+    const char *admin; /* where stockd serves stockd.v1.Admin (its --admin-listen) */
+    /* TLS and the bearer token (docs/api.md §6); "" = not given */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *token;
+    const char *token_file;
+    /* Set by the dispatcher, not by the options: the address the command's client talks to,
+     * and whether it is the admin listener (for error hints). */
+    const char *target;
+    bool target_admin;
     const char *tenant;
     const char *location;
     bool default_location; /* list: only the default location */

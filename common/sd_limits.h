@@ -19,6 +19,11 @@
 #define SD_VARIANT_BYTES_MAX 256
 #define SD_ORDER_ID_BYTES_MAX 128
 #define SD_REQUEST_ID_BYTES_MAX 128
+/* An identity's name in the auth policy, recorded as a ledger entry's actor. */
+#define SD_IDENTITY_NAME_BYTES_MAX 64
+/* The `stockd-on-behalf-of` metadata a caller may send with a write (recorded in the ledger). */
+#define SD_ON_BEHALF_OF_BYTES_MAX 128
+#define SD_ON_BEHALF_OF_METADATA "stockd-on-behalf-of"
 #define SD_REASON_TEXT_BYTES_MAX 256
 #define SD_LINES_MAX 8192
 #define SD_QUANTITY_MAX INT64_C(1000000000)

@@ -13,13 +13,15 @@
     X(DEADLINE_EXCEEDED, 4, "deadline passed before the write was applied; not applied")           \
     X(NOT_FOUND, 5, "not found")                                                                   \
     X(ALREADY_EXISTS, 6, "request_id was already used with different content")                     \
+    X(PERMISSION_DENIED, 7, "the caller may not do this")                                          \
     X(RESOURCE_EXHAUSTED, 8, "write queue is full; retry later")                                   \
     X(FAILED_PRECONDITION, 9, "insufficient stock")                                                \
     X(ABORTED, 10, "version mismatch (compare-and-set failed)")                                    \
     X(OUT_OF_RANGE, 11, "stock level would leave the range +-10^15")                               \
     X(UNIMPLEMENTED, 12, "method not implemented")                                                 \
     X(INTERNAL, 13, "internal error")                                                              \
-    X(UNAVAILABLE, 14, "service unavailable")
+    X(UNAVAILABLE, 14, "service unavailable")                                                      \
+    X(UNAUTHENTICATED, 16, "no valid credentials")
 
 typedef enum {
 #define SD_STATUS_ENUM(name, code, message) SD_##name,

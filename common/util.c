@@ -290,3 +290,32 @@ char *util_base64url_encode(const unsigned char *bytes, size_t length)
     out[used] = '\0';
     return out;
 }
+
+char *util_read_file(const char *path, size_t bytes_max, size_t *length_out, char *error,
+                     size_t error_capacity)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        snprintf(error, error_capacity, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    char *data = malloc(bytes_max + 1);
+    /* one byte more than allowed tells "too large" from "exactly the limit" */
+    size_t length = data ? fread(data, 1, bytes_max + 1, file) : 0;
+    bool read_failed = ferror(file) != 0;
+    fclose(file);
+    if (data == NULL || read_failed || length > bytes_max) {
+        if (data == NULL) {
+            snprintf(error, error_capacity, "out of memory");
+        } else if (read_failed) {
+            snprintf(error, error_capacity, "cannot read");
+        } else {
+            snprintf(error, error_capacity, "larger than %zu bytes", bytes_max);
+        }
+        free(data);
+        return NULL;
+    }
+    data[length] = '\0';
+    *length_out = length;
+    return data;
+}

@@ -49,4 +49,10 @@ unsigned char *util_base64url_decode(const char *text, size_t length, size_t *de
 /* Checked arithmetic: false when the result would overflow. */
 bool util_add_int64(int64_t a, int64_t b, int64_t *result_out);
 
+/* Reads a whole file of at most bytes_max bytes into a malloc'd NUL-terminated buffer
+ * (*length_out bytes before the NUL). NULL with a reason in error (e.g. "cannot open: No such
+ * file or directory", "larger than 1048576 bytes") when it cannot. */
+char *util_read_file(const char *path, size_t bytes_max, size_t *length_out, char *error,
+                     size_t error_capacity);
+
 #endif

@@ -293,9 +293,10 @@ static void sd_check_versions_and_range(sd_batch_t *batch, const sd_write_reques
 /* ---- applying ---- */
 
 #define SD_LEDGER_VALUE_BYTES_MAX 4096
-_Static_assert(SD_LEDGER_VALUE_BYTES_MAX > 1 + 16 * 8 + SD_TENANT_BYTES_MAX +
-                                               SD_ITEM_KEY_BYTES_MAX + SD_ORDER_ID_BYTES_MAX +
-                                               SD_REASON_TEXT_BYTES_MAX + SD_REQUEST_ID_BYTES_MAX,
+_Static_assert(SD_LEDGER_VALUE_BYTES_MAX >
+                   1 + 16 * 8 + SD_TENANT_BYTES_MAX + SD_ITEM_KEY_BYTES_MAX +
+                       SD_ORDER_ID_BYTES_MAX + SD_REASON_TEXT_BYTES_MAX + SD_REQUEST_ID_BYTES_MAX +
+                       SD_IDENTITY_NAME_BYTES_MAX + SD_ON_BEHALF_OF_BYTES_MAX,
                "a ledger entry always fits the scratch buffer");
 
 static Stockd__V1__Op sd_op_of(sd_write_kind_t kind)
@@ -328,6 +329,8 @@ static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *reques
     entry.reason = (Stockd__V1__Reason)request->reason;
     entry.reason_text = (char *)request->reason_text;
     entry.request_id = (char *)request->request_id;
+    entry.actor = (char *)(request->actor ? request->actor : "");
+    entry.on_behalf_of = (char *)(request->on_behalf_of ? request->on_behalf_of : "");
     uint8_t key[SD_LEDGER_KEY_BYTES_MAX];
     size_t key_length =
         sd_key_encode_ledger(sd_bytes_of(request->tenant_id), entry.seq, key, sizeof(key));

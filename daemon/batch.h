@@ -29,6 +29,8 @@ typedef struct {
     int reason;
     const char *reason_text;
     const char *request_id;
+    const char *actor;        /* the caller's identity ("" without a policy) */
+    const char *on_behalf_of; /* what it said it acted for ("" when it did not) */
 } sd_write_request_t;
 
 /* The outcome of one request. */

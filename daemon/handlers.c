@@ -3,13 +3,12 @@
  * Writes (Decrement, Increment, SetStock) are unpacked and validated on the polling thread,
  * then queued to the writer, which answers when the batch is durable. Reads go straight to
  * RocksDB and never wait for the writer. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "batch.h"
+#include "checkpoints.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "queries.h"
@@ -28,6 +27,20 @@ static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
 {
     sd_call_reply_error(call, error);
     sd_error_free(error);
+}
+
+/* Every request that names a tenant names it in `tenant_id`; the caller must be allowed it.
+ * Checked here, where every request passes, so no handler can forget it. */
+static bool sd_authorize_tenant(sd_call_t *call, const ProtobufCMessage *message)
+{
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name(message->descriptor, "tenant_id");
+    if (field == NULL) {
+        return true;
+    }
+    SD_ASSERT(field->type == PROTOBUF_C_TYPE_STRING && field->label == PROTOBUF_C_LABEL_NONE);
+    const char *tenant_id = *(char *const *)((const char *)message + field->offset);
+    return sd_call_authorize_tenant(call, tenant_id);
 }
 
 /* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
@@ -50,8 +63,9 @@ static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescri
                              status == SD_RESOURCE_EXHAUSTED
                                  ? SD_BUDGET_MESSAGE
                                  : "request is not a valid protobuf message");
+        return NULL;
     }
-    return message;
+    return sd_authorize_tenant(call, message) ? message : NULL;
 }
 
 /* ---- writes ---- */
@@ -178,6 +192,8 @@ static void sd_handle_write(sd_call_t *call, const uint8_t *bytes, size_t length
     }
     sd_write_job_t *job = sd_call_slot(call, sd_write_job_release);
     job->request = method->to_request(message);
+    job->request.actor = sd_call_actor(call);
+    job->request.on_behalf_of = sd_call_on_behalf_of(call);
     sd_call_set_log_context(call, job->request.tenant_id, job->request.request_id);
     sd_submit_write(call, job);
 }
@@ -400,13 +416,6 @@ void sd_health_report_not_serving(sd_server_t *server)
 
 /* ---- stockd.v1.Admin ---- */
 
-static bool sd_checkpoint_name_valid(const char *name)
-{
-    size_t length = strlen(name);
-    return length > 0 && length <= 64 && name[0] != '.' &&
-           util_identifier_span(name, "._-") == length;
-}
-
 static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     Stockd__V1__CheckpointRequest *request = (Stockd__V1__CheckpointRequest *)sd_unpack(
@@ -418,43 +427,114 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
     sd_error_init(&error);
     if (!sd_checkpoint_name_valid(request->name)) {
         sd_error_add_field(&error, "name",
-                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting "
-                           "with '.'");
+                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting with '.'");
         sd_reply_validation(call, &error);
         return;
     }
     const sd_services_t *services = sd_call_services(call);
-    char directory[1024], message[512];
-    if (mkdir(services->backup_dir, 0750) != 0 && errno != EEXIST) {
-        sd_call_reply_status(call, SD_UNAVAILABLE, "cannot create the backups directory");
-        return;
-    }
-    snprintf(directory, sizeof(directory), "%s/%s", services->backup_dir, request->name);
+    char path[1024], message[512];
     uint64_t seq = sd_writer_committed_seq(services->writer); /* read first: all <= it are in */
     sd_status_t status =
-        sd_storage_checkpoint(services->storage, directory, message, sizeof(message));
+        sd_checkpoints_take(services->checkpoints, services->storage, request->name, path,
+                            sizeof(path), message, sizeof(message));
     if (status != SD_OK) {
         sd_call_reply_status(call, status, message);
         return;
     }
     Stockd__V1__CheckpointResponse response = STOCKD__V1__CHECKPOINT_RESPONSE__INIT;
-    response.path = directory;
+    response.path = path;
     response.ledger_seq = seq;
     sd_call_reply_message(call, &response.base);
 }
 
+static void sd_handle_list_checkpoints(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    if (sd_unpack(call, &stockd__v1__list_checkpoints_request__descriptor, bytes, length) == NULL) {
+        return;
+    }
+    const sd_services_t *services = sd_call_services(call);
+    sd_checkpoint_info_t *list = NULL;
+    size_t count = 0;
+    if (sd_checkpoints_list(services->checkpoints, &list, &count) != SD_OK) {
+        sd_call_reply_status(call, SD_UNAVAILABLE, "cannot read the backup directory");
+        return;
+    }
+    Stockd__V1__CheckpointInfo *infos = calloc(count + 1, sizeof(*infos));
+    Stockd__V1__CheckpointInfo **pointers = calloc(count + 1, sizeof(*pointers));
+    char(*paths)[1024] = calloc(count + 1, sizeof(*paths));
+    if (infos == NULL || pointers == NULL || paths == NULL) {
+        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            stockd__v1__checkpoint_info__init(&infos[i]);
+            sd_checkpoints_path(services->checkpoints, list[i].name, paths[i], sizeof(paths[i]));
+            infos[i].name = list[i].name;
+            infos[i].path = paths[i];
+            infos[i].created_unix_seconds = list[i].created_unix_seconds;
+            pointers[i] = &infos[i];
+        }
+        Stockd__V1__ListCheckpointsResponse response = STOCKD__V1__LIST_CHECKPOINTS_RESPONSE__INIT;
+        response.n_checkpoints = count;
+        response.checkpoints = pointers;
+        response.checkpoints_max = (int32_t)sd_checkpoints_max(services->checkpoints);
+        sd_reply_fitting(call, &response.base, "checkpoints");
+    }
+    free(infos);
+    free(pointers);
+    free(paths);
+    free(list);
+}
+
+static void sd_handle_delete_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__DeleteCheckpointRequest *request = (Stockd__V1__DeleteCheckpointRequest *)sd_unpack(
+        call, &stockd__v1__delete_checkpoint_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    if (!sd_checkpoint_name_valid(request->name)) {
+        sd_error_add_field(&error, "name",
+                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting with '.'");
+        sd_reply_validation(call, &error);
+        return;
+    }
+    char message[512];
+    sd_status_t status = sd_checkpoints_remove(sd_call_services(call)->checkpoints, request->name,
+                                               message, sizeof(message));
+    if (status != SD_OK) {
+        sd_call_reply_status(call, status, message);
+        return;
+    }
+    Stockd__V1__DeleteCheckpointResponse response = STOCKD__V1__DELETE_CHECKPOINT_RESPONSE__INIT;
+    sd_call_reply_message(call, &response.base);
+}
+
 const sd_method_t sd_methods[] = {
-    {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement, false},
-    {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment, false},
-    {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock, false},
-    {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock, false},
-    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock, false},
-    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history, false},
-    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch, false},
+    {"/stockd.v1.Inventory/Decrement", "Decrement", SD_METHOD_UNARY, sd_handle_decrement, false,
+     SD_ROLE_WRITE},
+    {"/stockd.v1.Inventory/Increment", "Increment", SD_METHOD_UNARY, sd_handle_increment, false,
+     SD_ROLE_WRITE},
+    {"/stockd.v1.Inventory/SetStock", "SetStock", SD_METHOD_UNARY, sd_handle_set_stock, false,
+     SD_ROLE_WRITE},
+    {"/stockd.v1.Inventory/GetStock", "GetStock", SD_METHOD_UNARY, sd_handle_get_stock, false,
+     SD_ROLE_READ},
+    {"/stockd.v1.Inventory/ListStock", "ListStock", SD_METHOD_UNARY, sd_handle_list_stock, false,
+     SD_ROLE_READ},
+    {"/stockd.v1.Inventory/History", "History", SD_METHOD_UNARY, sd_handle_history, false,
+     SD_ROLE_READ},
+    {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch, false,
+     SD_ROLE_READ},
     {"/stockd.v1.Admin/Checkpoint", "Admin.Checkpoint", SD_METHOD_UNARY, sd_handle_checkpoint,
-     false},
-    {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check, true},
+     false, SD_ROLE_ADMIN},
+    {"/stockd.v1.Admin/ListCheckpoints", "Admin.ListCheckpoints", SD_METHOD_UNARY,
+     sd_handle_list_checkpoints, false, SD_ROLE_ADMIN},
+    {"/stockd.v1.Admin/DeleteCheckpoint", "Admin.DeleteCheckpoint", SD_METHOD_UNARY,
+     sd_handle_delete_checkpoint, false, SD_ROLE_ADMIN},
+    {"/grpc.health.v1.Health/Check", "Health.Check", SD_METHOD_UNARY, sd_handle_health_check, true,
+     SD_ROLE_NONE},
     {"/grpc.health.v1.Health/Watch", "Health.Watch", SD_METHOD_SERVER_STREAM,
-     sd_handle_health_watch, true},
+     sd_handle_health_watch, true, SD_ROLE_NONE},
 };
 const size_t sd_methods_count = sizeof(sd_methods) / sizeof(sd_methods[0]);

@@ -10,12 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "checkpoints.h"
 #include "config.h"
 #include "sd_limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
 #include "storage.h"
+#include "tls.h"
 #include "watch.h"
 #include "writer.h"
 
@@ -45,6 +48,14 @@ typedef struct {
     int64_t shutdown_grace_s;
     int64_t failure_exit_delay_s;
     const char *log_level;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca;
+    const char *auth_policy;
+    bool insecure;
+    const char *admin_listen;
+    int64_t checkpoints_max;
+    int64_t checkpoint_interval_s;
 } sd_config_t;
 
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
@@ -114,6 +125,23 @@ static const cfg_option_t sd_options[] = {
            "after a storage failure: how long to answer NOT_SERVING before exiting (status 3)"),
     SD_OPT("log-level", "STOCKD_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0, sd_level_choices,
            "debug|info|warn|error"),
+    SD_OPT("tls-cert", "STOCKD_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
+           "PEM server certificate (chain); with --tls-key serves TLS; re-read when it changes"),
+    SD_OPT("tls-key", "STOCKD_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
+           "PEM private key of --tls-cert; re-read when it changes"),
+    SD_OPT("tls-client-ca", "STOCKD_TLS_CLIENT_CA", CFG_STRING, tls_client_ca, "", 0, 0, NULL,
+           "PEM CA bundle: client certificates are requested and verified against it (mTLS)"),
+    SD_OPT("auth-policy", "STOCKD_AUTH_POLICY", CFG_STRING, auth_policy, "", 0, 0, NULL,
+           "JSON policy file: identities, their tenants and roles (README \"Security\"); "
+           "re-read when it changes. Without it every caller is allowed (loopback only)"),
+    SD_OPT("insecure", "STOCKD_INSECURE", CFG_BOOL, insecure, "false", 0, 0, NULL,
+           "allow plaintext gRPC on a non-loopback address (logged as a warning)"),
+    SD_OPT("admin-listen", "STOCKD_ADMIN_LISTEN", CFG_STRING, admin_listen, "", 0, 0, NULL,
+           "HOST:PORT serving stockd.v1.Admin (checkpoints); empty = off"),
+    SD_OPT("checkpoints-max", "STOCKD_CHECKPOINTS_MAX", CFG_INT, checkpoints_max, "8", 1, 1000,
+           NULL, "checkpoints that may exist in the backup directory at once"),
+    SD_OPT("checkpoint-interval", "STOCKD_CHECKPOINT_INTERVAL", CFG_DURATION, checkpoint_interval_s,
+           "60s", 0, 7 * 86400, NULL, "least time between two checkpoints"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -127,6 +155,9 @@ static const char *sd_method_names[SD_METRICS_METHODS_MAX];
 #define SD_FAILURE_STOP_GRACE_MS 1000
 /* Sent to the main thread by the writer when storage fails; blocked everywhere, like SIGTERM. */
 #define SD_SIGNAL_STORAGE_FAILED SIGUSR1
+
+/* How often the --auth-policy file is checked for changes. */
+#define SD_POLICY_RELOAD_INTERVAL_MS 1000
 
 static pthread_t sd_main_thread;
 
@@ -171,8 +202,11 @@ typedef struct {
     sd_storage_t *storage;
     sd_watch_hub_t *hub;
     sd_writer_t *writer;
+    sd_auth_t *auth;
+    sd_tls_t *tls;
+    sd_checkpoints_t *checkpoints;
     sd_server_t *server;
-    char backup_dir[1024];
+    sd_server_t *admin_server; /* NULL without --admin-listen */
 } sd_daemon_t;
 
 static bool sd_open_storage(const sd_config_t *config, sd_daemon_t *daemon)
@@ -238,31 +272,114 @@ static bool sd_start_metrics(const sd_config_t *config, sd_daemon_t *daemon)
     return true;
 }
 
-static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
+/* The security rules of docs/api.md §6, checked before anything listens: plaintext only on
+ * loopback (or with --insecure), and without a policy only on loopback. */
+static bool sd_check_listener_security(const sd_config_t *config, const char *flag,
+                                       const char *address)
 {
-    snprintf(daemon->backup_dir, sizeof(daemon->backup_dir), "%s", config->backup_dir);
-    if (daemon->backup_dir[0] == '\0') {
-        snprintf(daemon->backup_dir, sizeof(daemon->backup_dir), "%s/backups", config->data_dir);
-    }
-    sd_services_t services = {daemon->storage, daemon->writer, daemon->metrics, daemon->hub,
-                              daemon->backup_dir};
-    sd_server_options_t options = {.listen = config->listen,
-                                   .polling_threads_count = (int)config->threads,
-                                   .message_bytes_max = SD_REQUEST_BYTES_MAX,
-                                   .inflight_bytes_max = (size_t)config->inflight_mb << 20,
-                                   .streams_per_connection_max =
-                                       (int)config->streams_per_connection,
-                                   .grpc_memory_bytes_max = (size_t)config->grpc_memory_mb << 20,
-                                   .watches_max = (size_t)config->watches_max,
-                                   .health_watches_max = (size_t)config->health_watches_max};
-    char bound[128];
-    daemon->server = sd_server_start(&options, &services, bound, sizeof(bound));
-    if (daemon->server == NULL) {
+    bool loopback = sd_address_is_loopback(address);
+    bool tls = config->tls_cert[0] != '\0';
+    if (!loopback && !tls && !config->insecure) {
+        SD_LOG(LOG_ERROR, "refusing_plaintext", LF_STR("flag", flag), LF_STR("address", address),
+               LF_STR("fix", "serve TLS with --tls-cert and --tls-key, listen on loopback, or "
+                             "pass --insecure to allow plaintext"));
         return false;
     }
-    SD_LOG(LOG_INFO, "listening", LF_STR("address", bound),
-           LF_UINT("ledger_seq", sd_storage_last_seq(daemon->storage)));
+    if (!loopback && config->auth_policy[0] == '\0') {
+        SD_LOG(LOG_ERROR, "refusing_without_policy", LF_STR("flag", flag),
+               LF_STR("address", address),
+               LF_STR("fix", "give --auth-policy (who may call) or listen on loopback"));
+        return false;
+    }
+    if (!loopback && !tls) {
+        SD_LOG(LOG_WARN, "insecure_plaintext", LF_STR("flag", flag), LF_STR("address", address),
+               LF_STR("warning", "--insecure: gRPC in plaintext on a non-loopback address; "
+                                 "tokens and stock levels can be read on the network"));
+    }
     return true;
+}
+
+static bool sd_start_security(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    bool cert = config->tls_cert[0] != '\0', key = config->tls_key[0] != '\0';
+    if (cert != key || (config->tls_client_ca[0] != '\0' && !cert)) {
+        SD_LOG(LOG_ERROR, "tls_config_invalid",
+               LF_STR("error", "--tls-cert and --tls-key go together; --tls-client-ca needs both"));
+        return false;
+    }
+    if (!sd_check_listener_security(config, "--listen", config->listen) ||
+        (config->admin_listen[0] != '\0' &&
+         !sd_check_listener_security(config, "--admin-listen", config->admin_listen))) {
+        return false;
+    }
+    char error[1024] = "";
+    if (cert && (daemon->tls = sd_tls_open(config->tls_cert, config->tls_key, config->tls_client_ca,
+                                           error, sizeof(error))) == NULL) {
+        SD_LOG(LOG_ERROR, "tls_load_failed", LF_STR("error", error));
+        return false;
+    }
+    daemon->auth =
+        sd_auth_open(config->auth_policy, SD_POLICY_RELOAD_INTERVAL_MS, error, sizeof(error));
+    if (daemon->auth == NULL) {
+        SD_LOG(LOG_ERROR, "auth_policy_invalid", LF_STR("error", error));
+        return false;
+    }
+    return true;
+}
+
+static sd_server_t *sd_start_listener(const sd_config_t *config, sd_daemon_t *daemon,
+                                      const char *address, bool admin)
+{
+    sd_services_t services = {daemon->storage, daemon->writer, daemon->metrics, daemon->hub,
+                              daemon->checkpoints};
+    sd_server_options_t options = {
+        .listen = address,
+        .polling_threads_count = admin ? 1 : (int)config->threads,
+        .message_bytes_max = SD_REQUEST_BYTES_MAX,
+        .inflight_bytes_max = (size_t)config->inflight_mb << 20,
+        .streams_per_connection_max = (int)config->streams_per_connection,
+        .grpc_memory_bytes_max = (size_t)config->grpc_memory_mb << 20,
+        .watches_max = (size_t)config->watches_max,
+        .health_watches_max = (size_t)config->health_watches_max,
+        .credentials = daemon->tls ? sd_tls_server_credentials(daemon->tls) : NULL,
+        .auth = daemon->auth,
+        .admin = admin};
+    if (daemon->tls != NULL && options.credentials == NULL) {
+        SD_LOG(LOG_ERROR, "tls_credentials_failed", LF_STR("address", address));
+        return NULL;
+    }
+    char bound[128];
+    sd_server_t *server = sd_server_start(&options, &services, bound, sizeof(bound));
+    if (server != NULL) {
+        SD_LOG(LOG_INFO, admin ? "admin_listening" : "listening", LF_STR("address", bound),
+               LF_BOOL("tls", daemon->tls != NULL),
+               LF_BOOL("client_certificates", config->tls_client_ca[0] != '\0'),
+               LF_BOOL("auth_policy", sd_auth_enforced(daemon->auth)),
+               LF_UINT("ledger_seq", sd_storage_last_seq(daemon->storage)));
+    }
+    return server;
+}
+
+static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    char backup_dir[1024];
+    snprintf(backup_dir, sizeof(backup_dir), "%s", config->backup_dir);
+    if (backup_dir[0] == '\0') {
+        snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
+    }
+    daemon->checkpoints = sd_checkpoints_new(backup_dir, (size_t)config->checkpoints_max,
+                                             config->checkpoint_interval_s);
+    if (daemon->checkpoints == NULL) {
+        return false;
+    }
+    /* admin first: make run and tests wait for "listening", by then both are up */
+    if (config->admin_listen[0] != '\0' &&
+        (daemon->admin_server = sd_start_listener(config, daemon, config->admin_listen, true)) ==
+            NULL) {
+        return false;
+    }
+    daemon->server = sd_start_listener(config, daemon, config->listen, false);
+    return daemon->server != NULL;
 }
 
 /* Order: stop accepting and finish in-flight calls (the writer still runs for them, and every
@@ -271,6 +388,7 @@ static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
  * with status 3 instead, without touching RocksDB again. */
 static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
 {
+    sd_server_stop(daemon->admin_server, config->shutdown_grace_s * 1000);
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
     sd_metrics_detach(daemon->metrics); /* scrapes stop reading what is freed below */
     sd_writer_stop(daemon->writer);
@@ -290,6 +408,9 @@ static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
         _exit(SD_EXIT_STORAGE_FAILED);
     }
     sd_metrics_free(daemon->metrics);
+    sd_checkpoints_free(daemon->checkpoints);
+    sd_auth_free(daemon->auth);
+    sd_tls_free(daemon->tls);
 }
 
 /* Fail-stop: answer the calls in flight (writes: "not taking writes", or "outcome unknown" for
@@ -304,9 +425,13 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
     /* Health answers NOT_SERVING meanwhile (Check, and Watch streams are told), so probes,
      * the gateway's /readyz and load balancers see the failure before the process is gone. */
     sd_health_report_not_serving(daemon->server);
+    if (daemon->admin_server != NULL) {
+        sd_health_report_not_serving(daemon->admin_server);
+    }
     sleep((unsigned)config->failure_exit_delay_s);
     /* every write was answered already: a short grace, so idle connections cannot hold the
      * exit (and the restart) back for the whole --shutdown-grace */
+    sd_server_stop(daemon->admin_server, SD_FAILURE_STOP_GRACE_MS);
     sd_server_stop(daemon->server, SD_FAILURE_STOP_GRACE_MS);
     sd_metrics_detach(daemon->metrics);
     sd_writer_stop(daemon->writer);
@@ -326,15 +451,17 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         sd_method_names[i] = sd_methods[i].name;
     }
     daemon.metrics = sd_metrics_new(sd_method_names, sd_methods_count);
-    bool started = daemon.metrics != NULL && sd_open_storage(config, &daemon) &&
-                   sd_start_writer(config, &daemon) && sd_start_metrics(config, &daemon) &&
-                   sd_start_server(config, &daemon);
+    bool started = daemon.metrics != NULL && sd_start_security(config, &daemon) &&
+                   sd_open_storage(config, &daemon) && sd_start_writer(config, &daemon) &&
+                   sd_start_metrics(config, &daemon) && sd_start_server(config, &daemon);
     if (!started) {
         sd_stop(config, &daemon);
         return 1;
     }
+    sd_metrics_set_serving(daemon.metrics, true);
     int signal_number = 0;
     sigwait(signals, &signal_number);
+    sd_metrics_set_serving(daemon.metrics, false);
     if (sd_writer_failed(daemon.writer)) {
         sd_exit_after_storage_failure(config, &daemon);
     }

@@ -37,6 +37,7 @@ struct sd_metrics {
     prom_histogram_t batch_jobs;
     prom_histogram_t commit_seconds;
     _Atomic uint64_t replays;
+    _Atomic bool serving; /* between start-up and the start of shutdown */
     /* held by a scrape while it reads the sources, and by detach */
     pthread_mutex_t sources_mutex;
     bool attached;
@@ -269,6 +270,22 @@ size_t sd_metrics_render(sd_metrics_t *metrics, char *data, size_t capacity)
     return buffer.used;
 }
 
+/* The probes behind /healthz (live: storage has not failed) and /readyz (also serving: started
+ * and not shutting down). They answer over plain HTTP, which the kubelet can always speak,
+ * whereas its gRPC probes cannot speak TLS. */
+static bool sd_metrics_probe(sd_metrics_t *metrics, bool ready)
+{
+    pthread_mutex_lock(&metrics->sources_mutex);
+    bool failed = metrics->attached && sd_writer_failed(metrics->sources.writer);
+    pthread_mutex_unlock(&metrics->sources_mutex);
+    return !failed && (!ready || atomic_load(&metrics->serving));
+}
+
+void sd_metrics_set_serving(sd_metrics_t *metrics, bool serving)
+{
+    atomic_store(&metrics->serving, serving);
+}
+
 static enum MHD_Result sd_metrics_answer(void *context, struct MHD_Connection *connection,
                                          const char *url, const char *method, const char *version,
                                          const char *upload_data, size_t *upload_data_size,
@@ -282,12 +299,17 @@ static enum MHD_Result sd_metrics_answer(void *context, struct MHD_Connection *c
     if (body == NULL) {
         return MHD_NO;
     }
-    if (strcmp(url, "/metrics") != 0) {
+    bool probe = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0;
+    if (strcmp(url, "/metrics") != 0 && !probe) {
         code = MHD_HTTP_NOT_FOUND;
         length = (size_t)snprintf(body, SD_METRICS_BODY_BYTES_MAX, "not found\n");
     } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         code = MHD_HTTP_METHOD_NOT_ALLOWED;
         length = (size_t)snprintf(body, SD_METRICS_BODY_BYTES_MAX, "method not allowed\n");
+    } else if (probe) {
+        bool ok = sd_metrics_probe(metrics, strcmp(url, "/readyz") == 0);
+        code = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+        length = (size_t)snprintf(body, SD_METRICS_BODY_BYTES_MAX, ok ? "ok\n" : "not serving\n");
     } else {
         length = sd_metrics_render(metrics, body, SD_METRICS_BODY_BYTES_MAX);
     }

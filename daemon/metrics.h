@@ -8,6 +8,7 @@
 #ifndef STOCKD_METRICS_H
 #define STOCKD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -45,6 +46,9 @@ void sd_metrics_attach(sd_metrics_t *metrics, const sd_metrics_sources_t *source
 /* Forgets the sources; returns once no scrape is reading them, so they may then be freed.
  * Scrapes go on answering without their gauges. */
 void sd_metrics_detach(sd_metrics_t *metrics);
+/* What GET /readyz answers: 200 while serving (set once every listener is up, cleared when
+ * shutdown starts), 503 otherwise or once storage has failed. */
+void sd_metrics_set_serving(sd_metrics_t *metrics, bool serving);
 
 /* Renders the Prometheus text exposition into buffer; returns the bytes written. */
 size_t sd_metrics_render(sd_metrics_t *metrics, char *buffer, size_t capacity);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sd_limits.h"
 #include "util.h"
 
 #define SD_CALLS_POSTED_PER_METHOD 16
@@ -77,6 +78,8 @@ struct sd_call {
     _Atomic bool send_in_flight;      /* between sd_call_stream_send and its SENT event */
     sd_stream_event_fn *on_stream_event;
     void *stream_context;
+    sd_grant_t grant; /* who the caller is, while the call lives */
+    char on_behalf_of[SD_ON_BEHALF_OF_BYTES_MAX + 1];
 };
 
 struct sd_server {
@@ -184,6 +187,7 @@ static void sd_call_free(sd_call_t *call)
     if (call->slot_release != NULL) {
         call->slot_release(call->slot);
     }
+    sd_grant_release(&call->grant); /* after the slot: a write job views the actor's name */
     grpc_metadata_array_destroy(&call->request_metadata);
     grpc_call_details_destroy(&call->details);
     if (call->payload != NULL) {
@@ -258,14 +262,16 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
     /* writes carry the client's request_id and tenant, so a line can be matched to a call */
     const char *request_id = call->log_request_id ? call->log_request_id : "";
     const char *tenant = call->log_tenant_id ? call->log_tenant_id : "";
+    const char *actor = sd_grant_name(&call->grant);
     if (status == SD_OK) {
         SD_LOG(LOG_DEBUG, "rpc", LF_STR("method", name), LF_STR("status", "OK"),
-               LF_STR("tenant", tenant), LF_STR("request_id", request_id),
-               LF_DBL("latency_ms", latency_ms));
+               LF_STR("tenant", tenant), LF_STR("request_id", request_id), LF_STR("actor", actor),
+               LF_STR("on_behalf_of", call->on_behalf_of), LF_DBL("latency_ms", latency_ms));
     } else {
         SD_LOG(LOG_INFO, "rpc", LF_STR("method", name), LF_STR("status", sd_status_name(status)),
-               LF_STR("tenant", tenant), LF_STR("request_id", request_id),
-               LF_STR("message", call->log_message), LF_DBL("latency_ms", latency_ms));
+               LF_STR("tenant", tenant), LF_STR("request_id", request_id), LF_STR("actor", actor),
+               LF_STR("on_behalf_of", call->on_behalf_of), LF_STR("message", call->log_message),
+               LF_DBL("latency_ms", latency_ms));
     }
     grpc_op ops[4];
     size_t count = 0;
@@ -469,6 +475,139 @@ void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char 
     call->log_request_id = request_id;
 }
 
+const char *sd_call_actor(const sd_call_t *call)
+{
+    return sd_grant_name(&call->grant);
+}
+
+const char *sd_call_on_behalf_of(const sd_call_t *call)
+{
+    return call->on_behalf_of;
+}
+
+bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id)
+{
+    if (sd_grant_allows_tenant(&call->grant, tenant_id)) {
+        return true;
+    }
+    char message[320];
+    snprintf(message, sizeof(message), "identity \"%s\" may not call %s for tenant \"%.64s\"",
+             sd_grant_name(&call->grant), call->method->name, tenant_id);
+    sd_call_reply_status(call, SD_PERMISSION_DENIED, message);
+    return false;
+}
+
+/* ---- who is calling ---- */
+
+static bool sd_slice_is(grpc_slice slice, const char *text)
+{
+    size_t length = strlen(text);
+    return GRPC_SLICE_LENGTH(slice) == length &&
+           memcmp(GRPC_SLICE_START_PTR(slice), text, length) == 0;
+}
+
+static bool sd_slice_has_prefix(grpc_slice slice, const char *prefix)
+{
+    size_t length = strlen(prefix);
+    return GRPC_SLICE_LENGTH(slice) >= length &&
+           memcmp(GRPC_SLICE_START_PTR(slice), prefix, length) == 0;
+}
+
+/* The bearer token from `authorization: Bearer <token>` (views into the metadata). More than
+ * one authorization entry, or another scheme, leaves token NULL: refused, never guessed. */
+static void sd_call_bearer(const sd_call_t *call, sd_credentials_t *credentials)
+{
+    static const char scheme[] = "bearer ";
+    size_t found = 0;
+    for (size_t i = 0; i < call->request_metadata.count; i++) {
+        const grpc_metadata *entry = &call->request_metadata.metadata[i];
+        if (!sd_slice_is(entry->key, "authorization")) {
+            continue;
+        }
+        credentials->has_authorization = true;
+        const char *value = (const char *)GRPC_SLICE_START_PTR(entry->value);
+        size_t length = GRPC_SLICE_LENGTH(entry->value);
+        if (++found == 1 && length > sizeof(scheme) - 1 &&
+            strncasecmp(value, scheme, sizeof(scheme) - 1) == 0) {
+            credentials->token = value + sizeof(scheme) - 1;
+            credentials->token_length = length - (sizeof(scheme) - 1);
+        } else {
+            credentials->token = NULL;
+        }
+    }
+}
+
+/* The names of a verified client certificate: its DNS SANs, or its CN when it has none. */
+static void sd_call_tls_names(grpc_auth_context *context, sd_credentials_t *credentials)
+{
+    if (context == NULL || !grpc_auth_context_peer_is_authenticated(context)) {
+        return;
+    }
+    static const char *const names[] = {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME};
+    for (size_t n = 0; n < 2 && credentials->tls_names_count == 0; n++) {
+        grpc_auth_property_iterator it =
+            grpc_auth_context_find_properties_by_name(context, names[n]);
+        const grpc_auth_property *property;
+        while ((property = grpc_auth_property_iterator_next(&it)) != NULL &&
+               credentials->tls_names_count < SD_TLS_NAMES_MAX) {
+            credentials->tls_names[credentials->tls_names_count] = property->value;
+            credentials->tls_names_lengths[credentials->tls_names_count++] = property->value_length;
+        }
+    }
+}
+
+/* Reads the stockd-on-behalf-of metadata into the call; false (and the call answered) when it
+ * is too long or not printable. */
+static bool sd_call_read_on_behalf_of(sd_call_t *call)
+{
+    for (size_t i = 0; i < call->request_metadata.count; i++) {
+        const grpc_metadata *entry = &call->request_metadata.metadata[i];
+        if (!sd_slice_is(entry->key, SD_ON_BEHALF_OF_METADATA)) {
+            continue;
+        }
+        size_t length = GRPC_SLICE_LENGTH(entry->value);
+        const unsigned char *value = GRPC_SLICE_START_PTR(entry->value);
+        bool printable = length <= SD_ON_BEHALF_OF_BYTES_MAX;
+        for (size_t k = 0; printable && k < length; k++) {
+            printable = value[k] >= 0x20 && value[k] < 0x7f;
+        }
+        if (!printable) {
+            sd_call_reply_status(call, SD_INVALID_ARGUMENT,
+                                 "metadata " SD_ON_BEHALF_OF_METADATA
+                                 ": must be at most 128 printable ASCII characters");
+            return false;
+        }
+        memcpy(call->on_behalf_of, value, length);
+        call->on_behalf_of[length] = '\0';
+    }
+    return true;
+}
+
+/* Identifies the caller and checks its role; false (and the call answered UNAUTHENTICATED or
+ * PERMISSION_DENIED) when it may not call this method. */
+static bool sd_call_authenticate(sd_call_t *call)
+{
+    if (call->method->role == SD_ROLE_NONE) {
+        return true;
+    }
+    sd_credentials_t credentials;
+    memset(&credentials, 0, sizeof(credentials));
+    sd_call_bearer(call, &credentials);
+    grpc_auth_context *context = grpc_call_auth_context(call->call);
+    sd_call_tls_names(context, &credentials);
+    char message[320];
+    sd_auth_result_t result =
+        sd_auth_check(call->server->options.auth, &credentials, call->method->role,
+                      call->method->name, &call->grant, message, sizeof(message));
+    grpc_auth_context_release(context);
+    if (result != SD_AUTH_OK) {
+        sd_call_reply_status(
+            call, result == SD_AUTH_DENIED ? SD_PERMISSION_DENIED : SD_UNAUTHENTICATED, message);
+        return false;
+    }
+    return sd_call_read_on_behalf_of(call);
+}
+
 bool sd_server_is_stopping(const sd_call_t *call)
 {
     return atomic_load(&call->server->stopping);
@@ -482,7 +621,15 @@ static void sd_server_dispatch(sd_call_t *call)
     call->started_ms = util_monotonic_ms();
     sd_server_post(server, call->method, call->method_index);
     if (call->method == NULL) {
-        sd_call_reply_status(call, SD_UNIMPLEMENTED, "unknown method");
+        bool admin = sd_slice_has_prefix(call->details.method, "/stockd.v1.Admin/");
+        sd_call_reply_status(call, SD_UNIMPLEMENTED,
+                             admin && !server->options.admin
+                                 ? "stockd.v1.Admin is served only on stockd's --admin-listen "
+                                   "address"
+                                 : "unknown method");
+        return;
+    }
+    if (!sd_call_authenticate(call)) {
         return;
     }
     if (call->payload == NULL) {
@@ -571,7 +718,11 @@ static void *sd_server_poll(void *argument)
 static bool sd_server_bind(sd_server_t *server, const char *listen, char *bound_out,
                            size_t bound_capacity)
 {
-    grpc_server_credentials *credentials = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *credentials = server->options.credentials;
+    server->options.credentials = NULL; /* taken over: released here, once */
+    if (credentials == NULL) {
+        credentials = grpc_insecure_server_credentials_create();
+    }
     int port = grpc_server_add_http2_port(server->grpc, listen, credentials);
     grpc_server_credentials_release(credentials);
     if (port == 0) {
@@ -611,11 +762,21 @@ static grpc_server *sd_server_create_grpc(const sd_server_options_t *options,
     return grpc_server_create(&channel_args, NULL);
 }
 
+/* Admin methods only on the admin listener, everything else only on the public one; health
+ * on both (probes and load balancers may look at either). */
+static bool sd_server_serves(const sd_server_t *server, const sd_method_t *method)
+{
+    return method->health || (method->role == SD_ROLE_ADMIN) == server->options.admin;
+}
+
 sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_services_t *services,
                              char *bound_out, size_t bound_capacity)
 {
     sd_server_t *server = calloc(1, sizeof(*server));
     if (server == NULL || sd_methods_count > SD_METRICS_METHODS_MAX) {
+        if (options->credentials != NULL) {
+            grpc_server_credentials_release(options->credentials);
+        }
         free(server);
         return NULL;
     }
@@ -625,6 +786,9 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     server->watches =
         calloc(options->watches_max + options->health_watches_max + 1, sizeof(*server->watches));
     if (server->watches == NULL) {
+        if (options->credentials != NULL) {
+            grpc_server_credentials_release(options->credentials);
+        }
         free(server);
         return NULL;
     }
@@ -636,8 +800,11 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     server->queue = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(server->grpc, server->queue, NULL);
     for (size_t i = 0; i < sd_methods_count; i++) {
-        server->registered[i] = grpc_server_register_method(
-            server->grpc, sd_methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        if (sd_server_serves(server, &sd_methods[i])) {
+            server->registered[i] =
+                grpc_server_register_method(server->grpc, sd_methods[i].path, NULL,
+                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        }
     }
     server->shutdown_finished = true; /* nothing to wait for if we fail before start */
     if (!sd_server_bind(server, options->listen, bound_out, bound_capacity)) {
@@ -647,7 +814,8 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     grpc_server_start(server->grpc);
     server->shutdown_finished = false;
     for (size_t i = 0; i < sd_methods_count; i++) {
-        for (int posted = 0; posted < SD_CALLS_POSTED_PER_METHOD; posted++) {
+        for (int posted = 0; server->registered[i] && posted < SD_CALLS_POSTED_PER_METHOD;
+             posted++) {
             sd_server_post(server, &sd_methods[i], i);
         }
     }

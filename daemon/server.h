@@ -3,17 +3,20 @@
 #ifndef STOCKD_SERVER_H
 #define STOCKD_SERVER_H
 
+#include <grpc/grpc_security.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "metrics.h"
 #include "rpc_status.h"
 
 /* The services handlers use, by name only: the plumbing never looks inside them. */
 typedef struct sd_storage sd_storage_t;
 typedef struct sd_writer sd_writer_t;
+typedef struct sd_checkpoints sd_checkpoints_t;
 
 typedef struct sd_call sd_call_t;
 typedef struct sd_server sd_server_t;
@@ -32,6 +35,9 @@ typedef struct {
     /* grpc.health.v1: never refused for the request-byte budget (probes must answer under
      * load), and its Watch streams have a limit of their own. */
     bool health;
+    /* The role a caller needs (SD_ROLE_NONE: no identity, for health). SD_ROLE_ADMIN methods
+     * are served only on the admin listener. */
+    sd_role_t role;
 } sd_method_t;
 
 /* The method table (handlers.c). */
@@ -49,6 +55,13 @@ typedef struct {
     size_t grpc_memory_bytes_max;   /* the gRPC core's resource quota (transport buffers) */
     size_t watches_max;             /* open Inventory/Watch streams */
     size_t health_watches_max;      /* open Health/Watch streams */
+    /* TLS credentials (taken over by the server), or NULL for plaintext. */
+    grpc_server_credentials *credentials;
+    /* Who may call (shared; must outlive the server). */
+    sd_auth_t *auth;
+    /* The admin listener serves stockd.v1.Admin (and health); the public one everything
+     * else. */
+    bool admin;
 } sd_server_options_t;
 
 /* Everything handlers may use. */
@@ -59,7 +72,7 @@ typedef struct {
     sd_writer_t *writer;
     sd_metrics_t *metrics;
     sd_watch_hub_t *watch_hub;
-    const char *backup_dir; /* Admin.Checkpoint writes <backup_dir>/<name> */
+    sd_checkpoints_t *checkpoints; /* Admin: the backup directory */
 } sd_services_t;
 
 /* Creates and starts the server; the bound address is logged and stored in bound_out.
@@ -82,6 +95,13 @@ void *sd_call_slot(sd_call_t *call, void (*release)(void *slot));
 /* Names the tenant and request_id the call's log line carries (views that must live as long as
  * the call, e.g. into its kept request message). */
 void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char *request_id);
+/* Checks that the caller may touch tenant_id; when not, answers PERMISSION_DENIED (naming the
+ * identity, method and tenant) and returns false. */
+bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id);
+/* The caller's identity (the policy's name; "" without a policy) and what it said it acted
+ * for (the stockd-on-behalf-of metadata; "" when absent). Valid until the call is freed. */
+const char *sd_call_actor(const sd_call_t *call);
+const char *sd_call_on_behalf_of(const sd_call_t *call);
 /* The answer (RESOURCE_EXHAUSTED) to a call refused for the request-byte budget. */
 #define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 

@@ -35,6 +35,9 @@ gw_answer_t gw_answer_for_grpc(int grpc_code)
     case SD_ABORTED:
     case SD_UNIMPLEMENTED:
     case SD_INTERNAL:
+    /* stockd refused the gateway's own identity: a deployment mistake, not Wix's */
+    case SD_PERMISSION_DENIED:
+    case SD_UNAUTHENTICATED:
         return internal;
     }
     return internal;

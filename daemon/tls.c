@@ -1,0 +1,301 @@
+/* tls.c — see tls.h. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Up to three files: certificate, key, client CA. */
+#define SD_TLS_FILES 3
+
+typedef struct {
+    const char *path; /* NULL: not used */
+    dev_t device;
+    ino_t inode;
+    off_t size;
+    struct timespec modified;
+} sd_tls_file_t;
+
+/* One listener's view: the generation it was last given. */
+typedef struct sd_tls_listener {
+    sd_tls_t *tls;
+    uint64_t generation;
+    struct sd_tls_listener *next;
+} sd_tls_listener_t;
+
+struct sd_tls {
+    pthread_mutex_t mutex;
+    sd_tls_file_t files[SD_TLS_FILES]; /* cert, key, client CA */
+    char *pem[SD_TLS_FILES];           /* the contents in force */
+    uint64_t generation;               /* bumped at every load */
+    sd_tls_listener_t *listeners;
+};
+
+enum { SD_TLS_CERT, SD_TLS_KEY, SD_TLS_CLIENT_CA };
+
+static bool sd_tls_file_stat(const char *path, sd_tls_file_t *file)
+{
+    struct stat info;
+    if (stat(path, &info) != 0) {
+        return false;
+    }
+    file->device = info.st_dev;
+    file->inode = info.st_ino;
+    file->size = info.st_size;
+    file->modified = info.st_mtim;
+    return true;
+}
+
+static bool sd_tls_file_changed(const sd_tls_file_t *was, const sd_tls_file_t *now)
+{
+    return was->device != now->device || was->inode != now->inode || was->size != now->size ||
+           was->modified.tv_sec != now->modified.tv_sec ||
+           was->modified.tv_nsec != now->modified.tv_nsec;
+}
+
+/* OpenSSL's last error as text, for messages. */
+static const char *sd_openssl_error(char *buffer, size_t capacity)
+{
+    unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    if (code == 0) {
+        return "no PEM data";
+    }
+    ERR_error_string_n(code, buffer, capacity);
+    return buffer;
+}
+
+/* Checks that the key belongs to the certificate and logs what is being served (a expired
+ * certificate is served, with a warning, rather than taking the service down). */
+static bool sd_tls_check_pair(const char *cert_pem, const char *key_pem, char *error,
+                              size_t error_capacity)
+{
+    char reason[256];
+    BIO *cert_bio = BIO_new_mem_buf(cert_pem, -1);
+    BIO *key_bio = BIO_new_mem_buf(key_pem, -1);
+    X509 *cert = cert_bio ? PEM_read_bio_X509(cert_bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = key_bio ? PEM_read_bio_PrivateKey(key_bio, NULL, NULL, NULL) : NULL;
+    bool ok = false;
+    if (cert == NULL) {
+        snprintf(error, error_capacity, "certificate: not a PEM certificate (%s)",
+                 sd_openssl_error(reason, sizeof(reason)));
+    } else if (key == NULL) {
+        snprintf(error, error_capacity, "key: not a PEM private key (%s)",
+                 sd_openssl_error(reason, sizeof(reason)));
+    } else if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        snprintf(error, error_capacity, "the key does not belong to the certificate");
+    } else {
+        ok = true;
+        char subject[256];
+        X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+        bool expired = X509_cmp_current_time(X509_get0_notAfter(cert)) < 0;
+        SD_LOG(expired ? LOG_WARN : LOG_INFO, "tls_certificate_loaded", LF_STR("subject", subject),
+               LF_BOOL("expired", expired));
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cert_bio);
+    BIO_free(key_bio);
+    return ok;
+}
+
+/* Reads every file; on success replaces what is in force. Called with the mutex held. */
+static bool sd_tls_load(sd_tls_t *tls, char *error, size_t error_capacity)
+{
+    static const char *const names[SD_TLS_FILES] = {"--tls-cert", "--tls-key", "--tls-client-ca"};
+    char *pem[SD_TLS_FILES] = {NULL, NULL, NULL};
+    sd_tls_file_t stamps[SD_TLS_FILES];
+    bool ok = true;
+    for (int i = 0; i < SD_TLS_FILES && ok; i++) {
+        stamps[i] = tls->files[i];
+        if (tls->files[i].path == NULL) {
+            continue;
+        }
+        char reason[256];
+        size_t length = 0;
+        /* stat before reading: a change between the two is seen again at the next check */
+        ok = sd_tls_file_stat(tls->files[i].path, &stamps[i]);
+        pem[i] = ok ? util_read_file(tls->files[i].path, SD_PEM_FILE_BYTES_MAX, &length, reason,
+                                     sizeof(reason))
+                    : NULL;
+        if (pem[i] == NULL) {
+            snprintf(error, error_capacity, "%s %s: %s", names[i], tls->files[i].path,
+                     ok ? reason : "cannot stat");
+            ok = false;
+        }
+    }
+    ok = ok && sd_tls_check_pair(pem[SD_TLS_CERT], pem[SD_TLS_KEY], error, error_capacity);
+    if (!ok) {
+        for (int i = 0; i < SD_TLS_FILES; i++) {
+            free(pem[i]);
+        }
+        return false;
+    }
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        free(tls->pem[i]);
+        tls->pem[i] = pem[i];
+        tls->files[i] = stamps[i];
+    }
+    tls->generation++;
+    return true;
+}
+
+/* True when a file differs from what was loaded. Called with the mutex held. */
+static bool sd_tls_files_changed(const sd_tls_t *tls)
+{
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        sd_tls_file_t now = tls->files[i];
+        if (tls->files[i].path != NULL && (!sd_tls_file_stat(tls->files[i].path, &now) ||
+                                           sd_tls_file_changed(&tls->files[i], &now))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Called with the mutex held. A failed reload keeps what is in force. */
+static bool sd_tls_refresh(sd_tls_t *tls)
+{
+    if (!sd_tls_files_changed(tls)) {
+        return false;
+    }
+    char error[512];
+    if (!sd_tls_load(tls, error, sizeof(error))) {
+        SD_LOG(LOG_WARN, "tls_reload_failed", LF_STR("error", error),
+               LF_STR("action", "serving the previous certificate; retrying at the next "
+                                "connection"));
+        return false;
+    }
+    SD_LOG(LOG_INFO, "tls_reloaded", LF_UINT("generation", tls->generation));
+    return true;
+}
+
+bool sd_tls_reload_if_changed(sd_tls_t *tls)
+{
+    pthread_mutex_lock(&tls->mutex);
+    bool changed = sd_tls_refresh(tls);
+    pthread_mutex_unlock(&tls->mutex);
+    return changed;
+}
+
+/* The gRPC core's config fetcher: runs at server start and before every handshake. */
+static grpc_ssl_certificate_config_reload_status
+sd_tls_fetch(void *user_data, grpc_ssl_server_certificate_config **config)
+{
+    sd_tls_listener_t *listener = user_data;
+    sd_tls_t *tls = listener->tls;
+    pthread_mutex_lock(&tls->mutex);
+    sd_tls_refresh(tls);
+    grpc_ssl_certificate_config_reload_status status = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    if (listener->generation != tls->generation) {
+        grpc_ssl_pem_key_cert_pair pair = {tls->pem[SD_TLS_KEY], tls->pem[SD_TLS_CERT]};
+        /* The core (1.51) asserts that a fetched config has root certificates, even when no
+         * client certificate is requested; then they are never used, so without a client CA
+         * the server's own certificate stands in. The core copies the strings. */
+        const char *roots =
+            tls->pem[SD_TLS_CLIENT_CA] != NULL ? tls->pem[SD_TLS_CLIENT_CA] : tls->pem[SD_TLS_CERT];
+        *config = grpc_ssl_server_certificate_config_create(roots, &pair, 1);
+        listener->generation = tls->generation;
+        status = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+    }
+    pthread_mutex_unlock(&tls->mutex);
+    return status;
+}
+
+sd_tls_t *sd_tls_open(const char *cert_path, const char *key_path, const char *client_ca_path,
+                      char *error, size_t error_capacity)
+{
+    sd_tls_t *tls = calloc(1, sizeof(*tls));
+    if (tls == NULL) {
+        snprintf(error, error_capacity, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&tls->mutex, NULL);
+    tls->files[SD_TLS_CERT].path = cert_path;
+    tls->files[SD_TLS_KEY].path = key_path;
+    tls->files[SD_TLS_CLIENT_CA].path =
+        client_ca_path != NULL && client_ca_path[0] != '\0' ? client_ca_path : NULL;
+    if (!sd_tls_load(tls, error, error_capacity)) {
+        sd_tls_free(tls);
+        return NULL;
+    }
+    return tls;
+}
+
+void sd_tls_free(sd_tls_t *tls)
+{
+    if (tls == NULL) {
+        return;
+    }
+    while (tls->listeners != NULL) {
+        sd_tls_listener_t *next = tls->listeners->next;
+        free(tls->listeners);
+        tls->listeners = next;
+    }
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        free(tls->pem[i]);
+    }
+    pthread_mutex_destroy(&tls->mutex);
+    free(tls);
+}
+
+grpc_server_credentials *sd_tls_server_credentials(sd_tls_t *tls)
+{
+    sd_tls_listener_t *listener = calloc(1, sizeof(*listener));
+    if (listener == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&tls->mutex);
+    listener->tls = tls;
+    listener->next = tls->listeners; /* freed with tls: the core may call it until then */
+    tls->listeners = listener;
+    bool client_ca = tls->files[SD_TLS_CLIENT_CA].path != NULL;
+    pthread_mutex_unlock(&tls->mutex);
+    grpc_ssl_server_credentials_options *options =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(
+            client_ca ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            sd_tls_fetch, listener);
+    return options ? grpc_ssl_server_credentials_create_with_options(options) : NULL;
+}
+
+bool sd_address_is_loopback(const char *address)
+{
+    if (strncmp(address, "unix:", 5) == 0 || strncmp(address, "unix-abstract:", 14) == 0) {
+        return true;
+    }
+    char host[256];
+    const char *colon = strrchr(address, ':');
+    size_t length = colon ? (size_t)(colon - address) : strlen(address);
+    if (length >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, address, length);
+    host[length] = '\0';
+    if (length >= 2 && host[0] == '[' && host[length - 1] == ']') { /* [::1]:50051 */
+        memmove(host, host + 1, length - 2);
+        host[length - 2] = '\0';
+    }
+    if (strcasecmp(host, "localhost") == 0) {
+        return true;
+    }
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    return inet_pton(AF_INET6, host, &v6) == 1 && memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+}
