@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: starts stockd (gRPC on 127.0.0.1:50051, data in ./stockd-data, metrics on
-# 127.0.0.1:9090) and stockd-gateway (HTTP on 127.0.0.1:8080) in development mode: without a
+# 127.0.0.1:9090, Admin on 127.0.0.1:50052) and stockd-gateway (HTTP on 127.0.0.1:8080) in development mode: without a
 # configured Wix key the gateway makes a local key pair and app id in ./stockd-gateway-dev, so
 # calls can be signed with `stockctl wix-sign`. The banner is printed only once both have
 # logged that they are listening; if either fails to start (port taken, data directory locked
@@ -47,6 +47,8 @@ wait_listening() {
 }
 
 export STOCKD_METRICS_LISTEN=${STOCKD_METRICS_LISTEN:-127.0.0.1:9090}
+# Admin (checkpoints) on its own loopback port; stockctl's --admin defaults to it
+export STOCKD_ADMIN_LISTEN=${STOCKD_ADMIN_LISTEN:-127.0.0.1:50052}
 start stockd "$BUILD/stockd"
 wait_listening stockd "${pids[0]}"
 start stockd-gateway "$BUILD/stockd-gateway" --dev
@@ -56,6 +58,7 @@ app=215238eb-22a5-4c36-9e7b-e7c08025e04e
 cat >&2 <<TEXT
 
 stockd          gRPC  ${STOCKD_LISTEN:-127.0.0.1:50051}   data ${STOCKD_DATA_DIR:-./stockd-data}   metrics http://${STOCKD_METRICS_LISTEN}/metrics
+                admin ${STOCKD_ADMIN_LISTEN} (stockctl backup)   plaintext, no auth policy: loopback only
 stockd-gateway  HTTP  ${STOCKD_GATEWAY_LISTEN:-127.0.0.1:8080}    dev keys ${STOCKD_GATEWAY_DEV_DIR:-./stockd-gateway-dev}
 
 Try a Wix order (in another terminal; see README "Try it"): stock both items it orders, then
