@@ -38,7 +38,9 @@
  * refused before anything is applied. */
 #define SD_RESPONSE_BYTES_MAX (4 * 1024 * 1024 - 1024)
 
-/* Encoded item key: u8-length tenant, location, app; u16-length item and variant. */
+/* Encoded item key: u8-length tenant, then (v2) a marker and NUL-ended location, app and item,
+ * and the variant; v1 keys (u8-length location and app, u16-length item and variant) were
+ * two bytes longer at most, so this bounds both. */
 #define SD_ITEM_KEY_BYTES_MAX                                                                      \
     (1 + SD_TENANT_BYTES_MAX + 1 + SD_LOCATION_BYTES_MAX + 1 + SD_APP_BYTES_MAX + 2 +              \
      SD_CATALOG_ITEM_BYTES_MAX + 2 + SD_VARIANT_BYTES_MAX)

@@ -82,19 +82,100 @@ static bool sd_key_get_part(const uint8_t *bytes, size_t length, size_t *used, s
     return true;
 }
 
+/* Appends a part and its NUL terminator. Ids never hold NUL (refused on the wire), so the
+ * terminator cannot occur inside a part, and as the lowest byte it makes a part sort before
+ * any longer part it begins ("mug-1" < "mug-10" < "mug-2"). */
+static bool sd_key_put_terminated(uint8_t *out, size_t capacity, size_t *used, sd_bytes_t part,
+                                  size_t part_bytes_max, bool terminated)
+{
+    if (part.length > part_bytes_max || *used + part.length + 1 > capacity ||
+        (part.length > 0 && memchr(part.data, '\0', part.length) != NULL)) {
+        return false;
+    }
+    if (part.length > 0) {
+        memcpy(out + *used, part.data, part.length);
+    }
+    *used += part.length;
+    if (terminated) {
+        out[(*used)++] = 0;
+    }
+    return true;
+}
+
 size_t sd_key_encode_item(const sd_item_key_t *key, uint8_t *out, size_t capacity)
 {
-    size_t used = 0;
+    size_t used = sd_key_encode_tenant(key->tenant_id, out, capacity);
+    if (used == 0 || used + 1 > capacity) {
+        return 0;
+    }
+    out[used++] = SD_ITEM_KEY_MARKER;
     bool ok =
-        sd_key_put_part(out, capacity, &used, key->tenant_id, 1, SD_TENANT_BYTES_MAX) &&
-        sd_key_put_part(out, capacity, &used, key->location_id, 1, SD_LOCATION_BYTES_MAX) &&
-        sd_key_put_part(out, capacity, &used, key->app_id, 1, SD_APP_BYTES_MAX) &&
-        sd_key_put_part(out, capacity, &used, key->catalog_item_id, 2, SD_CATALOG_ITEM_BYTES_MAX) &&
-        sd_key_put_part(out, capacity, &used, key->variant, 2, SD_VARIANT_BYTES_MAX);
+        sd_key_put_terminated(out, capacity, &used, key->location_id, SD_LOCATION_BYTES_MAX,
+                              true) &&
+        sd_key_put_terminated(out, capacity, &used, key->app_id, SD_APP_BYTES_MAX, true) &&
+        sd_key_put_terminated(out, capacity, &used, key->catalog_item_id, SD_CATALOG_ITEM_BYTES_MAX,
+                              true) &&
+        sd_key_put_terminated(out, capacity, &used, key->variant, SD_VARIANT_BYTES_MAX, false);
     return ok ? used : 0;
 }
 
+/* Reads a part up to its NUL (or, for the last, to the end). */
+static bool sd_key_get_terminated(const uint8_t *bytes, size_t length, size_t *used,
+                                  sd_bytes_t *part, bool terminated)
+{
+    const uint8_t *start = bytes + *used;
+    size_t rest = length - *used;
+    const uint8_t *end = memchr(start, 0, rest);
+    if (terminated ? end == NULL : end != NULL) {
+        return false;
+    }
+    part->data = (const char *)start;
+    part->length = terminated ? (size_t)(end - start) : rest;
+    *used += part->length + (terminated ? 1 : 0);
+    return true;
+}
+
 bool sd_key_decode_item(const uint8_t *bytes, size_t length, sd_item_key_t *key_out)
+{
+    size_t used = 0;
+    if (!sd_key_get_part(bytes, length, &used, &key_out->tenant_id, 1) || used >= length ||
+        bytes[used++] != SD_ITEM_KEY_MARKER) {
+        return false;
+    }
+    bool ok = sd_key_get_terminated(bytes, length, &used, &key_out->location_id, true) &&
+              sd_key_get_terminated(bytes, length, &used, &key_out->app_id, true) &&
+              sd_key_get_terminated(bytes, length, &used, &key_out->catalog_item_id, true) &&
+              sd_key_get_terminated(bytes, length, &used, &key_out->variant, false);
+    return ok && key_out->location_id.length <= SD_LOCATION_BYTES_MAX &&
+           key_out->app_id.length <= SD_APP_BYTES_MAX &&
+           key_out->catalog_item_id.length <= SD_CATALOG_ITEM_BYTES_MAX &&
+           key_out->variant.length <= SD_VARIANT_BYTES_MAX;
+}
+
+size_t sd_key_encode_item_prefix(sd_bytes_t tenant_id, const sd_bytes_t *location_id,
+                                 const sd_bytes_t *app_id, uint8_t *out, size_t capacity)
+{
+    size_t used = sd_key_encode_tenant(tenant_id, out, capacity);
+    if (used == 0 || used + 1 > capacity) {
+        return 0;
+    }
+    out[used++] = SD_ITEM_KEY_MARKER;
+    bool ok =
+        location_id == NULL ||
+        (sd_key_put_terminated(out, capacity, &used, *location_id, SD_LOCATION_BYTES_MAX, true) &&
+         (app_id == NULL ||
+          sd_key_put_terminated(out, capacity, &used, *app_id, SD_APP_BYTES_MAX, true)));
+    return ok ? used : 0;
+}
+
+bool sd_key_item_is_v1(const uint8_t *bytes, size_t length)
+{
+    /* after the tenant prefix, a v1 key has the location's length (at most 64) where a v2 key
+     * has its marker */
+    return length > 0 && (size_t)bytes[0] + 1 < length && bytes[bytes[0] + 1] != SD_ITEM_KEY_MARKER;
+}
+
+bool sd_key_decode_item_v1(const uint8_t *bytes, size_t length, sd_item_key_t *key_out)
 {
     size_t used = 0;
     bool ok = sd_key_get_part(bytes, length, &used, &key_out->tenant_id, 1) &&

@@ -59,11 +59,22 @@ void sd_stock_level_fill(Stockd__V1__StockLevel *out, Stockd__V1__ItemRef *item,
 /* The level of a never-written item: available 0, tracked, floor 0, version 0. */
 sd_level_t sd_level_default(void);
 
+/* After the tenant prefix of a v2 item key (a v1 key has a length <= 64 there). */
+#define SD_ITEM_KEY_MARKER 0xFE
+
 /* Encodes an item key into out (capacity >= SD_ITEM_KEY_BYTES_MAX); returns its length, or 0
- * when a part exceeds its limit (callers validate first, so 0 is a programmer error). */
+ * when a part exceeds its limit or holds a NUL (callers validate first, so 0 is a programmer
+ * error). */
 size_t sd_key_encode_item(const sd_item_key_t *key, uint8_t *out, size_t capacity);
 /* Decodes an item key; the views point into `bytes`. False when malformed. */
 bool sd_key_decode_item(const uint8_t *bytes, size_t length, sd_item_key_t *key_out);
+/* The start of every item key of a tenant (location_id NULL), of one location of it (app_id
+ * NULL), or of one app in one location. Returns its length (0 when a part is too long). */
+size_t sd_key_encode_item_prefix(sd_bytes_t tenant_id, const sd_bytes_t *location_id,
+                                 const sd_bytes_t *app_id, uint8_t *out, size_t capacity);
+/* v1 item keys (before natural order), for the start-up migration only. */
+bool sd_key_item_is_v1(const uint8_t *bytes, size_t length);
+bool sd_key_decode_item_v1(const uint8_t *bytes, size_t length, sd_item_key_t *key_out);
 
 /* Tenant prefix (u8 length + tenant): the start of all of that tenant's keys in every column
  * family. Returns its length. */

@@ -88,19 +88,12 @@ static bool sd_list_visit(void *context, const uint8_t *key, size_t key_length,
 static size_t sd_list_prefix(const Stockd__V1__ListStockRequest *request, uint8_t *out,
                              size_t capacity)
 {
-    size_t used = sd_key_encode_tenant(sd_bytes_of(request->tenant_id), out, capacity);
-    const char *parts[2] = {request->location_id, request->app_id};
+    sd_bytes_t location = sd_bytes_of(request->location_id);
+    sd_bytes_t app = sd_bytes_of(request->app_id);
     bool by_location = request->location_id[0] != '\0' || request->default_location_only;
-    for (int i = 0; i < 2 && by_location; i++) {
-        size_t length = strlen(parts[i]);
-        if (i == 1 && length == 0) {
-            break;
-        }
-        out[used++] = (uint8_t)length;
-        memcpy(out + used, parts[i], length);
-        used += length;
-    }
-    return used;
+    return sd_key_encode_item_prefix(sd_bytes_of(request->tenant_id),
+                                     by_location ? &location : NULL,
+                                     by_location && app.length > 0 ? &app : NULL, out, capacity);
 }
 
 static bool sd_list_validate(const Stockd__V1__ListStockRequest *request, sd_error_t *error,

@@ -155,6 +155,80 @@ static sd_status_t sd_storage_load_last_seq(sd_storage_t *storage)
     return status;
 }
 
+/* Rewrites one chunk of v1 item keys found from `seek` on (put v2 + delete v1 in one synced
+ * batch, so a crash leaves each level under exactly one key and a restart finishes the rest).
+ * *done_out tells whether the scan reached the end. */
+#define SD_MIGRATION_CHUNK 4096
+
+static sd_status_t sd_storage_migrate_chunk(sd_storage_t *storage, uint8_t *seek,
+                                            size_t *seek_length, size_t *migrated, bool *done_out)
+{
+    rocksdb_iterator_t *iterator =
+        rocksdb_create_iterator_cf(storage->db, storage->read_options, storage->cf[SD_CF_LEVELS]);
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    rocksdb_iter_seek(iterator, (const char *)seek, *seek_length);
+    size_t in_batch = 0;
+    bool corrupt = false;
+    for (; rocksdb_iter_valid(iterator) && in_batch < SD_MIGRATION_CHUNK;
+         rocksdb_iter_next(iterator)) {
+        size_t key_length = 0, value_length = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(iterator, &key_length);
+        if (!sd_key_item_is_v1(key, key_length)) {
+            continue;
+        }
+        sd_item_key_t parts;
+        uint8_t new_key[SD_ITEM_KEY_BYTES_MAX];
+        size_t new_length = sd_key_decode_item_v1(key, key_length, &parts)
+                                ? sd_key_encode_item(&parts, new_key, sizeof(new_key))
+                                : 0;
+        if (new_length == 0) {
+            corrupt = true;
+            break;
+        }
+        const char *value = rocksdb_iter_value(iterator, &value_length);
+        rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_LEVELS], (const char *)new_key,
+                                  new_length, value, value_length);
+        rocksdb_writebatch_delete_cf(batch, storage->cf[SD_CF_LEVELS], (const char *)key,
+                                     key_length);
+        in_batch++;
+        memcpy(seek, key, key_length); /* the next chunk starts after this key */
+        *seek_length = key_length;
+    }
+    *done_out = !rocksdb_iter_valid(iterator) || corrupt;
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
+    rocksdb_iter_destroy(iterator);
+    if (rocks_error == NULL && in_batch > 0) {
+        rocksdb_write(storage->db, storage->write_sync, batch, &rocks_error);
+    }
+    rocksdb_writebatch_destroy(batch);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "item_key_migration_failed", LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    *migrated += in_batch;
+    return corrupt ? SD_INTERNAL : SD_OK;
+}
+
+/* Data directories written before item keys sorted in natural order hold v1 keys: rewrite
+ * them before anything reads or writes a level. A no-op scan of the levels on later starts. */
+static sd_status_t sd_storage_migrate_item_keys(sd_storage_t *storage)
+{
+    uint8_t seek[SD_ITEM_KEY_BYTES_MAX] = {0};
+    size_t seek_length = 0, migrated = 0;
+    bool done = false;
+    sd_status_t status = SD_OK;
+    while (status == SD_OK && !done) {
+        status = sd_storage_migrate_chunk(storage, seek, &seek_length, &migrated, &done);
+    }
+    if (migrated > 0 || status != SD_OK) {
+        SD_LOG(status == SD_OK ? LOG_INFO : LOG_ERROR, "item_keys_migrated",
+               LF_UINT("levels", migrated), LF_STR("status", sd_status_name(status)));
+    }
+    return status;
+}
+
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
                             char *error, size_t error_capacity)
 {
@@ -178,6 +252,13 @@ sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **
     }
     if (sd_storage_load_last_seq(storage) != SD_OK) {
         snprintf(error, error_capacity, "cannot read the ledger sequence in %s", options->data_dir);
+        sd_storage_close(storage);
+        return SD_INTERNAL;
+    }
+    if (sd_storage_migrate_item_keys(storage) != SD_OK) {
+        snprintf(error, error_capacity,
+                 "cannot rewrite the item keys in %s in natural order (see the log)",
+                 options->data_dir);
         sd_storage_close(storage);
         return SD_INTERNAL;
     }

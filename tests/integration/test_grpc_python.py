@@ -297,6 +297,25 @@ class ReadsAndWatch(unittest.TestCase):
                           pb.ListStockResponse)
         self.assertEqual(len(big.levels), 100)
 
+    def test_list_is_in_the_natural_order_of_ids(self):
+        ids = ["mug-10", "bulk-00000", "mug-2", "mug-1", "a", "bulk-00001", "mug"]
+        self.d.call("SetStock", pb.SetStockRequest(tenant_id="order", lines=[
+            pb.SetLine(item=pb.ItemRef(app_id="app", catalog_item_id=i), available=1)
+            for i in ids] + [pb.SetLine(item=pb.ItemRef(app_id="app", catalog_item_id="mug",
+                                                        variant="red"), available=1)]),
+            pb.SetStockResponse)
+        seen, token = [], ""
+        while True:  # pages of 2: the order holds across page tokens too
+            r = self.d.call("ListStock", pb.ListStockRequest(tenant_id="order", page_size=2,
+                                                             page_token=token),
+                            pb.ListStockResponse)
+            seen += [(l.item.catalog_item_id, l.item.variant) for l in r.levels]
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(seen, [("a", ""), ("bulk-00000", ""), ("bulk-00001", ""), ("mug", ""),
+                                ("mug", "red"), ("mug-1", ""), ("mug-10", ""), ("mug-2", "")])
+
     def test_list_default_location_only(self):
         for location, sku in (("", "home-1"), ("", "home-2"), ("berlin", "away-1")):
             self.d.call("SetStock", pb.SetStockRequest(tenant_id="deflist", lines=[pb.SetLine(

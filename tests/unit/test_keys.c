@@ -32,15 +32,17 @@ static void test_item_key_round_trip(void **state)
     sd_item_key_t key = make_key("tenant-1", "loc", "app", "item-42", "{\"size\":\"L\"}");
     uint8_t bytes[SD_ITEM_KEY_BYTES_MAX];
     size_t length = sd_key_encode_item(&key, bytes, sizeof(bytes));
-    assert_int_equal(length, 1 + 8 + 1 + 3 + 1 + 3 + 2 + 7 + 2 + 12);
+    assert_int_equal(length, 1 + 8 + 1 + 3 + 1 + 3 + 1 + 7 + 1 + 12); /* marker, NULs */
     sd_item_key_t decoded;
     assert_true(sd_key_decode_item(bytes, length, &decoded));
     assert_int_equal(decoded.catalog_item_id.length, 7);
     assert_memory_equal(decoded.catalog_item_id.data, "item-42", 7);
     assert_memory_equal(decoded.variant.data, "{\"size\":\"L\"}", 12);
     assert_int_equal(decoded.location_id.length, 3);
-    /* truncated or padded keys are rejected */
-    assert_false(sd_key_decode_item(bytes, length - 1, &decoded));
+    /* keys cut before the last part, or padded with a NUL, are rejected (the variant runs to
+     * the end of the key, so a key cut inside it reads as a shorter variant: RocksDB keeps
+     * keys whole) */
+    assert_false(sd_key_decode_item(bytes, length - 12 - 1, &decoded));
     bytes[length] = 0;
     assert_false(sd_key_decode_item(bytes, length + 1, &decoded));
 }
@@ -62,8 +64,8 @@ static void test_item_key_maximum_lengths(void **state)
     assert_int_equal(sd_key_encode_item(&key, bytes, sizeof(bytes)), 0);
 }
 
-/* A separator-based encoding would confuse ("a", "bc") with ("ab", "c"); length prefixes
- * cannot be fooled by any byte inside a field. */
+/* A separator inside a field would confuse ("a", "bc") with ("ab", "c"); ids never hold the
+ * NUL separator (refused on the wire, and refused here). */
 static void test_item_key_no_injection(void **state)
 {
     (void)state;
@@ -73,6 +75,62 @@ static void test_item_key_no_injection(void **state)
     sd_item_key_t c = make_key("t", "", "app", "x\001\003app", "");
     sd_item_key_t d = make_key("t", "", "app", "x", "\003app");
     assert_int_not_equal(compare_encoded(&c, &d), 0);
+    uint8_t bytes[SD_ITEM_KEY_BYTES_MAX];
+    sd_item_key_t nul = make_key("t", "", "app", "x", "");
+    nul.catalog_item_id.length = 3; /* "x\0a": a NUL inside */
+    nul.catalog_item_id.data = "x\0a";
+    assert_int_equal(sd_key_encode_item(&nul, bytes, sizeof(bytes)), 0);
+}
+
+/* ListStock pages in key order, so keys must sort as a person reads the ids: by value, not
+ * by length first (v1 keys put "mug-1" before "bulk-00000"). */
+static void test_item_keys_sort_in_natural_order(void **state)
+{
+    (void)state;
+    const char *ids[] = {"", "a", "bulk-00000", "bulk-00001", "mug-1", "mug-10", "mug-2", "z"};
+    for (size_t i = 0; i + 1 < sizeof(ids) / sizeof(ids[0]); i++) {
+        sd_item_key_t a = make_key("t", "", "app", ids[i], "");
+        sd_item_key_t b = make_key("t", "", "app", ids[i + 1], "");
+        assert_true(compare_encoded(&a, &b) < 0);
+        sd_item_key_t va = make_key("t", "", "app", "mug", ids[i]);
+        sd_item_key_t vb = make_key("t", "", "app", "mug", ids[i + 1]);
+        assert_true(compare_encoded(&va, &vb) < 0);
+    }
+    /* an item's variants come before the next item, even one its id begins */
+    sd_item_key_t variant = make_key("t", "", "app", "mug", "zzzz");
+    sd_item_key_t longer = make_key("t", "", "app", "mug-1", "");
+    assert_true(compare_encoded(&variant, &longer) < 0);
+    /* the default location (empty) first, then locations by name */
+    sd_item_key_t home = make_key("t", "", "zzz", "z", "");
+    sd_item_key_t berlin = make_key("t", "berlin", "a", "a", "");
+    assert_true(compare_encoded(&home, &berlin) < 0);
+    /* the ListStock prefixes: of a location, and of an app in it */
+    uint8_t key[SD_ITEM_KEY_BYTES_MAX], prefix[SD_ITEM_KEY_BYTES_MAX];
+    sd_item_key_t k = make_key("t", "berlin", "app", "mug", "red");
+    size_t length = sd_key_encode_item(&k, key, sizeof(key));
+    sd_bytes_t location = sd_bytes_of("berlin"), other = sd_bytes_of("berl"),
+               app = sd_bytes_of("app");
+    size_t p = sd_key_encode_item_prefix(sd_bytes_of("t"), &location, &app, prefix, sizeof(prefix));
+    assert_true(p > 0 && p < length);
+    assert_memory_equal(key, prefix, p);
+    p = sd_key_encode_item_prefix(sd_bytes_of("t"), &other, NULL, prefix, sizeof(prefix));
+    assert_memory_not_equal(key, prefix, p); /* "berl" is not a prefix of location "berlin" */
+}
+
+/* The start-up migration reads v1 keys (length-prefixed parts) and tells them from v2. */
+static void test_v1_item_keys_are_recognised(void **state)
+{
+    (void)state;
+    static const uint8_t v1[] = {1, 't', 0, 3, 'a', 'p', 'p', 0, 3, 'm', 'u', 'g', 0, 0};
+    assert_true(sd_key_item_is_v1(v1, sizeof(v1)));
+    sd_item_key_t parts;
+    assert_true(sd_key_decode_item_v1(v1, sizeof(v1), &parts));
+    assert_memory_equal(parts.catalog_item_id.data, "mug", 3);
+    uint8_t v2[SD_ITEM_KEY_BYTES_MAX];
+    size_t length = sd_key_encode_item(&parts, v2, sizeof(v2));
+    assert_false(sd_key_item_is_v1(v2, length));
+    assert_false(sd_key_decode_item(v1, sizeof(v1), &parts));
+    assert_true(sd_key_decode_item(v2, length, &parts));
 }
 
 /* Every key of a tenant starts with the tenant prefix, so a tenant is one contiguous range,
@@ -200,6 +258,8 @@ int main(void)
         cmocka_unit_test(test_item_key_maximum_lengths),
         cmocka_unit_test(test_item_key_no_injection),
         cmocka_unit_test(test_item_key_sort_order),
+        cmocka_unit_test(test_item_keys_sort_in_natural_order),
+        cmocka_unit_test(test_v1_item_keys_are_recognised),
         cmocka_unit_test(test_ledger_key_orders_by_seq),
         cmocka_unit_test(test_level_round_trip),
         cmocka_unit_test(test_level_rejects_corruption),

@@ -160,6 +160,69 @@ static void test_retention_prunes_every_tenant(void **state)
     free(dir);
 }
 
+/* A data directory from before natural order holds v1 item keys: opening it rewrites every
+ * one (levels unchanged), across several migration chunks, and a second open changes nothing. */
+static void test_v1_item_keys_are_migrated_at_open(void **state)
+{
+    (void)state;
+    char *dir = th_temp_dir();
+    sd_storage_t *storage = open_with_wal_bound(dir, 0);
+    enum { ITEMS = 10000 };
+    for (int i = 0; i < ITEMS; i++) {
+        char item[32];
+        snprintf(item, sizeof(item), "mug-%d", i);
+        uint8_t key[64];
+        size_t used = 0;
+        key[used++] = 1;
+        key[used++] = 't';
+        key[used++] = 0; /* location "" */
+        key[used++] = 3;
+        memcpy(key + used, "app", 3);
+        used += 3;
+        key[used++] = 0;
+        key[used++] = (uint8_t)strlen(item);
+        memcpy(key + used, item, strlen(item));
+        used += strlen(item);
+        key[used++] = 0;
+        key[used++] = 0; /* variant "" */
+        sd_level_t level = sd_level_default();
+        level.available = i;
+        level.version = 1;
+        uint8_t value[SD_LEVEL_VALUE_BYTES];
+        sd_level_encode(&level, value);
+        sd_write_batch_t *batch = sd_write_batch_new();
+        sd_write_batch_put(storage, batch, SD_CF_LEVELS, key, used, value, sizeof(value));
+        assert_int_equal(sd_storage_write(storage, batch, false), SD_OK);
+        sd_write_batch_free(batch);
+    }
+    assert_int_equal(sd_storage_close(storage), SD_OK);
+    for (int round = 0; round < 2; round++) {
+        storage = open_with_wal_bound(dir, 0);
+        size_t count = 0;
+        bool more = false;
+        assert_int_equal(sd_storage_scan(storage, SD_CF_LEVELS, (const uint8_t *)"", 0, NULL, 0,
+                                         false, SIZE_MAX, count_visit, &count, &more),
+                         SD_OK);
+        assert_int_equal(count, ITEMS); /* each level under exactly one key */
+        for (int i = 0; i < ITEMS; i += 997) {
+            char item[32];
+            snprintf(item, sizeof(item), "mug-%d", i);
+            sd_item_key_t parts = {sd_bytes_of("t"), sd_bytes_of(""), sd_bytes_of("app"),
+                                   sd_bytes_of(item), sd_bytes_of("")};
+            uint8_t key[SD_ITEM_KEY_BYTES_MAX];
+            size_t length = sd_key_encode_item(&parts, key, sizeof(key));
+            sd_level_t level;
+            bool found = false;
+            assert_int_equal(sd_storage_get_level(storage, key, length, &level, &found), SD_OK);
+            assert_true(found);
+            assert_int_equal(level.available, i);
+        }
+        assert_int_equal(sd_storage_close(storage), SD_OK);
+    }
+    th_remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_unbounded_wal_grows),
         cmocka_unit_test(test_clean_close_leaves_nothing_to_replay),
         cmocka_unit_test(test_retention_prunes_every_tenant),
+        cmocka_unit_test(test_v1_item_keys_are_migrated_at_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
