@@ -35,4 +35,6 @@ WORKDIR /var/lib/stockd
 EXPOSE 50051 8080 9090
 # exec form: no shell is involved at run time
 ENTRYPOINT ["/usr/local/bin/stockd"]
-CMD ["--listen=0.0.0.0:50051", "--data-dir=/var/lib/stockd/data"]
+# Loopback only by default: off loopback stockd needs TLS (--tls-cert, --tls-key) and an
+# --auth-policy, or refuses to start; the Kubernetes manifests (deploy/) pass all of them.
+CMD ["--data-dir=/var/lib/stockd/data"]

@@ -1,5 +1,8 @@
 // Validates every object of rendered Kubernetes manifests against the Kubernetes OpenAPI
-// schemas bundled in the npm package kubernetes-models (offline: no cluster needed).
+// schemas bundled in the npm package kubernetes-models, and cert-manager's objects
+// (Certificate, Issuer: the optional component) against the CRD schemas bundled in
+// @kubernetes-models/cert-manager (offline: no cluster needed). An object of any other
+// apiVersion/kind counts as invalid.
 //
 //   node validate.mjs FILE...                  exit 0 when every object is valid
 //   node validate.mjs --expect-invalid FILE    exit 0 only when some object is invalid
@@ -10,8 +13,13 @@ const args = process.argv.slice(2);
 const expectInvalid = args[0] === '--expect-invalid';
 const files = expectInvalid ? args.slice(1) : args;
 
+// API groups of custom resources -> the npm package holding their CRD schemas
+const crdPackages = { 'cert-manager.io': '@kubernetes-models/cert-manager' };
+
 async function modelFor(apiVersion, kind) {
-  const module = await import(`kubernetes-models/${apiVersion}`).catch(() => null);
+  const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+  const source = crdPackages[group] ?? 'kubernetes-models';
+  const module = await import(`${source}/${apiVersion}`).catch(() => null);
   return module?.[kind] ?? null;
 }
 

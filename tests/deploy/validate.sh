@@ -2,11 +2,18 @@
 # Offline checks of deploy/k8s (no cluster needed):
 #  1. render every overlay with `kubectl kustomize` from Debian's kubernetes-client (kubectl
 #     1.20, whose kustomize is old) and, where a current kubectl/kustomize is installed too,
-#     check that it renders the very same objects;
+#     check that it renders the very same objects; render overlays/prod-cert-manager (prod
+#     plus the optional component components/cert-manager) with the current kustomize
+#     (components need kustomize 3.7+: without one this check fails);
 #  2. lint every YAML file with yamllint;
-#  3. validate every rendered object against the Kubernetes schemas (npm kubernetes-models),
-#     and check that a deliberately broken manifest is refused;
+#  3. validate every rendered object against the Kubernetes schemas (npm kubernetes-models;
+#     cert-manager's objects against its CRD schemas, npm @kubernetes-models/cert-manager),
+#     and check that deliberately broken manifests are refused;
 #  4. check that flags, env variables, ports and probes agree with the binaries;
+#  4b. check the security properties (tests/deploy/security.py): mutual TLS and the policy
+#     from Secrets, Admin on loopback, HTTP probes on the metrics port, NetworkPolicies for
+#     stockd and the gateway, the cert-manager component's certificates; and that each of a
+#     list of broken variants of the manifests is refused;
 #  5. check the monitoring (deploy/prometheus/alerts.yaml, the alert examples in
 #     deploy/README.md, the Grafana dashboard) with promtool and against what the binaries
 #     export (tests/deploy/monitoring.py).
@@ -54,12 +61,39 @@ PY
   done
 done
 
-yamllint -c "$SRC/.yamllint" "$SRC/deploy" "$SRC/tests/deploy/broken.yaml"
+# The optional cert-manager component, in the overlay that shows how to use it. kubectl 1.20's
+# kustomize predates components, so this needs the current kubectl or kustomize.
+CURRENT=
+if command -v kustomize >/dev/null; then
+  CURRENT="kustomize build"
+elif command -v kubectl >/dev/null && [ "$(command -v kubectl)" != "$KUBECTL_DEBIAN" ]; then
+  CURRENT="kubectl kustomize"
+fi
+if [ -z "$CURRENT" ]; then
+  echo "FAIL: components/cert-manager needs kustomize 3.7+ (kubectl 1.21+) to build; none found" >&2
+  exit 1
+fi
+if ! $CURRENT "$SRC/deploy/k8s/overlays/prod-cert-manager" > "$OUT/prod-cert-manager.yaml" \
+     2> "$OUT/prod-cert-manager.stderr"; then
+  cat "$OUT/prod-cert-manager.stderr" >&2
+  echo "FAIL: overlays/prod-cert-manager (with components/cert-manager) does not build" >&2
+  exit 1
+fi
+rendered+=("$OUT/prod-cert-manager.yaml")
+echo "$CURRENT renders overlays/prod-cert-manager with components/cert-manager"
+
+yamllint -c "$SRC/.yamllint" "$SRC/deploy" "$SRC/tests/deploy/broken.yaml" \
+  "$SRC/tests/deploy/broken-cert-manager.yaml"
 echo "yamllint: clean"
 
 node "$SRC/tests/deploy/validate.mjs" "${rendered[@]}"
 node "$SRC/tests/deploy/validate.mjs" --expect-invalid "$SRC/tests/deploy/broken.yaml"
-echo "schema check refuses the broken manifest"
+node "$SRC/tests/deploy/validate.mjs" --expect-invalid "$SRC/tests/deploy/broken-cert-manager.yaml"
+echo "schema check refuses the broken manifests"
+
+/usr/bin/python3 "$SRC/tests/deploy/security.py" --policy "$SRC/deploy/auth-policy.example.json" \
+  "${rendered[@]}"
+/usr/bin/python3 "$SRC/tests/deploy/security.py" --self-test "${rendered[@]}"
 
 /usr/bin/python3 "$SRC/tests/deploy/consistency.py" "$BUILD" "${rendered[@]}"
 
