@@ -20,12 +20,17 @@ typedef struct {
     "     RESOURCE_EXHAUSTED)\n"                                                                   \
     "  4  anything else\n"
 
+/* After a page's other codes: every command that talks to stockd may meet these. */
+#define CTL_EXITS_DENIED                                                                           \
+    "  6  credentials missing or refused (UNAUTHENTICATED: see --token, --token-file, --tls-*),\n" \
+    "     or the identity may not do this (PERMISSION_DENIED: the policy must grant it)\n"
+
 #define CTL_EXITS_WRITE                                                                            \
     "  0  done (also when the same --request-id was applied before: replayed)\n"                   \
     "  1  refused: insufficient stock (FAILED_PRECONDITION), or the --request-id was used for\n"   \
     "     a different request (ALREADY_EXISTS); nothing changed\n" CTL_EXITS_STOCKD                \
     "When the outcome is unknown (3 or 4 after the call was sent), stockctl prints the\n"          \
-    "--request-id to retry with; a retry with it is applied at most once.\n"
+    "--request-id to retry with; a retry with it is applied at most once.\n" CTL_EXITS_DENIED
 
 #define CTL_LEVEL_OUTPUT                                                                           \
     "Prints the level after the change as a table (LOCATION APP ITEM VARIANT AVAILABLE\n"          \
@@ -41,18 +46,23 @@ typedef struct {
 
 #define CTL_ENTRY_OUTPUT                                                                           \
     "Prints a table, SEQ TIME (UTC, ISO 8601) OP LOCATION APP ITEM VARIANT DELTA AVAILABLE\n"      \
-    "(after the change) REASON ORDER REQUEST: who made a change is told by its order id and\n"     \
-    "request id (the ledger records no user). --json: one object per line (JSON lines),\n"         \
-    "{\"seq\",\"time_us\",\"time\",\"op\",\"location_id\",\"app_id\",\"catalog_item_id\","         \
-    "\"variant\",\n\"order_id\",\"delta\",\"available_after\",\"reason\",\"request_id\","          \
-    "\"reason_text\"}.\n"
+    "(after the change) REASON ORDER ACTOR REQUEST ON BEHALF OF. ACTOR is the identity stockd\n"   \
+    "knew the writer by (its policy name; - for a caller without one, as on loopback without\n"    \
+    "a policy); ON BEHALF OF is whom that writer said it acted for (the gateway sends\n"           \
+    "wix-instance:<instanceId>), shown only when there is one. --json: one object per line\n"      \
+    "(JSON lines), {\"seq\",\"time_us\",\"time\",\"op\",\"location_id\",\"app_id\",\n"             \
+    "\"catalog_item_id\",\"variant\",\"order_id\",\"delta\",\"available_after\",\"reason\",\n"     \
+    "\"request_id\",\"reason_text\",\"actor\",\"on_behalf_of\"} (actor and on_behalf_of \"\" "     \
+    "when\n"                                                                                       \
+    "there is none).\n"
 
 static const ctl_help_page_t ctl_help_pages[] = {
     {"health", "health",
      "Asks stockd whether it is serving (grpc.health.v1.Health/Check).\n"
      "Prints SERVING or NOT_SERVING; --json: {\"status\":\"SERVING\"}.\n",
      false,
-     "  0  SERVING\n  3  NOT_SERVING, or stockd unreachable or too slow\n  4  anything else\n"},
+     "  0  SERVING\n  3  NOT_SERVING, or stockd unreachable or too slow\n  4  anything "
+     "else\n" CTL_EXITS_DENIED},
     {"get", "get APP ITEM",
      "Reads one level.\n\n" CTL_ITEM_ARGUMENTS "\n"
      "Prints the level as a table (LOCATION APP ITEM VARIANT AVAILABLE TRACKED FLOOR VERSION);\n"
@@ -62,7 +72,8 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "that was never set.\n",
      false,
      "  0  done: the item exists\n" CTL_EXITS_STOCKD
-     "  5  the item was never set (its level is printed: 0, tracked, floor 0, version 0)\n"},
+     "  5  the item was never set (its level is printed: 0, tracked, floor 0, version "
+     "0)\n" CTL_EXITS_DENIED},
     {"set", "set APP ITEM AVAILABLE [--tracked true|false] [--floor N]",
      "Sets a level absolutely (a count), as one SetStock with reason "
      "RECOUNT.\n\n" CTL_ITEM_ARGUMENTS "  AVAILABLE  the new level, an integer within +-10^15\n"
@@ -97,7 +108,7 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "\"floor\",\n\"version\",\"updated_at_us\",\"exists\"}, ...]. If stockd fails part-way, "
      "the array is\nleft open and the error object follows on its own line, so a partial "
      "listing never\nparses as a whole one.\n",
-     false, "  0  done\n" CTL_EXITS_STOCKD},
+     false, "  0  done\n" CTL_EXITS_STOCKD CTL_EXITS_DENIED},
     {"history", "history [APP ITEM] [--order-id O] [--after-seq N | --from-seq N]",
      "Prints the tenant's ledger, oldest first, every page.\n\n"
      "  APP ITEM        only this item (with --location, --variant)\n"
@@ -106,7 +117,7 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "  --from-seq N    start at seq N\n"
      "  --count N       stop after N entries (0 = all)\n\n" CTL_ENTRY_OUTPUT
      "Nothing found: the header alone (--json: nothing).\n",
-     false, "  0  done\n" CTL_EXITS_STOCKD},
+     false, "  0  done\n" CTL_EXITS_STOCKD CTL_EXITS_DENIED},
     {"watch", "watch [--from-start | --from-seq N | --after-seq N] [--count N]",
      "Follows the tenant's ledger live, from now: only changes made after it starts.\n"
      "On stderr it says which seq it follows from.\n\n"
@@ -116,11 +127,13 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "  --count N       stop after N entries (0 = never)\n\n" CTL_ENTRY_OUTPUT
      "A watch that falls too far behind is ended by stockd (RESOURCE_EXHAUSTED, exit 3):\n"
      "catch up with history --after-seq, then watch --after-seq again.\n",
-     false, "  0  --count entries shown, or stockd ended the stream cleanly\n" CTL_EXITS_STOCKD},
+     false,
+     "  0  --count entries shown, or stockd ended the stream cleanly\n" CTL_EXITS_STOCKD
+         CTL_EXITS_DENIED},
     {"seq", "seq",
      "Prints the tenant's current ledger seq: the seq of its newest entry (0 when it has\n"
      "none), where watch starts by default. --json: {\"tenant_id\",\"ledger_seq\"}.\n",
-     false, "  0  done\n" CTL_EXITS_STOCKD},
+     false, "  0  done\n" CTL_EXITS_STOCKD CTL_EXITS_DENIED},
     {"import", "import FILE [--chunk-rows N] [--request-id NAME]",
      "Applies a CSV file (- = stdin) with SetStock in atomic chunks of --chunk-rows rows\n"
      "(default 1000), showing progress on a terminal. Bad rows are reported by line number and\n"
@@ -134,7 +147,7 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "  0  every row applied\n"
      "  2  some rows were bad (the good ones were applied), or the file or its header is bad\n"
      "  3  stockd unreachable or too slow: stopped; run it again to resume\n"
-     "  4  anything else\n"},
+     "  4  anything else\n" CTL_EXITS_DENIED},
     {"export", "export FILE",
      "Writes every level of the tenant as CSV (- = stdout), all seven columns, ids exactly as\n"
      "stored (open it in a spreadsheet with every column as text). An item stored with a\n"
@@ -144,11 +157,30 @@ static const ctl_help_page_t ctl_help_pages[] = {
      true,
      "  0  done\n"
      "  2  FILE cannot be written\n  3  stockd unreachable or too slow\n"
-     "  4  anything else, or some items were left out\n"},
-    {"backup", "backup NAME",
-     "Writes a RocksDB checkpoint to stockd's --backup-dir/NAME.\n"
-     "Prints the path and ledger seq; --json: {\"path\",\"ledger_seq\"}.\n",
-     false, "  0  done\n  1  NAME exists already\n" CTL_EXITS_STOCKD},
+     "  4  anything else, or some items were left out\n" CTL_EXITS_DENIED},
+    {"backup", "backup NAME | backup list | backup remove NAME",
+     "Manages RocksDB checkpoints in stockd's --backup-dir. These go to stockd's admin\n"
+     "listener, --admin ADDR (STOCKD_ADMIN_ADDR, default 127.0.0.1:50052), which stockd\n"
+     "serves only when started with --admin-listen, never on its --listen port; with a policy\n"
+     "file the identity needs the admin role.\n\n"
+     "  backup NAME         writes a checkpoint to --backup-dir/NAME (NAME: 1..64 bytes of\n"
+     "                      [A-Za-z0-9._-], not starting with '.'; \"list\" and \"remove\" are\n"
+     "                      reserved words, never taken as a NAME). Prints the path and\n"
+     "                      ledger seq; --json: {\"path\",\"ledger_seq\"}.\n"
+     "  backup list         the checkpoints, oldest first: a table NAME CREATED (UTC, ISO\n"
+     "                      8601) PATH and a last line \"N of MAX checkpoints\" (MAX: stockd's\n"
+     "                      --checkpoints-max); --json: {\"checkpoints\":[{\"name\",\"path\",\n"
+     "                      "
+     "\"created_unix_seconds\",\"created\"}],\"count\",\"checkpoints_max\"}.\n"
+     "  backup remove NAME  deletes that checkpoint; --json: {\"name\",\"removed\":true}.\n",
+     false,
+     "  0  done\n"
+     "  1  backup NAME: NAME exists already, or as many checkpoints as allowed exist (remove\n"
+     "     old ones); backup remove: no checkpoint of that name\n"
+     "  2  invalid input: arguments, options, or a NAME stockd refused (INVALID_ARGUMENT)\n"
+     "  3  nothing answers at --admin (is it stockd's --admin-listen?), too slow, or the last\n"
+     "     checkpoint was taken too recently (RESOURCE_EXHAUSTED)\n"
+     "  4  anything else (UNIMPLEMENTED: --admin is not the admin listener)\n" CTL_EXITS_DENIED},
     {"wix-sign", "wix-sign FILE [--key PEM] [--app-id ID] [--alg ALG] [--ttl T]",
      "Signs a Wix request (or full claims) JSON file as Wix would and prints the token. Needs\n"
      "no stockd. --request-id sets metadata.requestId, --instance-id metadata.instanceId.\n",
@@ -186,13 +218,19 @@ const char ctl_help_summary[] =
     "  seq                       the tenant's current ledger seq\n"
     "  import FILE               apply a CSV file in atomic chunks (resumable)\n"
     "  export FILE               write every level as CSV (- = stdout)\n"
-    "  backup NAME               RocksDB checkpoint in stockd's --backup-dir/NAME\n"
+    "  backup NAME               RocksDB checkpoint in stockd's --backup-dir/NAME (via --admin)\n"
+    "  backup list               the checkpoints (N of MAX)\n"
+    "  backup remove NAME        delete a checkpoint\n"
     "  wix-sign FILE             sign a Wix request/claims JSON file as Wix would\n"
     "  help [COMMAND]            this list, or one command's arguments, output and exit\n"
     "                            codes (also: stockctl COMMAND --help)\n\n"
-    "exit codes: 0 done; 1 refused (insufficient stock, version or request-id conflict);\n"
-    "2 invalid input; 3 stockd unreachable or too slow; 4 anything else; 5 get: the item\n"
-    "was never set. --json prints errors as {\"error\":{\"code\",\"message\"}} on stdout.";
+    "TLS and identity (docs/api.md 6): --tls-ca FILE verifies stockd's certificate (TLS on),\n"
+    "--tls-cert FILE --tls-key FILE present a client certificate (mTLS), --token T or\n"
+    "--token-file FILE (its first line; keeps the token out of ps) send a bearer token.\n\n"
+    "exit codes: 0 done; 1 refused (insufficient stock, version or request-id conflict,\n"
+    "backup name taken or unknown); 2 invalid input; 3 stockd unreachable or too slow;\n"
+    "4 anything else; 5 get: the item was never set; 6 credentials missing or refused, or\n"
+    "not permitted. --json prints errors as {\"error\":{\"code\",\"message\"}} on stdout.";
 
 bool ctl_help_command(FILE *out, const char *command)
 {
@@ -207,9 +245,11 @@ bool ctl_help_command(FILE *out, const char *command)
         }
         fprintf(out,
                 "Options every command takes: --stockd ADDR (STOCKD_ADDR), --tenant T, --json,\n"
-                "--deadline-ms MS; `stockctl --help` lists them all. With --json, an error is\n"
-                "{\"error\":{\"code\",\"message\"}} on stdout (code: a gRPC status name;\n"
-                "\"request_id\" too when the outcome of a write is unknown).\n\n"
+                "--deadline-ms MS, and for TLS and identity --tls-ca, --tls-cert, --tls-key,\n"
+                "--token, --token-file (STOCKD_TLS_CA, STOCKD_TLS_CERT, STOCKD_TLS_KEY,\n"
+                "STOCKD_TOKEN, STOCKD_TOKEN_FILE); `stockctl --help` lists them all.\n"
+                "With --json, an error is {\"error\":{\"code\",\"message\"}} on stdout (code: a\n"
+                "gRPC status name; \"request_id\" too when the outcome of a write is unknown).\n\n"
                 "exit codes:\n%s",
                 page->exits);
         return true;

@@ -6,7 +6,10 @@
  *               was never set (version 0);
  *  - a ledger entry: {"seq","time_us","time","op","location_id","app_id","catalog_item_id",
  *               "variant","order_id","delta","available_after","reason","request_id",
- *               "reason_text"}, time in ISO 8601 UTC;
+ *               "reason_text","actor","on_behalf_of"}, time in ISO 8601 UTC, actor and
+ *               on_behalf_of "" when the ledger has none;
+ *  - backup list: {"checkpoints":[{"name","path","created_unix_seconds","created"}],"count",
+ *               "checkpoints_max"}, created in ISO 8601 UTC;
  *  - an error: {"error":{"code","message"[,"request_id"]}} on stdout, code a gRPC status name
  *               (INVALID_ARGUMENT for bad arguments stockctl finds itself). */
 #ifndef STOCKCLIENT_CTL_OUTPUT_H
@@ -19,6 +22,7 @@
 
 #include "ctl.h"
 #include "stockclient.h"
+#include "stockd/v1/admin.pb-c.h"
 
 /* A listing of levels printed as it arrives, page after page, as one table (header once,
  * column widths fixed by the first rows) or one JSON array. */
@@ -50,7 +54,7 @@ typedef struct {
     bool json;
     bool started;
     size_t rows;
-    int widths[5]; /* LOCATION, APP, ITEM, VARIANT, ORDER */
+    int widths[7]; /* LOCATION, APP, ITEM, VARIANT, ORDER, ACTOR, REQUEST */
 } ctl_entries_t;
 
 void ctl_entries_init(ctl_entries_t *entries, bool json);
@@ -60,6 +64,12 @@ void ctl_entries_end(ctl_entries_t *entries);
 
 /* Writes time_us as ISO 8601 UTC with milliseconds ("2026-01-31T09:05:00.123Z"). */
 void ctl_time_iso(int64_t time_us, char out[32]);
+/* Writes unix seconds as ISO 8601 UTC ("2026-01-31T09:05:00Z"); "-" when out of range. */
+void ctl_time_iso_seconds(int64_t seconds, char out[32]);
+
+/* backup list: a table NAME CREATED (UTC) PATH and a last line "N of MAX checkpoints", or
+ * with json the one object described above. */
+void ctl_checkpoints_print(bool json, const Stockd__V1__ListCheckpointsResponse *response);
 
 /* Prints value as one compact JSON line on stdout and releases it. */
 void ctl_json_print(json_t *value);
@@ -72,8 +82,12 @@ void ctl_error_print(bool json, const char *code, const char *message, const cha
  * code INVALID_ARGUMENT, the message formatted with printf rules. Returns EXIT_INVALID. */
 int ctl_invalid(bool json, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
-/* Reports a failed call to stockd (an unreachable stockd named with its address and what to
- * check; a write whose outcome is unknown with its retry) and returns its exit code. */
+/* Reports a failed call to stockd and returns its exit code. Without json it adds what to do
+ * on stderr: for an unreachable stockd its address and what to check (and, with TLS flags
+ * set, the TLS set-up); for UNAUTHENTICATED which flags and variables supply credentials; for
+ * PERMISSION_DENIED that the policy must grant it; for UNIMPLEMENTED at the admin address
+ * that it is not stockd's admin listener. A write whose outcome is unknown gets its retry
+ * hint in both modes. */
 int ctl_report_error(const ctl_config_t *config, const sc_status_t *status);
 
 #endif

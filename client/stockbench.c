@@ -57,6 +57,14 @@ typedef struct {
     bool seed;
     const char *key;
     const char *app_id;
+    /* TLS and the bearer token (docs/api.md §6); "" = not given */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *token;
+    const char *token_file;
+    /* not options: --token-file's token, read at start */
+    char token_from_file[SC_TOKEN_BYTES_MAX + 1];
 } bench_config_t;
 
 static const char *const bench_modes[] = {"health", "decrement", "mixed", "wix", NULL};
@@ -101,6 +109,16 @@ static const cfg_option_t bench_options[] = {
               "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix mode: signing key"),
     BENCH_OPT("app-id", "STOCKD_WIX_APP_ID", CFG_STRING, app_id, "", 0, 0, NULL,
               "wix mode: app id (default: the app-id file beside --key)"),
+    BENCH_OPT("tls-ca", "STOCKD_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
+              "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS"),
+    BENCH_OPT("tls-cert", "STOCKD_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
+              "PEM file of this client's certificate for mTLS (with --tls-key)"),
+    BENCH_OPT("tls-key", "STOCKD_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
+              "PEM file of this client's private key (with --tls-cert)"),
+    BENCH_OPT("token", "STOCKD_TOKEN", CFG_STRING, token, "", 0, 0, NULL,
+              "bearer token sent with every call (a flag shows in ps: prefer --token-file)"),
+    BENCH_OPT("token-file", "STOCKD_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
+              "file whose first line is the bearer token"),
 };
 
 static const cfg_spec_t bench_spec = {
@@ -228,6 +246,53 @@ static grpc_byte_buffer *bench_pack_move(const bench_config_t *config, const int
     return buffer;
 }
 
+/* ---- connections ---- */
+
+/* A libstockclient client with --tls-* and the token; NULL after saying why on stderr. */
+static sc_client_t *bench_client_new(const bench_config_t *config, bool own_connection)
+{
+    sc_client_options_t options = {.own_connection = own_connection,
+                                   .tls_ca = config->tls_ca,
+                                   .tls_cert = config->tls_cert,
+                                   .tls_key = config->tls_key,
+                                   .token = config->token};
+    char error[SC_ERROR_BYTES];
+    sc_client_t *client = sc_client_new_with(config->stockd, &options, error, sizeof(error));
+    if (client == NULL) {
+        fprintf(stderr, "stockbench: %s (--tls-ca, --tls-cert, --tls-key, --token)\n", error);
+    }
+    return client;
+}
+
+/* The token: --token, or --token-file's first line (kept in config), not both. False after
+ * saying why on stderr. */
+static bool bench_resolve_token(bench_config_t *config)
+{
+    char error[SC_ERROR_BYTES];
+    if (config->token[0] != '\0' && config->token_file[0] != '\0') {
+        fprintf(stderr, "stockbench: give one of --token (STOCKD_TOKEN) and --token-file "
+                        "(STOCKD_TOKEN_FILE), not both\n");
+        return false;
+    }
+    if (config->token_file[0] != '\0') {
+        if (!sc_token_read_file(config->token_file, config->token_from_file,
+                                sizeof(config->token_from_file), error, sizeof(error))) {
+            fprintf(stderr, "stockbench: --token-file (STOCKD_TOKEN_FILE): %s\n", error);
+            return false;
+        }
+        config->token = config->token_from_file;
+    }
+    return true;
+}
+
+/* One connection of the gRPC engine: its own channel, and the metadata (the token) each of
+ * its calls sends. */
+typedef struct bench_connection {
+    sc_client_t *client;
+    grpc_metadata metadata[SC_METADATA_MAX];
+    size_t metadata_count;
+} bench_connection_t;
+
 /* ---- the gRPC engine ---- */
 
 typedef struct bench_worker bench_worker_t;
@@ -243,7 +308,7 @@ typedef struct {
     int64_t skus[BENCH_LINES_MAX];
     int count;
     int sign; /* +1 decrement, -1 increment, 0 health */
-    grpc_channel *channel;
+    const bench_connection_t *connection;
     bool active;
 } bench_slot_t;
 
@@ -279,9 +344,9 @@ static void bench_slot_start(bench_slot_t *slot)
     }
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(10000, GPR_TIMESPAN));
-    slot->call =
-        grpc_channel_create_call(slot->channel, NULL, GRPC_PROPAGATE_DEFAULTS, worker->queue,
-                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
+    slot->call = grpc_channel_create_call(
+        sc_client_channel(slot->connection->client), NULL, GRPC_PROPAGATE_DEFAULTS, worker->queue,
+        grpc_slice_from_static_string(method), NULL, deadline, NULL);
     grpc_metadata_array_init(&slot->initial);
     grpc_metadata_array_init(&slot->trailing);
     slot->receive = NULL;
@@ -289,6 +354,8 @@ static void bench_slot_start(bench_slot_t *slot)
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = slot->connection->metadata_count;
+    ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)slot->connection->metadata;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = slot->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -376,14 +443,19 @@ static double bench_timed_phases(const bench_config_t *config, bench_results_t *
 static double bench_run_grpc(const bench_config_t *config, const char *mode,
                              bench_results_t *results)
 {
-    grpc_channel *channels[BENCH_CONNECTIONS_MAX];
-    grpc_arg args[1] = {
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1}};
-    grpc_channel_args channel_args = {1, args};
-    for (int i = 0; i < config->connections; i++) {
-        grpc_channel_credentials *credentials = grpc_insecure_credentials_create();
-        channels[i] = grpc_channel_create(config->stockd, credentials, &channel_args);
-        grpc_channel_credentials_release(credentials);
+    bench_connection_t *connections = calloc((size_t)config->connections, sizeof(*connections));
+    for (int i = 0; connections != NULL && i < config->connections; i++) {
+        /* each its own connection (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL) */
+        connections[i].client = bench_client_new(config, true);
+        if (connections[i].client == NULL) {
+            exit(2); /* the options were checked at start: only memory can run out here */
+        }
+        connections[i].metadata_count =
+            sc_client_metadata(connections[i].client, connections[i].metadata);
+    }
+    if (connections == NULL) {
+        fprintf(stderr, "stockbench: out of memory\n");
+        exit(2);
     }
     int threads = (int)config->threads;
     bench_worker_t workers[BENCH_THREADS_MAX];
@@ -402,7 +474,7 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
         worker->slots_count = last - first;
         for (int s = first; s < last; s++) {
             slots[s].worker = worker;
-            slots[s].channel = channels[s % config->connections];
+            slots[s].connection = &connections[s % config->connections];
         }
         if (pthread_create(&worker->thread, NULL, bench_worker_main, worker) != 0) {
             fprintf(stderr, "stockbench: cannot start a worker thread\n");
@@ -420,8 +492,9 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
         grpc_completion_queue_destroy(workers[t].queue);
     }
     for (int i = 0; i < config->connections; i++) {
-        grpc_channel_destroy(channels[i]);
+        sc_client_free(connections[i].client);
     }
+    free(connections);
     free(slots);
     return seconds;
 }
@@ -623,8 +696,8 @@ static double bench_run_wix(const bench_config_t *config, bench_results_t *resul
  * what was acknowledged. Returns -1 when stockd could not be reached. */
 static int64_t bench_walk_skus(const bench_config_t *config, bench_results_t *results, bool set)
 {
-    sc_client_t *client = sc_client_new(config->stockd, NULL);
-    int64_t mismatches = 0;
+    sc_client_t *client = bench_client_new(config, false);
+    int64_t mismatches = client != NULL ? 0 : -1;
     static char names[BENCH_CHUNK][32];
     static Stockd__V1__ItemRef items[BENCH_CHUNK];
     static Stockd__V1__ItemRef *item_pointers[BENCH_CHUNK];
@@ -651,7 +724,8 @@ static int64_t bench_walk_skus(const bench_config_t *config, bench_results_t *re
             request.lines = line_pointers;
             Stockd__V1__SetStockResponse *response = NULL;
             if (sc_set_stock(client, &request, &response, 60000, &status) != 0) {
-                fprintf(stderr, "stockbench: seeding failed: %s\n", status.message);
+                fprintf(stderr, "stockbench: seeding failed: %s: %s\n", sc_code_name(status.code),
+                        status.message);
                 mismatches = -1;
             }
             if (response != NULL) {
@@ -664,7 +738,8 @@ static int64_t bench_walk_skus(const bench_config_t *config, bench_results_t *re
             request.items = item_pointers;
             Stockd__V1__GetStockResponse *response = NULL;
             if (sc_get_stock(client, &request, &response, 60000, &status) != 0) {
-                fprintf(stderr, "stockbench: check failed: %s\n", status.message);
+                fprintf(stderr, "stockbench: check failed: %s: %s\n", sc_code_name(status.code),
+                        status.message);
                 mismatches = -1;
             }
             for (size_t i = 0; response != NULL && i < response->n_levels; i++) {
@@ -751,7 +826,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "stockbench: --lines-min must not exceed --lines-max\n");
         return 2;
     }
+    if (!bench_resolve_token(&config)) {
+        return 2;
+    }
     grpc_init();
+    sc_client_t *probe = bench_client_new(&config, false); /* bad TLS files or token: stop now */
+    if (probe == NULL) {
+        grpc_shutdown();
+        return 2;
+    }
+    sc_client_free(probe);
     bench_summary_t first = {0}, second = {0};
     int exit_code = 0;
     if (config.compare) {

@@ -8,19 +8,34 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "google/rpc/status.pb-c.h"
-#include "status.h"
+#include "log.h"
 #include "util.h"
 
 #define SC_MESSAGE_BYTES_MAX (16 * 1024 * 1024)
+#define SC_AUTHORIZATION_KEY "authorization"
+#define SC_BEARER_PREFIX "Bearer "
+/* How much of a path an error message quotes. */
+#define SC_PATH_QUOTED_BYTES_MAX 200
+
+_Static_assert(SC_PEM_FILE_BYTES_MAX <= INT32_MAX, "a PEM file fits an OpenSSL memory BIO");
 
 struct sc_client {
     grpc_channel *channel;
+    /* "Bearer <token>" as a reference-counted copy (the transport may keep header values
+     * beyond one call); an empty slice when the client has no token. */
+    grpc_slice authorization;
+    bool has_authorization;
 };
 
 /* Each calling thread keeps one pluck completion queue for all its calls: creating and
@@ -60,10 +75,273 @@ void sc_thread_release(void)
     }
 }
 
-sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options)
+/* Writes the formatted reason into error_out (when there is one) and returns false. */
+static bool sc_fail(char *error_out, size_t error_capacity, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool sc_fail(char *error_out, size_t error_capacity, const char *format, ...)
 {
+    if (error_out != NULL && error_capacity > 0) {
+        va_list arguments;
+        va_start(arguments, format);
+        vsnprintf(error_out, error_capacity, format, arguments);
+        va_end(arguments);
+    }
+    return false;
+}
+
+static bool sc_given(const char *text)
+{
+    return text != NULL && text[0] != '\0';
+}
+
+bool sc_token_valid(const char *token, char *error_out, size_t error_capacity)
+{
+    size_t length = strnlen(token, SC_TOKEN_BYTES_MAX + 1);
+    if (length == 0) {
+        return sc_fail(error_out, error_capacity, "the token is empty");
+    }
+    if (length > SC_TOKEN_BYTES_MAX) {
+        return sc_fail(error_out, error_capacity, "the token is longer than %d bytes",
+                       SC_TOKEN_BYTES_MAX);
+    }
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c < 0x21 || c > 0x7E) { /* the token itself is a secret: only say where */
+            return sc_fail(error_out, error_capacity,
+                           "the token must be printable ASCII without spaces, but character %zu "
+                           "is %s",
+                           i + 1, c == ' ' ? "a space" : "a control or non-ASCII byte");
+        }
+    }
+    return true;
+}
+
+bool sc_token_read_file(const char *path, char *token_out, size_t token_capacity, char *error_out,
+                        size_t error_capacity)
+{
+    char reason[SC_ERROR_BYTES];
+    size_t length = 0;
+    SD_ASSERT(token_capacity > SC_TOKEN_BYTES_MAX); /* the caller's buffer holds any token */
+    token_out[0] = '\0';
+    char *text = util_read_file(path, SC_TOKEN_FILE_BYTES_MAX, &length, reason, sizeof(reason));
+    if (text == NULL) {
+        return sc_fail(error_out, error_capacity, "token file \"%.*s\": %s",
+                       SC_PATH_QUOTED_BYTES_MAX, path, reason);
+    }
+    if (strlen(text) != length) { /* a UTF-16 file, say: the token would be cut short */
+        sc_fail(error_out, error_capacity,
+                "token file \"%.*s\": holds a NUL byte (a token is ASCII text, not UTF-16)",
+                SC_PATH_QUOTED_BYTES_MAX, path);
+        OPENSSL_cleanse(text, length);
+        free(text);
+        return false;
+    }
+    size_t line = strcspn(text, "\r\n"); /* the first line, without its LF or CRLF */
+    bool cut_at_cr = text[line] == '\r' && text[line + 1] != '\n' && text[line + 1] != '\0';
+    text[line] = '\0';
+    bool valid = !cut_at_cr && sc_token_valid(text, reason, sizeof(reason));
+    if (valid) {
+        memcpy(token_out, text, line + 1);
+    } else {
+        sc_fail(error_out, error_capacity, "token file \"%.*s\": %s", SC_PATH_QUOTED_BYTES_MAX,
+                path, cut_at_cr ? "the first line holds a carriage return" : reason);
+    }
+    OPENSSL_cleanse(text, length);
+    free(text);
+    return valid;
+}
+
+/* ---- TLS ---- */
+
+/* The PEM files of a TLS client, read whole; key is wiped before it is freed. */
+typedef struct {
+    char *ca, *cert, *key;
+    size_t key_length;
+} sc_tls_files_t;
+
+/* Reads one PEM file (`what` names it in errors). NULL with the reason in error_out. */
+static char *sc_pem_read(const char *what, const char *path, size_t *length_out, char *error_out,
+                         size_t error_capacity)
+{
+    char reason[SC_ERROR_BYTES];
+    char *text = util_read_file(path, SC_PEM_FILE_BYTES_MAX, length_out, reason, sizeof(reason));
+    if (text == NULL) {
+        sc_fail(error_out, error_capacity, "%s \"%.*s\": %s", what, SC_PATH_QUOTED_BYTES_MAX, path,
+                reason);
+        return NULL;
+    }
+    if (strlen(text) != *length_out) { /* gRPC takes PEM as a C string: a NUL would cut it */
+        sc_fail(error_out, error_capacity, "%s \"%.*s\": holds a NUL byte, so it is no PEM file",
+                what, SC_PATH_QUOTED_BYTES_MAX, path);
+        OPENSSL_cleanse(text, *length_out);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* OpenSSL would otherwise prompt on the terminal for an encrypted key's passphrase. */
+static int sc_no_passphrase(char *buffer, int size, int rwflag, void *context)
+{
+    (void)buffer, (void)size, (void)rwflag, (void)context;
+    return 0;
+}
+
+/* How many PEM certificates text holds, up to the first thing that is not one. */
+static size_t sc_pem_certificates_count(const char *text)
+{
+    BIO *bio = BIO_new_mem_buf(text, (int)strlen(text));
+    size_t count = 0;
+    X509 *certificate = NULL;
+    while (bio != NULL && (certificate = PEM_read_bio_X509(bio, NULL, sc_no_passphrase, NULL))) {
+        X509_free(certificate);
+        count++;
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the read that ended the loop left its error behind */
+    return count;
+}
+
+/* Checks that the certificate and key files hold a certificate and an unencrypted private key
+ * that belong together, so a wrong file is named at start rather than failing every handshake
+ * later. */
+static bool sc_tls_check_pair(const sc_client_options_t *options, const sc_tls_files_t *files,
+                              char *error_out, size_t error_capacity)
+{
+    BIO *cert_bio = BIO_new_mem_buf(files->cert, (int)strlen(files->cert));
+    BIO *key_bio = BIO_new_mem_buf(files->key, (int)files->key_length);
+    X509 *certificate = cert_bio ? PEM_read_bio_X509(cert_bio, NULL, sc_no_passphrase, NULL) : NULL;
+    EVP_PKEY *key = key_bio ? PEM_read_bio_PrivateKey(key_bio, NULL, sc_no_passphrase, NULL) : NULL;
+    bool valid = true;
+    if (certificate == NULL) {
+        valid = sc_fail(error_out, error_capacity,
+                        "TLS certificate file \"%.*s\": holds no PEM certificate",
+                        SC_PATH_QUOTED_BYTES_MAX, options->tls_cert);
+    } else if (key == NULL) {
+        valid = sc_fail(error_out, error_capacity,
+                        "TLS key file \"%.*s\": holds no unencrypted PEM private key",
+                        SC_PATH_QUOTED_BYTES_MAX, options->tls_key);
+    } else if (X509_check_private_key(certificate, key) != 1) {
+        valid = sc_fail(error_out, error_capacity,
+                        "TLS key file \"%.*s\": does not match the certificate in \"%.*s\"",
+                        SC_PATH_QUOTED_BYTES_MAX, options->tls_key, SC_PATH_QUOTED_BYTES_MAX,
+                        options->tls_cert);
+    }
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    X509_free(certificate);
+    BIO_free(key_bio);
+    BIO_free(cert_bio);
+    return valid;
+}
+
+/* Reads and checks the files the options name. On false the reason is in error_out; files
+ * read so far are in *files either way (release them with sc_tls_files_free). */
+static bool sc_tls_read(const sc_client_options_t *options, sc_tls_files_t *files, char *error_out,
+                        size_t error_capacity)
+{
+    size_t length = 0;
+    if (sc_given(options->tls_cert) != sc_given(options->tls_key)) {
+        return sc_fail(error_out, error_capacity, "%s",
+                       sc_given(options->tls_cert)
+                           ? "a TLS client certificate (tls_cert) needs its private key (tls_key)"
+                           : "a TLS private key (tls_key) needs its certificate (tls_cert)");
+    }
+    if (sc_given(options->tls_ca)) {
+        files->ca = sc_pem_read("TLS CA file", options->tls_ca, &length, error_out, error_capacity);
+        if (files->ca == NULL) {
+            return false;
+        }
+        if (sc_pem_certificates_count(files->ca) == 0) {
+            return sc_fail(error_out, error_capacity,
+                           "TLS CA file \"%.*s\": holds no PEM certificate",
+                           SC_PATH_QUOTED_BYTES_MAX, options->tls_ca);
+        }
+    }
+    if (!sc_given(options->tls_cert)) {
+        return true;
+    }
+    files->cert =
+        sc_pem_read("TLS certificate file", options->tls_cert, &length, error_out, error_capacity);
+    files->key = files->cert ? sc_pem_read("TLS key file", options->tls_key, &files->key_length,
+                                           error_out, error_capacity)
+                             : NULL;
+    return files->key != NULL && sc_tls_check_pair(options, files, error_out, error_capacity);
+}
+
+static void sc_tls_files_free(sc_tls_files_t *files)
+{
+    if (files->key != NULL) {
+        OPENSSL_cleanse(files->key, files->key_length);
+    }
+    free(files->key);
+    free(files->cert);
+    free(files->ca);
+    memset(files, 0, sizeof(*files));
+}
+
+/* The channel's credentials: TLS when any TLS file is given, plaintext otherwise. NULL with
+ * the reason in error_out when the files are unusable. The caller releases them. */
+static grpc_channel_credentials *sc_credentials_new(const sc_client_options_t *options,
+                                                    char *error_out, size_t error_capacity)
+{
+    if (options == NULL || (!sc_given(options->tls_ca) && !sc_given(options->tls_cert) &&
+                            !sc_given(options->tls_key))) {
+        return grpc_insecure_credentials_create();
+    }
+    sc_tls_files_t files = {0};
+    grpc_channel_credentials *credentials = NULL;
+    if (sc_tls_read(options, &files, error_out, error_capacity)) {
+        /* gRPC copies the PEM text, so it can be wiped and freed right after */
+        grpc_ssl_pem_key_cert_pair pair = {files.key, files.cert};
+        credentials = grpc_ssl_credentials_create(files.ca, files.cert ? &pair : NULL, NULL, NULL);
+        if (credentials == NULL) {
+            sc_fail(error_out, error_capacity, "gRPC refused the TLS credentials");
+        }
+    }
+    sc_tls_files_free(&files);
+    return credentials;
+}
+
+/* ---- clients ---- */
+
+/* Keeps "Bearer <token>" in the client when options carry a token. False (with the reason)
+ * when the token is invalid. */
+static bool sc_client_set_token(sc_client_t *client, const sc_client_options_t *options,
+                                char *error_out, size_t error_capacity)
+{
+    if (options == NULL || !sc_given(options->token)) {
+        return true;
+    }
+    if (!sc_token_valid(options->token, error_out, error_capacity)) {
+        return false;
+    }
+    char value[sizeof(SC_BEARER_PREFIX) + SC_TOKEN_BYTES_MAX];
+    snprintf(value, sizeof(value), "%s%s", SC_BEARER_PREFIX, options->token);
+    client->authorization = grpc_slice_from_copied_string(value);
+    client->has_authorization = true;
+    OPENSSL_cleanse(value, sizeof(value));
+    return true;
+}
+
+sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *options,
+                                char *error_out, size_t error_capacity)
+{
+    if (error_out != NULL && error_capacity > 0) {
+        error_out[0] = '\0';
+    }
     sc_client_t *client = calloc(1, sizeof(*client));
     if (client == NULL) {
+        sc_fail(error_out, error_capacity, "out of memory");
+        return NULL;
+    }
+    grpc_channel_credentials *credentials = NULL;
+    if (sc_client_set_token(client, options, error_out, error_capacity)) {
+        credentials = sc_credentials_new(options, error_out, error_capacity);
+    }
+    if (credentials == NULL) {
+        sc_client_free(client);
         return NULL;
     }
     grpc_arg args[2] = {
@@ -74,10 +352,14 @@ sc_client_t *sc_client_new(const char *target, const sc_client_options_t *option
     };
     grpc_channel_args channel_args = {.num_args = options && options->own_connection ? 2 : 1,
                                       .args = args};
-    grpc_channel_credentials *credentials = grpc_insecure_credentials_create();
     client->channel = grpc_channel_create(target, credentials, &channel_args);
     grpc_channel_credentials_release(credentials);
     return client;
+}
+
+sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options)
+{
+    return sc_client_new_with(target, options, NULL, 0);
 }
 
 void sc_client_free(sc_client_t *client)
@@ -85,8 +367,29 @@ void sc_client_free(sc_client_t *client)
     if (client == NULL) {
         return;
     }
-    grpc_channel_destroy(client->channel);
+    if (client->channel != NULL) {
+        grpc_channel_destroy(client->channel);
+    }
+    if (client->has_authorization) {
+        grpc_slice_unref(client->authorization);
+    }
     free(client);
+}
+
+grpc_channel *sc_client_channel(sc_client_t *client)
+{
+    return client->channel;
+}
+
+size_t sc_client_metadata(const sc_client_t *client, grpc_metadata metadata_out[SC_METADATA_MAX])
+{
+    memset(metadata_out, 0, SC_METADATA_MAX * sizeof(grpc_metadata));
+    if (!client->has_authorization) {
+        return 0;
+    }
+    metadata_out[0].key = grpc_slice_from_static_string(SC_AUTHORIZATION_KEY);
+    metadata_out[0].value = client->authorization;
+    return 1;
 }
 
 void sc_status_init(sc_status_t *status)
@@ -105,11 +408,49 @@ void sc_status_free(sc_status_t *status)
     sc_status_init(status);
 }
 
+/* Every gRPC code by its own enum, not stockd's status list: a client meets codes stockd's
+ * list may not have (UNAUTHENTICATED from a proxy, DATA_LOSS), and -Wswitch keeps this whole. */
 const char *sc_code_name(int code)
 {
-    sd_status_t status = sd_status_from_grpc_code(code);
-    return status == SD_UNKNOWN && code != GRPC_STATUS_UNKNOWN ? "UNRECOGNISED"
-                                                               : sd_status_name(status);
+    switch ((grpc_status_code)code) {
+    case GRPC_STATUS_OK:
+        return "OK";
+    case GRPC_STATUS_CANCELLED:
+        return "CANCELLED";
+    case GRPC_STATUS_UNKNOWN:
+        return "UNKNOWN";
+    case GRPC_STATUS_INVALID_ARGUMENT:
+        return "INVALID_ARGUMENT";
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        return "DEADLINE_EXCEEDED";
+    case GRPC_STATUS_NOT_FOUND:
+        return "NOT_FOUND";
+    case GRPC_STATUS_ALREADY_EXISTS:
+        return "ALREADY_EXISTS";
+    case GRPC_STATUS_PERMISSION_DENIED:
+        return "PERMISSION_DENIED";
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return "UNAUTHENTICATED";
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        return "RESOURCE_EXHAUSTED";
+    case GRPC_STATUS_FAILED_PRECONDITION:
+        return "FAILED_PRECONDITION";
+    case GRPC_STATUS_ABORTED:
+        return "ABORTED";
+    case GRPC_STATUS_OUT_OF_RANGE:
+        return "OUT_OF_RANGE";
+    case GRPC_STATUS_UNIMPLEMENTED:
+        return "UNIMPLEMENTED";
+    case GRPC_STATUS_INTERNAL:
+        return "INTERNAL";
+    case GRPC_STATUS_UNAVAILABLE:
+        return "UNAVAILABLE";
+    case GRPC_STATUS_DATA_LOSS:
+        return "DATA_LOSS";
+    case GRPC_STATUS__DO_NOT_USE:
+        break;
+    }
+    return "UNRECOGNISED";
 }
 
 /* Decodes google.rpc.Status from the grpc-status-details-bin trailer, if present. */
@@ -166,73 +507,159 @@ static ProtobufCMessage *sc_unpack(grpc_byte_buffer *buffer,
     return message;
 }
 
+/* The request metadata of one call: the client's authorization and the call's
+ * stockd-on-behalf-of. The on-behalf-of value is a reference-counted copy, released by
+ * sc_metadata_release. */
+typedef struct {
+    grpc_metadata entries[SC_METADATA_MAX];
+    size_t count;
+    bool has_on_behalf_of;
+} sc_metadata_t;
+
+/* True when text may be sent as stockd-on-behalf-of: 1..SD_ON_BEHALF_OF_BYTES_MAX bytes of
+ * printable ASCII (what an HTTP/2 header value may hold, and what stockd keeps). */
+static bool sc_on_behalf_of_valid(const char *text)
+{
+    size_t length = strnlen(text, SD_ON_BEHALF_OF_BYTES_MAX + 1);
+    if (length == 0 || length > SD_ON_BEHALF_OF_BYTES_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < length; i++) {
+        if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Fills metadata for a call; false (nothing to release) when on_behalf_of is not sendable. */
+static bool sc_metadata_init(const sc_client_t *client, const char *on_behalf_of,
+                             sc_metadata_t *metadata)
+{
+    metadata->count = sc_client_metadata(client, metadata->entries);
+    metadata->has_on_behalf_of = false;
+    if (!sc_given(on_behalf_of)) {
+        return true;
+    }
+    if (!sc_on_behalf_of_valid(on_behalf_of)) {
+        return false;
+    }
+    grpc_metadata *entry = &metadata->entries[metadata->count++];
+    entry->key = grpc_slice_from_static_string(SD_ON_BEHALF_OF_METADATA);
+    entry->value = grpc_slice_from_copied_string(on_behalf_of);
+    metadata->has_on_behalf_of = true;
+    return true;
+}
+
+static void sc_metadata_release(sc_metadata_t *metadata)
+{
+    if (metadata->has_on_behalf_of) {
+        grpc_slice_unref(metadata->entries[metadata->count - 1].value);
+    }
+}
+
+/* What one unary call sends and receives. */
+typedef struct {
+    const sc_metadata_t *metadata;
+    grpc_byte_buffer *send, *receive;
+    grpc_metadata_array initial, trailing;
+    grpc_status_code code;
+    grpc_slice details;
+} sc_exchange_t;
+
 /* Runs the one batch of a unary call and waits for it. */
-static void sc_run_batch(grpc_call *call, grpc_completion_queue *queue, grpc_byte_buffer *send,
-                         grpc_byte_buffer **receive, grpc_metadata_array *initial,
-                         grpc_metadata_array *trailing, grpc_status_code *code, grpc_slice *details)
+static void sc_run_batch(grpc_call *call, grpc_completion_queue *queue, sc_exchange_t *exchange)
 {
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = exchange->metadata->count;
+    ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)exchange->metadata->entries;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
+    ops[1].data.send_message.send_message = exchange->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = initial;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &exchange->initial;
     ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = receive;
+    ops[4].data.recv_message.recv_message = &exchange->receive;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = trailing;
-    ops[5].data.recv_status_on_client.status = code;
-    ops[5].data.recv_status_on_client.status_details = details;
+    ops[5].data.recv_status_on_client.trailing_metadata = &exchange->trailing;
+    ops[5].data.recv_status_on_client.status = &exchange->code;
+    ops[5].data.recv_status_on_client.status_details = &exchange->details;
     if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
-        *code = GRPC_STATUS_INTERNAL;
+        exchange->code = GRPC_STATUS_INTERNAL;
         return;
     }
     grpc_completion_queue_pluck(queue, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+/* Copies the outcome of a finished exchange into status and, on OK, unpacks the answer. */
+static void sc_exchange_outcome(sc_exchange_t *exchange,
+                                const ProtobufCMessageDescriptor *response_descriptor,
+                                ProtobufCMessage **response_out, sc_status_t *status)
+{
+    status->code = (int)exchange->code;
+    snprintf(status->message, sizeof(status->message), "%.*s",
+             (int)GRPC_SLICE_LENGTH(exchange->details),
+             (const char *)GRPC_SLICE_START_PTR(exchange->details));
+    if (exchange->code == GRPC_STATUS_OK) {
+        *response_out = sc_unpack(exchange->receive, response_descriptor);
+        if (*response_out == NULL) {
+            status->code = GRPC_STATUS_INTERNAL;
+            snprintf(status->message, sizeof(status->message), "unparsable response");
+        }
+    } else {
+        sc_decode_details(&exchange->trailing, status);
+    }
+}
+
+int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_descriptor,
+                       ProtobufCMessage **response_out, const sc_call_options_t *options,
+                       sc_status_t *status)
+{
+    sc_status_init(status);
+    *response_out = NULL;
+    sc_metadata_t metadata;
+    if (!sc_metadata_init(client, options->on_behalf_of, &metadata)) {
+        status->code = GRPC_STATUS_INVALID_ARGUMENT; /* refused here: nothing was sent */
+        snprintf(status->message, sizeof(status->message),
+                 "on_behalf_of: must be 1..%d bytes of printable ASCII", SD_ON_BEHALF_OF_BYTES_MAX);
+        return status->code;
+    }
+    grpc_completion_queue *queue = sc_thread_queue();
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                         gpr_time_from_millis(options->deadline_ms, GPR_TIMESPAN));
+    grpc_slice method_slice = grpc_slice_from_static_string(method);
+    grpc_call *call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                               queue, method_slice, NULL, deadline, NULL);
+    sc_exchange_t exchange = {.metadata = &metadata,
+                              .send = sc_pack(request),
+                              .code = GRPC_STATUS_UNKNOWN,
+                              .details = grpc_empty_slice()};
+    grpc_metadata_array_init(&exchange.initial);
+    grpc_metadata_array_init(&exchange.trailing);
+    sc_run_batch(call, queue, &exchange);
+    sc_exchange_outcome(&exchange, response_descriptor, response_out, status);
+    grpc_slice_unref(exchange.details);
+    grpc_metadata_array_destroy(&exchange.initial);
+    grpc_metadata_array_destroy(&exchange.trailing);
+    grpc_byte_buffer_destroy(exchange.send);
+    if (exchange.receive != NULL) {
+        grpc_byte_buffer_destroy(exchange.receive);
+    }
+    grpc_call_unref(call);
+    sc_metadata_release(&metadata);
+    return status->code;
 }
 
 int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessage *request,
                   const ProtobufCMessageDescriptor *response_descriptor,
                   ProtobufCMessage **response_out, int64_t deadline_ms, sc_status_t *status)
 {
-    sc_status_init(status);
-    *response_out = NULL;
-    grpc_completion_queue *queue = sc_thread_queue();
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-    grpc_slice method_slice = grpc_slice_from_static_string(method);
-    grpc_call *call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                               queue, method_slice, NULL, deadline, NULL);
-    grpc_byte_buffer *send = sc_pack(request);
-    grpc_byte_buffer *receive = NULL;
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-    sc_run_batch(call, queue, send, &receive, &initial, &trailing, &code, &details);
-    status->code = (int)code;
-    snprintf(status->message, sizeof(status->message), "%.*s", (int)GRPC_SLICE_LENGTH(details),
-             (const char *)GRPC_SLICE_START_PTR(details));
-    if (code == GRPC_STATUS_OK) {
-        *response_out = sc_unpack(receive, response_descriptor);
-        if (*response_out == NULL) {
-            status->code = GRPC_STATUS_INTERNAL;
-            snprintf(status->message, sizeof(status->message), "unparsable response");
-        }
-    } else {
-        sc_decode_details(&trailing, status);
-    }
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
-    grpc_byte_buffer_destroy(send);
-    if (receive != NULL) {
-        grpc_byte_buffer_destroy(receive);
-    }
-    grpc_call_unref(call);
-    return status->code;
+    sc_call_options_t options = {.deadline_ms = deadline_ms};
+    return sc_call_unary_with(client, method, request, response_descriptor, response_out, &options,
+                              status);
 }
 
 #define SC_TYPED(fn, path, req_type, resp_type, resp_descriptor)                                   \
@@ -265,10 +692,11 @@ bool sc_outcome_unknown(int code)
 }
 
 /* The three writes: same request_id field, same call. A request without a request_id is sent
- * as a shallow copy carrying a generated one, reported in status->request_id. */
-#define SC_WRITE(fn, path, req_type, resp_type, resp_descriptor)                                   \
-    int fn(sc_client_t *client, const req_type *request, resp_type **response_out,                 \
-           int64_t deadline_ms, sc_status_t *status)                                               \
+ * as a shallow copy carrying a generated one, reported in status->request_id. Each comes in a
+ * form with per-call options (fn_with) and the plain form with a deadline alone. */
+#define SC_WRITE(fn, fn_with, path, req_type, resp_type, resp_descriptor)                          \
+    int fn_with(sc_client_t *client, const req_type *request, resp_type **response_out,            \
+                const sc_call_options_t *options, sc_status_t *status)                             \
     {                                                                                              \
         req_type copy = *request;                                                                  \
         char generated[SC_REQUEST_ID_GENERATED_BYTES];                                             \
@@ -276,18 +704,27 @@ bool sc_outcome_unknown(int code)
             sc_request_id_generate(generated);                                                     \
             copy.request_id = generated;                                                           \
         }                                                                                          \
-        int code = sc_call_unary(client, path, &copy.base, &resp_descriptor,                       \
-                                 (ProtobufCMessage **)response_out, deadline_ms, status);          \
+        int code = sc_call_unary_with(client, path, &copy.base, &resp_descriptor,                  \
+                                      (ProtobufCMessage **)response_out, options, status);         \
         snprintf(status->request_id, sizeof(status->request_id), "%s", copy.request_id);           \
         return code;                                                                               \
+    }                                                                                              \
+    int fn(sc_client_t *client, const req_type *request, resp_type **response_out,                 \
+           int64_t deadline_ms, sc_status_t *status)                                               \
+    {                                                                                              \
+        sc_call_options_t options = {.deadline_ms = deadline_ms};                                  \
+        return fn_with(client, request, response_out, &options, status);                           \
     }
 
-SC_WRITE(sc_decrement, "/stockd.v1.Inventory/Decrement", Stockd__V1__DecrementRequest,
-         Stockd__V1__DecrementResponse, stockd__v1__decrement_response__descriptor)
-SC_WRITE(sc_increment, "/stockd.v1.Inventory/Increment", Stockd__V1__IncrementRequest,
-         Stockd__V1__IncrementResponse, stockd__v1__increment_response__descriptor)
-SC_WRITE(sc_set_stock, "/stockd.v1.Inventory/SetStock", Stockd__V1__SetStockRequest,
-         Stockd__V1__SetStockResponse, stockd__v1__set_stock_response__descriptor)
+SC_WRITE(sc_decrement, sc_decrement_with, "/stockd.v1.Inventory/Decrement",
+         Stockd__V1__DecrementRequest, Stockd__V1__DecrementResponse,
+         stockd__v1__decrement_response__descriptor)
+SC_WRITE(sc_increment, sc_increment_with, "/stockd.v1.Inventory/Increment",
+         Stockd__V1__IncrementRequest, Stockd__V1__IncrementResponse,
+         stockd__v1__increment_response__descriptor)
+SC_WRITE(sc_set_stock, sc_set_stock_with, "/stockd.v1.Inventory/SetStock",
+         Stockd__V1__SetStockRequest, Stockd__V1__SetStockResponse,
+         stockd__v1__set_stock_response__descriptor)
 SC_TYPED(sc_get_stock, "/stockd.v1.Inventory/GetStock", Stockd__V1__GetStockRequest,
          Stockd__V1__GetStockResponse, stockd__v1__get_stock_response__descriptor)
 
@@ -324,9 +761,12 @@ int sc_call_stream(sc_client_t *client, const char *method, const ProtobufCMessa
     grpc_metadata_array initial, trailing;
     grpc_metadata_array_init(&initial);
     grpc_metadata_array_init(&trailing);
+    grpc_metadata metadata[SC_METADATA_MAX];
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = sc_client_metadata(client, metadata);
+    ops[0].data.send_initial_metadata.metadata = metadata;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

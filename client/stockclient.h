@@ -3,6 +3,14 @@
  * Every call takes a deadline and returns the gRPC status with its message and the decoded
  * google.rpc details (BadRequest, PreconditionFailure).
  *
+ * Security (docs/api.md §6): a client may speak TLS (a CA bundle to verify stockd, and a
+ * certificate + key of its own for mTLS) and may carry a bearer token, sent with every call as
+ * `authorization: Bearer <token>` request metadata. The token is added to each call's initial
+ * metadata by the library itself rather than through gRPC call credentials, because the gRPC
+ * core refuses call credentials on a plaintext channel and stockd accepts tokens over plaintext
+ * loopback. A write may also say whom it is made for (`stockd-on-behalf-of`, see
+ * sc_call_options_t), which stockd records in the ledger.
+ *
  * The caller must have called grpc_init() (and later grpc_shutdown()). */
 #ifndef STOCKCLIENT_H
 #define STOCKCLIENT_H
@@ -10,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <grpc/grpc.h>
 
 #include "google/rpc/error_details.pb-c.h"
 #include "sd_limits.h"
@@ -35,16 +45,69 @@ typedef struct {
     Google__Rpc__PreconditionFailure *precondition; /* owned; NULL when absent */
 } sc_status_t;
 
+/* The longest bearer token, in bytes (stockd's limit too). */
+#define SC_TOKEN_BYTES_MAX 4096
+/* The largest PEM file (CA bundle, certificate, key) a client reads. */
+#define SC_PEM_FILE_BYTES_MAX (1024 * 1024)
+/* The largest token file; only its first line is the token, the rest is ignored. */
+#define SC_TOKEN_FILE_BYTES_MAX (64 * 1024)
+/* Room for any error text the library writes for a caller (sc_client_new_with and friends). */
+#define SC_ERROR_BYTES 512
+/* Request metadata the library adds to a call: authorization, stockd-on-behalf-of. */
+#define SC_METADATA_MAX 2
+_Static_assert(SC_TOKEN_BYTES_MAX < SC_TOKEN_FILE_BYTES_MAX, "a token file holds a token");
+
 typedef struct {
     /* Open a connection of this client's own instead of sharing one with other clients of the
      * same target (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL); load generators want this. */
     bool own_connection;
+    /* PEM file paths; NULL or "" = not given. When tls_ca or tls_cert is given the channel
+     * speaks TLS: stockd's certificate is verified against the certificates in tls_ca (the
+     * gRPC default roots when only tls_cert is given), and tls_cert + tls_key (both or
+     * neither) are presented as this client's certificate (mTLS). Each file is read once, at
+     * most SC_PEM_FILE_BYTES_MAX bytes, and checked: the key must match the certificate. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    /* Bearer token sent with every call; NULL or "" = none. 1..SC_TOKEN_BYTES_MAX printable
+     * ASCII characters without spaces (sc_token_valid). The client keeps a copy. */
+    const char *token;
 } sc_client_options_t;
 
-/* Creates a client for target ("127.0.0.1:50051"). options may be NULL. Returns NULL when out
- * of memory. The connection is made lazily. */
+/* Creates a client for target ("127.0.0.1:50051"). options may be NULL. Returns NULL when the
+ * options are unusable (a TLS file cannot be read or holds no usable PEM, tls_cert without
+ * tls_key or the reverse, an invalid token) or when out of memory, with the reason in
+ * error_out (error_capacity bytes, SC_ERROR_BYTES is enough; error_out may be NULL). The
+ * reason names the file but never quotes a token or key. The connection is made lazily, so
+ * an unreachable stockd or a failed TLS handshake shows up as UNAVAILABLE on the first call.
+ * Release the client with sc_client_free. */
+sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *options,
+                                char *error_out, size_t error_capacity);
+/* sc_client_new_with without the reason (NULL on any failure); kept for existing callers. */
 sc_client_t *sc_client_new(const char *target, const sc_client_options_t *options);
 void sc_client_free(sc_client_t *client);
+
+/* True when token is a usable bearer token: 1..SC_TOKEN_BYTES_MAX bytes, each printable ASCII
+ * other than space (0x21..0x7E), so it fits an HTTP/2 header value as one word. Otherwise
+ * false with the reason (which position is bad, never the token itself) in error_out (may be
+ * NULL). */
+bool sc_token_valid(const char *token, char *error_out, size_t error_capacity);
+
+/* Reads a token file (--token-file): the token is its first line without the line end (LF or
+ * CRLF), so tokens need not appear on a command line. The file may be at most
+ * SC_TOKEN_FILE_BYTES_MAX bytes; the token must pass sc_token_valid. Writes the token into
+ * token_out (token_capacity >= SC_TOKEN_BYTES_MAX + 1) and returns true; otherwise false with
+ * the reason, naming the file, in error_out. */
+bool sc_token_read_file(const char *path, char *token_out, size_t token_capacity, char *error_out,
+                        size_t error_capacity);
+
+/* For callers that drive calls of their own on the client's channel (stockbench's
+ * asynchronous engine): the channel, owned by the client, and the request metadata every call
+ * must send (the authorization entry when the client has a token). Fills metadata_out and
+ * returns how many entries it holds (0..SC_METADATA_MAX); the entries point into the client
+ * and stay valid until sc_client_free. */
+grpc_channel *sc_client_channel(sc_client_t *client);
+size_t sc_client_metadata(const sc_client_t *client, grpc_metadata metadata_out[SC_METADATA_MAX]);
 
 /* Frees the calling thread's completion queue now (it is freed at thread exit anyway); call
  * it on the main thread before grpc_shutdown() to leave nothing behind. */
@@ -58,9 +121,30 @@ int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessag
                   const ProtobufCMessageDescriptor *response_descriptor,
                   ProtobufCMessage **response_out, int64_t deadline_ms, sc_status_t *status);
 
+/* Per-call options, for the *_with variants of the calls. Zero-initialise it
+ * (sc_call_options_t options = {0}) so that fields added later keep their defaults. */
+typedef struct {
+    int64_t deadline_ms; /* how long the call may take, from now; must be > 0 */
+    /* Whom the caller makes this call for, sent as `stockd-on-behalf-of` request metadata and
+     * recorded by stockd in the ledger entries of a write (LedgerEntry.on_behalf_of), as
+     * claimed: the caller's identity vouches for it. The gateway sends
+     * "wix-instance:<instanceId>". NULL or "" = not sent; otherwise 1..SD_ON_BEHALF_OF_BYTES_MAX
+     * bytes of printable ASCII (0x20..0x7E), else the call is not made and ends with
+     * INVALID_ARGUMENT. The string only has to live until the call returns. */
+    const char *on_behalf_of;
+} sc_call_options_t;
+
+/* sc_call_unary with per-call options (options must not be NULL). */
+int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_descriptor,
+                       ProtobufCMessage **response_out, const sc_call_options_t *options,
+                       sc_status_t *status);
+
 void sc_status_init(sc_status_t *status);
 void sc_status_free(sc_status_t *status);
-/* "OK", "INVALID_ARGUMENT", ... */
+/* The gRPC status name of code: "OK", "INVALID_ARGUMENT", "UNAUTHENTICATED", ... (every
+ * gRPC code, whether or not stockd's own status list has it); "UNRECOGNISED" for a number
+ * that is no gRPC code. */
 const char *sc_code_name(int code);
 
 /* Writes a fresh random request_id ("sc-" + 32 hex digits) into out. */
@@ -83,6 +167,17 @@ int sc_increment(sc_client_t *client, const Stockd__V1__IncrementRequest *reques
 int sc_set_stock(sc_client_t *client, const Stockd__V1__SetStockRequest *request,
                  Stockd__V1__SetStockResponse **response_out, int64_t deadline_ms,
                  sc_status_t *status);
+/* The three writes with per-call options (on_behalf_of); the plain forms above are these with
+ * options {deadline_ms, NULL}. */
+int sc_decrement_with(sc_client_t *client, const Stockd__V1__DecrementRequest *request,
+                      Stockd__V1__DecrementResponse **response_out,
+                      const sc_call_options_t *options, sc_status_t *status);
+int sc_increment_with(sc_client_t *client, const Stockd__V1__IncrementRequest *request,
+                      Stockd__V1__IncrementResponse **response_out,
+                      const sc_call_options_t *options, sc_status_t *status);
+int sc_set_stock_with(sc_client_t *client, const Stockd__V1__SetStockRequest *request,
+                      Stockd__V1__SetStockResponse **response_out, const sc_call_options_t *options,
+                      sc_status_t *status);
 int sc_get_stock(sc_client_t *client, const Stockd__V1__GetStockRequest *request,
                  Stockd__V1__GetStockResponse **response_out, int64_t deadline_ms,
                  sc_status_t *status);

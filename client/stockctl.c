@@ -2,11 +2,12 @@
  *
  *   stockctl [--stockd ADDR] [--json] COMMAND [options] [arguments]
  *
- * This file holds the options table, the item commands and the dispatch; ctl_ledger.c the
- * ledger commands, transfer.c import and export, ctl_output.c the tables and JSON, ctl_help.c
- * the help. Exit codes (ctl.h): 0 done; 1 refused (insufficient stock, version or request_id
- * conflict); 2 invalid input; 3 stockd unreachable or too slow; 4 anything else; 5 get: the
- * item was never set. */
+ * This file holds the options table, the item and backup commands and the dispatch (which
+ * also sets up TLS and the bearer token); ctl_ledger.c the ledger commands, transfer.c import
+ * and export, ctl_output.c the tables and JSON, ctl_help.c the help. Exit codes (ctl.h): 0
+ * done; 1 refused (insufficient stock, version or request_id conflict, backup name taken or
+ * unknown); 2 invalid input; 3 stockd unreachable or too slow; 4 anything else; 5 get: the
+ * item was never set; 6 credentials missing or refused, or not permitted. */
 #include <grpc/grpc.h>
 #include <jansson.h>
 #include <stddef.h>
@@ -38,6 +39,18 @@ static const char *const ctl_booleans[] = {"true", "false", NULL};
 static const cfg_option_t ctl_options[] = {
     CTL_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
             "stockd gRPC address"),
+    CTL_OPT("admin", "STOCKD_ADMIN_ADDR", CFG_STRING, admin, "127.0.0.1:50052", 0, 0, NULL,
+            "backup: stockd's admin address (where its --admin-listen serves stockd.v1.Admin)"),
+    CTL_OPT("tls-ca", "STOCKD_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
+            "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS"),
+    CTL_OPT("tls-cert", "STOCKD_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
+            "PEM file of this client's certificate for mTLS (with --tls-key); given: speak TLS"),
+    CTL_OPT("tls-key", "STOCKD_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
+            "PEM file of this client's private key (with --tls-cert)"),
+    CTL_OPT("token", "STOCKD_TOKEN", CFG_STRING, token, "", 0, 0, NULL,
+            "bearer token sent with every call (a flag shows in ps: prefer --token-file)"),
+    CTL_OPT("token-file", "STOCKD_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
+            "file whose first line is the bearer token"),
     CTL_OPT("tenant", "STOCKD_TENANT", CFG_STRING, tenant, "default", 0, 0, NULL, "tenant id"),
     CTL_OPT("location", "STOCKD_LOCATION", CFG_STRING, location, "", 0, 0, NULL,
             "location id (empty = default location; list: every location)"),
@@ -303,13 +316,11 @@ static int ctl_wix_sign(const ctl_config_t *config, sc_client_t *client, char **
     return exit_code;
 }
 
-static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+/* backup NAME: Admin/Checkpoint. */
+static int ctl_backup_create(const ctl_config_t *config, sc_client_t *client, const char *name)
 {
-    if (count != 1) {
-        return ctl_invalid(config->json, "backup takes NAME (see `stockctl help backup`)");
-    }
     Stockd__V1__CheckpointRequest request = STOCKD__V1__CHECKPOINT_REQUEST__INIT;
-    request.name = args[0];
+    request.name = (char *)name;
     Stockd__V1__CheckpointResponse *response = NULL;
     sc_status_t status;
     int code = sc_call_unary(client, "/stockd.v1.Admin/Checkpoint", &request.base,
@@ -328,6 +339,67 @@ static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **ar
     }
     sc_status_free(&status);
     return exit_code;
+}
+
+/* backup list: Admin/ListCheckpoints. */
+static int ctl_backup_list(const ctl_config_t *config, sc_client_t *client)
+{
+    Stockd__V1__ListCheckpointsRequest request = STOCKD__V1__LIST_CHECKPOINTS_REQUEST__INIT;
+    Stockd__V1__ListCheckpointsResponse *response = NULL;
+    sc_status_t status;
+    int code = sc_call_unary(client, "/stockd.v1.Admin/ListCheckpoints", &request.base,
+                             &stockd__v1__list_checkpoints_response__descriptor,
+                             (ProtobufCMessage **)&response, config->deadline_ms, &status);
+    int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
+    if (response != NULL) {
+        ctl_checkpoints_print(config->json, response);
+        stockd__v1__list_checkpoints_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+/* backup remove NAME: Admin/DeleteCheckpoint. */
+static int ctl_backup_remove(const ctl_config_t *config, sc_client_t *client, const char *name)
+{
+    Stockd__V1__DeleteCheckpointRequest request = STOCKD__V1__DELETE_CHECKPOINT_REQUEST__INIT;
+    request.name = (char *)name;
+    Stockd__V1__DeleteCheckpointResponse *response = NULL;
+    sc_status_t status;
+    int code = sc_call_unary(client, "/stockd.v1.Admin/DeleteCheckpoint", &request.base,
+                             &stockd__v1__delete_checkpoint_response__descriptor,
+                             (ProtobufCMessage **)&response, config->deadline_ms, &status);
+    int exit_code = code == 0 ? EXIT_DONE : ctl_report_error(config, &status);
+    if (response != NULL && config->json) {
+        ctl_json_print(json_pack("{s:s,s:b}", "name", name, "removed", 1));
+    } else if (response != NULL) {
+        printf("checkpoint %s removed\n", name);
+    }
+    if (response != NULL) {
+        stockd__v1__delete_checkpoint_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    return exit_code;
+}
+
+/* backup NAME | backup list | backup remove NAME. "list" and "remove" are reserved: they are
+ * never taken as a checkpoint's NAME. */
+static int ctl_backup(const ctl_config_t *config, sc_client_t *client, char **args, int count)
+{
+    if (count >= 1 && strcmp(args[0], "list") == 0) {
+        return count == 1 ? ctl_backup_list(config, client)
+                          : ctl_invalid(config->json, "backup list takes no arguments");
+    }
+    if (count >= 1 && strcmp(args[0], "remove") == 0) {
+        return count == 2 ? ctl_backup_remove(config, client, args[1])
+                          : ctl_invalid(config->json, "backup remove takes NAME (see `stockctl "
+                                                      "help backup`)");
+    }
+    if (count != 1) {
+        return ctl_invalid(config->json, "backup takes NAME, list, or remove NAME (see `stockctl "
+                                         "help backup`)");
+    }
+    return ctl_backup_create(config, client, args[0]);
 }
 
 typedef struct {
@@ -405,25 +477,29 @@ static const cfg_spec_t ctl_spec = {"stockctl", ctl_help_summary, ctl_options,
 
 static int ctl_help(const ctl_config_t *config, sc_client_t *client, char **args, int count);
 
+/* What a command talks to: nothing, stockd's main address (--stockd) or its admin listener
+ * (--admin), which alone serves stockd.v1.Admin. */
+typedef enum { CTL_LOCAL, CTL_STOCKD, CTL_ADMIN } ctl_target_t;
+
 static const struct {
     const char *name;
     ctl_command_fn *run;
-    bool needs_stockd;
+    ctl_target_t target;
 } ctl_commands[] = {
-    {"health", ctl_health, true},
-    {"get", ctl_get, true},
-    {"set", ctl_set, true},
-    {"decrement", ctl_decrement, true},
-    {"increment", ctl_increment, true},
-    {"wix-sign", ctl_wix_sign, false},
-    {"backup", ctl_backup, true},
-    {"list", ctl_list, true},
-    {"history", ctl_history, true},
-    {"watch", ctl_watch, true},
-    {"seq", ctl_seq, true},
-    {"import", ctl_import_command, true},
-    {"export", ctl_export_command, true},
-    {"help", ctl_help, false},
+    {"health", ctl_health, CTL_STOCKD},
+    {"get", ctl_get, CTL_STOCKD},
+    {"set", ctl_set, CTL_STOCKD},
+    {"decrement", ctl_decrement, CTL_STOCKD},
+    {"increment", ctl_increment, CTL_STOCKD},
+    {"wix-sign", ctl_wix_sign, CTL_LOCAL},
+    {"backup", ctl_backup, CTL_ADMIN},
+    {"list", ctl_list, CTL_STOCKD},
+    {"history", ctl_history, CTL_STOCKD},
+    {"watch", ctl_watch, CTL_STOCKD},
+    {"seq", ctl_seq, CTL_STOCKD},
+    {"import", ctl_import_command, CTL_STOCKD},
+    {"export", ctl_export_command, CTL_STOCKD},
+    {"help", ctl_help, CTL_LOCAL},
 };
 
 #define CTL_COMMANDS_COUNT (sizeof(ctl_commands) / sizeof(ctl_commands[0]))
@@ -464,22 +540,78 @@ static bool ctl_take_help_flag(int *argc, char **argv)
     return found;
 }
 
-static int ctl_run(const ctl_config_t *config, char **arguments, int count)
+/* The bearer token: --token, or the first line of --token-file (read into token_buffer), not
+ * both. Returns EXIT_DONE with config->token set ("" = none), or EXIT_INVALID after saying
+ * why (never quoting the token). */
+static int ctl_resolve_token(ctl_config_t *config, char token_buffer[SC_TOKEN_BYTES_MAX + 1])
+{
+    char error[SC_ERROR_BYTES];
+    if (config->token[0] != '\0' && config->token_file[0] != '\0') {
+        return ctl_invalid(config->json, "give one of --token (STOCKD_TOKEN) and --token-file "
+                                         "(STOCKD_TOKEN_FILE), not both");
+    }
+    if (config->token[0] != '\0' && !sc_token_valid(config->token, error, sizeof(error))) {
+        return ctl_invalid(config->json, "--token (STOCKD_TOKEN): %s", error);
+    }
+    if (config->token_file[0] != '\0') {
+        if (!sc_token_read_file(config->token_file, token_buffer, SC_TOKEN_BYTES_MAX + 1, error,
+                                sizeof(error))) {
+            return ctl_invalid(config->json, "--token-file (STOCKD_TOKEN_FILE): %s", error);
+        }
+        config->token = token_buffer;
+    }
+    return EXIT_DONE;
+}
+
+/* Makes the client of a command that talks to stockd (its TLS files and token checked first)
+ * and notes in config where it goes. Returns EXIT_DONE, or EXIT_INVALID after saying why. */
+static int ctl_connect(ctl_config_t *config, ctl_target_t target,
+                       char token_buffer[SC_TOKEN_BYTES_MAX + 1], sc_client_t **client_out)
+{
+    *client_out = NULL;
+    if (target == CTL_LOCAL) {
+        return EXIT_DONE;
+    }
+    config->target_admin = target == CTL_ADMIN;
+    config->target = config->target_admin ? config->admin : config->stockd;
+    if (ctl_resolve_token(config, token_buffer) != EXIT_DONE) {
+        return EXIT_INVALID;
+    }
+    sc_client_options_t options = {.tls_ca = config->tls_ca,
+                                   .tls_cert = config->tls_cert,
+                                   .tls_key = config->tls_key,
+                                   .token = config->token};
+    char error[SC_ERROR_BYTES];
+    *client_out = sc_client_new_with(config->target, &options, error, sizeof(error));
+    if (*client_out == NULL) {
+        return ctl_invalid(config->json,
+                           "%s (TLS files: --tls-ca, --tls-cert, --tls-key or STOCKD_TLS_CA, "
+                           "STOCKD_TLS_CERT, STOCKD_TLS_KEY)",
+                           error);
+    }
+    return EXIT_DONE;
+}
+
+static int ctl_run(const ctl_config_t *options, char **arguments, int count)
 {
     for (size_t c = 0; c < CTL_COMMANDS_COUNT; c++) {
         if (strcmp(ctl_commands[c].name, arguments[0]) != 0) {
             continue;
         }
+        ctl_config_t config = *options;
+        char token_buffer[SC_TOKEN_BYTES_MAX + 1];
+        sc_client_t *client = NULL;
         grpc_init();
-        sc_client_t *client =
-            ctl_commands[c].needs_stockd ? sc_client_new(config->stockd, NULL) : NULL;
-        int exit_code = ctl_commands[c].run(config, client, arguments + 1, count - 1);
+        int exit_code = ctl_connect(&config, ctl_commands[c].target, token_buffer, &client);
+        if (exit_code == EXIT_DONE) {
+            exit_code = ctl_commands[c].run(&config, client, arguments + 1, count - 1);
+        }
         sc_client_free(client);
         sc_thread_release();
         grpc_shutdown();
         return exit_code;
     }
-    return ctl_invalid(config->json, "unknown command \"%.32s\" (stockctl --help lists them)",
+    return ctl_invalid(options->json, "unknown command \"%.32s\" (stockctl --help lists them)",
                        arguments[0]);
 }
 

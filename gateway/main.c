@@ -32,6 +32,12 @@ typedef struct {
     bool dev;
     const char *dev_dir;
     const char *log_level;
+    /* TLS and the bearer token towards stockd (docs/api.md §6); "" = not given */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *token;
+    const char *token_file;
 } gw_config_t;
 
 static const char *const gw_level_choices[] = {"debug", "info", "warn", "error", NULL};
@@ -85,7 +91,20 @@ static const cfg_option_t gw_options[] = {
            NULL, "where development mode keeps its keys"),
     GW_OPT("log-level", "STOCKD_GATEWAY_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
            gw_level_choices, "debug|info|warn|error"),
+    GW_OPT("tls-ca", "STOCKD_GATEWAY_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
+           "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS to stockd"),
+    GW_OPT("tls-cert", "STOCKD_GATEWAY_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
+           "PEM file of the gateway's client certificate for mTLS to stockd (with --tls-key)"),
+    GW_OPT("tls-key", "STOCKD_GATEWAY_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
+           "PEM file of the gateway's private key (with --tls-cert)"),
+    GW_OPT("token", "STOCKD_GATEWAY_TOKEN", CFG_STRING, token, "", 0, 0, NULL,
+           "bearer token sent to stockd with every call (never logged; prefer --token-file)"),
+    GW_OPT("token-file", "STOCKD_GATEWAY_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
+           "file whose first line is the bearer token sent to stockd"),
 };
+
+/* What the effective-configuration log line shows for a token that is set: never the token. */
+#define GW_TOKEN_REDACTED "(set, not logged)"
 
 static const cfg_spec_t gw_spec = {
     "stockd-gateway",
@@ -145,7 +164,51 @@ static int gw_resolve_identity(gw_config_t *config, char *key_path, size_t key_c
     return 0;
 }
 
-static int gw_run(gw_config_t *config, sigset_t *signals)
+/* The bearer token: --token, or --token-file's first line (read into buffer), not both.
+ * *token_out is "" for none. False after logging why (never the token). */
+static bool gw_resolve_token(const gw_config_t *config, const char *token,
+                             char buffer[SC_TOKEN_BYTES_MAX + 1], const char **token_out)
+{
+    char error[SC_ERROR_BYTES];
+    *token_out = token;
+    if (token[0] != '\0' && config->token_file[0] != '\0') {
+        SD_LOG(LOG_ERROR, "stockd_credentials_invalid",
+               LF_STR("error", "give one of --token (STOCKD_GATEWAY_TOKEN) and --token-file "
+                               "(STOCKD_GATEWAY_TOKEN_FILE), not both"));
+        return false;
+    }
+    if (config->token_file[0] != '\0') {
+        if (!sc_token_read_file(config->token_file, buffer, SC_TOKEN_BYTES_MAX + 1, error,
+                                sizeof(error))) {
+            SD_LOG(LOG_ERROR, "stockd_credentials_invalid", LF_STR("option", "token-file"),
+                   LF_STR("error", error));
+            return false;
+        }
+        *token_out = buffer;
+    }
+    return true;
+}
+
+/* The client the gateway calls stockd with: TLS files and the token from the options (token
+ * is the real one: config->token is redacted for the log). NULL after logging why, so that a
+ * bad file stops the gateway at start rather than failing every call. */
+static sc_client_t *gw_client_new(const gw_config_t *config, const char *token)
+{
+    char buffer[SC_TOKEN_BYTES_MAX + 1];
+    sc_client_options_t options = {
+        .tls_ca = config->tls_ca, .tls_cert = config->tls_cert, .tls_key = config->tls_key};
+    if (!gw_resolve_token(config, token, buffer, &options.token)) {
+        return NULL;
+    }
+    char error[SC_ERROR_BYTES];
+    sc_client_t *client = sc_client_new_with(config->stockd, &options, error, sizeof(error));
+    if (client == NULL) { /* the client copied the token, so buffer may go */
+        SD_LOG(LOG_ERROR, "stockd_credentials_invalid", LF_STR("error", error));
+    }
+    return client;
+}
+
+static int gw_run(gw_config_t *config, sc_client_t *client, sigset_t *signals)
 {
     char key_path[1024], app_id[128];
     if (gw_resolve_identity(config, key_path, sizeof(key_path), app_id, sizeof(app_id)) != 0) {
@@ -161,7 +224,7 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
         gw_route_names[i] = gw_routes[i].name;
     }
     gw_context_t context = {.verifier = {key, app_id, config->jwt_skew_s},
-                            .client = sc_client_new(config->stockd, NULL),
+                            .client = client,
                             .default_tenant = config->default_tenant,
                             .deadline_ms = config->deadline_ms,
                             .metrics = gw_metrics_new(gw_route_names, gw_routes_count),
@@ -186,7 +249,8 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
         snprintf(bound, sizeof(bound), "%.*s:%d", (int)(colon - config->listen), config->listen,
                  port);
         SD_LOG(LOG_INFO, "listening", LF_STR("address", bound), LF_STR("stockd", config->stockd),
-               LF_STR("app_id", app_id));
+               LF_STR("app_id", app_id),
+               LF_BOOL("stockd_tls", config->tls_ca[0] != '\0' || config->tls_cert[0] != '\0'));
         int signal_number = 0;
         sigwait(signals, &signal_number);
         SD_LOG(LOG_INFO, "shutdown_started",
@@ -196,7 +260,6 @@ static int gw_run(gw_config_t *config, sigset_t *signals)
         exit_code = 0;
     }
     gw_slots_destroy(&context.verify_slots);
-    sc_client_free(context.client);
     gw_metrics_free(context.metrics);
     EVP_PKEY_free(key);
     return exit_code;
@@ -217,6 +280,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "invalid value \"%s\" for --listen: expected HOST:PORT\n", config.listen);
         return 2;
     }
+    const char *token = config.token; /* logs show that a token is set, never the token */
+    config.token = token[0] != '\0' ? GW_TOKEN_REDACTED : "";
     cfg_log_effective(&gw_spec, &config);
     sigset_t signals;
     sigemptyset(&signals);
@@ -225,7 +290,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     grpc_init();
-    int exit_code = gw_run(&config, &signals);
+    sc_client_t *client = gw_client_new(&config, token);
+    int exit_code = client != NULL ? gw_run(&config, client, &signals) : 2;
+    sc_client_free(client);
     sc_thread_release();
     grpc_shutdown();
     return exit_code;

@@ -13,6 +13,11 @@
 #include "wix.h"
 
 #define GW_READY_DEADLINE_MS 1000
+/* stockd-on-behalf-of of a write made for a Wix site: this prefix + metadata.instanceId. */
+#define GW_ON_BEHALF_OF_PREFIX "wix-instance:"
+#define GW_ON_BEHALF_OF_BYTES (sizeof(GW_ON_BEHALF_OF_PREFIX) + SD_TENANT_BYTES_MAX)
+_Static_assert(GW_ON_BEHALF_OF_BYTES - 1 <= SD_ON_BEHALF_OF_BYTES_MAX,
+               "any instanceId fits stockd's on-behalf-of limit");
 
 bool gw_slots_init(gw_slots_t *slots, unsigned int slots_max)
 {
@@ -133,17 +138,32 @@ static bool gw_verify_token(gw_context_t *context, const char *body, size_t body
     return true;
 }
 
+/* Whom a mapped call is made for: "wix-instance:<instanceId>" when the call names its site
+ * (metadata.instanceId, which the mapping checked and made the tenant), "" when the tenant is
+ * the default one. stockd records it in the ledger beside the gateway's own identity. */
+static void gw_on_behalf_of(const gw_wix_call_t *call, char out[GW_ON_BEHALF_OF_BYTES])
+{
+    const json_t *metadata = json_object_get(json_object_get(call->payload, "data"), "metadata");
+    const json_t *instance = json_object_get(metadata, "instanceId");
+    out[0] = '\0';
+    if (json_is_string(instance)) {
+        snprintf(out, GW_ON_BEHALF_OF_BYTES, "%s%s", GW_ON_BEHALF_OF_PREFIX, call->tenant_id);
+    }
+}
+
 /* Calls stockd and answers by the one gRPC → HTTP table. */
 static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, gw_response_t *response)
 {
     sc_status_t status;
     ProtobufCMessage *reply = NULL;
-    int code =
-        call->method == GW_WIX_DECREMENT
-            ? sc_decrement(context->client, &call->decrement,
-                           (Stockd__V1__DecrementResponse **)&reply, context->deadline_ms, &status)
-            : sc_increment(context->client, &call->increment,
-                           (Stockd__V1__IncrementResponse **)&reply, context->deadline_ms, &status);
+    char on_behalf_of[GW_ON_BEHALF_OF_BYTES];
+    gw_on_behalf_of(call, on_behalf_of);
+    sc_call_options_t options = {.deadline_ms = context->deadline_ms, .on_behalf_of = on_behalf_of};
+    int code = call->method == GW_WIX_DECREMENT
+                   ? sc_decrement_with(context->client, &call->decrement,
+                                       (Stockd__V1__DecrementResponse **)&reply, &options, &status)
+                   : sc_increment_with(context->client, &call->increment,
+                                       (Stockd__V1__IncrementResponse **)&reply, &options, &status);
     if (reply != NULL) {
         protobuf_c_message_free_unpacked(reply, NULL);
     }
