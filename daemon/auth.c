@@ -409,12 +409,12 @@ sd_auth_result_t sd_policy_check(const sd_policy_t *policy, const sd_credentials
                  "certificate");
         return SD_AUTH_UNAUTHENTICATED;
     }
+    *identity_out = identity;
     if ((identity->roles & (unsigned)role) == 0) {
         snprintf(message, message_capacity, "identity \"%s\" may not call %s: it lacks the %s role",
                  identity->name, method, sd_role_name(role));
         return SD_AUTH_DENIED;
     }
-    *identity_out = identity;
     return SD_AUTH_OK;
 }
 
@@ -438,6 +438,7 @@ void sd_grant_release(sd_grant_t *grant)
     sd_policy_release(grant->policy);
     grant->policy = NULL;
     grant->identity = NULL;
+    grant->generation = 0;
 }
 
 /* ---- the policy file, watched ---- */
@@ -458,6 +459,7 @@ struct sd_auth {
     pthread_cond_t wake;
     sd_policy_t *policy; /* under mutex */
     sd_file_stamp_t stamp;
+    uint64_t generation; /* under mutex: bumped by every install */
     bool stopping;
     bool watching;
     pthread_t watcher;
@@ -520,6 +522,7 @@ bool sd_auth_reload_if_changed(sd_auth_t *auth)
     pthread_mutex_lock(&auth->mutex);
     sd_policy_t *old = auth->policy;
     auth->policy = policy;
+    auth->generation++;
     pthread_mutex_unlock(&auth->mutex);
     sd_policy_release(old); /* calls still holding it keep it until they end */
     SD_LOG(LOG_INFO, "auth_policy_loaded", LF_STR("path", auth->path),
@@ -611,21 +614,33 @@ sd_auth_result_t sd_auth_check(sd_auth_t *auth, const sd_credentials_t *credenti
                                const char *method, sd_grant_t *grant, char *message,
                                size_t message_capacity)
 {
-    *grant = (sd_grant_t){NULL, NULL};
+    *grant = (sd_grant_t){NULL, NULL, 0};
     if (auth->path == NULL) {
         return SD_AUTH_OK; /* no policy: loopback only, everyone allowed */
     }
     pthread_mutex_lock(&auth->mutex);
     sd_policy_t *policy = auth->policy;
+    uint64_t generation = auth->generation;
     atomic_fetch_add(&policy->refs, 1);
     pthread_mutex_unlock(&auth->mutex);
     const sd_identity_t *identity = NULL;
     sd_auth_result_t result =
         sd_policy_check(policy, credentials, role, method, &identity, message, message_capacity);
-    if (result != SD_AUTH_OK) {
+    if (result == SD_AUTH_UNAUTHENTICATED) {
         sd_policy_release(policy);
         return result;
     }
-    *grant = (sd_grant_t){policy, identity};
-    return SD_AUTH_OK;
+    *grant = (sd_grant_t){policy, identity, generation};
+    return result;
+}
+
+bool sd_auth_changed_since(sd_auth_t *auth, const sd_grant_t *grant)
+{
+    if (auth->path == NULL) {
+        return false;
+    }
+    pthread_mutex_lock(&auth->mutex);
+    bool changed = auth->generation != grant->generation;
+    pthread_mutex_unlock(&auth->mutex);
+    return changed;
 }

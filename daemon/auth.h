@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
     sd_policy_t *policy;
     const sd_identity_t *identity;
+    uint64_t generation; /* of the policy: a reload makes a newer one */
 } sd_grant_t;
 
 typedef enum {
@@ -79,9 +80,10 @@ bool sd_auth_enforced(const sd_auth_t *auth);
  * a new policy was installed. */
 bool sd_auth_reload_if_changed(sd_auth_t *auth);
 
-/* Identifies the caller and checks that it holds role. On SD_AUTH_OK *grant holds a
- * reference (release it with sd_grant_release); otherwise message says why (it names the
- * identity and the role for SD_AUTH_DENIED, and never echoes the credentials). */
+/* Identifies the caller and checks that it holds role. On SD_AUTH_OK and SD_AUTH_DENIED
+ * *grant holds a reference (release it with sd_grant_release; on DENIED it names who was
+ * refused); otherwise message says why (it names the identity and the role for
+ * SD_AUTH_DENIED, and never echoes the credentials). */
 sd_auth_result_t sd_auth_check(sd_auth_t *auth, const sd_credentials_t *credentials, sd_role_t role,
                                const char *method, sd_grant_t *grant, char *message,
                                size_t message_capacity);
@@ -90,6 +92,10 @@ sd_auth_result_t sd_policy_check(const sd_policy_t *policy, const sd_credentials
                                  sd_role_t role, const char *method,
                                  const sd_identity_t **identity_out, char *message,
                                  size_t message_capacity);
+
+/* True when the policy was reloaded after the grant was made (long calls, Watch, then check
+ * again: a revoked identity must not keep reading). */
+bool sd_auth_changed_since(sd_auth_t *auth, const sd_grant_t *grant);
 
 /* True when the grant may touch tenant_id. */
 bool sd_grant_allows_tenant(const sd_grant_t *grant, const char *tenant_id);

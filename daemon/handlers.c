@@ -29,20 +29,6 @@ static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
     sd_error_free(error);
 }
 
-/* Every request that names a tenant names it in `tenant_id`; the caller must be allowed it.
- * Checked here, where every request passes, so no handler can forget it. */
-static bool sd_authorize_tenant(sd_call_t *call, const ProtobufCMessage *message)
-{
-    const ProtobufCFieldDescriptor *field =
-        protobuf_c_message_descriptor_get_field_by_name(message->descriptor, "tenant_id");
-    if (field == NULL) {
-        return true;
-    }
-    SD_ASSERT(field->type == PROTOBUF_C_TYPE_STRING && field->label == PROTOBUF_C_LABEL_NONE);
-    const char *tenant_id = *(char *const *)((const char *)message + field->offset);
-    return sd_call_authorize_tenant(call, tenant_id);
-}
-
 /* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
  * On success the message is kept by the call and freed with it. */
 static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
@@ -58,14 +44,13 @@ static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescri
     }
     sd_status_t status = SD_OK;
     ProtobufCMessage *message = sd_call_unpack(call, descriptor, bytes, length, &status);
-    if (message == NULL) {
+    if (message == NULL && status != SD_PERMISSION_DENIED) { /* refusals are answered */
         sd_call_reply_status(call, status,
                              status == SD_RESOURCE_EXHAUSTED
                                  ? SD_BUDGET_MESSAGE
                                  : "request is not a valid protobuf message");
-        return NULL;
     }
-    return sd_authorize_tenant(call, message) ? message : NULL;
+    return message;
 }
 
 /* ---- writes ---- */

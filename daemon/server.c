@@ -79,6 +79,9 @@ struct sd_call {
     sd_stream_event_fn *on_stream_event;
     void *stream_context;
     sd_grant_t grant; /* who the caller is, while the call lives */
+    /* a known identity without the method's role: refused once the request names its tenant
+     * (sd_call_unpack), so the answer can name it too */
+    bool role_denied;
     char on_behalf_of[SD_ON_BEHALF_OF_BYTES_MAX + 1];
 };
 
@@ -163,6 +166,45 @@ static void sd_call_deallocate(void *context, void *pointer)
     free(pointer); /* the bytes stay charged until the call is freed */
 }
 
+/* Answers PERMISSION_DENIED unless the caller holds the method's role and may touch
+ * tenant_id (NULL: the request names no tenant); the answer names identity, method and
+ * tenant. */
+static bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id)
+{
+    if (tenant_id != NULL && call->log_tenant_id == NULL) {
+        call->log_tenant_id = tenant_id; /* refusals are logged with the tenant too */
+    }
+    if (!call->role_denied &&
+        (tenant_id == NULL || sd_grant_allows_tenant(&call->grant, tenant_id))) {
+        return true;
+    }
+    char message[384], tenant[96] = "";
+    if (tenant_id != NULL) {
+        snprintf(tenant, sizeof(tenant), " for tenant \"%.64s\"", tenant_id);
+    }
+    snprintf(message, sizeof(message), "identity \"%s\" may not call %s%s%s%s",
+             sd_grant_name(&call->grant), call->method->name, tenant,
+             call->role_denied ? ": it lacks the " : "",
+             call->role_denied ? sd_role_name(call->method->role) : "");
+    if (call->role_denied) {
+        snprintf(message + strlen(message), sizeof(message) - strlen(message), " role");
+    }
+    sd_call_reply_status(call, SD_PERMISSION_DENIED, message);
+    return false;
+}
+
+/* The tenant_id a request names (every request that names a tenant names it so), or NULL. */
+static const char *sd_message_tenant(const ProtobufCMessage *message)
+{
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name(message->descriptor, "tenant_id");
+    if (field == NULL) {
+        return NULL;
+    }
+    SD_ASSERT(field->type == PROTOBUF_C_TYPE_STRING && field->label == PROTOBUF_C_LABEL_NONE);
+    return *(char *const *)((const char *)message + field->offset);
+}
+
 ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
                                  const uint8_t *bytes, size_t length, sd_status_t *status_out)
 {
@@ -174,6 +216,11 @@ ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescript
         return NULL;
     }
     call->kept_message = message;
+    /* authorization here, where every handler gets its request: none can forget it */
+    if (!sd_call_authorize_tenant(call, sd_message_tenant(message))) {
+        *status_out = SD_PERMISSION_DENIED;
+        return NULL;
+    }
     *status_out = SD_OK;
     return message;
 }
@@ -300,6 +347,7 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
 
 void sd_call_reply_bytes(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
+    SD_ASSERT(!call->role_denied); /* a handler answered without sd_call_unpack's check */
     grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, length);
     call->response = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
@@ -308,6 +356,7 @@ void sd_call_reply_bytes(sd_call_t *call, const uint8_t *bytes, size_t length)
 
 void sd_call_reply_message(sd_call_t *call, const ProtobufCMessage *message)
 {
+    SD_ASSERT(!call->role_denied);
     size_t length = protobuf_c_message_get_packed_size(message);
     grpc_slice slice = grpc_slice_malloc(length);
     protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
@@ -354,6 +403,7 @@ static void sd_server_watch_remove(sd_server_t *server, sd_call_t *call)
 
 bool sd_call_stream_open(sd_call_t *call, sd_stream_event_fn *on_event, void *context)
 {
+    SD_ASSERT(!call->role_denied);
     sd_server_t *server = call->server;
     bool health = call->method->health;
     size_t limit = health ? server->options.health_watches_max : server->options.watches_max;
@@ -485,18 +535,6 @@ const char *sd_call_on_behalf_of(const sd_call_t *call)
     return call->on_behalf_of;
 }
 
-bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id)
-{
-    if (sd_grant_allows_tenant(&call->grant, tenant_id)) {
-        return true;
-    }
-    char message[320];
-    snprintf(message, sizeof(message), "identity \"%s\" may not call %s for tenant \"%.64s\"",
-             sd_grant_name(&call->grant), call->method->name, tenant_id);
-    sd_call_reply_status(call, SD_PERMISSION_DENIED, message);
-    return false;
-}
-
 /* ---- who is calling ---- */
 
 static bool sd_slice_is(grpc_slice slice, const char *text)
@@ -583,29 +621,56 @@ static bool sd_call_read_on_behalf_of(sd_call_t *call)
     return true;
 }
 
-/* Identifies the caller and checks its role; false (and the call answered UNAUTHENTICATED or
- * PERMISSION_DENIED) when it may not call this method. */
-static bool sd_call_authenticate(sd_call_t *call)
+/* Identifies the caller into call->grant (also on SD_AUTH_DENIED: who was refused). */
+static sd_auth_result_t sd_call_identify(sd_call_t *call, char *message, size_t capacity)
 {
-    if (call->method->role == SD_ROLE_NONE) {
-        return true;
-    }
     sd_credentials_t credentials;
     memset(&credentials, 0, sizeof(credentials));
     sd_call_bearer(call, &credentials);
     grpc_auth_context *context = grpc_call_auth_context(call->call);
     sd_call_tls_names(context, &credentials);
-    char message[320];
     sd_auth_result_t result =
         sd_auth_check(call->server->options.auth, &credentials, call->method->role,
-                      call->method->name, &call->grant, message, sizeof(message));
+                      call->method->name, &call->grant, message, capacity);
     grpc_auth_context_release(context);
-    if (result != SD_AUTH_OK) {
-        sd_call_reply_status(
-            call, result == SD_AUTH_DENIED ? SD_PERMISSION_DENIED : SD_UNAUTHENTICATED, message);
+    return result;
+}
+
+/* Identifies the caller; false (and the call answered UNAUTHENTICATED) when it cannot be.
+ * A known identity without the role is refused in sd_call_unpack, naming the tenant. */
+static bool sd_call_authenticate(sd_call_t *call)
+{
+    if (call->method->role == SD_ROLE_NONE) {
+        return true;
+    }
+    char message[320];
+    sd_auth_result_t result = sd_call_identify(call, message, sizeof(message));
+    if (result == SD_AUTH_UNAUTHENTICATED) {
+        sd_call_reply_status(call, SD_UNAUTHENTICATED, message);
         return false;
     }
+    call->role_denied = result == SD_AUTH_DENIED;
     return sd_call_read_on_behalf_of(call);
+}
+
+bool sd_call_still_authorized(sd_call_t *call, const char *tenant_id, sd_status_t *status_out,
+                              char *message, size_t capacity)
+{
+    sd_auth_t *auth = call->server->options.auth;
+    if (call->method->role == SD_ROLE_NONE || !sd_auth_changed_since(auth, &call->grant)) {
+        return true;
+    }
+    sd_grant_release(&call->grant);
+    sd_auth_result_t result = sd_call_identify(call, message, capacity);
+    if (result == SD_AUTH_OK && sd_grant_allows_tenant(&call->grant, tenant_id)) {
+        return true;
+    }
+    if (result == SD_AUTH_OK) {
+        snprintf(message, capacity, "identity \"%s\" may no longer call %s for tenant \"%.64s\"",
+                 sd_grant_name(&call->grant), call->method->name, tenant_id);
+    }
+    *status_out = result == SD_AUTH_UNAUTHENTICATED ? SD_UNAUTHENTICATED : SD_PERMISSION_DENIED;
+    return false;
 }
 
 bool sd_server_is_stopping(const sd_call_t *call)

@@ -95,9 +95,12 @@ void *sd_call_slot(sd_call_t *call, void (*release)(void *slot));
 /* Names the tenant and request_id the call's log line carries (views that must live as long as
  * the call, e.g. into its kept request message). */
 void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char *request_id);
-/* Checks that the caller may touch tenant_id; when not, answers PERMISSION_DENIED (naming the
- * identity, method and tenant) and returns false. */
-bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id);
+/* For long calls (Watch), before sending more: true when the caller is still allowed
+ * tenant_id. After a policy reload the caller is identified again; a revoked identity, a lost
+ * role or tenant gives false with the status (UNAUTHENTICATED, PERMISSION_DENIED) and message
+ * to end the stream with. */
+bool sd_call_still_authorized(sd_call_t *call, const char *tenant_id, sd_status_t *status_out,
+                              char *message, size_t capacity);
 /* The caller's identity (the policy's name; "" without a policy) and what it said it acted
  * for (the stockd-on-behalf-of metadata; "" when absent). Valid until the call is freed. */
 const char *sd_call_actor(const sd_call_t *call);
@@ -107,7 +110,9 @@ const char *sd_call_on_behalf_of(const sd_call_t *call);
 
 /* Unpacks the request into a message that lives until the call ends. Its memory counts
  * against the server's request-byte budget: NULL with *status_out SD_RESOURCE_EXHAUSTED when
- * the budget is spent, SD_INVALID_ARGUMENT when the bytes are not a valid message. */
+ * the budget is spent, SD_INVALID_ARGUMENT when the bytes are not a valid message. It also
+ * authorizes the call: NULL with SD_PERMISSION_DENIED (the call already answered) when the
+ * caller lacks the method's role or the request's tenant_id. */
 ProtobufCMessage *sd_call_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
                                  const uint8_t *bytes, size_t length, sd_status_t *status_out);
 /* Replies OK with a serialized response (copied). */

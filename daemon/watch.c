@@ -304,6 +304,13 @@ static void sd_watcher_pump(sd_watcher_t *watcher, uint64_t committed_seq)
                        "the watch fell too far behind; resume from the last seq received");
         return;
     }
+    char message[384];
+    sd_status_t denied = SD_OK;
+    if (!sd_call_still_authorized(watcher->call, watcher->tenant_id, &denied, message,
+                                  sizeof(message))) {
+        sd_watcher_end(watcher, denied, message); /* the policy changed: revoked, not resent */
+        return;
+    }
     size_t slot = watcher->pending_head;
     uint64_t seq = watcher->pending_seqs[slot];
     watcher->sending = true;

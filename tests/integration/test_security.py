@@ -302,7 +302,10 @@ class Secured(unittest.TestCase):
         message = self.refused(grpc.StatusCode.PERMISSION_DENIED, self.server_only,
                                INVENTORY + "Decrement", decrement_request("t1", "role"),
                                pb.DecrementResponse, token=TOKENS["reader"])
-        self.assertIn("write", message)
+        for word in ("reader", "Decrement", '"t1"', "write role"):
+            self.assertIn(word, message)
+        self.assertTrue(any('"status":"PERMISSION_DENIED"' in line and '"actor":"reader"' in line
+                            and '"tenant":"t1"' in line for line in self.d.lines))
         self.refused(grpc.StatusCode.PERMISSION_DENIED, self.server_only, INVENTORY + "GetStock",
                      pb.GetStockRequest(tenant_id="t2", items=[item("x")]), pb.GetStockResponse,
                      token=TOKENS["writer-b"])
@@ -401,6 +404,37 @@ class Secured(unittest.TestCase):
                  token=TOKENS["ops"])
             self.assertTrue(any("auth_policy_reload_failed" in line for line in self.d.lines))
         finally:
+            write_atomically(self.policy, json.dumps(policy_document()))
+            time.sleep(2.5)
+
+    def test_revoked_identity_ends_its_open_watch(self):
+        stream = self.server_only.unary_stream(
+            INVENTORY + "Watch", request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.LedgerEntry.FromString)(
+                pb.WatchRequest(tenant_id="t1", after_seq=self.last_seq("t1")), timeout=30,
+                metadata=[("authorization", "Bearer " + TOKENS["reader"])])
+        try:
+            call(self.server_only, INVENTORY + "SetStock", set_request("t1", "watched", 1),
+                 pb.SetStockResponse, token=TOKENS["ops"])
+            self.assertEqual(next(stream).item.catalog_item_id, "watched")
+            write_atomically(self.policy, json.dumps(policy_document(revoked=("reader",))))
+            deadline = time.time() + 10
+            while time.time() < deadline:  # until the reload is in force for new calls
+                try:
+                    call(self.server_only, INVENTORY + "GetStock",
+                         pb.GetStockRequest(tenant_id="t1", items=[item("x")]),
+                         pb.GetStockResponse, token=TOKENS["reader"])
+                    time.sleep(0.1)
+                except grpc.RpcError:
+                    break
+            call(self.server_only, INVENTORY + "SetStock", set_request("t1", "after-revoke", 1),
+                 pb.SetStockResponse, token=TOKENS["ops"])
+            with self.assertRaises(grpc.RpcError) as caught:
+                leaked = next(stream)
+                self.fail("a revoked identity still received %s" % leaked.item.catalog_item_id)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        finally:
+            stream.cancel()
             write_atomically(self.policy, json.dumps(policy_document()))
             time.sleep(2.5)
 

@@ -111,7 +111,7 @@ static void test_token_identifies_and_roles_and_tenants_are_checked(void **state
     assert_int_equal(sd_policy_check(policy, &good, SD_ROLE_WRITE, "Decrement", &identity, message,
                                      sizeof(message)),
                      SD_AUTH_OK);
-    sd_grant_t grant = {policy, identity};
+    sd_grant_t grant = {policy, identity, 0};
     assert_string_equal(sd_grant_name(&grant), "warehouse");
     assert_true(sd_grant_allows_tenant(&grant, "t1"));
     assert_true(sd_grant_allows_tenant(&grant, "t2"));
@@ -160,7 +160,7 @@ static void test_certificate_subject_identifies(void **state)
     assert_int_equal(sd_policy_check(policy, &credentials, SD_ROLE_WRITE, "Decrement", &identity,
                                      message, sizeof(message)),
                      SD_AUTH_OK);
-    sd_grant_t grant = {policy, identity};
+    sd_grant_t grant = {policy, identity, 0};
     assert_string_equal(sd_grant_name(&grant), "gateway");
     assert_true(sd_grant_allows_tenant(&grant, "any-tenant"));
     assert_int_equal(sd_policy_check(policy, &credentials, SD_ROLE_READ, "GetStock", &identity,
