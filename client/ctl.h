@@ -62,6 +62,7 @@ typedef struct {
     const char *admin; /* where stockd serves stockd.v1.Admin (its --admin-listen) */
     /* TLS and the bearer token (docs/api.md §6); "" = not given */
     const char *tls_ca;
+    bool insecure; /* send the token in plaintext off loopback */
     const char *tls_cert;
     const char *tls_key;
     const char *token;

@@ -59,6 +59,7 @@ typedef struct {
     const char *app_id;
     /* TLS and the bearer token (docs/api.md §6); "" = not given */
     const char *tls_ca;
+    bool insecure;
     const char *tls_cert;
     const char *tls_key;
     const char *token;
@@ -109,6 +110,8 @@ static const cfg_option_t bench_options[] = {
               "./stockd-gateway-dev/wix-private.pem", 0, 0, NULL, "wix mode: signing key"),
     BENCH_OPT("app-id", "STOCKD_WIX_APP_ID", CFG_STRING, app_id, "", 0, 0, NULL,
               "wix mode: app id (default: the app-id file beside --key)"),
+    BENCH_OPT("insecure", "STOCKD_INSECURE", CFG_BOOL, insecure, "false", 0, 0, NULL,
+              "send --token in plaintext to a non-loopback stockd (without TLS it is refused)"),
     BENCH_OPT("tls-ca", "STOCKD_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
               "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS"),
     BENCH_OPT("tls-cert", "STOCKD_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
@@ -255,7 +258,8 @@ static sc_client_t *bench_client_new(const bench_config_t *config, bool own_conn
                                    .tls_ca = config->tls_ca,
                                    .tls_cert = config->tls_cert,
                                    .tls_key = config->tls_key,
-                                   .token = config->token};
+                                   .token = config->token,
+                                   .allow_plaintext_token = config->insecure};
     char error[SC_ERROR_BYTES];
     sc_client_t *client = sc_client_new_with(config->stockd, &options, error, sizeof(error));
     if (client == NULL) {

@@ -20,6 +20,7 @@
 
 #include "google/rpc/status.pb-c.h"
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 #define SC_MESSAGE_BYTES_MAX (16 * 1024 * 1024)
@@ -306,6 +307,22 @@ static grpc_channel_credentials *sc_credentials_new(const sc_client_options_t *o
 
 /* ---- clients ---- */
 
+/* A token goes over TLS, or stays on this machine (loopback), or the caller said --insecure. */
+static bool sc_token_transport_ok(const char *target, const sc_client_options_t *options,
+                                  char *error_out, size_t error_capacity)
+{
+    bool tls = sc_given(options->tls_ca) || sc_given(options->tls_cert);
+    if (!sc_given(options->token) || tls || options->allow_plaintext_token ||
+        net_address_is_loopback(target)) {
+        return true;
+    }
+    sc_fail(error_out, error_capacity,
+            "refusing to send the token in plaintext to %s (not a loopback address): give "
+            "--tls-ca to speak TLS, or --insecure to send it anyway",
+            target);
+    return false;
+}
+
 /* Keeps "Bearer <token>" in the client when options carry a token. False (with the reason)
  * when the token is invalid. */
 static bool sc_client_set_token(sc_client_t *client, const sc_client_options_t *options,
@@ -337,7 +354,8 @@ sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *o
         return NULL;
     }
     grpc_channel_credentials *credentials = NULL;
-    if (sc_client_set_token(client, options, error_out, error_capacity)) {
+    if (sc_client_set_token(client, options, error_out, error_capacity) &&
+        sc_token_transport_ok(target, options, error_out, error_capacity)) {
         credentials = sc_credentials_new(options, error_out, error_capacity);
     }
     if (credentials == NULL) {

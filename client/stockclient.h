@@ -72,6 +72,9 @@ typedef struct {
     /* Bearer token sent with every call; NULL or "" = none. 1..SC_TOKEN_BYTES_MAX printable
      * ASCII characters without spaces (sc_token_valid). The client keeps a copy. */
     const char *token;
+    /* A token is sent only over TLS or to a loopback target: in plaintext over a network
+     * anyone on the path could read it. This allows it anyway (--insecure). */
+    bool allow_plaintext_token;
 } sc_client_options_t;
 
 /* Creates a client for target ("127.0.0.1:50051"). options may be NULL. Returns NULL when the

@@ -41,6 +41,8 @@ static const cfg_option_t ctl_options[] = {
             "stockd gRPC address"),
     CTL_OPT("admin", "STOCKD_ADMIN_ADDR", CFG_STRING, admin, "127.0.0.1:50052", 0, 0, NULL,
             "backup: stockd's admin address (where its --admin-listen serves stockd.v1.Admin)"),
+    CTL_OPT("insecure", "STOCKD_INSECURE", CFG_BOOL, insecure, "false", 0, 0, NULL,
+            "send --token in plaintext to a non-loopback stockd (without TLS it is refused)"),
     CTL_OPT("tls-ca", "STOCKD_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
             "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS"),
     CTL_OPT("tls-cert", "STOCKD_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
@@ -580,7 +582,8 @@ static int ctl_connect(ctl_config_t *config, ctl_target_t target,
     sc_client_options_t options = {.tls_ca = config->tls_ca,
                                    .tls_cert = config->tls_cert,
                                    .tls_key = config->tls_key,
-                                   .token = config->token};
+                                   .token = config->token,
+                                   .allow_plaintext_token = config->insecure};
     char error[SC_ERROR_BYTES];
     *client_out = sc_client_new_with(config->target, &options, error, sizeof(error));
     if (*client_out == NULL) {

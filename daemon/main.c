@@ -15,6 +15,7 @@
 #include "config.h"
 #include "sd_limits.h"
 #include "log.h"
+#include "net.h"
 #include "metrics.h"
 #include "server.h"
 #include "storage.h"
@@ -277,7 +278,7 @@ static bool sd_start_metrics(const sd_config_t *config, sd_daemon_t *daemon)
 static bool sd_check_listener_security(const sd_config_t *config, const char *flag,
                                        const char *address)
 {
-    bool loopback = sd_address_is_loopback(address);
+    bool loopback = net_address_is_loopback(address);
     bool tls = config->tls_cert[0] != '\0';
     if (!loopback && !tls && !config->insecure) {
         SD_LOG(LOG_ERROR, "refusing_plaintext", LF_STR("flag", flag), LF_STR("address", address),

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 /* Up to three files: certificate, key, client CA. */
@@ -270,32 +271,4 @@ grpc_server_credentials *sd_tls_server_credentials(sd_tls_t *tls)
                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             sd_tls_fetch, listener);
     return options ? grpc_ssl_server_credentials_create_with_options(options) : NULL;
-}
-
-bool sd_address_is_loopback(const char *address)
-{
-    if (strncmp(address, "unix:", 5) == 0 || strncmp(address, "unix-abstract:", 14) == 0) {
-        return true;
-    }
-    char host[256];
-    const char *colon = strrchr(address, ':');
-    size_t length = colon ? (size_t)(colon - address) : strlen(address);
-    if (length >= sizeof(host)) {
-        return false;
-    }
-    memcpy(host, address, length);
-    host[length] = '\0';
-    if (length >= 2 && host[0] == '[' && host[length - 1] == ']') { /* [::1]:50051 */
-        memmove(host, host + 1, length - 2);
-        host[length - 2] = '\0';
-    }
-    if (strcasecmp(host, "localhost") == 0) {
-        return true;
-    }
-    struct in_addr v4;
-    struct in6_addr v6;
-    if (inet_pton(AF_INET, host, &v4) == 1) {
-        return (ntohl(v4.s_addr) >> 24) == 127;
-    }
-    return inet_pton(AF_INET6, host, &v6) == 1 && memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
 }

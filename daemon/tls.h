@@ -30,8 +30,4 @@ grpc_server_credentials *sd_tls_server_credentials(sd_tls_t *tls);
 /* Loads changed files now, as a handshake would (for tests). True when something changed. */
 bool sd_tls_reload_if_changed(sd_tls_t *tls);
 
-/* True when a listen address can only be reached from this machine: 127.0.0.0/8, ::1,
- * localhost, or a unix socket. */
-bool sd_address_is_loopback(const char *address);
-
 #endif

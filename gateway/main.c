@@ -34,6 +34,7 @@ typedef struct {
     const char *log_level;
     /* TLS and the bearer token towards stockd (docs/api.md §6); "" = not given */
     const char *tls_ca;
+    bool insecure;
     const char *tls_cert;
     const char *tls_key;
     const char *token;
@@ -91,6 +92,8 @@ static const cfg_option_t gw_options[] = {
            NULL, "where development mode keeps its keys"),
     GW_OPT("log-level", "STOCKD_GATEWAY_LOG_LEVEL", CFG_CHOICE, log_level, "info", 0, 0,
            gw_level_choices, "debug|info|warn|error"),
+    GW_OPT("insecure", "STOCKD_GATEWAY_INSECURE", CFG_BOOL, insecure, "false", 0, 0, NULL,
+           "send --token in plaintext to a non-loopback stockd (without TLS it is refused)"),
     GW_OPT("tls-ca", "STOCKD_GATEWAY_TLS_CA", CFG_STRING, tls_ca, "", 0, 0, NULL,
            "PEM file of the CA(s) that signed stockd's certificate; given: speak TLS to stockd"),
     GW_OPT("tls-cert", "STOCKD_GATEWAY_TLS_CERT", CFG_STRING, tls_cert, "", 0, 0, NULL,
@@ -195,8 +198,10 @@ static bool gw_resolve_token(const gw_config_t *config, const char *token,
 static sc_client_t *gw_client_new(const gw_config_t *config, const char *token)
 {
     char buffer[SC_TOKEN_BYTES_MAX + 1];
-    sc_client_options_t options = {
-        .tls_ca = config->tls_ca, .tls_cert = config->tls_cert, .tls_key = config->tls_key};
+    sc_client_options_t options = {.tls_ca = config->tls_ca,
+                                   .tls_cert = config->tls_cert,
+                                   .tls_key = config->tls_key,
+                                   .allow_plaintext_token = config->insecure};
     if (!gw_resolve_token(config, token, buffer, &options.token)) {
         return NULL;
     }

@@ -507,6 +507,18 @@ class Secured(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-4000:])
 
 
+class ClientTransport(unittest.TestCase):
+    def test_a_token_is_not_sent_in_plaintext_off_loopback(self):
+        # refused before any connection is made: nothing is sent to the address
+        result = subprocess.run(
+            [os.path.join(BUILD, "stockctl"), "--stockd", "10.255.255.1:50051", "--token",
+             "secret-token-value", "get", "app", "item"], capture_output=True, text=True,
+            timeout=20)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("refusing to send the token in plaintext", result.stderr)
+        self.assertNotIn("secret-token-value", result.stderr)
+
+
 class Rotation(unittest.TestCase):
     def test_certificate_rotation_under_load_fails_no_call(self):
         directory = tempfile.mkdtemp(prefix="stockd-rot-")

@@ -128,13 +128,37 @@ static void test_base64url(void **state)
     assert_null(util_base64url_decode("Z", 1, &length));    /* impossible length */
 }
 
+/* Plaintext (and tokens) are allowed only to addresses that cannot leave the machine. */
+static void test_loopback_addresses(void **state)
+{
+    (void)state;
+    const char *loopback[] = {
+        "127.0.0.1:50051", "127.9.9.9:1", "localhost:50051", "LOCALHOST:1",
+        "[::1]:50051",     "::1",         "unix:/tmp/s",     "dns:///localhost:50051",
+        "ipv4:127.0.0.1:5"};
+    const char *network[] = {
+        "0.0.0.0:50051",          "10.0.0.1:50051",      "[::]:50051",  ":50051",
+        "stockd.example:50051",   "dns:///stockd:50051", "128.0.0.1:1", "[::2]:1",
+        "localhost.example.com:1"};
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        if (!net_address_is_loopback(loopback[i])) {
+            fail_msg("%s should be loopback", loopback[i]);
+        }
+    }
+    for (size_t i = 0; i < sizeof(network) / sizeof(network[0]); i++) {
+        if (net_address_is_loopback(network[i])) {
+            fail_msg("%s should not be loopback", network[i]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),        cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_numbers),     cmocka_unit_test(test_host_port),
-        cmocka_unit_test(test_base64url),   cmocka_unit_test(test_identifier_span),
-        cmocka_unit_test(test_utf8_repair),
+        cmocka_unit_test(test_loopback_addresses), cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_json_escape),        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_host_port),          cmocka_unit_test(test_base64url),
+        cmocka_unit_test(test_identifier_span),    cmocka_unit_test(test_utf8_repair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
