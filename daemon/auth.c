@@ -143,9 +143,14 @@ static bool sd_parse_subject(sd_parse_t *parse, const json_t *value, sd_identity
 {
     const char *subject = json_string_value(value);
     size_t length = subject ? strlen(subject) : 0;
+    /* matched exactly (no wildcards: a "*" would read as one but match only itself); a
+     * common name may hold inner spaces ("Warehouse A") */
     if (subject == NULL || length == 0 || length > SD_TLS_SUBJECT_BYTES_MAX ||
-        util_identifier_span(subject, "._:@*-") != length) {
-        SD_PARSE_FAIL(parse, "tls_subject: must be a DNS name or common name of 1..%d bytes",
+        util_identifier_span(subject, "._:@ -") != length || subject[0] == ' ' ||
+        subject[length - 1] == ' ') {
+        SD_PARSE_FAIL(parse,
+                      "tls_subject: must be a DNS name or common name of 1..%d bytes of "
+                      "[A-Za-z0-9._:@ -] (no wildcards; no leading or trailing space)",
                       SD_TLS_SUBJECT_BYTES_MAX);
     }
     memcpy(identity->tls_subject, subject, length + 1);
@@ -384,10 +389,19 @@ sd_auth_result_t sd_policy_check(const sd_policy_t *policy, const sd_credentials
 {
     const sd_identity_t *identity = NULL;
     if (credentials->has_authorization) {
-        if (credentials->token == NULL || credentials->token_length == 0 ||
-            credentials->token_length > SD_TOKEN_BYTES_MAX) {
+        if (credentials->several_authorizations) {
+            snprintf(message, message_capacity,
+                     "send one authorization metadata entry, not several");
+            return SD_AUTH_UNAUTHENTICATED;
+        }
+        if (credentials->token == NULL || credentials->token_length == 0) {
             snprintf(message, message_capacity,
                      "the authorization metadata must be \"Bearer <token>\"");
+            return SD_AUTH_UNAUTHENTICATED;
+        }
+        if (credentials->token_length > SD_TOKEN_BYTES_MAX) {
+            snprintf(message, message_capacity, "the bearer token is longer than %d bytes",
+                     SD_TOKEN_BYTES_MAX);
             return SD_AUTH_UNAUTHENTICATED;
         }
         identity = sd_policy_find_token(policy, credentials->token, credentials->token_length);

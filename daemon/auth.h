@@ -31,7 +31,7 @@ const char *sd_role_name(sd_role_t role);
 #define SD_TLS_SUBJECT_BYTES_MAX 253 /* a DNS name */
 #define SD_TOKEN_BYTES_MAX 4096
 /* Names a client certificate may be matched by (its DNS SANs, or its CN). */
-#define SD_TLS_NAMES_MAX 16
+#define SD_TLS_NAMES_MAX 64
 
 typedef struct sd_policy sd_policy_t;
 typedef struct sd_identity sd_identity_t;
@@ -44,8 +44,9 @@ size_t sd_policy_identities_count(const sd_policy_t *policy);
 
 /* What the caller presented, gathered from the call by the server. */
 typedef struct {
-    bool has_authorization; /* an `authorization` metadata entry was sent */
-    const char *token;      /* the bearer token in it (NULL when not "Bearer <token>") */
+    bool has_authorization;      /* an `authorization` metadata entry was sent */
+    bool several_authorizations; /* more than one: refused, never guessed between */
+    const char *token;           /* the bearer token in it (NULL when not "Bearer <token>") */
     size_t token_length;
     const char *tls_names[SD_TLS_NAMES_MAX]; /* a verified client certificate's names */
     size_t tls_names_lengths[SD_TLS_NAMES_MAX];

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,10 +24,38 @@ struct sd_checkpoints {
     double last_taken_ms;  /* monotonic; < 0: none taken since start */
 };
 
-sd_checkpoints_t *sd_checkpoints_new(const char *directory, size_t max, int64_t interval_s)
+/* True when path is base or lies inside it (both resolved already). */
+static bool sd_path_within(const char *path, const char *base)
 {
+    size_t length = strlen(base);
+    return strncmp(path, base, length) == 0 &&
+           (path[length] == '\0' || path[length] == '/' || strcmp(base, "/") == 0);
+}
+
+sd_checkpoints_t *sd_checkpoints_new(const char *directory, const char *data_dir, size_t max,
+                                     int64_t interval_s, char *error, size_t error_capacity)
+{
+    char backups[PATH_MAX], data[PATH_MAX];
+    if (mkdir(directory, 0750) != 0 && errno != EEXIST) {
+        snprintf(error, error_capacity, "cannot create the backup directory %s: %s", directory,
+                 strerror(errno));
+        return NULL;
+    }
+    if (realpath(directory, backups) == NULL || realpath(data_dir, data) == NULL) {
+        snprintf(error, error_capacity, "cannot resolve %s or %s: %s", directory, data_dir,
+                 strerror(errno));
+        return NULL;
+    }
+    if (sd_path_within(data, backups)) {
+        snprintf(error, error_capacity,
+                 "--backup-dir %s holds the data directory %s: its checkpoints could not be told "
+                 "from the live database; choose another directory",
+                 directory, data_dir);
+        return NULL;
+    }
     sd_checkpoints_t *checkpoints = calloc(1, sizeof(*checkpoints));
     if (checkpoints == NULL) {
+        snprintf(error, error_capacity, "out of memory");
         return NULL;
     }
     snprintf(checkpoints->directory, sizeof(checkpoints->directory), "%s", directory);

@@ -22,7 +22,11 @@ typedef struct {
     int64_t created_unix_seconds;
 } sd_checkpoint_info_t;
 
-sd_checkpoints_t *sd_checkpoints_new(const char *directory, size_t max, int64_t interval_s);
+/* The backup directory is made if missing. NULL with the reason in error when it cannot be,
+ * or when it is, or holds, the live data directory (listing or removing "checkpoints" there
+ * would reach the live database). */
+sd_checkpoints_t *sd_checkpoints_new(const char *directory, const char *data_dir, size_t max,
+                                     int64_t interval_s, char *error, size_t error_capacity);
 void sd_checkpoints_free(sd_checkpoints_t *checkpoints);
 size_t sd_checkpoints_max(const sd_checkpoints_t *checkpoints);
 

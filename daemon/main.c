@@ -308,6 +308,12 @@ static bool sd_start_security(const sd_config_t *config, sd_daemon_t *daemon)
                LF_STR("error", "--tls-cert and --tls-key go together; --tls-client-ca needs both"));
         return false;
     }
+    if (config->insecure) {
+        SD_LOG(LOG_WARN, "insecure_allowed",
+               LF_STR("warning", "--insecure: plaintext gRPC is allowed on non-loopback "
+                                 "addresses; tokens and stock levels could be read on the "
+                                 "network"));
+    }
     if (!sd_check_listener_security(config, "--listen", config->listen) ||
         (config->admin_listen[0] != '\0' &&
          !sd_check_listener_security(config, "--admin-listen", config->admin_listen))) {
@@ -368,9 +374,12 @@ static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
     if (backup_dir[0] == '\0') {
         snprintf(backup_dir, sizeof(backup_dir), "%s/backups", config->data_dir);
     }
-    daemon->checkpoints = sd_checkpoints_new(backup_dir, (size_t)config->checkpoints_max,
-                                             config->checkpoint_interval_s);
+    char error[1024];
+    daemon->checkpoints =
+        sd_checkpoints_new(backup_dir, config->data_dir, (size_t)config->checkpoints_max,
+                           config->checkpoint_interval_s, error, sizeof(error));
     if (daemon->checkpoints == NULL) {
+        SD_LOG(LOG_ERROR, "backup_dir_invalid", LF_STR("error", error));
         return false;
     }
     /* admin first: make run and tests wait for "listening", by then both are up */

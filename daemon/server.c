@@ -27,6 +27,7 @@
 #define SD_POLLING_THREADS_MAX 16
 #define SD_HEALTH_REQUEST_BYTES_MAX 1024
 #define SD_CONNECTION_IDLE_MS (5 * 60 * 1000)
+#define SD_HANDSHAKE_TIMEOUT_MS (10 * 1000)
 
 typedef enum {
     SD_TAG_NEW_CALL,      /* a registered call arrived (or the post failed at shutdown) */
@@ -563,14 +564,13 @@ static void sd_call_bearer(const sd_call_t *call, sd_credentials_t *credentials)
             continue;
         }
         credentials->has_authorization = true;
+        credentials->several_authorizations = ++found > 1;
         const char *value = (const char *)GRPC_SLICE_START_PTR(entry->value);
         size_t length = GRPC_SLICE_LENGTH(entry->value);
-        if (++found == 1 && length > sizeof(scheme) - 1 &&
+        if (found == 1 && length > sizeof(scheme) - 1 &&
             strncasecmp(value, scheme, sizeof(scheme) - 1) == 0) {
             credentials->token = value + sizeof(scheme) - 1;
             credentials->token_length = length - (sizeof(scheme) - 1);
-        } else {
-            credentials->token = NULL;
         }
     }
 }
@@ -822,6 +822,11 @@ static grpc_server *sd_server_create_grpc(const sd_server_options_t *options,
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
          .value.integer = SD_CONNECTION_IDLE_MS},
+        /* a connection that has not finished its (TLS) handshake by then is closed: the core
+         * default, 120 s, lets silent unauthenticated connections pile up */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+         .value.integer = SD_HANDSHAKE_TIMEOUT_MS},
     };
     grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     return grpc_server_create(&channel_args, NULL);

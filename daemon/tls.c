@@ -38,9 +38,11 @@ typedef struct sd_tls_listener {
 
 struct sd_tls {
     pthread_mutex_t mutex;
-    sd_tls_file_t files[SD_TLS_FILES]; /* cert, key, client CA */
-    char *pem[SD_TLS_FILES];           /* the contents in force */
-    uint64_t generation;               /* bumped at every load */
+    sd_tls_file_t files[SD_TLS_FILES];  /* cert, key, client CA */
+    char *pem[SD_TLS_FILES];            /* the contents in force */
+    uint64_t generation;                /* bumped at every load */
+    sd_tls_file_t failed[SD_TLS_FILES]; /* the files as they were at the last failed reload */
+    bool failed_once;
     sd_tls_listener_t *listeners;
 };
 
@@ -154,32 +156,47 @@ static bool sd_tls_load(sd_tls_t *tls, char *error, size_t error_capacity)
     return true;
 }
 
-/* True when a file differs from what was loaded. Called with the mutex held. */
-static bool sd_tls_files_changed(const sd_tls_t *tls)
+/* The files as they are now (a file that cannot be stat'ed reads as all zeros). */
+static void sd_tls_stamps(const sd_tls_t *tls, sd_tls_file_t stamps[SD_TLS_FILES])
 {
     for (int i = 0; i < SD_TLS_FILES; i++) {
-        sd_tls_file_t now = tls->files[i];
-        if (tls->files[i].path != NULL && (!sd_tls_file_stat(tls->files[i].path, &now) ||
-                                           sd_tls_file_changed(&tls->files[i], &now))) {
+        stamps[i] = (sd_tls_file_t){.path = tls->files[i].path};
+        if (tls->files[i].path != NULL) {
+            sd_tls_file_stat(tls->files[i].path, &stamps[i]);
+        }
+    }
+}
+
+static bool sd_tls_stamps_differ(const sd_tls_file_t *a, const sd_tls_file_t *b)
+{
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        if (a[i].path != NULL && sd_tls_file_changed(&a[i], &b[i])) {
             return true;
         }
     }
     return false;
 }
 
-/* Called with the mutex held. A failed reload keeps what is in force. */
+/* Called with the mutex held. A failed reload keeps what is in force, and is not tried (or
+ * logged) again until a file changes once more: every handshake, anyone's, calls this. */
 static bool sd_tls_refresh(sd_tls_t *tls)
 {
-    if (!sd_tls_files_changed(tls)) {
+    sd_tls_file_t now[SD_TLS_FILES];
+    sd_tls_stamps(tls, now);
+    if (!sd_tls_stamps_differ(now, tls->files) ||
+        (tls->failed_once && !sd_tls_stamps_differ(now, tls->failed))) {
         return false;
     }
     char error[512];
     if (!sd_tls_load(tls, error, sizeof(error))) {
+        memcpy(tls->failed, now, sizeof(now));
+        tls->failed_once = true;
         SD_LOG(LOG_WARN, "tls_reload_failed", LF_STR("error", error),
-               LF_STR("action", "serving the previous certificate; retrying at the next "
-                                "connection"));
+               LF_STR("action", "serving the previous certificate until the files change "
+                                "again"));
         return false;
     }
+    tls->failed_once = false;
     SD_LOG(LOG_INFO, "tls_reloaded", LF_UINT("generation", tls->generation));
     return true;
 }

@@ -278,6 +278,11 @@ class Secured(unittest.TestCase):
         self.refused(grpc.StatusCode.UNAUTHENTICATED, self.server_only, INVENTORY + "SetStock",
                      set_request("t1", "wrong", 9), pb.SetStockResponse,
                      metadata=[("authorization", "Basic b3BzOm9wcw==")])
+        message = self.refused(grpc.StatusCode.UNAUTHENTICATED, self.server_only,
+                               INVENTORY + "SetStock", set_request("t1", "wrong", 9),
+                               pb.SetStockResponse, token=TOKENS["ops"],
+                               metadata=[("authorization", "Bearer " + TOKENS["reader"])])
+        self.assertIn("not several", message)
         self.assertEqual(self.level("t1", "wrong"), (0, 0))
 
     def test_wrong_tenant_is_permission_denied_naming_identity_method_tenant(self):
@@ -589,6 +594,8 @@ class Rotation(unittest.TestCase):
             t.join()
         code = d.stop()
         self.assertNotEqual(after, before, "new connections never saw the new certificate")
+        # the mismatched pair is tried (and logged) once, not at every handshake in between
+        self.assertLessEqual(sum("tls_reload_failed" in line for line in d.lines), 1)
         self.assertEqual(failures, [])
         self.assertGreater(min(counts), 10, counts)
         self.assertEqual(code, 0)
@@ -631,6 +638,13 @@ class StartRefusals(unittest.TestCase):
                                  '"roles": ["read"], "token_sha256": "ABC"}]}')
         self.assertIn("token_sha256", self.refuses("--auth-policy", policy))
         self.assertIn("cannot open", self.refuses("--auth-policy", policy + ".missing"))
+
+    def test_backup_dir_holding_the_data_dir(self):
+        # its "checkpoints" would include the live database: listable, countable, removable
+        os.makedirs(os.path.join(self.dir, "vol"))
+        log = self.refuses("--data-dir", os.path.join(self.dir, "vol", "data"),
+                           "--backup-dir", os.path.join(self.dir, "vol"))
+        self.assertIn("holds the data directory", log)
 
     def test_mismatched_key_and_certificate(self):
         ca = certs.Authority(self.dir, "ca")

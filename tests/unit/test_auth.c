@@ -88,6 +88,12 @@ static void test_parse_refusals_name_their_place(void **state)
          " \"tls_subject\": \"SAME\"}]}",
          "identities[1].tls_subject"},
         {"{\"identities\": [{\"name\": \"a\", \"name\": \"b\"}]}", "not valid JSON"},
+        {"{\"identities\": [{\"name\": \"a\", \"tenants\": [\"*\"], \"roles\": [\"read\"],"
+         " \"tls_subject\": \"*.example.com\"}]}",
+         "no wildcards"},
+        {"{\"identities\": [{\"name\": \"a\", \"tenants\": [\"*\"], \"roles\": [\"read\"],"
+         " \"tls_subject\": \" padded\"}]}",
+         "identities[0].tls_subject"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char error[512] = "";
