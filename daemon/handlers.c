@@ -401,6 +401,21 @@ void sd_health_report_not_serving(sd_server_t *server)
 
 /* ---- stockd.v1.Admin ---- */
 
+/* False (and the call answered INVALID_ARGUMENT naming `name`) for an invalid checkpoint
+ * name: it becomes a directory name under the backup directory. */
+static bool sd_checkpoint_name_checked(sd_call_t *call, const char *name)
+{
+    if (sd_checkpoint_name_valid(name)) {
+        return true;
+    }
+    sd_error_t error;
+    sd_error_init(&error);
+    sd_error_add_field(&error, "name",
+                       "must be 1..64 bytes of [A-Za-z0-9._-], not starting with '.'");
+    sd_reply_validation(call, &error);
+    return false;
+}
+
 static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     Stockd__V1__CheckpointRequest *request = (Stockd__V1__CheckpointRequest *)sd_unpack(
@@ -408,12 +423,7 @@ static void sd_handle_checkpoint(sd_call_t *call, const uint8_t *bytes, size_t l
     if (request == NULL) {
         return;
     }
-    sd_error_t error;
-    sd_error_init(&error);
-    if (!sd_checkpoint_name_valid(request->name)) {
-        sd_error_add_field(&error, "name",
-                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting with '.'");
-        sd_reply_validation(call, &error);
+    if (!sd_checkpoint_name_checked(call, request->name)) {
         return;
     }
     const sd_services_t *services = sd_call_services(call);
@@ -477,12 +487,7 @@ static void sd_handle_delete_checkpoint(sd_call_t *call, const uint8_t *bytes, s
     if (request == NULL) {
         return;
     }
-    sd_error_t error;
-    sd_error_init(&error);
-    if (!sd_checkpoint_name_valid(request->name)) {
-        sd_error_add_field(&error, "name",
-                           "must be 1..64 bytes of [A-Za-z0-9._-], not starting with '.'");
-        sd_reply_validation(call, &error);
+    if (!sd_checkpoint_name_checked(call, request->name)) {
         return;
     }
     char message[512];
