@@ -311,6 +311,9 @@ static grpc_channel_credentials *sc_credentials_new(const sc_client_options_t *o
 static bool sc_token_transport_ok(const char *target, const sc_client_options_t *options,
                                   char *error_out, size_t error_capacity)
 {
+    if (options == NULL) {
+        return true;
+    }
     bool tls = sc_given(options->tls_ca) || sc_given(options->tls_cert);
     if (!sc_given(options->token) || tls || options->allow_plaintext_token ||
         net_address_is_loopback(target)) {
