@@ -133,7 +133,7 @@ sd_status_t sd_checkpoints_list(sd_checkpoints_t *checkpoints, sd_checkpoint_inf
             }
             list = grown;
         }
-        snprintf(list[count].name, sizeof(list[count].name), "%s", entry->d_name);
+        snprintf(list[count].name, sizeof(list[count].name), "%.64s", entry->d_name);
         list[count++].created_unix_seconds = info.st_mtim.tv_sec;
     }
     closedir(directory);
