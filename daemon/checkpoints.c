@@ -141,7 +141,9 @@ sd_status_t sd_checkpoints_list(sd_checkpoints_t *checkpoints, sd_checkpoint_inf
         free(list);
         return status;
     }
-    qsort(list, count, sizeof(*list), sd_compare_created);
+    if (count > 1) { /* qsort may not be given a NULL array, even of none */
+        qsort(list, count, sizeof(*list), sd_compare_created);
+    }
     *list_out = list;
     *count_out = count;
     return SD_OK;
