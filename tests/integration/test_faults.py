@@ -192,13 +192,16 @@ class DiskFaults(unittest.TestCase):
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
         health_watch = daemon.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
         self.assertEqual(next(health_watch), SERVING)
-        for t in threads:
-            t.start()
-        time.sleep(0.05)
+        # armed before the writers start: on a fast machine they could all be done before a
+        # fault armed after them (a flaky "never reached" that left stockd running)
         self.arm(rule)
         for t in threads:
+            t.start()
+        for t in threads:
             t.join()
-        self.assertGreater(self.hits(), 0, "the fault was never reached:\n" + daemon.log())
+        if self.hits() == 0:
+            daemon.proc.kill()
+            self.fail("the fault was never reached:\n" + daemon.log())
         # Health reflects the failure while the process lingers (Check, and Watch streams are
         # told), then it exits with status 3.
         self.assertEqual(daemon.health(), NOT_SERVING)
