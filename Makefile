@@ -3,9 +3,10 @@
 #   make test   install what is missing, build (warnings are errors), run every test, then
 #               build again with ASan+UBSan and run the unit and integration tests again
 #   make bench  the benchmarks of BENCHMARKS.md (DURATION=10s per run by default)
+#   make profile  instructions per call under callgrind (Health vs durable decrements)
 #   make soak   SIGKILL stockd under load SOAK_CYCLES times (default 100, a few minutes; not
 #               part of make test) and check what survives; SOAK_SEED repeats a run
-.PHONY: all setup build run test bench soak fuzz clean
+.PHONY: all setup build run test bench profile soak fuzz clean
 
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -31,6 +32,11 @@ test: setup
 
 bench: build
 	@bash scripts/bench.sh $(BUILD)
+
+# A deterministic cost meter (BENCHMARKS.md "Instructions per call"): stockd under callgrind,
+# PROFILE_SECONDS (default 10s) of Health checks, then of durable 1-3-line decrements.
+profile: build
+	/usr/bin/python3 scripts/profile.py $(BUILD) $${PROFILE_SECONDS:-10s}
 
 # tests/soak/soak.py: kill -9 under load, restart, compare acknowledged / in-doubt writes with
 # what stockd holds, re-send them, check floors; half the cycles with --write-buffer-mb 1 so
