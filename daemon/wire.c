@@ -64,9 +64,25 @@ static unsigned sd_wire_next_index(sd_wire_counts_t *counts, uint32_t number)
     return 0;
 }
 
+/* Writes the path of a field with a NUL into field_out: "name", "name[i]", with the path
+ * below it (already in field_out) after a dot. Only on failure: a clean message, the common
+ * case, formats nothing. */
+static void sd_wire_name(const ProtobufCFieldDescriptor *field, unsigned index, bool below,
+                         char *field_out, size_t field_capacity)
+{
+    char inner[160];
+    snprintf(inner, sizeof(inner), "%s", below ? field_out : "");
+    char segment[96];
+    if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+        snprintf(segment, sizeof(segment), "%s[%u]", field->name, index);
+    } else {
+        snprintf(segment, sizeof(segment), "%s", field->name);
+    }
+    snprintf(field_out, field_capacity, "%s%s%s", segment, below ? "." : "", inner);
+}
+
 static bool sd_wire_walk(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
-                         size_t length, int depth, const char *prefix, char *field_out,
-                         size_t field_capacity)
+                         size_t length, int depth, char *field_out, size_t field_capacity)
 {
     sd_wire_counts_t counts = {{0}, {0}, 0};
     size_t offset = 0;
@@ -88,20 +104,16 @@ static bool sd_wire_walk(const ProtobufCMessageDescriptor *descriptor, const uin
         }
         uint64_t size = 0;
         sd_wire_varint(data, length, &start, &size); /* cannot fail: skipped above */
-        char path[160];
-        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
-            snprintf(path, sizeof(path), "%s%s%s[%u]", prefix, prefix[0] ? "." : "", field->name,
-                     sd_wire_next_index(&counts, number));
-        } else {
-            snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", field->name);
-        }
+        unsigned index =
+            field->label == PROTOBUF_C_LABEL_REPEATED ? sd_wire_next_index(&counts, number) : 0;
         if (field->type == PROTOBUF_C_TYPE_STRING && memchr(data + start, 0, (size_t)size)) {
-            snprintf(field_out, field_capacity, "%s", path);
+            sd_wire_name(field, index, false, field_out, field_capacity);
             return false;
         }
         if (field->type == PROTOBUF_C_TYPE_MESSAGE && depth < SD_WIRE_DEPTH_MAX &&
-            !sd_wire_walk(field->descriptor, data + start, (size_t)size, depth + 1, path, field_out,
+            !sd_wire_walk(field->descriptor, data + start, (size_t)size, depth + 1, field_out,
                           field_capacity)) {
+            sd_wire_name(field, index, true, field_out, field_capacity);
             return false;
         }
     }
@@ -111,5 +123,9 @@ static bool sd_wire_walk(const ProtobufCMessageDescriptor *descriptor, const uin
 bool sd_wire_strings_clean(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                            size_t length, char *field_out, size_t field_capacity)
 {
-    return sd_wire_walk(descriptor, data, length, 0, "", field_out, field_capacity);
+    /* no zero byte at all: no string can hold one (most requests; proto3 omits defaults) */
+    if (length == 0 || memchr(data, 0, length) == NULL) {
+        return true;
+    }
+    return sd_wire_walk(descriptor, data, length, 0, field_out, field_capacity);
 }

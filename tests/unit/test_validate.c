@@ -323,6 +323,10 @@ static void test_wire_nul_in_strings(void **state)
     assert_false(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, tenant,
                                        sizeof(tenant), field, sizeof(field)));
     assert_string_equal(field, "tenant_id");
+    /* zero bytes outside strings (an empty sub-message) take the full walk, and pass */
+    const uint8_t zero_clean[] = {0x0a, 0x01, 't', 0x12, 0x02, 0x0a, 0x00};
+    assert_true(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, zero_clean,
+                                      sizeof(zero_clean), field, sizeof(field)));
     /* bytes fields and malformed input are left to protobuf-c */
     const uint8_t truncated[] = {0x0a, 0x09, 'a'};
     assert_true(sd_wire_strings_clean(&stockd__v1__decrement_request__descriptor, truncated,
