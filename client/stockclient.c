@@ -9,9 +9,6 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +18,7 @@
 #include "google/rpc/status.pb-c.h"
 #include "log.h"
 #include "net.h"
+#include "pem.h"
 #include "util.h"
 
 #define SC_MESSAGE_BYTES_MAX (16 * 1024 * 1024)
@@ -182,59 +180,30 @@ static char *sc_pem_read(const char *what, const char *path, size_t *length_out,
     return text;
 }
 
-/* OpenSSL would otherwise prompt on the terminal for an encrypted key's passphrase. */
-static int sc_no_passphrase(char *buffer, int size, int rwflag, void *context)
-{
-    (void)buffer, (void)size, (void)rwflag, (void)context;
-    return 0;
-}
-
-/* How many PEM certificates text holds, up to the first thing that is not one. */
-static size_t sc_pem_certificates_count(const char *text)
-{
-    BIO *bio = BIO_new_mem_buf(text, (int)strlen(text));
-    size_t count = 0;
-    X509 *certificate = NULL;
-    while (bio != NULL && (certificate = PEM_read_bio_X509(bio, NULL, sc_no_passphrase, NULL))) {
-        X509_free(certificate);
-        count++;
-    }
-    BIO_free(bio);
-    ERR_clear_error(); /* the read that ended the loop left its error behind */
-    return count;
-}
-
 /* Checks that the certificate and key files hold a certificate and an unencrypted private key
  * that belong together, so a wrong file is named at start rather than failing every handshake
  * later. */
 static bool sc_tls_check_pair(const sc_client_options_t *options, const sc_tls_files_t *files,
                               char *error_out, size_t error_capacity)
 {
-    BIO *cert_bio = BIO_new_mem_buf(files->cert, (int)strlen(files->cert));
-    BIO *key_bio = BIO_new_mem_buf(files->key, (int)files->key_length);
-    X509 *certificate = cert_bio ? PEM_read_bio_X509(cert_bio, NULL, sc_no_passphrase, NULL) : NULL;
-    EVP_PKEY *key = key_bio ? PEM_read_bio_PrivateKey(key_bio, NULL, sc_no_passphrase, NULL) : NULL;
-    bool valid = true;
-    if (certificate == NULL) {
-        valid = sc_fail(error_out, error_capacity,
-                        "TLS certificate file \"%.*s\": holds no PEM certificate",
-                        SC_PATH_QUOTED_BYTES_MAX, options->tls_cert);
-    } else if (key == NULL) {
-        valid = sc_fail(error_out, error_capacity,
-                        "TLS key file \"%.*s\": holds no unencrypted PEM private key",
-                        SC_PATH_QUOTED_BYTES_MAX, options->tls_key);
-    } else if (X509_check_private_key(certificate, key) != 1) {
-        valid = sc_fail(error_out, error_capacity,
-                        "TLS key file \"%.*s\": does not match the certificate in \"%.*s\"",
-                        SC_PATH_QUOTED_BYTES_MAX, options->tls_key, SC_PATH_QUOTED_BYTES_MAX,
-                        options->tls_cert);
+    switch (pem_check_pair(files->cert, strlen(files->cert), files->key, files->key_length, NULL)) {
+    case PEM_PAIR_OK:
+        return true;
+    case PEM_PAIR_NO_CERTIFICATE:
+        return sc_fail(error_out, error_capacity,
+                       "TLS certificate file \"%.*s\": holds no PEM certificate",
+                       SC_PATH_QUOTED_BYTES_MAX, options->tls_cert);
+    case PEM_PAIR_NO_KEY:
+        return sc_fail(error_out, error_capacity,
+                       "TLS key file \"%.*s\": holds no unencrypted PEM private key",
+                       SC_PATH_QUOTED_BYTES_MAX, options->tls_key);
+    case PEM_PAIR_MISMATCH:
+        break;
     }
-    ERR_clear_error();
-    EVP_PKEY_free(key);
-    X509_free(certificate);
-    BIO_free(key_bio);
-    BIO_free(cert_bio);
-    return valid;
+    return sc_fail(error_out, error_capacity,
+                   "TLS key file \"%.*s\": does not match the certificate in \"%.*s\"",
+                   SC_PATH_QUOTED_BYTES_MAX, options->tls_key, SC_PATH_QUOTED_BYTES_MAX,
+                   options->tls_cert);
 }
 
 /* Reads and checks the files the options name. On false the reason is in error_out; files
@@ -254,7 +223,7 @@ static bool sc_tls_read(const sc_client_options_t *options, sc_tls_files_t *file
         if (files->ca == NULL) {
             return false;
         }
-        if (sc_pem_certificates_count(files->ca) == 0) {
+        if (pem_certificates_count(files->ca, length) == 0) {
             return sc_fail(error_out, error_capacity,
                            "TLS CA file \"%.*s\": holds no PEM certificate",
                            SC_PATH_QUOTED_BYTES_MAX, options->tls_ca);

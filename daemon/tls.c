@@ -2,9 +2,6 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -16,6 +13,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "pem.h"
 #include "util.h"
 
 /* Up to three files: certificate, key, client CA. */
@@ -68,51 +66,32 @@ static bool sd_tls_file_changed(const sd_tls_file_t *was, const sd_tls_file_t *n
            was->modified.tv_nsec != now->modified.tv_nsec;
 }
 
-/* OpenSSL's last error as text, for messages. */
-static const char *sd_openssl_error(char *buffer, size_t capacity)
-{
-    unsigned long code = ERR_get_error();
-    ERR_clear_error();
-    if (code == 0) {
-        return "no PEM data";
-    }
-    ERR_error_string_n(code, buffer, capacity);
-    return buffer;
-}
-
-/* Checks that the key belongs to the certificate and logs what is being served (a expired
+/* Checks that the key belongs to the certificate and logs what is being served (an expired
  * certificate is served, with a warning, rather than taking the service down). */
 static bool sd_tls_check_pair(const char *cert_pem, const char *key_pem, char *error,
                               size_t error_capacity)
 {
-    char reason[256];
-    BIO *cert_bio = BIO_new_mem_buf(cert_pem, -1);
-    BIO *key_bio = BIO_new_mem_buf(key_pem, -1);
-    X509 *cert = cert_bio ? PEM_read_bio_X509(cert_bio, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *key = key_bio ? PEM_read_bio_PrivateKey(key_bio, NULL, NULL, NULL) : NULL;
-    bool ok = false;
-    if (cert == NULL) {
-        snprintf(error, error_capacity, "certificate: not a PEM certificate (%s)",
-                 sd_openssl_error(reason, sizeof(reason)));
-    } else if (key == NULL) {
-        snprintf(error, error_capacity, "key: not a PEM private key (%s)",
-                 sd_openssl_error(reason, sizeof(reason)));
-    } else if (X509_check_private_key(cert, key) != 1) {
-        ERR_clear_error();
+    X509 *cert = NULL;
+    switch (pem_check_pair(cert_pem, strlen(cert_pem), key_pem, strlen(key_pem), &cert)) {
+    case PEM_PAIR_OK:
+        break;
+    case PEM_PAIR_NO_CERTIFICATE:
+        snprintf(error, error_capacity, "certificate: not a PEM certificate");
+        return false;
+    case PEM_PAIR_NO_KEY:
+        snprintf(error, error_capacity, "key: not an unencrypted PEM private key");
+        return false;
+    case PEM_PAIR_MISMATCH:
         snprintf(error, error_capacity, "the key does not belong to the certificate");
-    } else {
-        ok = true;
-        char subject[256];
-        X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
-        bool expired = X509_cmp_current_time(X509_get0_notAfter(cert)) < 0;
-        SD_LOG(expired ? LOG_WARN : LOG_INFO, "tls_certificate_loaded", LF_STR("subject", subject),
-               LF_BOOL("expired", expired));
+        return false;
     }
+    char subject[256];
+    X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+    bool expired = X509_cmp_current_time(X509_get0_notAfter(cert)) < 0;
+    SD_LOG(expired ? LOG_WARN : LOG_INFO, "tls_certificate_loaded", LF_STR("subject", subject),
+           LF_BOOL("expired", expired));
     X509_free(cert);
-    EVP_PKEY_free(key);
-    BIO_free(cert_bio);
-    BIO_free(key_bio);
-    return ok;
+    return true;
 }
 
 /* Reads every file; on success replaces what is in force. Called with the mutex held. */
