@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int64_t util_now_us(void)
@@ -318,4 +319,21 @@ char *util_read_file(const char *path, size_t bytes_max, size_t *length_out, cha
     data[length] = '\0';
     *length_out = length;
     return data;
+}
+
+bool util_file_stamp(const char *path, util_file_stamp_t *stamp_out)
+{
+    struct stat info;
+    if (stat(path, &info) != 0) {
+        memset(stamp_out, 0, sizeof(*stamp_out));
+        return false;
+    }
+    *stamp_out = (util_file_stamp_t){info.st_dev, info.st_ino, info.st_size, info.st_mtim};
+    return true;
+}
+
+bool util_file_stamp_equal(const util_file_stamp_t *a, const util_file_stamp_t *b)
+{
+    return a->device == b->device && a->inode == b->inode && a->size == b->size &&
+           a->modified.tv_sec == b->modified.tv_sec && a->modified.tv_nsec == b->modified.tv_nsec;
 }

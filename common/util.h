@@ -3,6 +3,8 @@
 #define STOCKD_UTIL_H
 
 #include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +50,20 @@ unsigned char *util_base64url_decode(const char *text, size_t length, size_t *de
 
 /* Checked arithmetic: false when the result would overflow. */
 bool util_add_int64(int64_t a, int64_t b, int64_t *result_out);
+
+/* What tells that a file changed: Kubernetes swaps a mounted Secret by replacing a symlink,
+ * which changes the device and inode stat() sees; editors change size or mtime. */
+typedef struct {
+    dev_t device;
+    ino_t inode;
+    off_t size;
+    struct timespec modified;
+} util_file_stamp_t;
+
+/* The stamp of path (followed through symlinks); false, with *stamp_out all zeros, when it
+ * cannot be stat'ed. */
+bool util_file_stamp(const char *path, util_file_stamp_t *stamp_out);
+bool util_file_stamp_equal(const util_file_stamp_t *a, const util_file_stamp_t *b);
 
 /* Reads a whole file of at most bytes_max bytes into a malloc'd NUL-terminated buffer
  * (*length_out bytes before the NUL). NULL with a reason in error (e.g. "cannot open: No such

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -457,43 +456,18 @@ void sd_grant_release(sd_grant_t *grant)
 
 /* ---- the policy file, watched ---- */
 
-/* What tells that the file changed: Kubernetes swaps a mounted Secret by replacing a symlink,
- * which changes the inode stat() sees; editors change size or mtime. */
-typedef struct {
-    dev_t device;
-    ino_t inode;
-    off_t size;
-    struct timespec modified;
-} sd_file_stamp_t;
-
 struct sd_auth {
     char *path; /* NULL: no policy, everyone allowed */
     int64_t reload_interval_ms;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
     sd_policy_t *policy; /* under mutex */
-    sd_file_stamp_t stamp;
-    uint64_t generation; /* under mutex: bumped by every install */
+    util_file_stamp_t stamp;
+    _Atomic uint64_t generation; /* bumped under mutex by every install; read without it */
     bool stopping;
     bool watching;
     pthread_t watcher;
 };
-
-static bool sd_file_stamp(const char *path, sd_file_stamp_t *stamp)
-{
-    struct stat info;
-    if (stat(path, &info) != 0) {
-        return false;
-    }
-    *stamp = (sd_file_stamp_t){info.st_dev, info.st_ino, info.st_size, info.st_mtim};
-    return true;
-}
-
-static bool sd_file_stamp_equal(const sd_file_stamp_t *a, const sd_file_stamp_t *b)
-{
-    return a->device == b->device && a->inode == b->inode && a->size == b->size &&
-           a->modified.tv_sec == b->modified.tv_sec && a->modified.tv_nsec == b->modified.tv_nsec;
-}
 
 static sd_policy_t *sd_policy_load(const char *path, char *error, size_t error_capacity)
 {
@@ -515,12 +489,12 @@ static sd_policy_t *sd_policy_load(const char *path, char *error, size_t error_c
 
 bool sd_auth_reload_if_changed(sd_auth_t *auth)
 {
-    sd_file_stamp_t stamp;
-    if (auth->path == NULL || !sd_file_stamp(auth->path, &stamp)) {
+    util_file_stamp_t stamp;
+    if (auth->path == NULL || !util_file_stamp(auth->path, &stamp)) {
         return false; /* gone for a moment (being replaced): keep the last good policy */
     }
     pthread_mutex_lock(&auth->mutex);
-    bool changed = !sd_file_stamp_equal(&stamp, &auth->stamp);
+    bool changed = !util_file_stamp_equal(&stamp, &auth->stamp);
     auth->stamp = stamp; /* a bad file is reported once, not every interval */
     pthread_mutex_unlock(&auth->mutex);
     if (!changed) {
@@ -581,7 +555,7 @@ sd_auth_t *sd_auth_open(const char *path, int64_t reload_interval_ms, char *erro
         return auth;
     }
     auth->path = strdup(path);
-    if (auth->path == NULL || !sd_file_stamp(path, &auth->stamp) ||
+    if (auth->path == NULL || !util_file_stamp(path, &auth->stamp) ||
         (auth->policy = sd_policy_load(path, error, error_capacity)) == NULL) {
         if (auth->path != NULL && auth->policy == NULL && error[0] == '\0') {
             snprintf(error, error_capacity, "%s: cannot open: %s", path, strerror(errno));
@@ -653,8 +627,6 @@ bool sd_auth_changed_since(sd_auth_t *auth, const sd_grant_t *grant)
     if (auth->path == NULL) {
         return false;
     }
-    pthread_mutex_lock(&auth->mutex);
-    bool changed = auth->generation != grant->generation;
-    pthread_mutex_unlock(&auth->mutex);
-    return changed;
+    /* a Watch asks before every entry it sends: no lock on that path */
+    return atomic_load(&auth->generation) != grant->generation;
 }

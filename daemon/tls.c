@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "log.h"
 #include "net.h"
@@ -18,14 +17,6 @@
 
 /* Up to three files: certificate, key, client CA. */
 #define SD_TLS_FILES 3
-
-typedef struct {
-    const char *path; /* NULL: not used */
-    dev_t device;
-    ino_t inode;
-    off_t size;
-    struct timespec modified;
-} sd_tls_file_t;
 
 /* One listener's view: the generation it was last given. */
 typedef struct sd_tls_listener {
@@ -36,35 +27,16 @@ typedef struct sd_tls_listener {
 
 struct sd_tls {
     pthread_mutex_t mutex;
-    sd_tls_file_t files[SD_TLS_FILES];  /* cert, key, client CA */
-    char *pem[SD_TLS_FILES];            /* the contents in force */
-    uint64_t generation;                /* bumped at every load */
-    sd_tls_file_t failed[SD_TLS_FILES]; /* the files as they were at the last failed reload */
+    const char *paths[SD_TLS_FILES];        /* cert, key, client CA (NULL: none) */
+    util_file_stamp_t loaded[SD_TLS_FILES]; /* the files as they were when last loaded */
+    char *pem[SD_TLS_FILES];                /* the contents in force */
+    uint64_t generation;                    /* bumped at every load */
+    util_file_stamp_t failed[SD_TLS_FILES]; /* the files as they were at the last failed load */
     bool failed_once;
     sd_tls_listener_t *listeners;
 };
 
 enum { SD_TLS_CERT, SD_TLS_KEY, SD_TLS_CLIENT_CA };
-
-static bool sd_tls_file_stat(const char *path, sd_tls_file_t *file)
-{
-    struct stat info;
-    if (stat(path, &info) != 0) {
-        return false;
-    }
-    file->device = info.st_dev;
-    file->inode = info.st_ino;
-    file->size = info.st_size;
-    file->modified = info.st_mtim;
-    return true;
-}
-
-static bool sd_tls_file_changed(const sd_tls_file_t *was, const sd_tls_file_t *now)
-{
-    return was->device != now->device || was->inode != now->inode || was->size != now->size ||
-           was->modified.tv_sec != now->modified.tv_sec ||
-           was->modified.tv_nsec != now->modified.tv_nsec;
-}
 
 /* Checks that the key belongs to the certificate and logs what is being served (an expired
  * certificate is served, with a warning, rather than taking the service down). */
@@ -94,28 +66,45 @@ static bool sd_tls_check_pair(const char *cert_pem, const char *key_pem, char *e
     return true;
 }
 
-/* Reads every file; on success replaces what is in force. Called with the mutex held. */
-static bool sd_tls_load(sd_tls_t *tls, char *error, size_t error_capacity)
+/* The files as they are now (unused ones, and ones that cannot be stat'ed, as zeros). */
+static void sd_tls_stamps(const sd_tls_t *tls, util_file_stamp_t now[SD_TLS_FILES])
+{
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        memset(&now[i], 0, sizeof(now[i]));
+        if (tls->paths[i] != NULL) {
+            util_file_stamp(tls->paths[i], &now[i]);
+        }
+    }
+}
+
+static bool sd_tls_stamps_equal(const util_file_stamp_t *a, const util_file_stamp_t *b)
+{
+    for (int i = 0; i < SD_TLS_FILES; i++) {
+        if (!util_file_stamp_equal(&a[i], &b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads every file, stamped `now` just before (a change after the stamp is seen at the next
+ * check); on success replaces what is in force. Called with the mutex held. */
+static bool sd_tls_load(sd_tls_t *tls, const util_file_stamp_t now[SD_TLS_FILES], char *error,
+                        size_t error_capacity)
 {
     static const char *const names[SD_TLS_FILES] = {"--tls-cert", "--tls-key", "--tls-client-ca"};
     char *pem[SD_TLS_FILES] = {NULL, NULL, NULL};
-    sd_tls_file_t stamps[SD_TLS_FILES];
     bool ok = true;
     for (int i = 0; i < SD_TLS_FILES && ok; i++) {
-        stamps[i] = tls->files[i];
-        if (tls->files[i].path == NULL) {
+        if (tls->paths[i] == NULL) {
             continue;
         }
         char reason[256];
         size_t length = 0;
-        /* stat before reading: a change between the two is seen again at the next check */
-        ok = sd_tls_file_stat(tls->files[i].path, &stamps[i]);
-        pem[i] = ok ? util_read_file(tls->files[i].path, SD_PEM_FILE_BYTES_MAX, &length, reason,
-                                     sizeof(reason))
-                    : NULL;
+        pem[i] =
+            util_read_file(tls->paths[i], SD_PEM_FILE_BYTES_MAX, &length, reason, sizeof(reason));
         if (pem[i] == NULL) {
-            snprintf(error, error_capacity, "%s %s: %s", names[i], tls->files[i].path,
-                     ok ? reason : "cannot stat");
+            snprintf(error, error_capacity, "%s %s: %s", names[i], tls->paths[i], reason);
             ok = false;
         }
     }
@@ -129,45 +118,24 @@ static bool sd_tls_load(sd_tls_t *tls, char *error, size_t error_capacity)
     for (int i = 0; i < SD_TLS_FILES; i++) {
         free(tls->pem[i]);
         tls->pem[i] = pem[i];
-        tls->files[i] = stamps[i];
     }
+    memcpy(tls->loaded, now, sizeof(tls->loaded));
     tls->generation++;
     return true;
-}
-
-/* The files as they are now (a file that cannot be stat'ed reads as all zeros). */
-static void sd_tls_stamps(const sd_tls_t *tls, sd_tls_file_t stamps[SD_TLS_FILES])
-{
-    for (int i = 0; i < SD_TLS_FILES; i++) {
-        stamps[i] = (sd_tls_file_t){.path = tls->files[i].path};
-        if (tls->files[i].path != NULL) {
-            sd_tls_file_stat(tls->files[i].path, &stamps[i]);
-        }
-    }
-}
-
-static bool sd_tls_stamps_differ(const sd_tls_file_t *a, const sd_tls_file_t *b)
-{
-    for (int i = 0; i < SD_TLS_FILES; i++) {
-        if (a[i].path != NULL && sd_tls_file_changed(&a[i], &b[i])) {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* Called with the mutex held. A failed reload keeps what is in force, and is not tried (or
  * logged) again until a file changes once more: every handshake, anyone's, calls this. */
 static bool sd_tls_refresh(sd_tls_t *tls)
 {
-    sd_tls_file_t now[SD_TLS_FILES];
+    util_file_stamp_t now[SD_TLS_FILES];
     sd_tls_stamps(tls, now);
-    if (!sd_tls_stamps_differ(now, tls->files) ||
-        (tls->failed_once && !sd_tls_stamps_differ(now, tls->failed))) {
+    if (sd_tls_stamps_equal(now, tls->loaded) ||
+        (tls->failed_once && sd_tls_stamps_equal(now, tls->failed))) {
         return false;
     }
     char error[512];
-    if (!sd_tls_load(tls, error, sizeof(error))) {
+    if (!sd_tls_load(tls, now, error, sizeof(error))) {
         memcpy(tls->failed, now, sizeof(now));
         tls->failed_once = true;
         SD_LOG(LOG_WARN, "tls_reload_failed", LF_STR("error", error),
@@ -221,11 +189,13 @@ sd_tls_t *sd_tls_open(const char *cert_path, const char *key_path, const char *c
         return NULL;
     }
     pthread_mutex_init(&tls->mutex, NULL);
-    tls->files[SD_TLS_CERT].path = cert_path;
-    tls->files[SD_TLS_KEY].path = key_path;
-    tls->files[SD_TLS_CLIENT_CA].path =
+    tls->paths[SD_TLS_CERT] = cert_path;
+    tls->paths[SD_TLS_KEY] = key_path;
+    tls->paths[SD_TLS_CLIENT_CA] =
         client_ca_path != NULL && client_ca_path[0] != '\0' ? client_ca_path : NULL;
-    if (!sd_tls_load(tls, error, error_capacity)) {
+    util_file_stamp_t now[SD_TLS_FILES];
+    sd_tls_stamps(tls, now);
+    if (!sd_tls_load(tls, now, error, error_capacity)) {
         sd_tls_free(tls);
         return NULL;
     }
@@ -259,7 +229,7 @@ grpc_server_credentials *sd_tls_server_credentials(sd_tls_t *tls)
     listener->tls = tls;
     listener->next = tls->listeners; /* freed with tls: the core may call it until then */
     tls->listeners = listener;
-    bool client_ca = tls->files[SD_TLS_CLIENT_CA].path != NULL;
+    bool client_ca = tls->paths[SD_TLS_CLIENT_CA] != NULL;
     pthread_mutex_unlock(&tls->mutex);
     grpc_ssl_server_credentials_options *options =
         grpc_ssl_server_credentials_create_options_using_config_fetcher(
