@@ -286,25 +286,6 @@ bool gw_jwt_signature_sha256_hex(const char *token, size_t length, char hex_out[
     return true;
 }
 
-/* Reads a whole small file into a NUL-terminated malloc'd buffer. */
-static char *gw_read_file(const char *path, size_t *length_out)
-{
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        return NULL;
-    }
-    char *data = malloc(GW_KEY_FILE_BYTES_MAX + 1);
-    size_t length = data ? fread(data, 1, GW_KEY_FILE_BYTES_MAX + 1, file) : 0;
-    fclose(file);
-    if (data == NULL || length > GW_KEY_FILE_BYTES_MAX) {
-        free(data);
-        return NULL;
-    }
-    data[length] = '\0';
-    *length_out = length;
-    return data;
-}
-
 /* Decodes standard base64 (whitespace ignored) into a malloc'd NUL-terminated buffer. */
 static char *gw_base64_decode_text(const char *text, size_t length)
 {
@@ -344,12 +325,10 @@ static EVP_PKEY *gw_parse_public_pem(const char *pem)
 EVP_PKEY *gw_jwt_load_public_key(const char *path, char *error, size_t error_capacity)
 {
     size_t length = 0;
-    char *text = gw_read_file(path, &length);
+    char reason[128];
+    char *text = util_read_file(path, GW_KEY_FILE_BYTES_MAX, &length, reason, sizeof(reason));
     if (text == NULL) {
-        snprintf(error, error_capacity,
-                 "cannot read key file %s (missing, unreadable or over "
-                 "64 KiB)",
-                 path);
+        snprintf(error, error_capacity, "cannot read key file %s: %s", path, reason);
         return NULL;
     }
     char *pem = text;
