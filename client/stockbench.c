@@ -273,18 +273,17 @@ static sc_client_t *bench_client_new(const bench_config_t *config, bool own_conn
 static bool bench_resolve_token(bench_config_t *config)
 {
     char error[SC_ERROR_BYTES];
-    if (config->token[0] != '\0' && config->token_file[0] != '\0') {
+    switch (sc_token_resolve(config->token, config->token_file, config->token_from_file,
+                             &config->token, error, sizeof(error))) {
+    case SC_TOKEN_SOURCE_BOTH:
         fprintf(stderr, "stockbench: give one of --token (STOCKD_TOKEN) and --token-file "
                         "(STOCKD_TOKEN_FILE), not both\n");
         return false;
-    }
-    if (config->token_file[0] != '\0') {
-        if (!sc_token_read_file(config->token_file, config->token_from_file,
-                                sizeof(config->token_from_file), error, sizeof(error))) {
-            fprintf(stderr, "stockbench: --token-file (STOCKD_TOKEN_FILE): %s\n", error);
-            return false;
-        }
-        config->token = config->token_from_file;
+    case SC_TOKEN_SOURCE_FILE_BAD:
+        fprintf(stderr, "stockbench: --token-file (STOCKD_TOKEN_FILE): %s\n", error);
+        return false;
+    case SC_TOKEN_SOURCE_OK:
+        break;
     }
     return true;
 }

@@ -151,6 +151,25 @@ bool sc_token_read_file(const char *path, char *token_out, size_t token_capacity
     return valid;
 }
 
+sc_token_source_t sc_token_resolve(const char *token, const char *token_file,
+                                   char buffer[SC_TOKEN_BYTES_MAX + 1], const char **token_out,
+                                   char *error_out, size_t error_capacity)
+{
+    *token_out = token != NULL ? token : "";
+    if (!sc_given(token_file)) {
+        return SC_TOKEN_SOURCE_OK;
+    }
+    if (sc_given(token)) {
+        return SC_TOKEN_SOURCE_BOTH;
+    }
+    if (!sc_token_read_file(token_file, buffer, SC_TOKEN_BYTES_MAX + 1, error_out,
+                            error_capacity)) {
+        return SC_TOKEN_SOURCE_FILE_BAD;
+    }
+    *token_out = buffer;
+    return SC_TOKEN_SOURCE_OK;
+}
+
 /* ---- TLS ---- */
 
 /* The PEM files of a TLS client, read whole; key is wiped before it is freed. */

@@ -104,6 +104,17 @@ bool sc_token_valid(const char *token, char *error_out, size_t error_capacity);
 bool sc_token_read_file(const char *path, char *token_out, size_t token_capacity, char *error_out,
                         size_t error_capacity);
 
+/* Where a client's token comes from: a --token value, or the first line of a --token-file
+ * (sc_token_read_file, into buffer), never both. */
+typedef enum {
+    SC_TOKEN_SOURCE_OK,       /* *token_out is the token, or "" when neither was given */
+    SC_TOKEN_SOURCE_BOTH,     /* both were given */
+    SC_TOKEN_SOURCE_FILE_BAD, /* the file is unusable: the reason is in error_out */
+} sc_token_source_t;
+sc_token_source_t sc_token_resolve(const char *token, const char *token_file,
+                                   char buffer[SC_TOKEN_BYTES_MAX + 1], const char **token_out,
+                                   char *error_out, size_t error_capacity);
+
 /* For callers that drive calls of their own on the client's channel (stockbench's
  * asynchronous engine): the channel, owned by the client, and the request metadata every call
  * must send (the authorization entry when the client has a token). Fills metadata_out and

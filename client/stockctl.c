@@ -548,19 +548,20 @@ static bool ctl_take_help_flag(int *argc, char **argv)
 static int ctl_resolve_token(ctl_config_t *config, char token_buffer[SC_TOKEN_BYTES_MAX + 1])
 {
     char error[SC_ERROR_BYTES];
-    if (config->token[0] != '\0' && config->token_file[0] != '\0') {
+    bool from_file = config->token_file[0] != '\0';
+    switch (sc_token_resolve(config->token, config->token_file, token_buffer, &config->token, error,
+                             sizeof(error))) {
+    case SC_TOKEN_SOURCE_BOTH:
         return ctl_invalid(config->json, "give one of --token (STOCKD_TOKEN) and --token-file "
                                          "(STOCKD_TOKEN_FILE), not both");
+    case SC_TOKEN_SOURCE_FILE_BAD:
+        return ctl_invalid(config->json, "--token-file (STOCKD_TOKEN_FILE): %s", error);
+    case SC_TOKEN_SOURCE_OK:
+        break;
     }
-    if (config->token[0] != '\0' && !sc_token_valid(config->token, error, sizeof(error))) {
+    if (!from_file && config->token[0] != '\0' &&
+        !sc_token_valid(config->token, error, sizeof(error))) {
         return ctl_invalid(config->json, "--token (STOCKD_TOKEN): %s", error);
-    }
-    if (config->token_file[0] != '\0') {
-        if (!sc_token_read_file(config->token_file, token_buffer, SC_TOKEN_BYTES_MAX + 1, error,
-                                sizeof(error))) {
-            return ctl_invalid(config->json, "--token-file (STOCKD_TOKEN_FILE): %s", error);
-        }
-        config->token = token_buffer;
     }
     return EXIT_DONE;
 }

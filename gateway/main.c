@@ -173,21 +173,18 @@ static bool gw_resolve_token(const gw_config_t *config, const char *token,
                              char buffer[SC_TOKEN_BYTES_MAX + 1], const char **token_out)
 {
     char error[SC_ERROR_BYTES];
-    *token_out = token;
-    if (token[0] != '\0' && config->token_file[0] != '\0') {
+    switch (sc_token_resolve(token, config->token_file, buffer, token_out, error, sizeof(error))) {
+    case SC_TOKEN_SOURCE_BOTH:
         SD_LOG(LOG_ERROR, "stockd_credentials_invalid",
                LF_STR("error", "give one of --token (STOCKD_GATEWAY_TOKEN) and --token-file "
                                "(STOCKD_GATEWAY_TOKEN_FILE), not both"));
         return false;
-    }
-    if (config->token_file[0] != '\0') {
-        if (!sc_token_read_file(config->token_file, buffer, SC_TOKEN_BYTES_MAX + 1, error,
-                                sizeof(error))) {
-            SD_LOG(LOG_ERROR, "stockd_credentials_invalid", LF_STR("option", "token-file"),
-                   LF_STR("error", error));
-            return false;
-        }
-        *token_out = buffer;
+    case SC_TOKEN_SOURCE_FILE_BAD:
+        SD_LOG(LOG_ERROR, "stockd_credentials_invalid", LF_STR("option", "token-file"),
+               LF_STR("error", error));
+        return false;
+    case SC_TOKEN_SOURCE_OK:
+        break;
     }
     return true;
 }

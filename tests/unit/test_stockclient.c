@@ -138,6 +138,33 @@ static bool tc_read_token(const char *path, char token[SC_TOKEN_BYTES_MAX + 1],
     return sc_token_read_file(path, token, SC_TOKEN_BYTES_MAX + 1, error, SC_ERROR_BYTES);
 }
 
+/* --token or --token-file, never both; the file's token goes into the buffer. */
+static void test_token_source(void **state)
+{
+    tc_files_t *files = *state;
+    char buffer[SC_TOKEN_BYTES_MAX + 1], error[SC_ERROR_BYTES];
+    const char *token = NULL;
+    char *path = tc_write_text(files, "tok-source", "from-file\n");
+    assert_int_equal(sc_token_resolve("", "", buffer, &token, error, sizeof(error)),
+                     SC_TOKEN_SOURCE_OK);
+    assert_string_equal(token, "");
+    assert_int_equal(sc_token_resolve("flag", "", buffer, &token, error, sizeof(error)),
+                     SC_TOKEN_SOURCE_OK);
+    assert_string_equal(token, "flag");
+    assert_int_equal(sc_token_resolve("", path, buffer, &token, error, sizeof(error)),
+                     SC_TOKEN_SOURCE_OK);
+    assert_string_equal(token, "from-file");
+    assert_ptr_equal(token, buffer);
+    assert_int_equal(sc_token_resolve("flag", path, buffer, &token, error, sizeof(error)),
+                     SC_TOKEN_SOURCE_BOTH);
+    free(path);
+    path = tc_write_text(files, "tok-source-bad", "a b\n");
+    assert_int_equal(sc_token_resolve(NULL, path, buffer, &token, error, sizeof(error)),
+                     SC_TOKEN_SOURCE_FILE_BAD);
+    assert_non_null(strstr(error, "a space"));
+    free(path);
+}
+
 static void test_token_file_first_line(void **state)
 {
     tc_files_t *files = *state;
@@ -358,10 +385,15 @@ static void test_code_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_rules),        cmocka_unit_test(test_token_file_first_line),
-        cmocka_unit_test(test_token_file_limits),  cmocka_unit_test(test_tls_files),
-        cmocka_unit_test(test_tls_file_limits),    cmocka_unit_test(test_token_option),
-        cmocka_unit_test(test_on_behalf_of_rules), cmocka_unit_test(test_code_names),
+        cmocka_unit_test(test_token_rules),
+        cmocka_unit_test(test_token_source),
+        cmocka_unit_test(test_token_file_first_line),
+        cmocka_unit_test(test_token_file_limits),
+        cmocka_unit_test(test_tls_files),
+        cmocka_unit_test(test_tls_file_limits),
+        cmocka_unit_test(test_token_option),
+        cmocka_unit_test(test_on_behalf_of_rules),
+        cmocka_unit_test(test_code_names),
     };
     grpc_init();
     int failed = cmocka_run_group_tests(tests, tc_setup, tc_teardown);
