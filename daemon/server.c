@@ -179,17 +179,15 @@ static bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id)
         (tenant_id == NULL || sd_grant_allows_tenant(&call->grant, tenant_id))) {
         return true;
     }
-    char message[384], tenant[96] = "";
+    char message[384], tenant[96] = "", role[48] = "";
     if (tenant_id != NULL) {
         snprintf(tenant, sizeof(tenant), " for tenant \"%.64s\"", tenant_id);
     }
-    snprintf(message, sizeof(message), "identity \"%s\" may not call %s%s%s%s",
-             sd_grant_name(&call->grant), call->method->name, tenant,
-             call->role_denied ? ": it lacks the " : "",
-             call->role_denied ? sd_role_name(call->method->role) : "");
     if (call->role_denied) {
-        snprintf(message + strlen(message), sizeof(message) - strlen(message), " role");
+        snprintf(role, sizeof(role), ": it lacks the %s role", sd_role_name(call->method->role));
     }
+    snprintf(message, sizeof(message), "identity \"%s\" may not call %s%s%s",
+             sd_grant_name(&call->grant), call->method->name, tenant, role);
     sd_call_reply_status(call, SD_PERMISSION_DENIED, message);
     return false;
 }
