@@ -737,6 +737,43 @@ SC_WRITE(sc_set_stock, sc_set_stock_with, "/stockd.v1.Inventory/SetStock",
 SC_TYPED(sc_get_stock, "/stockd.v1.Inventory/GetStock", Stockd__V1__GetStockRequest,
          Stockd__V1__GetStockResponse, stockd__v1__get_stock_response__descriptor)
 
+int sc_batch_with(sc_client_t *client, const Stockd__V1__BatchRequest *request,
+                  Stockd__V1__BatchResponse **response_out, const sc_call_options_t *options,
+                  sc_status_t *status)
+{
+    int code = sc_call_unary_with(client, "/stockd.v1.Inventory/Batch", &request->base,
+                                  &stockd__v1__batch_response__descriptor,
+                                  (ProtobufCMessage **)response_out, options, status);
+    if (code == GRPC_STATUS_OK && (*response_out)->n_results != request->n_writes) {
+        /* not stockd's answer to this request: nobody can say what was applied */
+        stockd__v1__batch_response__free_unpacked(*response_out, NULL);
+        *response_out = NULL;
+        snprintf(status->message, sizeof(status->message), "%s",
+                 "the Batch answer does not hold one result per write; the outcome of each "
+                 "write is unknown");
+        status->code = GRPC_STATUS_INTERNAL;
+        code = GRPC_STATUS_INTERNAL;
+    }
+    return code;
+}
+
+int sc_batch(sc_client_t *client, const Stockd__V1__BatchRequest *request,
+             Stockd__V1__BatchResponse **response_out, int64_t deadline_ms, sc_status_t *status)
+{
+    sc_call_options_t options = {.deadline_ms = deadline_ms};
+    return sc_batch_with(client, request, response_out, &options, status);
+}
+
+int sc_batch_result_code(const Stockd__V1__BatchResult *result)
+{
+    return result->status != NULL ? result->status->code : GRPC_STATUS_OK;
+}
+
+const char *sc_batch_result_message(const Stockd__V1__BatchResult *result)
+{
+    return result->status != NULL && result->status->message != NULL ? result->status->message : "";
+}
+
 SC_TYPED(sc_list_stock, "/stockd.v1.Inventory/ListStock", Stockd__V1__ListStockRequest,
          Stockd__V1__ListStockResponse, stockd__v1__list_stock_response__descriptor)
 SC_TYPED(sc_history, "/stockd.v1.Inventory/History", Stockd__V1__HistoryRequest,

@@ -192,6 +192,20 @@ int sc_increment_with(sc_client_t *client, const Stockd__V1__IncrementRequest *r
 int sc_set_stock_with(sc_client_t *client, const Stockd__V1__SetStockRequest *request,
                       Stockd__V1__SetStockResponse **response_out, const sc_call_options_t *options,
                       sc_status_t *status);
+/* Batch: 1..SD_BATCH_WRITES_MAX writes in one call (README "Batch"), each applied or not as
+ * if sent alone, in order, with its own result: sc_batch_result_code (a gRPC code, 0 = OK)
+ * and, on OK, the response of its kind. Writes are sent as given — give each a request_id
+ * (sc_request_id_generate) so that one whose outcome is unknown (sc_outcome_unknown of its
+ * code, or of the whole call's) can be re-sent safely. On OK the response has one result per
+ * write (anything else is reported as INTERNAL: outcome unknown). */
+int sc_batch(sc_client_t *client, const Stockd__V1__BatchRequest *request,
+             Stockd__V1__BatchResponse **response_out, int64_t deadline_ms, sc_status_t *status);
+int sc_batch_with(sc_client_t *client, const Stockd__V1__BatchRequest *request,
+                  Stockd__V1__BatchResponse **response_out, const sc_call_options_t *options,
+                  sc_status_t *status);
+/* A BatchResult's gRPC code (0 when its status is absent) and message ("" when none). */
+int sc_batch_result_code(const Stockd__V1__BatchResult *result);
+const char *sc_batch_result_message(const Stockd__V1__BatchResult *result);
 int sc_get_stock(sc_client_t *client, const Stockd__V1__GetStockRequest *request,
                  Stockd__V1__GetStockResponse **response_out, int64_t deadline_ms,
                  sc_status_t *status);

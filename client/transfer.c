@@ -327,102 +327,196 @@ static void ctl_show_progress(const ctl_progress_t *progress, size_t done, size_
             rate > 0 ? (double)(total - done) / rate : 0.0);
 }
 
-/* Sends rows[first..first+count) (good ones only) as one atomic SetStock. */
-static int ctl_send_chunk(const ctl_transfer_t *transfer, ctl_row_t **chunk, size_t count,
-                          const char *request_id, const char *reason_text, bool *replayed,
-                          ctl_progress_t *progress)
+/* One chunk as a SetStock request, with the memory it points into. */
+typedef struct {
+    Stockd__V1__SetStockRequest request;
+    Stockd__V1__BatchWrite write;
+    Stockd__V1__ItemRef *items;
+    Stockd__V1__SetLine *lines;
+    Stockd__V1__SetLine **pointers;
+    Google__Protobuf__BoolValue *tracked;
+    Google__Protobuf__Int64Value *floors;
+    char request_id[96];
+    size_t rows;
+} ctl_chunk_t;
+
+static void ctl_chunk_free(ctl_chunk_t *chunk)
 {
-    Stockd__V1__ItemRef *items = calloc(count, sizeof(*items));
-    Stockd__V1__SetLine *lines = calloc(count, sizeof(*lines));
-    Stockd__V1__SetLine **pointers = calloc(count, sizeof(*pointers));
-    Google__Protobuf__BoolValue *tracked = calloc(count, sizeof(*tracked));
-    Google__Protobuf__Int64Value *floors = calloc(count, sizeof(*floors));
-    int code = 13;
-    if (items && lines && pointers && tracked && floors) {
-        for (size_t i = 0; i < count; i++) {
-            stockd__v1__item_ref__init(&items[i]);
-            items[i].location_id = chunk[i]->parts[0];
-            items[i].app_id = chunk[i]->parts[1];
-            items[i].catalog_item_id = chunk[i]->parts[2];
-            items[i].variant = chunk[i]->parts[3];
-            stockd__v1__set_line__init(&lines[i]);
-            lines[i].item = &items[i];
-            lines[i].available = chunk[i]->available;
-            google__protobuf__bool_value__init(&tracked[i]);
-            tracked[i].value = chunk[i]->tracked == 1;
-            lines[i].tracked = chunk[i]->tracked >= 0 ? &tracked[i] : NULL;
-            google__protobuf__int64_value__init(&floors[i]);
-            floors[i].value = chunk[i]->floor;
-            lines[i].floor = chunk[i]->has_floor ? &floors[i] : NULL;
-            pointers[i] = &lines[i];
-        }
-        Stockd__V1__SetStockRequest request = STOCKD__V1__SET_STOCK_REQUEST__INIT;
-        request.tenant_id = (char *)transfer->tenant;
-        request.n_lines = count;
-        request.lines = pointers;
-        request.reason = STOCKD__V1__REASON__REASON_RECOUNT;
-        request.reason_text = (char *)reason_text;
-        request.request_id = (char *)request_id;
-        Stockd__V1__SetStockResponse *response = NULL;
-        sc_status_t status;
-        code = sc_set_stock(transfer->client, &request, &response, transfer->deadline_ms, &status);
-        if (code != 0) {
-            fprintf(stderr, "\nstockctl: chunk %s failed: %s: %s\n", request_id, sc_code_name(code),
-                    status.message);
-            snprintf(progress->error_message, sizeof(progress->error_message),
-                     "chunk %.96s: %.400s", request_id, status.message);
-        }
-        *replayed = response != NULL && response->replayed;
-        if (response != NULL) {
-            stockd__v1__set_stock_response__free_unpacked(response, NULL);
-        }
-        sc_status_free(&status);
+    free(chunk->items);
+    free(chunk->lines);
+    free(chunk->pointers);
+    free(chunk->tracked);
+    free(chunk->floors);
+    memset(chunk, 0, sizeof(*chunk));
+}
+
+/* Builds the SetStock of `count` good rows (false when out of memory). */
+static bool ctl_chunk_build(ctl_chunk_t *out, ctl_row_t **rows, size_t count, const char *tenant,
+                            const char *reason_text)
+{
+    out->items = calloc(count, sizeof(*out->items));
+    out->lines = calloc(count, sizeof(*out->lines));
+    out->pointers = calloc(count, sizeof(*out->pointers));
+    out->tracked = calloc(count, sizeof(*out->tracked));
+    out->floors = calloc(count, sizeof(*out->floors));
+    if (!out->items || !out->lines || !out->pointers || !out->tracked || !out->floors) {
+        ctl_chunk_free(out);
+        return false;
     }
-    free(items);
-    free(lines);
-    free(pointers);
-    free(tracked);
-    free(floors);
+    for (size_t i = 0; i < count; i++) {
+        stockd__v1__item_ref__init(&out->items[i]);
+        out->items[i].location_id = rows[i]->parts[0];
+        out->items[i].app_id = rows[i]->parts[1];
+        out->items[i].catalog_item_id = rows[i]->parts[2];
+        out->items[i].variant = rows[i]->parts[3];
+        stockd__v1__set_line__init(&out->lines[i]);
+        out->lines[i].item = &out->items[i];
+        out->lines[i].available = rows[i]->available;
+        google__protobuf__bool_value__init(&out->tracked[i]);
+        out->tracked[i].value = rows[i]->tracked == 1;
+        out->lines[i].tracked = rows[i]->tracked >= 0 ? &out->tracked[i] : NULL;
+        google__protobuf__int64_value__init(&out->floors[i]);
+        out->floors[i].value = rows[i]->floor;
+        out->lines[i].floor = rows[i]->has_floor ? &out->floors[i] : NULL;
+        out->pointers[i] = &out->lines[i];
+    }
+    stockd__v1__set_stock_request__init(&out->request);
+    out->request.tenant_id = (char *)tenant;
+    out->request.n_lines = count;
+    out->request.lines = out->pointers;
+    out->request.reason = STOCKD__V1__REASON__REASON_RECOUNT;
+    out->request.reason_text = (char *)reason_text;
+    out->request.request_id = out->request_id;
+    stockd__v1__batch_write__init(&out->write);
+    out->write.write_case = STOCKD__V1__BATCH_WRITE__WRITE_SET_STOCK;
+    out->write.set_stock = &out->request;
+    out->rows = count;
+    return true;
+}
+
+/* Records a failed chunk (the first one only: that is where a re-run resumes). */
+static void ctl_chunk_failed(ctl_progress_t *progress, const char *request_id, int code,
+                             const char *message)
+{
+    fprintf(stderr, "\nstockctl: chunk %s failed: %s: %s\n", request_id, sc_code_name(code),
+            message);
+    if (progress->error_code == 0) {
+        progress->error_code = code;
+        snprintf(progress->error_message, sizeof(progress->error_message), "chunk %.96s: %.400s",
+                 request_id, message);
+    }
+}
+
+/* Sends chunks[0..count) as one Batch (each chunk is its own atomic SetStock) and counts what
+ * was applied. Returns 0, or the gRPC code of the first chunk that failed (the others are
+ * still counted: each chunk stands alone). */
+static int ctl_send_batch(const ctl_transfer_t *transfer, ctl_chunk_t *chunks, size_t count,
+                          ctl_progress_t *progress, size_t *done, size_t good)
+{
+    Stockd__V1__BatchWrite **writes = calloc(count, sizeof(*writes));
+    if (writes == NULL) {
+        return 13;
+    }
+    for (size_t i = 0; i < count; i++) {
+        writes[i] = &chunks[i].write;
+    }
+    Stockd__V1__BatchRequest request = STOCKD__V1__BATCH_REQUEST__INIT;
+    request.n_writes = count;
+    request.writes = writes;
+    Stockd__V1__BatchResponse *response = NULL;
+    sc_status_t status;
+    int code = sc_batch(transfer->client, &request, &response, transfer->deadline_ms, &status);
+    if (code != 0) {
+        ctl_chunk_failed(progress, chunks[0].request_id, code, status.message);
+    }
+    for (size_t i = 0; response != NULL && i < count; i++) {
+        const Stockd__V1__BatchResult *result = response->results[i];
+        int result_code = sc_batch_result_code(result);
+        if (result_code != 0) {
+            ctl_chunk_failed(progress, chunks[i].request_id, result_code,
+                             sc_batch_result_message(result));
+            code = code != 0 ? code : result_code;
+            continue;
+        }
+        bool replayed = result->set_stock != NULL && result->set_stock->replayed;
+        progress->chunks++;
+        progress->replayed_chunks += replayed;
+        progress->applied_rows += replayed ? 0 : chunks[i].rows;
+        *done += chunks[i].rows;
+        ctl_show_progress(progress, *done, good);
+    }
+    if (response != NULL) {
+        stockd__v1__batch_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    free(writes);
     return code;
 }
 
-/* Sends the good rows in chunks; stops at the first failure. */
+/* Whether one more chunk still fits the Batch under way (SD_BATCH_* limits, with room for
+ * the framing of each write). */
+static bool ctl_batch_has_room(size_t chunks, size_t lines, size_t bytes, const ctl_chunk_t *next)
+{
+    size_t next_bytes = stockd__v1__set_stock_request__get_packed_size(&next->request) + 16;
+    return chunks < SD_BATCH_WRITES_MAX && lines + next->rows <= SD_BATCH_LINES_MAX &&
+           bytes + next_bytes <= SD_BATCH_REQUEST_BYTES_MAX - 1024;
+}
+
+/* Sends the good rows in chunks of chunk_rows, several chunks per Batch call; stops after
+ * the first Batch in which a chunk failed. */
 static int ctl_send_rows(const ctl_transfer_t *transfer, ctl_rows_t *rows, const char *digest_hex,
                          const char *path, ctl_progress_t *progress)
 {
     ctl_row_t **chunk = malloc(transfer->chunk_rows * sizeof(*chunk));
-    size_t good = rows->count, done = 0, filled = 0;
+    ctl_chunk_t *pending = calloc(SD_BATCH_WRITES_MAX, sizeof(*pending));
+    size_t good = rows->count, done = 0, filled = 0, queued = 0, lines = 0, bytes = 0;
     for (size_t i = 0; i < rows->count; i++) {
         good -= rows->rows[i].bad;
     }
     char reason_text[256];
     snprintf(reason_text, sizeof(reason_text), "stockctl import %.200s", path);
-    int code = chunk == NULL ? 13 : 0;
+    /* run name (default: the file's digest) + chunk size + chunk number: the same import
+     * gives the same ids, so it resumes; another name applies the file afresh */
+    const char *name = transfer->import_name[0] != '\0' ? transfer->import_name : digest_hex;
+    size_t chunk_number = 0;
+    int code = chunk == NULL || pending == NULL ? 13 : 0;
     for (size_t i = 0; code == 0 && i <= rows->count; i++) {
         if (i < rows->count && !rows->rows[i].bad) {
             chunk[filled++] = &rows->rows[i];
         }
-        if (filled == 0 || (filled < transfer->chunk_rows && i < rows->count)) {
-            continue;
+        bool last = i == rows->count;
+        if (filled > 0 && (filled == transfer->chunk_rows || last)) {
+            ctl_chunk_t next;
+            if (!ctl_chunk_build(&next, chunk, filled, transfer->tenant, reason_text)) {
+                code = 13;
+                break;
+            }
+            snprintf(next.request_id, sizeof(next.request_id), "import:%.64s:%zu:%zu", name,
+                     transfer->chunk_rows, chunk_number++);
+            if (queued > 0 && !ctl_batch_has_room(queued, lines, bytes, &next)) {
+                code = ctl_send_batch(transfer, pending, queued, progress, &done, good);
+                for (size_t c = 0; c < queued; c++) {
+                    ctl_chunk_free(&pending[c]);
+                }
+                queued = lines = bytes = 0;
+            }
+            lines += next.rows;
+            bytes += stockd__v1__set_stock_request__get_packed_size(&next.request) + 16;
+            pending[queued] = next;
+            /* the copy's own pointers must point into the copy */
+            pending[queued].request.request_id = pending[queued].request_id;
+            pending[queued].write.set_stock = &pending[queued].request;
+            queued++;
+            filled = 0;
         }
-        char request_id[96];
-        bool replayed = false;
-        /* run name (default: the file's digest) + chunk size + chunk number: the same import
-         * gives the same ids, so it resumes; another name applies the file afresh */
-        const char *name = transfer->import_name[0] != '\0' ? transfer->import_name : digest_hex;
-        snprintf(request_id, sizeof(request_id), "import:%.64s:%zu:%zu", name, transfer->chunk_rows,
-                 progress->chunks);
-        code =
-            ctl_send_chunk(transfer, chunk, filled, request_id, reason_text, &replayed, progress);
-        if (code == 0) {
-            progress->chunks++;
-            progress->replayed_chunks += replayed;
-            progress->applied_rows += replayed ? 0 : filled;
-            done += filled;
-            ctl_show_progress(progress, done, good);
+        if (code == 0 && last && queued > 0) {
+            code = ctl_send_batch(transfer, pending, queued, progress, &done, good);
         }
-        filled = 0;
     }
+    for (size_t c = 0; pending != NULL && c < queued; c++) {
+        ctl_chunk_free(&pending[c]);
+    }
+    free(pending);
     free(chunk);
     if (code == 13 && progress->error_message[0] == '\0') {
         snprintf(progress->error_message, sizeof(progress->error_message),

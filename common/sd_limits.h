@@ -28,6 +28,11 @@
 #define SD_LINES_MAX 8192
 #define SD_QUANTITY_MAX INT64_C(1000000000)
 #define SD_LEVEL_ABS_MAX INT64_C(1000000000000000)
+/* A Batch call: writes, lines over all its writes, and request bytes. The byte bound keeps
+ * the answer (levels echo their items) well under SD_RESPONSE_BYTES_MAX. */
+#define SD_BATCH_WRITES_MAX 1024
+#define SD_BATCH_LINES_MAX SD_LINES_MAX
+#define SD_BATCH_REQUEST_BYTES_MAX (1024 * 1024)
 #define SD_PAGE_SIZE_MAX 1000
 #define SD_PAGE_SIZE_DEFAULT 100
 /* The largest request message stockd accepts: room for SD_LINES_MAX lines of the largest items

@@ -9,6 +9,7 @@
 
 #include "batch.h"
 #include "checkpoints.h"
+#include "handlers.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "queries.h"
@@ -29,10 +30,8 @@ static void sd_reply_validation(sd_call_t *call, sd_error_t *error)
     sd_error_free(error);
 }
 
-/* Unpacks a request of `descriptor`; on failure answers INVALID_ARGUMENT and returns NULL.
- * On success the message is kept by the call and freed with it. */
-static ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
-                                   const uint8_t *bytes, size_t length)
+ProtobufCMessage *sd_unpack(sd_call_t *call, const ProtobufCMessageDescriptor *descriptor,
+                            const uint8_t *bytes, size_t length)
 {
     char field[160];
     if (!sd_wire_strings_clean(descriptor, bytes, length, field, sizeof(field))) {
@@ -76,17 +75,18 @@ static void sd_write_job_release(void *slot)
 
 static void sd_submit_write(sd_call_t *call, sd_write_job_t *job)
 {
-    job->deadline_us = sd_call_deadline_us(call);
     job->complete = sd_write_complete;
     job->context = call;
-    sd_write_result_init(&job->result);
     sd_status_t status = sd_writer_submit(sd_call_services(call)->writer, job);
     if (status != SD_OK) {
-        sd_call_reply_status(call, status,
-                             status == SD_RESOURCE_EXHAUSTED
-                                 ? "write queue is full; retry with backoff"
-                                 : SD_NOT_TAKING_WRITES_MESSAGE);
+        sd_call_reply_status(call, status, sd_write_refusal_message(status));
     }
+}
+
+const char *sd_write_refusal_message(sd_status_t status)
+{
+    return status == SD_RESOURCE_EXHAUSTED ? "write queue is full; retry with backoff"
+                                           : SD_NOT_TAKING_WRITES_MESSAGE;
 }
 
 /* How each write RPC turns its message into the writer's request. */
@@ -145,13 +145,7 @@ static bool sd_validate_set_stock_message(const ProtobufCMessage *message, sd_er
     return sd_validate_set_stock((const Stockd__V1__SetStockRequest *)message, error);
 }
 
-typedef struct {
-    const ProtobufCMessageDescriptor *descriptor;
-    bool (*validate)(const ProtobufCMessage *message, sd_error_t *error);
-    sd_write_request_t (*to_request)(const ProtobufCMessage *message);
-} sd_write_method_t;
-
-static const sd_write_method_t sd_write_methods[] = {
+const sd_write_method_t sd_write_methods[SD_WRITE_KINDS] = {
     [SD_WRITE_DECREMENT] = {&stockd__v1__decrement_request__descriptor,
                             sd_validate_decrement_message, sd_decrement_request},
     [SD_WRITE_INCREMENT] = {&stockd__v1__increment_request__descriptor,
@@ -159,6 +153,16 @@ static const sd_write_method_t sd_write_methods[] = {
     [SD_WRITE_SET] = {&stockd__v1__set_stock_request__descriptor, sd_validate_set_stock_message,
                       sd_set_stock_request},
 };
+
+void sd_write_job_prepare(sd_call_t *call, const ProtobufCMessage *message, sd_write_kind_t kind,
+                          sd_write_job_t *job)
+{
+    job->request = sd_write_methods[kind].to_request(message);
+    job->request.actor = sd_call_actor(call);
+    job->request.on_behalf_of = sd_call_on_behalf_of(call);
+    job->deadline_us = sd_call_deadline_us(call);
+    sd_write_result_init(&job->result);
+}
 
 /* Every write: unpack, validate on this thread, then queue for the writer. */
 static void sd_handle_write(sd_call_t *call, const uint8_t *bytes, size_t length,
@@ -176,9 +180,7 @@ static void sd_handle_write(sd_call_t *call, const uint8_t *bytes, size_t length
         return;
     }
     sd_write_job_t *job = sd_call_slot(call, sd_write_job_release);
-    job->request = method->to_request(message);
-    job->request.actor = sd_call_actor(call);
-    job->request.on_behalf_of = sd_call_on_behalf_of(call);
+    sd_write_job_prepare(call, message, kind, job);
     sd_call_set_log_context(call, job->request.tenant_id, job->request.request_id);
     sd_submit_write(call, job);
 }
@@ -516,6 +518,7 @@ const sd_method_t sd_methods[] = {
      SD_ROLE_READ},
     {"/stockd.v1.Inventory/Watch", "Watch", SD_METHOD_SERVER_STREAM, sd_handle_watch, false,
      SD_ROLE_READ},
+    {"/stockd.v1.Inventory/Batch", "Batch", SD_METHOD_UNARY, sd_handle_batch, false, SD_ROLE_WRITE},
     {"/stockd.v1.Admin/Checkpoint", "Admin.Checkpoint", SD_METHOD_UNARY, sd_handle_checkpoint,
      false, SD_ROLE_ADMIN},
     {"/stockd.v1.Admin/ListCheckpoints", "Admin.ListCheckpoints", SD_METHOD_UNARY,

@@ -167,6 +167,21 @@ static void sd_call_deallocate(void *context, void *pointer)
     free(pointer); /* the bytes stay charged until the call is freed */
 }
 
+/* The PERMISSION_DENIED message: identity, method, tenant (may be NULL) and missing role. */
+static void sd_call_denial_message(const sd_call_t *call, const char *tenant_id, char *message,
+                                   size_t capacity)
+{
+    char tenant[96] = "", role[48] = "";
+    if (tenant_id != NULL) {
+        snprintf(tenant, sizeof(tenant), " for tenant \"%.64s\"", tenant_id);
+    }
+    if (call->role_denied) {
+        snprintf(role, sizeof(role), ": it lacks the %s role", sd_role_name(call->method->role));
+    }
+    snprintf(message, capacity, "identity \"%s\" may not call %s%s%s", sd_grant_name(&call->grant),
+             call->method->name, tenant, role);
+}
+
 /* Answers PERMISSION_DENIED unless the caller holds the method's role and may touch
  * tenant_id (NULL: the request names no tenant); the answer names identity, method and
  * tenant. */
@@ -179,16 +194,21 @@ static bool sd_call_authorize_tenant(sd_call_t *call, const char *tenant_id)
         (tenant_id == NULL || sd_grant_allows_tenant(&call->grant, tenant_id))) {
         return true;
     }
-    char message[384], tenant[96] = "", role[48] = "";
-    if (tenant_id != NULL) {
-        snprintf(tenant, sizeof(tenant), " for tenant \"%.64s\"", tenant_id);
-    }
-    if (call->role_denied) {
-        snprintf(role, sizeof(role), ": it lacks the %s role", sd_role_name(call->method->role));
-    }
-    snprintf(message, sizeof(message), "identity \"%s\" may not call %s%s%s",
-             sd_grant_name(&call->grant), call->method->name, tenant, role);
+    char message[384];
+    sd_call_denial_message(call, tenant_id, message, sizeof(message));
     sd_call_reply_status(call, SD_PERMISSION_DENIED, message);
+    return false;
+}
+
+bool sd_call_allows_tenant(sd_call_t *call, const char *tenant_id, char *message, size_t capacity)
+{
+    SD_ASSERT(!call->role_denied); /* sd_call_unpack refused the call already */
+    if (sd_grant_allows_tenant(&call->grant, tenant_id)) {
+        return true;
+    }
+    sd_call_denial_message(call, tenant_id, message, capacity);
+    SD_LOG(LOG_INFO, "write_denied", LF_STR("method", call->method->name),
+           LF_STR("tenant", tenant_id), LF_STR("actor", sd_grant_name(&call->grant)));
     return false;
 }
 

@@ -101,6 +101,9 @@ void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char 
  * to end the stream with. */
 bool sd_call_still_authorized(sd_call_t *call, const char *tenant_id, sd_status_t *status_out,
                               char *message, size_t capacity);
+/* For a call carrying requests of several tenants (Batch), per request: true when the caller
+ * may touch tenant_id; otherwise false with the PERMISSION_DENIED message (logged). */
+bool sd_call_allows_tenant(sd_call_t *call, const char *tenant_id, char *message, size_t capacity);
 /* The caller's identity (the policy's name; "" without a policy) and what it said it acted
  * for (the stockd-on-behalf-of metadata; "" when absent). Valid until the call is freed. */
 const char *sd_call_actor(const sd_call_t *call);

@@ -25,22 +25,29 @@ struct sd_writer {
     double next_prune_ms; /* monotonic time of the next retention run */
 };
 
-sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
+sd_status_t sd_writer_submit_many(sd_writer_t *writer, sd_write_job_t *const *jobs, size_t count)
 {
     sd_status_t status = SD_OK;
     pthread_mutex_lock(&writer->mutex);
     if (writer->stopping || writer->failed) {
         status = SD_UNAVAILABLE;
-    } else if (writer->count == writer->options.queue_depth_max) {
+    } else if (count > writer->options.queue_depth_max - writer->count) {
         status = SD_RESOURCE_EXHAUSTED;
     } else {
-        size_t tail = (writer->head + writer->count) % writer->options.queue_depth_max;
-        writer->ring[tail] = job;
-        writer->count++;
+        for (size_t i = 0; i < count; i++) {
+            size_t tail = (writer->head + writer->count) % writer->options.queue_depth_max;
+            writer->ring[tail] = jobs[i];
+            writer->count++;
+        }
         pthread_cond_signal(&writer->wakeup);
     }
     pthread_mutex_unlock(&writer->mutex);
     return status;
+}
+
+sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job)
+{
+    return sd_writer_submit_many(writer, &job, 1);
 }
 
 static bool sd_writer_prune_due(const sd_writer_t *writer)

@@ -74,6 +74,12 @@ sd_status_t sd_writer_start(const sd_writer_options_t *options, sd_writer_t **wr
  * not be stored (retry with the same request_id); any other status, it was not applied. */
 sd_status_t sd_writer_submit(sd_writer_t *writer, sd_write_job_t *job);
 
+/* Queues count jobs together, in order: either all of them (SD_OK, each will complete) or
+ * none (SD_RESOURCE_EXHAUSTED when they do not all fit the queue — also when count exceeds
+ * its depth —, SD_UNAVAILABLE as for sd_writer_submit). A Batch call's writes go in this
+ * way so that no other job lands between them and a full queue refuses them as one. */
+sd_status_t sd_writer_submit_many(sd_writer_t *writer, sd_write_job_t *const *jobs, size_t count);
+
 /* Stops accepting jobs, finishes every queued one, joins the thread and frees the writer. */
 void sd_writer_stop(sd_writer_t *writer);
 

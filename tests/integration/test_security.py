@@ -248,6 +248,23 @@ class Secured(unittest.TestCase):
         self.assertEqual(history.entries[-1].actor, "ops")
         self.assertEqual(history.entries[-1].on_behalf_of, "wix-instance:abc")
 
+    def test_batch_checks_each_write_against_the_callers_tenants(self):
+        writes = [pb.BatchWrite(set_stock=set_request("t2", "batch", 6)),
+                  pb.BatchWrite(set_stock=set_request("t1", "batch", 6)),
+                  pb.BatchWrite(decrement=decrement_request("t2", "batch"))]
+        response = call(self.server_only, INVENTORY + "Batch", pb.BatchRequest(writes=writes),
+                        pb.BatchResponse, token=TOKENS["writer-b"])
+        self.assertEqual([r.status.code for r in response.results], [0, 7, 0])
+        self.assertIn('identity "writer-b" may not call Batch for tenant "t1"',
+                      response.results[1].status.message)
+        self.assertEqual(self.level("t1", "batch"), (0, 0))  # never written
+        self.assertEqual(self.level("t2", "batch")[0], 5)
+        # the reader lacks the write role: the whole call is refused
+        self.refused(grpc.StatusCode.PERMISSION_DENIED, self.server_only, INVENTORY + "Batch",
+                     pb.BatchRequest(writes=writes[:1]), pb.BatchResponse,
+                     token=TOKENS["reader"])
+        self.assertEqual(self.level("t2", "batch")[0], 5)
+
     def test_common_name_identifies_a_certificate_without_dns_names(self):
         got = call(self.cn_only, INVENTORY + "GetStock",
                    pb.GetStockRequest(tenant_id="t1", items=[item("x")]), pb.GetStockResponse)

@@ -180,6 +180,26 @@ class Stockctl(unittest.TestCase):
         level = json.loads(self.ctl("--tenant", "re", "--json", "get", "app", "recount-1")[1])[0]
         self.assertEqual(level["available"], 7)  # a named run applies the file again
 
+    def test_import_sends_chunks_together_each_standing_alone(self):
+        """Chunks travel in Batch calls: a chunk refused by stockd does not stop the chunks
+        beside it in the same Batch, and every refused chunk is named."""
+        first = os.path.join(self.dir, "batch-a.csv")
+        second = os.path.join(self.dir, "batch-b.csv")
+        rows = ["location_id,app_id,catalog_item_id,variant,available"]
+        with open(first, "w") as f:
+            f.write("\n".join(rows + [",app,b%d,,%d" % (i, i) for i in range(4)]) + "\n")
+        with open(second, "w") as f:  # rows 1 and 3 differ: their chunk ids were used already
+            f.write("\n".join(rows + [",app,b%d,,%d" % (i, i + (i % 2) * 10)
+                                      for i in range(4)]) + "\n")
+        args = ("--tenant", "bt", "--request-id", "same-run", "--chunk-rows", "1", "import")
+        self.assertEqual(self.ctl(*args, first)[0], 0)
+        code, _, err = self.ctl(*args, second)
+        self.assertNotEqual(code, 0)
+        self.assertIn("chunk import:same-run:1:1 failed: ALREADY_EXISTS", err)
+        self.assertIn("chunk import:same-run:1:3 failed: ALREADY_EXISTS", err)
+        levels = json.loads(self.ctl("--tenant", "bt", "--json", "list")[1])
+        self.assertEqual(sorted(l["available"] for l in levels), [0, 1, 2, 3])
+
     def test_list_default_location_only(self):
         self.assertEqual(self.ctl("--tenant", "dl", "set", "app", "here", "1")[0], 0)
         self.assertEqual(self.ctl("--tenant", "dl", "--location", "far", "set", "app", "there",

@@ -1,0 +1,302 @@
+/* batch_rpc.c — Inventory/Batch: up to SD_BATCH_WRITES_MAX independent writes in one call.
+ *
+ * (Not to be confused with batch.c, the writer's group commit.) Each write is validated and
+ * authorized on its own; the valid ones are queued to the writer together
+ * (sd_writer_submit_many), so nothing lands between them and they are applied in the order
+ * of the request, each exactly as a lone call would be: its own all-or-nothing, request_id,
+ * status and details. The answer goes once the last of them completes: one BatchResult per
+ * write, encoded here around the writer's packed responses, without unpacking them again.
+ * What it saves over lone calls is per-call work (HTTP/2 stream, metadata, completion-queue
+ * round trips) and, since the writes arrive together, commit batches fill up at once. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "log.h"
+#include "sd_limits.h"
+#include "util.h"
+
+typedef struct {
+    sd_call_t *call;
+    size_t count;
+    atomic_size_t pending; /* queued writes not yet completed */
+    sd_write_job_t *jobs;  /* one per write; a refused write's job holds only its result */
+} sd_batch_call_t;
+
+_Static_assert(sizeof(sd_batch_call_t) <= SD_CALL_SLOT_BYTES, "a Batch fits the call's slot");
+
+static void sd_batch_call_release(void *slot)
+{
+    sd_batch_call_t *batch = slot;
+    for (size_t i = 0; batch->jobs != NULL && i < batch->count; i++) {
+        sd_write_result_free(&batch->jobs[i].result);
+    }
+    free(batch->jobs);
+}
+
+/* ---- the answer: protobuf wire encoding of BatchResponse ---- */
+
+enum { SD_WIRE_LEN = 2 };                                    /* length-delimited wire type */
+enum { SD_RESULT_STATUS = 1, SD_RESULT_RESPONSE_FIRST = 2 }; /* BatchResult field numbers */
+enum { SD_RESPONSE_RESULTS = 1 };                            /* BatchResponse.results */
+
+static size_t sd_varint_length(uint64_t value)
+{
+    size_t length = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        length++;
+    }
+    return length;
+}
+
+static uint8_t *sd_varint_put(uint8_t *out, uint64_t value)
+{
+    while (value >= 0x80) {
+        *out++ = (uint8_t)(value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (uint8_t)value;
+    return out;
+}
+
+/* Bytes of a length-delimited field of `length` bytes (field numbers < 16: a one-byte tag). */
+static size_t sd_field_length(size_t length)
+{
+    return 1 + sd_varint_length(length) + length;
+}
+
+static uint8_t *sd_field_put_header(uint8_t *out, unsigned number, size_t length)
+{
+    *out++ = (uint8_t)(number << 3 | SD_WIRE_LEN);
+    return sd_varint_put(out, length);
+}
+
+/* What one write's BatchResult carries: its packed response (OK) or its packed status. */
+typedef struct {
+    const uint8_t *bytes;
+    size_t length;
+    unsigned field;
+    uint8_t *status; /* owned, when the result is an error */
+} sd_result_part_t;
+
+/* Packs each result's part; with_details false drops the google.rpc details of errors (kept
+ * for when the whole answer would not fit a client's 4 MiB limit). Sets *total_out to the
+ * answer's size. False when out of memory. */
+static bool sd_batch_pack_parts(const sd_batch_call_t *batch, sd_result_part_t *parts,
+                                bool with_details, size_t *total_out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        const sd_write_job_t *job = &batch->jobs[i];
+        sd_result_part_t *part = &parts[i];
+        free(part->status);
+        *part = (sd_result_part_t){0};
+        if (job->result.error.status == SD_OK) {
+            part->bytes = job->result.response;
+            part->length = job->result.response_length;
+            part->field = SD_RESULT_RESPONSE_FIRST + (unsigned)job->request.kind;
+        } else {
+            sd_error_t bare = job->result.error; /* a shallow copy: read only */
+            if (!with_details) {
+                bare.field_violations_count = 0;
+                bare.precondition_violations_count = 0;
+            }
+            if (!sd_error_pack_status(&bare, &part->status, &part->length)) {
+                return false;
+            }
+            part->bytes = part->status;
+            part->field = SD_RESULT_STATUS;
+        }
+        total += sd_field_length(sd_field_length(part->length));
+    }
+    *total_out = total;
+    return true;
+}
+
+static void sd_batch_encode(const sd_result_part_t *parts, size_t count, uint8_t *out)
+{
+    for (size_t i = 0; i < count; i++) {
+        out = sd_field_put_header(out, SD_RESPONSE_RESULTS, sd_field_length(parts[i].length));
+        out = sd_field_put_header(out, parts[i].field, parts[i].length);
+        if (parts[i].length > 0) {
+            memcpy(out, parts[i].bytes, parts[i].length);
+        }
+        out += parts[i].length;
+    }
+}
+
+/* Answers the call with every write's result (on the writer thread once the last queued
+ * write completes, or on the handler's thread when none was queued). */
+static void sd_batch_reply(sd_batch_call_t *batch)
+{
+    sd_result_part_t *parts = calloc(batch->count, sizeof(*parts));
+    size_t total = 0;
+    bool ok = parts != NULL && sd_batch_pack_parts(batch, parts, true, &total);
+    if (ok && total > SD_RESPONSE_BYTES_MAX) {
+        ok = sd_batch_pack_parts(batch, parts, false, &total);
+    }
+    uint8_t *answer = ok ? malloc(total > 0 ? total : 1) : NULL;
+    if (answer != NULL) {
+        sd_batch_encode(parts, batch->count, answer);
+        sd_call_reply_bytes(batch->call, answer, total);
+    } else {
+        /* the writes are decided (some may be applied) but cannot be told: say so */
+        sd_call_reply_status(batch->call, SD_INTERNAL,
+                             "out of memory building the Batch answer: the outcome of each write "
+                             "is unknown; retry each with its request_id");
+    }
+    free(answer);
+    for (size_t i = 0; parts != NULL && i < batch->count; i++) {
+        free(parts[i].status);
+    }
+    free(parts);
+}
+
+static void sd_batch_write_complete(sd_write_job_t *job)
+{
+    sd_batch_call_t *batch = job->context;
+    if (atomic_fetch_sub(&batch->pending, 1) == 1) {
+        sd_batch_reply(batch);
+    }
+}
+
+/* ---- the request ---- */
+
+/* The Batch-wide limits; on failure `error` names the field. */
+static bool sd_batch_request_valid(const Stockd__V1__BatchRequest *request, sd_error_t *error)
+{
+    if (request->n_writes == 0 || request->n_writes > SD_BATCH_WRITES_MAX) {
+        sd_error_add_field(error, "writes", "must hold 1..%d writes (got %zu)", SD_BATCH_WRITES_MAX,
+                           request->n_writes);
+        return false;
+    }
+    size_t lines = 0;
+    for (size_t i = 0; i < request->n_writes; i++) {
+        const Stockd__V1__BatchWrite *write = request->writes[i];
+        switch (write->write_case) {
+        case STOCKD__V1__BATCH_WRITE__WRITE_DECREMENT:
+            lines += write->decrement->n_lines;
+            break;
+        case STOCKD__V1__BATCH_WRITE__WRITE_INCREMENT:
+            lines += write->increment->n_lines;
+            break;
+        case STOCKD__V1__BATCH_WRITE__WRITE_SET_STOCK:
+            lines += write->set_stock->n_lines;
+            break;
+        default:
+            break;
+        }
+    }
+    if (lines > SD_BATCH_LINES_MAX) {
+        sd_error_add_field(error, "writes", "a Batch carries at most %d lines in all (got %zu)",
+                           SD_BATCH_LINES_MAX, lines);
+        return false;
+    }
+    return true;
+}
+
+/* The message and kind of one write; false when none of the oneof is set. */
+static bool sd_batch_write_of(const Stockd__V1__BatchWrite *write, const ProtobufCMessage **out,
+                              sd_write_kind_t *kind_out)
+{
+    switch (write->write_case) {
+    case STOCKD__V1__BATCH_WRITE__WRITE_DECREMENT:
+        *out = &write->decrement->base;
+        *kind_out = SD_WRITE_DECREMENT;
+        return true;
+    case STOCKD__V1__BATCH_WRITE__WRITE_INCREMENT:
+        *out = &write->increment->base;
+        *kind_out = SD_WRITE_INCREMENT;
+        return true;
+    case STOCKD__V1__BATCH_WRITE__WRITE_SET_STOCK:
+        *out = &write->set_stock->base;
+        *kind_out = SD_WRITE_SET;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Validates and authorizes one write, as its lone call would be; true when it is to be
+ * queued (job prepared), false with the job's result holding the refusal. */
+static bool sd_batch_write_accept(sd_call_t *call, const Stockd__V1__BatchWrite *write,
+                                  sd_write_job_t *job)
+{
+    const ProtobufCMessage *message = NULL;
+    sd_write_kind_t kind = SD_WRITE_DECREMENT;
+    if (!sd_batch_write_of(write, &message, &kind)) {
+        sd_error_add_field(&job->result.error, "write",
+                           "one of decrement, increment, set_stock is required");
+        return false;
+    }
+    job->request.kind = kind; /* for the refusal's BatchResult */
+    if (!sd_write_methods[kind].validate(message, &job->result.error)) {
+        return false;
+    }
+    char message_text[384];
+    const char *tenant_id = sd_write_methods[kind].to_request(message).tenant_id;
+    if (!sd_call_allows_tenant(call, tenant_id, message_text, sizeof(message_text))) {
+        sd_error_set(&job->result.error, SD_PERMISSION_DENIED, "%s", message_text);
+        return false;
+    }
+    sd_write_job_prepare(call, message, kind, job);
+    return true;
+}
+
+void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    sd_error_t error;
+    sd_error_init(&error);
+    if (length > SD_BATCH_REQUEST_BYTES_MAX) { /* before unpacking it */
+        sd_error_add_field(&error, "writes", "a Batch carries at most %d bytes (got %zu); split it",
+                           SD_BATCH_REQUEST_BYTES_MAX, length);
+        sd_call_reply_error(call, &error);
+        sd_error_free(&error);
+        return;
+    }
+    Stockd__V1__BatchRequest *request = (Stockd__V1__BatchRequest *)sd_unpack(
+        call, &stockd__v1__batch_request__descriptor, bytes, length);
+    if (request == NULL) {
+        return;
+    }
+    if (!sd_batch_request_valid(request, &error)) {
+        sd_call_reply_error(call, &error);
+        sd_error_free(&error);
+        return;
+    }
+    sd_batch_call_t *batch = sd_call_slot(call, sd_batch_call_release);
+    batch->call = call;
+    batch->count = request->n_writes;
+    batch->jobs = calloc(batch->count, sizeof(*batch->jobs));
+    sd_write_job_t **queued = malloc(batch->count * sizeof(*queued));
+    if (batch->jobs == NULL || queued == NULL) {
+        free(queued);
+        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, "out of memory; not applied");
+        return;
+    }
+    size_t queued_count = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        sd_write_job_t *job = &batch->jobs[i];
+        sd_write_result_init(&job->result);
+        if (sd_batch_write_accept(call, request->writes[i], job)) {
+            job->complete = sd_batch_write_complete;
+            job->context = batch;
+            queued[queued_count++] = job;
+        }
+    }
+    atomic_store(&batch->pending, queued_count);
+    sd_status_t status = queued_count == 0 ? SD_OK
+                                           : sd_writer_submit_many(sd_call_services(call)->writer,
+                                                                   queued, queued_count);
+    if (queued_count > 0 && status == SD_OK) {
+        free(queued); /* the last completion answers; the call may be gone already */
+        return;
+    }
+    for (size_t i = 0; i < queued_count; i++) {
+        sd_error_set(&queued[i]->result.error, status, "%s", sd_write_refusal_message(status));
+    }
+    free(queued);
+    sd_batch_reply(batch);
+}

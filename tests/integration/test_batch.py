@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""Inventory/Batch end to end, through Debian's python3-grpcio (not our client).
+
+Goal: a Batch's writes are each applied, or not, exactly as if sent alone, in the order
+given, each with its own status and details; the Batch-wide limits refuse the whole call and
+change nothing; racing Batches never oversell.
+Method: a real stockd on 127.0.0.1:0 with a temporary data directory; results are checked
+against GetStock and History afterwards.
+Usage: test_batch.py PATH-TO-STOCKD PYGEN-DIR
+"""
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import unittest
+
+STOCKD = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+del sys.argv[1:3]
+
+import grpc  # noqa: E402
+from google.rpc import error_details_pb2  # noqa: E402
+from stockd.v1 import inventory_pb2 as pb  # noqa: E402
+
+import procs  # noqa: E402
+
+SERVICE = "/stockd.v1.Inventory/"
+OK, INVALID, PRECONDITION, EXISTS, EXHAUSTED = 0, 3, 9, 6, 8
+
+
+class Daemon:
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="stockd-batch-")
+        self.proc, self.address = procs.start(
+            [STOCKD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data"),
+             *extra], os.path.join(self.dir, "stockd.log"))
+        self.channel = grpc.insecure_channel(self.address)
+
+    def call(self, method, request, response_type, timeout=30):
+        stub = self.channel.unary_unary(SERVICE + method,
+                                        request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=response_type.FromString)
+        return stub(request, timeout=timeout)
+
+    def batch(self, *writes):
+        return self.call("Batch", pb.BatchRequest(writes=list(writes)), pb.BatchResponse)
+
+    def stop(self):
+        self.channel.close()
+        code = procs.stop(self.proc)
+        if code != 0:
+            with open(os.path.join(self.dir, "stockd.log")) as log:
+                sys.stderr.write("stockd exited %d; its log:\n%s\n" % (code, log.read()[-20000:]))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return code
+
+
+def item(sku):
+    return pb.ItemRef(app_id="app", catalog_item_id=sku)
+
+
+def decrement(tenant, skus, request_id="", restrict=True, quantity=1):
+    return pb.BatchWrite(decrement=pb.DecrementRequest(
+        tenant_id=tenant, restrict_inventory=restrict, request_id=request_id,
+        lines=[pb.Line(item=item(s), quantity=quantity) for s in skus]))
+
+
+def increment(tenant, sku, quantity, request_id=""):
+    return pb.BatchWrite(increment=pb.IncrementRequest(
+        tenant_id=tenant, request_id=request_id,
+        lines=[pb.Line(item=item(sku), quantity=quantity)]))
+
+
+def set_stock(tenant, sku, available, request_id=""):
+    return pb.BatchWrite(set_stock=pb.SetStockRequest(
+        tenant_id=tenant, request_id=request_id,
+        lines=[pb.SetLine(item=item(sku), available=available)]))
+
+
+def detail(status, cls):
+    for any_detail in status.details:
+        if any_detail.Is(cls.DESCRIPTOR):
+            message = cls()
+            any_detail.Unpack(message)
+            return message
+    return None
+
+
+class Batch(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0
+
+    def level(self, tenant, sku):
+        response = self.d.call("GetStock", pb.GetStockRequest(tenant_id=tenant, items=[item(sku)]),
+                               pb.GetStockResponse)
+        return response.levels[0].available
+
+    def codes(self, response):
+        return [r.status.code for r in response.results]
+
+    def test_each_write_as_if_alone_in_order(self):
+        self.d.batch(set_stock("order", "a", 5), set_stock("order", "b", 1))
+        response = self.d.batch(
+            decrement("order", ["a"], quantity=2),
+            decrement("order", ["a", "b"], quantity=2),  # b is short: nothing of it applied
+            increment("order", "b", 3),
+            decrement("order", ["b"], quantity=2),  # sees the increment before it
+            decrement("order", ["a"], quantity=1, restrict=False))
+        self.assertEqual(self.codes(response), [OK, PRECONDITION, OK, OK, OK])
+        self.assertEqual(response.results[0].WhichOneof("response"), "decrement")
+        self.assertEqual(response.results[2].WhichOneof("response"), "increment")
+        self.assertEqual(response.results[0].decrement.levels[0].available, 3)
+        self.assertEqual(response.results[3].decrement.levels[0].available, 2)
+        short = detail(response.results[1].status, error_details_pb2.PreconditionFailure)
+        self.assertIsNotNone(short, response.results[1].status)
+        self.assertIn('"b"', short.violations[0].subject)
+        self.assertFalse(response.results[1].HasField("decrement"))
+        self.assertEqual(self.level("order", "a"), 2)
+        self.assertEqual(self.level("order", "b"), 2)
+        seqs = [r.decrement.ledger_seq or r.increment.ledger_seq
+                for r in response.results if r.status.code == OK]
+        self.assertEqual(seqs, sorted(seqs), "applied in the order given")
+
+    def test_a_bad_write_is_refused_alone_with_its_field(self):
+        empty = pb.BatchWrite()
+        zero = decrement("bad", ["x"], quantity=0)
+        response = self.d.batch(increment("bad", "x", 4), empty, zero, set_stock("bad", "y", 7))
+        self.assertEqual(self.codes(response), [OK, INVALID, INVALID, OK])
+        self.assertIn("write", response.results[1].status.message)
+        bad = detail(response.results[2].status, error_details_pb2.BadRequest)
+        self.assertEqual(bad.field_violations[0].field, "lines[0].quantity")
+        self.assertEqual(self.level("bad", "x"), 4)
+        self.assertEqual(self.level("bad", "y"), 7)
+
+    def test_request_ids_replay_within_and_across_batches(self):
+        self.d.batch(set_stock("idem", "a", 10))
+        first = self.d.batch(decrement("idem", ["a"], "r1"), decrement("idem", ["a"], "r1"),
+                             decrement("idem", ["a"], "r2"))
+        self.assertEqual(self.codes(first), [OK, OK, OK])
+        self.assertFalse(first.results[0].decrement.replayed)
+        self.assertTrue(first.results[1].decrement.replayed)
+        again = self.d.batch(decrement("idem", ["a"], "r1"), decrement("idem", ["a"], "r2"),
+                             decrement("idem", ["a"], "r2", quantity=3))
+        self.assertEqual(self.codes(again), [OK, OK, EXISTS])
+        self.assertTrue(again.results[0].decrement.replayed)
+        self.assertEqual(self.level("idem", "a"), 8)
+        history = self.d.call("History", pb.HistoryRequest(tenant_id="idem"), pb.HistoryResponse)
+        self.assertEqual([e.request_id for e in history.entries if e.request_id],
+                         ["r1", "r2"])
+
+    def test_batch_limits_refuse_the_whole_call_and_change_nothing(self):
+        self.d.batch(set_stock("limits", "a", 100))
+        cases = [
+            ([], "1..1024 writes"),
+            ([decrement("limits", ["a"])] * 1025, "1..1024 writes"),
+            ([decrement("limits", ["s%d" % i for i in range(4097)], restrict=False)] * 2,
+             "8192 lines"),
+            ([decrement("limits", ["x" * 250 + str(i) for i in range(300)])] * 15, "bytes"),
+        ]
+        for writes, words in cases:
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.d.batch(*writes)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("writes", caught.exception.details())
+            self.assertIn(words, caught.exception.details())
+        self.assertEqual(self.level("limits", "a"), 100)
+
+    def test_a_nul_byte_refuses_the_call_naming_the_write(self):
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.d.batch(increment("nul", "ok", 1), increment("nul", "a\0b", 1))
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("writes[1].increment.lines[0].item.catalog_item_id",
+                      caught.exception.details())
+        self.assertEqual(self.level("nul", "ok"), 0)
+
+    def test_racing_batches_never_oversell(self):
+        stock = 50
+        self.d.batch(set_stock("race", "hot", stock))
+        granted = []
+        lock = threading.Lock()
+
+        def worker():
+            for _ in range(10):
+                response = self.d.batch(*[decrement("race", ["hot"]) for _ in range(4)])
+                with lock:
+                    granted.extend(r.status.code == OK for r in response.results)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sum(granted), stock)
+        self.assertEqual(len(granted), 160)
+        self.assertEqual(self.level("race", "hot"), 0)
+
+
+class FullQueue(unittest.TestCase):
+    def test_a_batch_larger_than_the_queue_is_refused_whole(self):
+        d = Daemon("--queue-depth", "4")
+        try:
+            response = d.batch(*[increment("q", "a", 1) for _ in range(5)])
+            self.assertEqual([r.status.code for r in response.results], [EXHAUSTED] * 5)
+            self.assertIn("write queue is full", response.results[0].status.message)
+            fits = d.batch(*[increment("q", "a", 1) for _ in range(4)])
+            self.assertEqual([r.status.code for r in fits.results], [OK] * 4)
+            level = d.call("GetStock", pb.GetStockRequest(tenant_id="q", items=[item("a")]),
+                           pb.GetStockResponse)
+            self.assertEqual(level.levels[0].available, 4)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
