@@ -530,15 +530,7 @@ typedef struct {
 static bool sc_on_behalf_of_valid(const char *text)
 {
     size_t length = strnlen(text, SD_ON_BEHALF_OF_BYTES_MAX + 1);
-    if (length == 0 || length > SD_ON_BEHALF_OF_BYTES_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < length; i++) {
-        if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7E) {
-            return false;
-        }
-    }
-    return true;
+    return length > 0 && sd_on_behalf_of_valid((const unsigned char *)text, length);
 }
 
 /* Fills metadata for a call; false (nothing to release) when on_behalf_of is not sendable. */

@@ -71,4 +71,20 @@ static inline bool sd_tenant_valid(const char *tenant_id, size_t *bad_byte_out)
     return length > 0 && length <= SD_TENANT_BYTES_MAX && valid == length;
 }
 
+/* The one stockd-on-behalf-of rule (stockd, the clients, a Batch write's on_behalf_of):
+ * at most SD_ON_BEHALF_OF_BYTES_MAX bytes of printable ASCII (what an HTTP/2 header value may
+ * hold, and what stockd records). Empty is valid here: callers that need a value check. */
+static inline bool sd_on_behalf_of_valid(const unsigned char *text, size_t length)
+{
+    if (length > SD_ON_BEHALF_OF_BYTES_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < length; i++) {
+        if (text[i] < 0x20 || text[i] > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
 #endif

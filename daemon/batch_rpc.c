@@ -241,7 +241,17 @@ static bool sd_batch_write_accept(sd_call_t *call, const Stockd__V1__BatchWrite 
         sd_error_set(&job->result.error, SD_PERMISSION_DENIED, "%s", message_text);
         return false;
     }
+    size_t on_behalf_of_length = strlen(write->on_behalf_of);
+    if (!sd_on_behalf_of_valid((const unsigned char *)write->on_behalf_of, on_behalf_of_length)) {
+        sd_error_add_field(&job->result.error, "on_behalf_of",
+                           "must be at most %d printable ASCII characters",
+                           SD_ON_BEHALF_OF_BYTES_MAX);
+        return false;
+    }
     sd_write_job_prepare(call, message, kind, job);
+    if (on_behalf_of_length > 0) {
+        job->request.on_behalf_of = write->on_behalf_of;
+    }
     return true;
 }
 

@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "sd_limits.h"
+#include "storage.h"
 #include "util.h"
 
 #define SD_CALLS_POSTED_PER_METHOD 16
@@ -623,11 +624,7 @@ static bool sd_call_read_on_behalf_of(sd_call_t *call)
         }
         size_t length = GRPC_SLICE_LENGTH(entry->value);
         const unsigned char *value = GRPC_SLICE_START_PTR(entry->value);
-        bool printable = length <= SD_ON_BEHALF_OF_BYTES_MAX;
-        for (size_t k = 0; printable && k < length; k++) {
-            printable = value[k] >= 0x20 && value[k] < 0x7f;
-        }
-        if (!printable) {
+        if (!sd_on_behalf_of_valid(value, length)) {
             sd_call_reply_status(call, SD_INVALID_ARGUMENT,
                                  "metadata " SD_ON_BEHALF_OF_METADATA
                                  ": must be at most 128 printable ASCII characters");
@@ -784,6 +781,7 @@ static void sd_server_on_event(sd_server_t *server, grpc_event event)
 static void *sd_server_poll(void *argument)
 {
     sd_server_t *server = argument;
+    sd_storage_thread_init(); /* reads (GetStock, ListStock, History) run here */
     for (;;) {
         grpc_event event =
             grpc_completion_queue_next(server->queue, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);

@@ -286,6 +286,11 @@ static void sd_storage_flush_all(sd_storage_t *storage, bool wait)
     rocksdb_flushoptions_destroy(flush);
 }
 
+void sd_storage_thread_init(void)
+{
+    rocksdb_set_perf_level(1); /* rocksdb::PerfLevel::kDisable */
+}
+
 sd_status_t sd_storage_close(sd_storage_t *storage)
 {
     if (storage == NULL) {

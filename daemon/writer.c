@@ -192,6 +192,7 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
 static void *sd_writer_main(void *argument)
 {
     sd_writer_t *writer = argument;
+    sd_storage_thread_init();
     for (;;) {
         bool stop = false;
         size_t taken = sd_writer_take(writer, &stop);

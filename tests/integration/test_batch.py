@@ -172,6 +172,21 @@ class Batch(unittest.TestCase):
             self.assertIn(words, caught.exception.details())
         self.assertEqual(self.level("limits", "a"), 100)
 
+    def test_each_write_records_whom_it_was_made_for(self):
+        site_a = increment("obo", "a", 1)
+        site_a.on_behalf_of = "wix-instance:site-a"
+        site_b = increment("obo", "a", 2)
+        site_b.on_behalf_of = "wix-instance:site-b"
+        bad = increment("obo", "a", 4)
+        bad.on_behalf_of = "tab\there"
+        response = self.d.batch(site_a, site_b, increment("obo", "a", 3), bad)
+        self.assertEqual(self.codes(response), [OK, OK, OK, INVALID])
+        self.assertIn("on_behalf_of", response.results[3].status.message)
+        history = self.d.call("History", pb.HistoryRequest(tenant_id="obo"), pb.HistoryResponse)
+        self.assertEqual([e.on_behalf_of for e in history.entries],
+                         ["wix-instance:site-a", "wix-instance:site-b", ""])
+        self.assertEqual(self.level("obo", "a"), 6)
+
     def test_a_nul_byte_refuses_the_call_naming_the_write(self):
         with self.assertRaises(grpc.RpcError) as caught:
             self.d.batch(increment("nul", "ok", 1), increment("nul", "a\0b", 1))
