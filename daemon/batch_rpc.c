@@ -131,7 +131,9 @@ static void sd_batch_encode(const sd_result_part_t *parts, size_t count, uint8_t
  * write completes, or on the handler's thread when none was queued). */
 static void sd_batch_reply(sd_batch_call_t *batch)
 {
-    sd_result_part_t *parts = calloc(batch->count, sizeof(*parts));
+    /* once answered, the call and its slot (batch) may be freed by another thread at once */
+    size_t count = batch->count;
+    sd_result_part_t *parts = calloc(count, sizeof(*parts));
     size_t total = 0;
     bool ok = parts != NULL && sd_batch_pack_parts(batch, parts, true, &total);
     if (ok && total > SD_RESPONSE_BYTES_MAX) {
@@ -139,7 +141,7 @@ static void sd_batch_reply(sd_batch_call_t *batch)
     }
     uint8_t *answer = ok ? malloc(total > 0 ? total : 1) : NULL;
     if (answer != NULL) {
-        sd_batch_encode(parts, batch->count, answer);
+        sd_batch_encode(parts, count, answer);
         sd_call_reply_bytes(batch->call, answer, total);
     } else {
         /* the writes are decided (some may be applied) but cannot be told: say so */
@@ -148,7 +150,7 @@ static void sd_batch_reply(sd_batch_call_t *batch)
                              "is unknown; retry each with its request_id");
     }
     free(answer);
-    for (size_t i = 0; parts != NULL && i < batch->count; i++) {
+    for (size_t i = 0; parts != NULL && i < count; i++) {
         free(parts[i].status);
     }
     free(parts);

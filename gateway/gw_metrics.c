@@ -23,7 +23,34 @@ struct gw_metrics {
     prom_histogram_t latency[GW_METRICS_ROUTES_MAX + 1];
     _Atomic uint64_t upstream_errors[SD_STATUS_COUNT];
     _Atomic uint64_t jwt_refusals[GW_JWT_STATUS_COUNT];
+    gw_coalescer_t *coalescer; /* NULL: calls are not coalesced */
 };
+
+void gw_metrics_attach_coalescer(gw_metrics_t *metrics, gw_coalescer_t *coalescer)
+{
+    if (metrics != NULL) {
+        metrics->coalescer = coalescer;
+    }
+}
+
+/* How calls went to stockd: Batch calls, the Wix calls in them, and Wix calls sent alone;
+ * batch_calls / batches is the mean Batch size. */
+static void gw_render_coalescing(prom_buffer_t *buffer, gw_metrics_t *metrics)
+{
+    gw_coalescer_stats_t stats = {0, 0, 0};
+    if (metrics->coalescer != NULL) {
+        gw_coalescer_stats(metrics->coalescer, &stats);
+    }
+    prom_family(buffer, "stockd_gateway_batches_total", "counter",
+                "Batch calls sent to stockd (concurrent Wix calls sent together).");
+    prom_sample(buffer, "stockd_gateway_batches_total", "", (double)stats.batches);
+    prom_family(buffer, "stockd_gateway_stockd_calls_total", "counter",
+                "Wix calls sent to stockd, by how: alone or in a Batch.");
+    prom_sample(buffer, "stockd_gateway_stockd_calls_total", "how=\"alone\"",
+                (double)stats.lone_calls);
+    prom_sample(buffer, "stockd_gateway_stockd_calls_total", "how=\"batch\"",
+                (double)stats.batch_calls);
+}
 
 gw_metrics_t *gw_metrics_new(const char *const *route_names, size_t routes_count)
 {
@@ -144,6 +171,7 @@ char *gw_metrics_render(gw_metrics_t *metrics, size_t *length_out)
     }
     gw_render_requests(&buffer, metrics);
     gw_render_errors(&buffer, metrics);
+    gw_render_coalescing(&buffer, metrics);
     prom_family(&buffer, "stockd_gateway_build_info", "gauge",
                 "stockd-gateway's version (always 1).");
     prom_sample(&buffer, "stockd_gateway_build_info", "version=\"" STOCKD_VERSION "\"", 1);

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "coalesce.h"
 #include "jwt.h"
 
 #define GW_METRICS_ROUTES_MAX 8
@@ -24,6 +25,9 @@ void gw_metrics_observe(gw_metrics_t *metrics, const char *route, unsigned int s
  * common/status.h (`status="UNAVAILABLE"`), as stockd's own metrics name it. */
 void gw_metrics_upstream_error(gw_metrics_t *metrics, int grpc_code);
 void gw_metrics_jwt_refused(gw_metrics_t *metrics, gw_jwt_status_t reason);
+/* Shows how calls went to stockd (alone, or together in Batch calls); metrics may be NULL,
+ * coalescer NULL when calls are not coalesced. The coalescer must outlive the metrics' use. */
+void gw_metrics_attach_coalescer(gw_metrics_t *metrics, gw_coalescer_t *coalescer);
 
 /* Renders the exposition text into a malloc'd buffer (the caller frees it); returns NULL when
  * out of memory. */

@@ -92,9 +92,8 @@ static const gw_algorithm_t *gw_find_algorithm(const json_t *header)
     return NULL;
 }
 
-static bool gw_verify_signature(EVP_PKEY *key, const gw_algorithm_t *algorithm,
-                                const char *signed_part, size_t signed_length,
-                                const unsigned char *signature, size_t signature_length)
+/* A verify context for algorithm with key, ready for EVP_DigestVerify; NULL on failure. */
+static EVP_MD_CTX *gw_verify_context_new(EVP_PKEY *key, const gw_algorithm_t *algorithm)
 {
     EVP_MD_CTX *context = EVP_MD_CTX_new();
     EVP_PKEY_CTX *key_context = NULL;
@@ -104,8 +103,53 @@ static bool gw_verify_signature(EVP_PKEY *key, const gw_algorithm_t *algorithm,
         ok = EVP_PKEY_CTX_set_rsa_padding(key_context, RSA_PKCS1_PSS_PADDING) > 0 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(key_context, RSA_PSS_SALTLEN_DIGEST) > 0;
     }
-    ok = ok && EVP_DigestVerify(context, signature, signature_length,
-                                (const unsigned char *)signed_part, signed_length) == 1;
+    if (!ok) {
+        EVP_MD_CTX_free(context);
+        return NULL;
+    }
+    return context;
+}
+
+bool gw_jwt_verifier_prepare(gw_jwt_verifier_t *verifier)
+{
+    _Static_assert(sizeof(gw_algorithms) / sizeof(gw_algorithms[0]) == GW_JWT_ALGORITHMS,
+                   "one template per algorithm");
+    for (size_t i = 0; i < GW_JWT_ALGORITHMS; i++) {
+        verifier->templates[i] = gw_verify_context_new(verifier->public_key, &gw_algorithms[i]);
+        if (verifier->templates[i] == NULL) {
+            gw_jwt_verifier_release(verifier);
+            return false;
+        }
+    }
+    return true;
+}
+
+void gw_jwt_verifier_release(gw_jwt_verifier_t *verifier)
+{
+    for (size_t i = 0; i < GW_JWT_ALGORITHMS; i++) {
+        EVP_MD_CTX_free(verifier->templates[i]);
+        verifier->templates[i] = NULL;
+    }
+}
+
+static bool gw_verify_signature(const gw_jwt_verifier_t *verifier, const gw_algorithm_t *algorithm,
+                                const char *signed_part, size_t signed_length,
+                                const unsigned char *signature, size_t signature_length)
+{
+    const EVP_MD_CTX *template = verifier->templates[algorithm - gw_algorithms];
+    EVP_MD_CTX *context = NULL;
+    if (template != NULL) {
+        context = EVP_MD_CTX_new();
+        if (context != NULL && EVP_MD_CTX_copy_ex(context, template) != 1) {
+            EVP_MD_CTX_free(context);
+            context = NULL;
+        }
+    } else {
+        context = gw_verify_context_new(verifier->public_key, algorithm);
+    }
+    bool ok =
+        context != NULL && EVP_DigestVerify(context, signature, signature_length,
+                                            (const unsigned char *)signed_part, signed_length) == 1;
     EVP_MD_CTX_free(context);
     return ok;
 }
@@ -244,7 +288,7 @@ gw_jwt_status_t gw_jwt_verify(const gw_jwt_verifier_t *verifier, const char *tok
     if (signature == NULL) {
         return GW_JWT_MALFORMED;
     }
-    bool verified = gw_verify_signature(verifier->public_key, algorithm, segments.header,
+    bool verified = gw_verify_signature(verifier, algorithm, segments.header,
                                         (size_t)(segments.signature - 1 - segments.header),
                                         signature, signature_length);
     free(signature);

@@ -56,11 +56,23 @@ typedef enum {
 const char *gw_jwt_status_name(gw_jwt_status_t status);
 const char *gw_jwt_status_description(gw_jwt_status_t status);
 
+#define GW_JWT_ALGORITHMS 6 /* RS256/384/512, PS256/384/512 */
+
 typedef struct {
     EVP_PKEY *public_key; /* RSA; not owned */
     const char *app_id;   /* expected aud */
     int64_t skew_s;       /* allowed clock skew */
+    /* Optional (gw_jwt_verifier_prepare): per algorithm, a verify context already set up with
+     * the key, copied for each token instead of set up again — which in OpenSSL 3 fetches
+     * the digest and the key's provider operation each time. Read-only once prepared, so
+     * shared by every thread. */
+    EVP_MD_CTX *templates[GW_JWT_ALGORITHMS];
 } gw_jwt_verifier_t;
+
+/* Sets up verifier->templates (false, none kept, when OpenSSL cannot); release with
+ * gw_jwt_verifier_release. A verifier without them verifies the same, only slower. */
+bool gw_jwt_verifier_prepare(gw_jwt_verifier_t *verifier);
+void gw_jwt_verifier_release(gw_jwt_verifier_t *verifier);
 
 /* Verifies token[0..length) (surrounding ASCII whitespace ignored) at time now_s. The sizes are
  * checked first (GW_JWT_TOO_LARGE), then the header's alg, the signature, and only then is the

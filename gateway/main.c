@@ -29,6 +29,8 @@ typedef struct {
     int64_t connection_timeout_s;
     int64_t receive_deadline_s;
     int64_t verifications_max;
+    int64_t coalesce_senders;
+    int64_t coalesce_wait_us;
     bool dev;
     const char *dev_dir;
     const char *log_level;
@@ -86,6 +88,14 @@ static const cfg_option_t gw_options[] = {
     GW_OPT("max-verifications", "STOCKD_GATEWAY_MAX_VERIFICATIONS", CFG_INT, verifications_max,
            "16", 1, GW_VERIFICATIONS_MAX_LIMIT, NULL,
            "tokens verified at once; a call finding none free within 100 ms is answered 503"),
+    GW_OPT("coalesce-senders", "STOCKD_GATEWAY_COALESCE_SENDERS", CFG_INT, coalesce_senders, "4", 0,
+           64, NULL,
+           "calls to stockd in flight at once; concurrent Wix calls beyond them wait and go "
+           "together in one Batch call (0 = every Wix call alone, unbounded)"),
+    GW_OPT("coalesce-wait-us", "STOCKD_GATEWAY_COALESCE_WAIT_US", CFG_INT, coalesce_wait_us, "100",
+           0, 10000, NULL,
+           "longest wait, in microseconds, for calls still being verified to join a Batch (only "
+           "while there are such calls: a lone call is never delayed)"),
     GW_OPT("dev", "STOCKD_GATEWAY_DEV", CFG_BOOL, dev, "false", 0, 0, NULL,
            "development mode: without a key, make a local key pair and app id in --dev-dir"),
     GW_OPT("dev-dir", "STOCKD_GATEWAY_DEV_DIR", CFG_STRING, dev_dir, "./stockd-gateway-dev", 0, 0,
@@ -225,12 +235,23 @@ static int gw_run(gw_config_t *config, sc_client_t *client, sigset_t *signals)
     for (size_t i = 0; i < gw_routes_count; i++) {
         gw_route_names[i] = gw_routes[i].name;
     }
-    gw_context_t context = {.verifier = {key, app_id, config->jwt_skew_s},
-                            .client = client,
-                            .default_tenant = config->default_tenant,
-                            .deadline_ms = config->deadline_ms,
-                            .metrics = gw_metrics_new(gw_route_names, gw_routes_count),
-                            .jwt_lifetime_max_s = config->jwt_lifetime_max_s};
+    gw_context_t context = {
+        .verifier = {.public_key = key, .app_id = app_id, .skew_s = config->jwt_skew_s},
+        .client = client,
+        .default_tenant = config->default_tenant,
+        .deadline_ms = config->deadline_ms,
+        .metrics = gw_metrics_new(gw_route_names, gw_routes_count),
+        .jwt_lifetime_max_s = config->jwt_lifetime_max_s};
+    if (!gw_jwt_verifier_prepare(&context.verifier)) {
+        SD_LOG(LOG_WARN, "jwt_templates_unavailable",
+               LF_STR("effect", "each token's verify context is set up afresh (slower)"));
+    }
+    if (config->coalesce_senders > 0) {
+        gw_coalescer_options_t coalescing = {client, (size_t)config->coalesce_senders,
+                                             config->coalesce_wait_us};
+        context.coalescer = gw_coalescer_new(&coalescing);
+        gw_metrics_attach_coalescer(context.metrics, context.coalescer);
+    }
     gw_http_options_t http_options = {config->listen,
                                       (size_t)config->body_bytes_max,
                                       (unsigned int)config->connections_max,
@@ -243,8 +264,10 @@ static int gw_run(gw_config_t *config, sc_client_t *client, sigset_t *signals)
                                       gw_observe};
     int port = 0, exit_code = 1;
     bool slots = gw_slots_init(&context.verify_slots, (unsigned int)config->verifications_max);
-    gw_http_t *http =
-        context.client && context.metrics && slots ? gw_http_start(&http_options, &port) : NULL;
+    gw_http_t *http = context.client && context.metrics && slots &&
+                              (config->coalesce_senders == 0 || context.coalescer != NULL)
+                          ? gw_http_start(&http_options, &port)
+                          : NULL;
     if (http != NULL) {
         char bound[128];
         const char *colon = strrchr(config->listen, ':');
@@ -263,6 +286,8 @@ static int gw_run(gw_config_t *config, sc_client_t *client, sigset_t *signals)
     }
     gw_slots_destroy(&context.verify_slots);
     gw_metrics_free(context.metrics);
+    gw_coalescer_free(context.coalescer); /* after the server: no call runs any more */
+    gw_jwt_verifier_release(&context.verifier);
     EVP_PKEY_free(key);
     return exit_code;
 }

@@ -151,13 +151,20 @@ static void gw_on_behalf_of(const gw_wix_call_t *call, char out[GW_ON_BEHALF_OF_
     }
 }
 
-/* Calls stockd and answers by the one gRPC → HTTP table. */
-static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, gw_response_t *response)
+/* One call to stockd: through the coalescer when there is one (the call's announcement is
+ * consumed), else alone. Returns the gRPC code; message_out holds stockd's message. */
+static int gw_send(gw_context_t *context, gw_wix_call_t *call, const char *on_behalf_of,
+                   bool *announced, char *message_out, size_t message_capacity)
 {
+    const ProtobufCMessage *request =
+        call->method == GW_WIX_DECREMENT ? &call->decrement.base : &call->increment.base;
+    if (context->coalescer != NULL) {
+        *announced = false;
+        return gw_coalescer_call(context->coalescer, request, on_behalf_of, context->deadline_ms,
+                                 message_out, message_capacity);
+    }
     sc_status_t status;
     ProtobufCMessage *reply = NULL;
-    char on_behalf_of[GW_ON_BEHALF_OF_BYTES];
-    gw_on_behalf_of(call, on_behalf_of);
     sc_call_options_t options = {.deadline_ms = context->deadline_ms, .on_behalf_of = on_behalf_of};
     int code = call->method == GW_WIX_DECREMENT
                    ? sc_decrement_with(context->client, &call->decrement,
@@ -167,26 +174,44 @@ static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, gw_respon
     if (reply != NULL) {
         protobuf_c_message_free_unpacked(reply, NULL);
     }
+    snprintf(message_out, message_capacity, "%s", status.message);
+    sc_status_free(&status);
+    return code;
+}
+
+/* Calls stockd and answers by the one gRPC → HTTP table. */
+static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, bool *announced,
+                           gw_response_t *response)
+{
+    char on_behalf_of[GW_ON_BEHALF_OF_BYTES];
+    gw_on_behalf_of(call, on_behalf_of);
+    char message[512];
+    int code = gw_send(context, call, on_behalf_of, announced, message, sizeof(message));
     gw_answer_t answer = gw_answer_for_grpc(code);
-    const char *reason = status.message;
+    const char *reason = message;
     if (answer.http_status >= 500) {
         /* never pass upstream text (addresses, internals) to the caller: log it instead */
         gw_metrics_upstream_error(context->metrics, code);
         SD_LOG(LOG_WARN, "upstream_failed", LF_STR("code", sc_code_name(code)),
-               LF_STR("detail", status.message), LF_STR("tenant", call->tenant_id));
+               LF_STR("detail", message), LF_STR("tenant", call->tenant_id));
         reason = answer.http_status == 504   ? "stockd did not answer in time"
                  : answer.http_status == 503 ? "stockd is unavailable"
                                              : "internal error";
     }
     gw_respond(response, &answer, call->method, reason, code == 0 ? "" : reason);
-    sc_status_free(&status);
 }
 
 void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *body,
                    size_t body_length, gw_response_t *response)
 {
+    /* from here until it is sent, the call is announced: a sender may wait for it */
+    bool announced = context->coalescer != NULL;
+    if (announced) {
+        gw_coalescer_announce(context->coalescer);
+    }
     json_t *payload = NULL;
     if (!gw_verify_token(context, body, body_length, &payload, response)) {
+        gw_coalescer_withdraw_if(context->coalescer, announced);
         return;
     }
     gw_wix_call_t call;
@@ -211,7 +236,7 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
     gw_answer_t answer;
     switch (mapped) {
     case GW_WIX_OK:
-        gw_call_stockd(context, &call, response);
+        gw_call_stockd(context, &call, &announced, response);
         break;
     case GW_WIX_BAD_ENVELOPE:
         answer = (gw_answer_t){400, GW_BODY_ERROR, "BAD_REQUEST", 0};
@@ -229,6 +254,7 @@ void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *bo
         gw_respond_busy(response, method, call.reason);
         break;
     }
+    gw_coalescer_withdraw_if(context->coalescer, announced);
     gw_wix_call_free(&call);
 }
 

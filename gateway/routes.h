@@ -9,6 +9,7 @@
 
 #include "gw_metrics.h"
 #include "http.h"
+#include "coalesce.h"
 #include "jwt.h"
 #include "stockclient.h"
 
@@ -37,6 +38,8 @@ typedef struct {
     gw_metrics_t *metrics;
     gw_slots_t verify_slots;    /* when all are taken, a call is answered 503 */
     int64_t jwt_lifetime_max_s; /* longest exp − iat; 0 = GW_JWT_LIFETIME_DEFAULT_S */
+    /* Concurrent calls go to stockd together (coalesce.h); NULL = each call alone. */
+    gw_coalescer_t *coalescer;
 } gw_context_t;
 
 #define GW_VERIFY_SLOT_WAIT_MS 100 /* a burst waits this long for a verification slot */

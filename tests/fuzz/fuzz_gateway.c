@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if ((data[0] & 1) == 0) {
-        gw_jwt_verifier_t verifier = {fuzz_key(), "app", 60};
+        gw_jwt_verifier_t verifier = {.public_key = fuzz_key(), .app_id = "app", .skew_s = 60};
         json_t *payload = NULL;
         gw_jwt_verify(&verifier, (const char *)data + 1, size - 1, 1795754200, &payload);
         json_decref(payload);

@@ -207,9 +207,10 @@ class Gateway(unittest.TestCase):
     def sign(self, claims, algorithm="RS256"):
         return jwt.encode(claims, self.private_pem, algorithm=algorithm)
 
-    def post(self, path, body, method="POST"):
+    def post(self, path, body, method="POST", address=None):
         data = body.encode() if isinstance(body, str) else body
-        req = urllib.request.Request("http://%s%s" % (self.http, path), data=data, method=method)
+        req = urllib.request.Request("http://%s%s" % (address or self.http, path), data=data,
+                                     method=method)
         try:
             with urllib.request.urlopen(req, timeout=15) as r:
                 return r.status, r.headers, r.read()
@@ -445,12 +446,8 @@ class Gateway(unittest.TestCase):
             self.assertEqual(stop(gateway), 0)
 
     def post_to(self, address, path, body, method="POST"):
-        """Like post, to another gateway."""
-        saved, self.http = self.http, address
-        try:
-            return self.post(path, body, method)
-        finally:
-            self.http = saved
+        """Like post, to another gateway (safe from several threads at once)."""
+        return self.post(path, body, method, address=address)
 
     def healthz_within(self, address, until):
         """Polls /healthz until it answers 200 or `until`; returns when it answered, or None."""
@@ -512,6 +509,67 @@ class Gateway(unittest.TestCase):
                 self.assertEqual(json.loads(body)["error"]["code"], "DEADLINE_EXCEEDED")
             finally:
                 os.kill(self.stockd.pid, signal.SIGCONT)
+        finally:
+            self.assertEqual(stop(gateway), 0)
+
+    def coalescing(self, http):
+        body = self.post_to(http, "/metrics", None, method="GET")[2].decode()
+
+        def value(pattern):
+            return float(re.search(pattern, body, re.M).group(1))
+        return (value(r"^stockd_gateway_batches_total (\S+)$"),
+                value(r'^stockd_gateway_stockd_calls_total\{how="alone"\} (\S+)$'),
+                value(r'^stockd_gateway_stockd_calls_total\{how="batch"\} (\S+)$'))
+
+    def test_concurrent_calls_go_to_stockd_together_each_answered_as_alone(self):
+        """With one sender place, calls that arrive while a call is in flight (stockd paused
+        here) wait and go together in one Batch; each is answered as if it had gone alone,
+        and each is recorded for its own site."""
+        gateway, http = start(
+            [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+             self.grpc_address, "--wix-app-id", APP_ID, "--wix-public-key", self.public_path,
+             "--deadline-ms", "20000", "--coalesce-senders", "1"],
+            os.path.join(self.dir, "gateway-coalesce.log"))
+        other = "other-site-7"
+        try:
+            self.set_level("together", 5)
+            self.set_level("together", 5, tenant=other)
+            self.assertEqual(self.coalescing(http), (0, 0, 0))
+            tokens = []
+            for i in range(12):
+                claims = self.claims(self.order([self.item("together", 1)]),
+                                     request_id="together-%d" % i)
+                if i % 2:
+                    claims["data"]["metadata"]["instanceId"] = other
+                tokens.append(self.sign(claims))
+            os.kill(self.stockd.pid, signal.SIGSTOP)
+            try:
+                with ThreadPoolExecutor(max_workers=12) as pool:
+                    first = pool.submit(self.post_to, http, "/v1/decrement", tokens[0])
+                    time.sleep(0.3)  # the first call is in flight: the others must queue
+                    rest = [pool.submit(self.post_to, http, "/v1/decrement", t)
+                            for t in tokens[1:]]
+                    time.sleep(0.5)
+                    os.kill(self.stockd.pid, signal.SIGCONT)
+                    results = [first.result()] + [f.result() for f in rest]
+            finally:
+                os.kill(self.stockd.pid, signal.SIGCONT)
+            statuses = [r[0] for r in results]
+            self.assertEqual(sorted(statuses), [200] * 10 + [428] * 2)
+            self.assertTrue(all(r[2] == DECREMENT_REFUSED for r in results if r[0] == 428))
+            self.assertEqual(self.level("together"), 0)
+            self.assertEqual(self.level("together", tenant=other), 0)
+            batches, alone, batched = self.coalescing(http)
+            self.assertGreaterEqual(batches, 1)
+            self.assertGreaterEqual(batched, 2)
+            self.assertEqual(alone + batched, 12)
+            for tenant in (INSTANCE, other):
+                history = self.grpc_call("History", pb.HistoryRequest(
+                    tenant_id=tenant, item=pb.ItemRef(app_id=STORES, catalog_item_id="together")),
+                    pb.HistoryResponse)
+                self.assertEqual({e.on_behalf_of for e in history.entries
+                                  if e.request_id.startswith("wix:")},
+                                 {"wix-instance:" + tenant})
         finally:
             self.assertEqual(stop(gateway), 0)
 

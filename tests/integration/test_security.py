@@ -128,6 +128,17 @@ class Stockd:
         self.log.close()
         return code
 
+    def logged(self, *words, timeout=5):
+        """True once a log line holds every word: the line of a call is written as its answer
+        is sent, so the client may see the answer before the drain thread sees the line."""
+        deadline = time.time() + timeout
+        while True:
+            if any(all(w in line for w in words) for line in list(self.lines)):
+                return True
+            if time.time() > deadline:
+                return False
+            time.sleep(0.05)
+
     def refusal(self):
         """For a stockd expected to refuse to start: (exit status, its log)."""
         _, err = self.proc.communicate(timeout=20)
@@ -315,8 +326,7 @@ class Secured(unittest.TestCase):
         self.assertEqual(self.level("t2", "other"), (0, 0))
         self.assertEqual(self.last_seq("t2"), before)
         # the refusal's log line names who was refused
-        self.assertTrue(any('"status":"PERMISSION_DENIED"' in line and
-                            '"actor":"warehouse-a"' in line for line in self.d.lines))
+        self.assertTrue(self.d.logged('"status":"PERMISSION_DENIED"', '"actor":"warehouse-a"'))
 
     def test_wrong_role_is_permission_denied(self):
         call(self.server_only, INVENTORY + "SetStock", set_request("t1", "role", 4),
@@ -326,8 +336,8 @@ class Secured(unittest.TestCase):
                                pb.DecrementResponse, token=TOKENS["reader"])
         for word in ("reader", "Decrement", '"t1"', "write role"):
             self.assertIn(word, message)
-        self.assertTrue(any('"status":"PERMISSION_DENIED"' in line and '"actor":"reader"' in line
-                            and '"tenant":"t1"' in line for line in self.d.lines))
+        self.assertTrue(self.d.logged('"status":"PERMISSION_DENIED"', '"actor":"reader"',
+                                      '"tenant":"t1"'))
         self.refused(grpc.StatusCode.PERMISSION_DENIED, self.server_only, INVENTORY + "GetStock",
                      pb.GetStockRequest(tenant_id="t2", items=[item("x")]), pb.GetStockResponse,
                      token=TOKENS["writer-b"])
@@ -424,7 +434,7 @@ class Secured(unittest.TestCase):
             call(self.server_only, INVENTORY + "GetStock",
                  pb.GetStockRequest(tenant_id="t2", items=[item("x")]), pb.GetStockResponse,
                  token=TOKENS["ops"])
-            self.assertTrue(any("auth_policy_reload_failed" in line for line in self.d.lines))
+            self.assertTrue(self.d.logged("auth_policy_reload_failed"))
         finally:
             write_atomically(self.policy, json.dumps(policy_document()))
             time.sleep(2.5)

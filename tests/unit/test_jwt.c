@@ -32,6 +32,8 @@
 
 static EVP_PKEY *private_key;
 static EVP_PKEY *public_key;
+/* the same key with verify-context templates (gw_jwt_verifier_prepare) */
+static gw_jwt_verifier_t prepared;
 static char public_pem_path[] = "/tmp/stockd-jwt-XXXXXX";
 
 static int group_setup(void **state)
@@ -44,12 +46,14 @@ static int group_setup(void **state)
     fclose(file);
     char error[256];
     public_key = gw_jwt_load_public_key(public_pem_path, error, sizeof(error));
-    return public_key ? 0 : -1;
+    prepared = (gw_jwt_verifier_t){.public_key = public_key, .app_id = APP_ID, .skew_s = 60};
+    return public_key && gw_jwt_verifier_prepare(&prepared) ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    gw_jwt_verifier_release(&prepared);
     EVP_PKEY_free(private_key);
     EVP_PKEY_free(public_key);
     unlink(public_pem_path);
@@ -63,12 +67,17 @@ static json_t *claims_at(int64_t iat, int64_t exp)
                      "wix.com", "iat", (json_int_t)iat, "exp", (json_int_t)exp);
 }
 
+/* Verifies with a plain verifier and with the prepared one: both must agree, so every test
+ * below checks both ways of setting up the verify context. */
 static gw_jwt_status_t verify(const char *token)
 {
-    gw_jwt_verifier_t verifier = {public_key, APP_ID, 60};
+    gw_jwt_verifier_t verifier = {.public_key = public_key, .app_id = APP_ID, .skew_s = 60};
     json_t *payload = NULL;
     gw_jwt_status_t status = gw_jwt_verify(&verifier, token, strlen(token), NOW, &payload);
     assert_true((status == GW_JWT_OK) == (payload != NULL));
+    json_decref(payload);
+    payload = NULL;
+    assert_int_equal(gw_jwt_verify(&prepared, token, strlen(token), NOW, &payload), status);
     json_decref(payload);
     return status;
 }

@@ -1,0 +1,321 @@
+/* coalesce.c — see coalesce.h. */
+#include "coalesce.h"
+
+#include <errno.h>
+#include <grpc/status.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sd_limits.h"
+#include "util.h"
+
+/* What a Batch may carry besides its writes' own bytes: the framing of each write and of its
+ * on_behalf_of, well within this. */
+#define GW_BATCH_BYTES_BUDGET (SD_BATCH_REQUEST_BYTES_MAX - 64 * 1024)
+#define GW_WRITE_FRAMING_BYTES (16 + SD_ON_BEHALF_OF_BYTES_MAX)
+
+typedef struct gw_pending {
+    const ProtobufCMessage *request;
+    const char *on_behalf_of;
+    int64_t deadline_ms; /* monotonic */
+    size_t lines, bytes;
+    char *message_out;
+    size_t message_capacity;
+    int code;
+    bool taken; /* by a sender: its outcome will come */
+    bool done;
+    pthread_cond_t wake; /* done, or: lead (a sender place is free and this call is first) */
+    struct gw_pending *next;
+} gw_pending_t;
+
+struct gw_coalescer {
+    gw_coalescer_options_t options;
+    pthread_mutex_t mutex;
+    pthread_cond_t arrivals; /* a call was queued or withdrawn (a waiting sender looks again) */
+    gw_pending_t *head, *tail;
+    size_t queued;
+    size_t announced; /* calls being verified that said they will come */
+    size_t in_flight; /* sender places taken */
+    bool gathering;   /* a sender waits for announced calls: newcomers join it, not lead */
+    _Atomic uint64_t batches, batch_calls, lone_calls;
+};
+
+gw_coalescer_t *gw_coalescer_new(const gw_coalescer_options_t *options)
+{
+    gw_coalescer_t *coalescer = calloc(1, sizeof(*coalescer));
+    if (coalescer == NULL) {
+        return NULL;
+    }
+    coalescer->options = *options;
+    pthread_mutex_init(&coalescer->mutex, NULL);
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&coalescer->arrivals, &attributes);
+    pthread_condattr_destroy(&attributes);
+    return coalescer;
+}
+
+void gw_coalescer_free(gw_coalescer_t *coalescer)
+{
+    if (coalescer == NULL) {
+        return;
+    }
+    pthread_cond_destroy(&coalescer->arrivals);
+    pthread_mutex_destroy(&coalescer->mutex);
+    free(coalescer);
+}
+
+void gw_coalescer_announce(gw_coalescer_t *coalescer)
+{
+    pthread_mutex_lock(&coalescer->mutex);
+    coalescer->announced++;
+    pthread_mutex_unlock(&coalescer->mutex);
+}
+
+void gw_coalescer_withdraw(gw_coalescer_t *coalescer)
+{
+    pthread_mutex_lock(&coalescer->mutex);
+    coalescer->announced--;
+    pthread_cond_broadcast(&coalescer->arrivals);
+    pthread_mutex_unlock(&coalescer->mutex);
+}
+
+void gw_coalescer_withdraw_if(gw_coalescer_t *coalescer, bool announced)
+{
+    if (announced) {
+        gw_coalescer_withdraw(coalescer);
+    }
+}
+
+void gw_coalescer_stats(gw_coalescer_t *coalescer, gw_coalescer_stats_t *out)
+{
+    out->batches = atomic_load(&coalescer->batches);
+    out->batch_calls = atomic_load(&coalescer->batch_calls);
+    out->lone_calls = atomic_load(&coalescer->lone_calls);
+}
+
+static bool gw_is_decrement(const ProtobufCMessage *request)
+{
+    return request->descriptor == &stockd__v1__decrement_request__descriptor;
+}
+
+static size_t gw_request_lines(const ProtobufCMessage *request)
+{
+    return gw_is_decrement(request) ? ((const Stockd__V1__DecrementRequest *)request)->n_lines
+                                    : ((const Stockd__V1__IncrementRequest *)request)->n_lines;
+}
+
+/* ---- with the lock held ---- */
+
+/* A sender waits, at most wait_us, while calls are announced and the Batch is not full. */
+static void gw_wait_for_announced(gw_coalescer_t *coalescer)
+{
+    if (coalescer->options.wait_us <= 0 || coalescer->announced == 0) {
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    int64_t nanoseconds = until.tv_nsec + coalescer->options.wait_us * 1000;
+    until.tv_sec += nanoseconds / 1000000000;
+    until.tv_nsec = nanoseconds % 1000000000;
+    while (coalescer->announced > 0 && coalescer->queued < SD_BATCH_WRITES_MAX) {
+        if (pthread_cond_timedwait(&coalescer->arrivals, &coalescer->mutex, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+}
+
+/* Takes calls from the head of the queue, at least one, within the Batch limits. */
+static size_t gw_take(gw_coalescer_t *coalescer, gw_pending_t **taken)
+{
+    size_t count = 0, lines = 0, bytes = 0;
+    while (coalescer->head != NULL && count < SD_BATCH_WRITES_MAX) {
+        gw_pending_t *pending = coalescer->head;
+        if (count > 0 && (lines + pending->lines > SD_BATCH_LINES_MAX ||
+                          bytes + pending->bytes > GW_BATCH_BYTES_BUDGET)) {
+            break;
+        }
+        lines += pending->lines;
+        bytes += pending->bytes;
+        coalescer->head = pending->next;
+        coalescer->queued--;
+        pending->taken = true;
+        taken[count++] = pending;
+    }
+    if (coalescer->head == NULL) {
+        coalescer->tail = NULL;
+    }
+    return count;
+}
+
+static void gw_settle(gw_pending_t *pending, int code, const char *message)
+{
+    pending->code = code;
+    snprintf(pending->message_out, pending->message_capacity, "%s", message);
+    pending->done = true;
+    pthread_cond_signal(&pending->wake);
+}
+
+/* ---- without the lock: the call to stockd ---- */
+
+static int64_t gw_earliest_deadline_ms(gw_pending_t *const *taken, size_t count)
+{
+    int64_t earliest = taken[0]->deadline_ms;
+    for (size_t i = 1; i < count; i++) {
+        earliest = taken[i]->deadline_ms < earliest ? taken[i]->deadline_ms : earliest;
+    }
+    int64_t left = earliest - (int64_t)util_monotonic_ms();
+    return left > 0 ? left : 1;
+}
+
+static void gw_send_lone(gw_coalescer_t *coalescer, gw_pending_t *pending, int *code_out,
+                         sc_status_t *status)
+{
+    ProtobufCMessage *reply = NULL;
+    sc_call_options_t options = {.deadline_ms = gw_earliest_deadline_ms(&pending, 1),
+                                 .on_behalf_of = pending->on_behalf_of};
+    *code_out = gw_is_decrement(pending->request)
+                    ? sc_decrement_with(coalescer->options.client,
+                                        (const Stockd__V1__DecrementRequest *)pending->request,
+                                        (Stockd__V1__DecrementResponse **)&reply, &options, status)
+                    : sc_increment_with(coalescer->options.client,
+                                        (const Stockd__V1__IncrementRequest *)pending->request,
+                                        (Stockd__V1__IncrementResponse **)&reply, &options, status);
+    if (reply != NULL) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    atomic_fetch_add(&coalescer->lone_calls, 1);
+}
+
+/* Sends the taken calls as one Batch; *response_out is NULL when the call as a whole failed
+ * (then status says why, for every call). */
+static void gw_send_batch(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count,
+                          Stockd__V1__BatchWrite *writes, Stockd__V1__BatchWrite **pointers,
+                          Stockd__V1__BatchResponse **response_out, sc_status_t *status)
+{
+    for (size_t i = 0; i < count; i++) {
+        stockd__v1__batch_write__init(&writes[i]);
+        if (gw_is_decrement(taken[i]->request)) {
+            writes[i].write_case = STOCKD__V1__BATCH_WRITE__WRITE_DECREMENT;
+            writes[i].decrement = (Stockd__V1__DecrementRequest *)taken[i]->request;
+        } else {
+            writes[i].write_case = STOCKD__V1__BATCH_WRITE__WRITE_INCREMENT;
+            writes[i].increment = (Stockd__V1__IncrementRequest *)taken[i]->request;
+        }
+        writes[i].on_behalf_of = (char *)taken[i]->on_behalf_of;
+        pointers[i] = &writes[i];
+    }
+    Stockd__V1__BatchRequest request = STOCKD__V1__BATCH_REQUEST__INIT;
+    request.n_writes = count;
+    request.writes = pointers;
+    sc_call_options_t options = {.deadline_ms = gw_earliest_deadline_ms(taken, count)};
+    *response_out = NULL;
+    sc_batch_with(coalescer->options.client, &request, response_out, &options, status);
+    atomic_fetch_add(&coalescer->batches, 1);
+    atomic_fetch_add(&coalescer->batch_calls, count);
+}
+
+/* Sends the taken calls and settles each (takes the lock to settle). */
+static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count)
+{
+    sc_status_t status;
+    int code = GRPC_STATUS_INTERNAL;
+    Stockd__V1__BatchResponse *response = NULL;
+    Stockd__V1__BatchWrite *writes = NULL;
+    Stockd__V1__BatchWrite **pointers = NULL;
+    if (count == 1) {
+        gw_send_lone(coalescer, taken[0], &code, &status);
+    } else {
+        writes = malloc(count * sizeof(*writes));
+        pointers = malloc(count * sizeof(*pointers));
+        if (writes != NULL && pointers != NULL) {
+            gw_send_batch(coalescer, taken, count, writes, pointers, &response, &status);
+            code = status.code;
+        } else {
+            sc_status_init(&status); /* nothing was sent: retry later */
+            code = status.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(status.message, sizeof(status.message), "gateway out of memory");
+        }
+    }
+    pthread_mutex_lock(&coalescer->mutex);
+    for (size_t i = 0; i < count; i++) {
+        if (response != NULL) {
+            gw_settle(taken[i], sc_batch_result_code(response->results[i]),
+                      sc_batch_result_message(response->results[i]));
+        } else {
+            gw_settle(taken[i], code, status.message);
+        }
+    }
+    pthread_mutex_unlock(&coalescer->mutex);
+    if (response != NULL) {
+        stockd__v1__batch_response__free_unpacked(response, NULL);
+    }
+    sc_status_free(&status);
+    free(writes);
+    free(pointers);
+}
+
+/* Holding a sender place: waits for announced calls, takes, sends, settles; then gives the
+ * place to the first queued call, if any. Called and returns with the lock held. */
+static void gw_lead(gw_coalescer_t *coalescer, gw_pending_t **taken)
+{
+    coalescer->in_flight++;
+    coalescer->gathering = true;
+    gw_wait_for_announced(coalescer);
+    coalescer->gathering = false;
+    size_t count = gw_take(coalescer, taken);
+    if (coalescer->head != NULL && coalescer->in_flight < coalescer->options.senders) {
+        pthread_cond_signal(&coalescer->head->wake); /* what did not fit goes out beside it */
+    }
+    pthread_mutex_unlock(&coalescer->mutex);
+    gw_send_and_settle(coalescer, taken, count);
+    pthread_mutex_lock(&coalescer->mutex);
+    coalescer->in_flight--;
+    if (coalescer->head != NULL) {
+        pthread_cond_signal(&coalescer->head->wake);
+    }
+}
+
+int gw_coalescer_call(gw_coalescer_t *coalescer, const ProtobufCMessage *request,
+                      const char *on_behalf_of, int64_t deadline_ms, char *message_out,
+                      size_t message_capacity)
+{
+    gw_pending_t pending = {
+        .request = request,
+        .on_behalf_of = on_behalf_of,
+        .deadline_ms = (int64_t)util_monotonic_ms() + deadline_ms,
+        .lines = gw_request_lines(request),
+        .bytes = protobuf_c_message_get_packed_size(request) + GW_WRITE_FRAMING_BYTES,
+        .message_out = message_out,
+        .message_capacity = message_capacity,
+    };
+    pthread_cond_init(&pending.wake, NULL);
+    gw_pending_t *taken[SD_BATCH_WRITES_MAX]; /* 8 KiB: the handler threads' stacks are MiBs */
+    pthread_mutex_lock(&coalescer->mutex);
+    coalescer->announced--;
+    if (coalescer->tail != NULL) {
+        coalescer->tail->next = &pending;
+    } else {
+        coalescer->head = &pending;
+    }
+    coalescer->tail = &pending;
+    coalescer->queued++;
+    pthread_cond_broadcast(&coalescer->arrivals);
+    while (!pending.done) {
+        if (!pending.taken && !coalescer->gathering &&
+            coalescer->in_flight < coalescer->options.senders) {
+            gw_lead(coalescer, taken);
+        } else {
+            pthread_cond_wait(&pending.wake, &coalescer->mutex);
+        }
+    }
+    pthread_mutex_unlock(&coalescer->mutex);
+    pthread_cond_destroy(&pending.wake);
+    return pending.code;
+}
