@@ -312,8 +312,35 @@ static Stockd__V1__Op sd_op_of(sd_write_kind_t kind)
     return STOCKD__V1__OP__OP_UNSPECIFIED;
 }
 
-/* Appends one ledger entry (seq = ++last_seq) to the WriteBatch. Cannot fail: the scratch
- * buffer is allocated before any change is made. */
+/* Adds the index keys of the ledger entry `seq` of a request's line (keys.h): one under the
+ * line's item, empty-valued; and after the request's last line, when it has an order_id, one
+ * under the order covering all of its entries. Every line of a request appends its entry in
+ * turn (sd_apply_lines), so a request's seqs are consecutive: seq - lines_count + 1 .. seq. */
+static void sd_ledger_index_append(sd_batch_t *batch, const sd_write_request_t *request,
+                                   size_t line, uint64_t seq)
+{
+    const sd_overlay_entry_t *level =
+        &batch->overlay.entries[batch->uniques[batch->line_uniques[line]].overlay_index];
+    uint8_t key[SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    size_t key_length =
+        sd_key_encode_item_index(level->key, level->key_length, seq, key, sizeof(key));
+    SD_ASSERT(key_length > 0);
+    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER_INDEX, key, key_length,
+                       (const uint8_t *)"", 0);
+    if (line + 1 < request->lines_count || request->order_id[0] == '\0') {
+        return;
+    }
+    uint8_t value[SD_ORDER_INDEX_VALUE_BYTES];
+    key_length = sd_key_encode_order_index(sd_bytes_of(request->tenant_id),
+                                           sd_bytes_of(request->order_id), seq, key, sizeof(key));
+    SD_ASSERT(key_length > 0); /* order_id is validated */
+    sd_order_index_value_encode((uint32_t)request->lines_count, value);
+    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER_INDEX, key, key_length,
+                       value, sizeof(value));
+}
+
+/* Appends one ledger entry (seq = ++last_seq) and its index keys to the WriteBatch. Cannot
+ * fail: the scratch buffer is allocated before any change is made. */
 static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *request, size_t line,
                              int64_t delta, int64_t available_after, int64_t now_us)
 {
@@ -338,6 +365,7 @@ static void sd_ledger_append(sd_batch_t *batch, const sd_write_request_t *reques
     SD_ASSERT(key_length > 0 && value_length > 0); /* validated ids always fit (static assert) */
     sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER, key, key_length,
                        batch->scratch, value_length);
+    sd_ledger_index_append(batch, request, line, entry.seq);
 }
 
 static void sd_apply_set_line(sd_batch_t *batch, const sd_write_request_t *request, size_t line,

@@ -202,6 +202,84 @@ size_t sd_key_encode_ledger(sd_bytes_t tenant_id, uint64_t seq, uint8_t *out, si
     return used + 8;
 }
 
+size_t sd_key_encode_item_index_prefix(const uint8_t *item_key, size_t item_key_length,
+                                       uint8_t *out, size_t capacity)
+{
+    if (item_key_length == 0 || item_key_length + 1 > capacity) {
+        return 0;
+    }
+    memcpy(out, item_key, item_key_length);
+    out[item_key_length] = 0; /* ends the variant */
+    return item_key_length + 1;
+}
+
+size_t sd_key_encode_item_index(const uint8_t *item_key, size_t item_key_length, uint64_t seq,
+                                uint8_t *out, size_t capacity)
+{
+    size_t used = sd_key_encode_item_index_prefix(item_key, item_key_length, out, capacity);
+    if (used == 0 || used + 8 > capacity) {
+        return 0;
+    }
+    sd_be64_put(out + used, seq);
+    return used + 8;
+}
+
+size_t sd_key_encode_order_index_prefix(sd_bytes_t tenant_id, sd_bytes_t order_id, uint8_t *out,
+                                        size_t capacity)
+{
+    size_t used = sd_key_encode_tenant(tenant_id, out, capacity);
+    if (used == 0 || used + 1 > capacity || order_id.length == 0) {
+        return 0;
+    }
+    out[used++] = SD_ORDER_INDEX_MARKER;
+    return sd_key_put_part(out, capacity, &used, order_id, 1, SD_ORDER_ID_BYTES_MAX) ? used : 0;
+}
+
+size_t sd_key_encode_order_index(sd_bytes_t tenant_id, sd_bytes_t order_id, uint64_t last_seq,
+                                 uint8_t *out, size_t capacity)
+{
+    size_t used = sd_key_encode_order_index_prefix(tenant_id, order_id, out, capacity);
+    if (used == 0 || used + 8 > capacity) {
+        return 0;
+    }
+    sd_be64_put(out + used, last_seq);
+    return used + 8;
+}
+
+bool sd_key_index_seq(const uint8_t *key, size_t key_length, uint64_t *seq_out)
+{
+    if (key_length < 8 + 2) { /* at least a tenant prefix, a marker and the seq */
+        return false;
+    }
+    *seq_out = sd_be64_get(key + key_length - 8);
+    return true;
+}
+
+void sd_order_index_value_encode(uint32_t count, uint8_t out[SD_ORDER_INDEX_VALUE_BYTES])
+{
+    out[0] = SD_ORDER_INDEX_FORMAT_V1;
+    for (int i = 0; i < 4; i++) {
+        out[1 + i] = (uint8_t)(count >> (8 * i));
+    }
+}
+
+bool sd_order_index_value_decode(const uint8_t *value, size_t length, uint64_t last_seq,
+                                 uint64_t *first_seq_out)
+{
+    if (length != SD_ORDER_INDEX_VALUE_BYTES || value[0] != SD_ORDER_INDEX_FORMAT_V1) {
+        return false;
+    }
+    uint32_t count = 0;
+    for (int i = 3; i >= 0; i--) {
+        count = (count << 8) | value[1 + i];
+    }
+    if (count == 0 || count > last_seq) {
+        return false;
+    }
+    *first_seq_out = last_seq - count + 1;
+    return true;
+}
+
 size_t sd_key_encode_idempotency(sd_bytes_t tenant_id, sd_bytes_t request_id, uint8_t *out,
                                  size_t capacity)
 {

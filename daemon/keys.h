@@ -81,6 +81,47 @@ bool sd_key_decode_item_v1(const uint8_t *bytes, size_t length, sd_item_key_t *k
 size_t sd_key_encode_tenant(sd_bytes_t tenant_id, uint8_t *out, size_t capacity);
 /* Ledger key: tenant prefix + big-endian seq, so a tenant's ledger is in seq order. */
 size_t sd_key_encode_ledger(sd_bytes_t tenant_id, uint64_t seq, uint8_t *out, size_t capacity);
+/* ---- the ledger's index (column family "ledger_index") ----
+ * History filtered by item or by order_id walks these keys instead of the whole ledger. Every
+ * index key ends with a big-endian seq, so one item's (one order's) keys are in seq order.
+ *
+ * By item: the item key + 0x00 + seq, one per ledger entry, empty value. The item key starts
+ *   with the tenant prefix and SD_ITEM_KEY_MARKER, and its parts never hold NUL, so the 0x00
+ *   ends the variant: no item's keys begin with another item's prefix.
+ * By order: tenant prefix + SD_ORDER_INDEX_MARKER + u8 length + order_id + seq of the last
+ *   entry of a run of consecutive seqs (one request's lines) carrying that order_id; the
+ *   value holds how many entries the run has, so one key covers a whole request. */
+#define SD_ORDER_INDEX_MARKER 0xFD
+#define SD_ORDER_INDEX_FORMAT_V1 1
+#define SD_ORDER_INDEX_VALUE_BYTES 5
+#define SD_ITEM_INDEX_KEY_BYTES_MAX (SD_ITEM_KEY_BYTES_MAX + 1 + 8)
+#define SD_ORDER_INDEX_KEY_BYTES_MAX (SD_TENANT_PREFIX_BYTES_MAX + 2 + SD_ORDER_ID_BYTES_MAX + 8)
+#define SD_LEDGER_INDEX_KEY_BYTES_MAX                                                              \
+    (SD_ITEM_INDEX_KEY_BYTES_MAX > SD_ORDER_INDEX_KEY_BYTES_MAX ? SD_ITEM_INDEX_KEY_BYTES_MAX      \
+                                                                : SD_ORDER_INDEX_KEY_BYTES_MAX)
+
+/* The start of every index key of one item, from its encoded item key (item_key_length 0 is
+ * refused). Returns its length, or 0 when it does not fit. */
+size_t sd_key_encode_item_index_prefix(const uint8_t *item_key, size_t item_key_length,
+                                       uint8_t *out, size_t capacity);
+/* The index key of the ledger entry `seq` of one item. */
+size_t sd_key_encode_item_index(const uint8_t *item_key, size_t item_key_length, uint64_t seq,
+                                uint8_t *out, size_t capacity);
+/* The start of every index key of one order_id (non-empty, <= SD_ORDER_ID_BYTES_MAX). */
+size_t sd_key_encode_order_index_prefix(sd_bytes_t tenant_id, sd_bytes_t order_id, uint8_t *out,
+                                        size_t capacity);
+/* The index key of a run of entries of one order ending at last_seq. */
+size_t sd_key_encode_order_index(sd_bytes_t tenant_id, sd_bytes_t order_id, uint64_t last_seq,
+                                 uint8_t *out, size_t capacity);
+/* The seq at the end of any index key (false when the key is too short to hold one). */
+bool sd_key_index_seq(const uint8_t *key, size_t key_length, uint64_t *seq_out);
+/* An order index value: format byte, then the run's entry count (u32, little-endian). */
+void sd_order_index_value_encode(uint32_t count, uint8_t out[SD_ORDER_INDEX_VALUE_BYTES]);
+/* The run's first seq from its key's last seq and its value. False when the value is not a
+ * known format, or the count is 0 or reaches below seq 1. */
+bool sd_order_index_value_decode(const uint8_t *value, size_t length, uint64_t last_seq,
+                                 uint64_t *first_seq_out);
+
 /* Idempotency key: tenant prefix + u8 length + request_id. */
 size_t sd_key_encode_idempotency(sd_bytes_t tenant_id, sd_bytes_t request_id, uint8_t *out,
                                  size_t capacity);

@@ -1,6 +1,7 @@
 /* queries.c — see queries.h. */
 #include "queries.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,118 @@ static bool sd_history_validate(const Stockd__V1__HistoryRequest *request, uint6
     return ok && sd_validate_after_seq(request->after_seq, pruned_through, error);
 }
 
+/* ---- History over the ledger's index (keys.h) ----
+ * With an item or order_id filter, History walks that item's or order's index keys from
+ * after_seq on and reads only the entries they name, so the first page comes back directly
+ * instead of after thousands of short pages. Each entry read counts against the same budget
+ * as the scan's, and goes through the same filters (so both filters combine). */
+
+static atomic_bool sd_history_index_enabled = true;
+
+void sd_query_history_use_index(bool enabled)
+{
+    atomic_store(&sd_history_index_enabled, enabled);
+}
+
+typedef struct {
+    sd_storage_t *storage;
+    sd_history_scan_t *scan;
+    uint8_t ledger_key[SD_LEDGER_KEY_BYTES_MAX]; /* the tenant prefix, then the seq read */
+    size_t tenant_length;
+    size_t prefix_length; /* of the index keys walked */
+    bool runs;            /* order index: each key covers a run of seqs */
+    uint64_t from_seq;
+    size_t budget; /* entries that may still be read */
+    sd_status_t status;
+} sd_index_walk_t;
+
+/* Reads ledger entry seq into the page; false to stop (page full, corrupt, read failed). */
+static bool sd_index_walk_entry(sd_index_walk_t *walk, uint64_t seq)
+{
+    char *value = NULL;
+    size_t value_length = 0;
+    walk->budget--;
+    sd_be64_put(walk->ledger_key + walk->tenant_length, seq);
+    walk->status = sd_storage_get(walk->storage, SD_CF_LEDGER, walk->ledger_key,
+                                  walk->tenant_length + 8, &value, &value_length);
+    if (walk->status != SD_OK) {
+        return false;
+    }
+    if (value == NULL) { /* pruned since the request was checked: as the scan, skip it */
+        walk->scan->last_seq = seq;
+        return true;
+    }
+    bool go_on = sd_history_visit(walk->scan, walk->ledger_key, walk->tenant_length + 8,
+                                  (const uint8_t *)value, value_length);
+    sd_storage_free(value);
+    return go_on;
+}
+
+static bool sd_index_visit(void *context, const uint8_t *key, size_t key_length,
+                           const uint8_t *value, size_t value_length)
+{
+    sd_index_walk_t *walk = context;
+    uint64_t last = 0, first = 0;
+    if (walk->budget == 0) {
+        return false; /* more to read: the page comes back short, with next_after_seq */
+    }
+    if (key_length != walk->prefix_length + 8 || !sd_key_index_seq(key, key_length, &last) ||
+        (walk->runs && !sd_order_index_value_decode(value, value_length, last, &first))) {
+        walk->scan->corrupt = true;
+        return false;
+    }
+    first = walk->runs ? first : last;
+    for (uint64_t seq = first > walk->from_seq ? first : walk->from_seq; seq <= last; seq++) {
+        if (walk->budget == 0 || !sd_index_walk_entry(walk, seq)) {
+            return false;
+        }
+        if (seq == last) {
+            break;
+        }
+    }
+    return true;
+}
+
+/* The index prefix History walks: the order's when order_id is set (alone or with an item: an
+ * order has few entries), else the item's. Returns its length (0: cannot be encoded). */
+static size_t sd_history_index_prefix(const Stockd__V1__HistoryRequest *request,
+                                      const sd_history_scan_t *scan, uint8_t *out, size_t capacity)
+{
+    if (scan->order_filter != NULL) {
+        return sd_key_encode_order_index_prefix(sd_bytes_of(request->tenant_id),
+                                                sd_bytes_of(request->order_id), out, capacity);
+    }
+    uint8_t item_key[SD_ITEM_KEY_BYTES_MAX];
+    sd_item_key_t parts = sd_item_key_of(request->tenant_id, request->item);
+    size_t item_length = sd_key_encode_item(&parts, item_key, sizeof(item_key));
+    return sd_key_encode_item_index_prefix(item_key, item_length, out, capacity);
+}
+
+static sd_status_t sd_history_walk_index(sd_storage_t *storage,
+                                         const Stockd__V1__HistoryRequest *request,
+                                         sd_history_scan_t *scan, size_t budget, bool *more_out)
+{
+    sd_index_walk_t walk = {.storage = storage,
+                            .scan = scan,
+                            .runs = scan->order_filter != NULL,
+                            .from_seq = request->after_seq + 1,
+                            .budget = budget,
+                            .status = SD_OK};
+    walk.tenant_length = sd_key_encode_tenant(sd_bytes_of(request->tenant_id), walk.ledger_key,
+                                              sizeof(walk.ledger_key));
+    uint8_t prefix[SD_LEDGER_INDEX_KEY_BYTES_MAX], start[SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    walk.prefix_length = sd_history_index_prefix(request, scan, prefix, sizeof(prefix));
+    if (walk.tenant_length == 0 || walk.prefix_length == 0) {
+        return SD_INTERNAL; /* validated ids always fit */
+    }
+    memcpy(start, prefix, walk.prefix_length);
+    sd_be64_put(start + walk.prefix_length, walk.from_seq);
+    sd_status_t status =
+        sd_storage_scan(storage, SD_CF_LEDGER_INDEX, prefix, walk.prefix_length, start,
+                        walk.prefix_length + 8, false, SIZE_MAX, sd_index_visit, &walk, more_out);
+    return status != SD_OK ? status : walk.status;
+}
+
 static sd_status_t sd_history_pack(sd_history_scan_t *scan, bool more, uint8_t **packed_out,
                                    size_t *packed_length_out)
 {
@@ -284,9 +397,12 @@ sd_status_t sd_query_history(sd_storage_t *storage, uint64_t pruned_through,
                               .entries = calloc(page_size, sizeof(Stockd__V1__LedgerEntry *)),
                               .page_size = page_size};
     bool more = false;
+    bool indexed = atomic_load(&sd_history_index_enabled) &&
+                   (scan.item_filter != NULL || scan.order_filter != NULL);
     sd_status_t status =
-        scan.entries == NULL
-            ? SD_UNAVAILABLE
+        scan.entries == NULL ? SD_UNAVAILABLE
+        : indexed
+            ? sd_history_walk_index(storage, request, &scan, sd_scan_budget(page_size), &more)
             : sd_storage_scan(storage, SD_CF_LEDGER, prefix, prefix_length, start, start_length,
                               false, sd_scan_budget(page_size), sd_history_visit, &scan, &more);
     if (status == SD_OK && scan.corrupt) {

@@ -4,6 +4,7 @@
 #ifndef STOCKD_QUERIES_H
 #define STOCKD_QUERIES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ sd_status_t sd_query_list_stock(sd_storage_t *storage, const Stockd__V1__ListSto
 sd_status_t sd_query_history(sd_storage_t *storage, uint64_t pruned_through,
                              const Stockd__V1__HistoryRequest *request, sd_error_t *error,
                              uint8_t **packed_out, size_t *packed_length_out);
+
+/* History with an item or order_id filter reads the ledger's index (keys.h); false makes it
+ * scan the tenant's ledger as before the index (same results, far more work). For benchmarks
+ * and tests; true by default. */
+void sd_query_history_use_index(bool enabled);
 
 /* Validates page_size: negative is invalid, 0 means the default, above the maximum is
  * lowered to it (as AIP-158 suggests). */

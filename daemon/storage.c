@@ -12,11 +12,26 @@
 #include "log.h"
 #include "util.h"
 
-static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger", "idempotency"};
+static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledger", "idempotency",
+                                                     "ledger_index"};
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
 static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
+/* the index of the ledger (keys.h): built (a version byte), the build's position while it
+ * runs, and how far pruning has removed its keys */
+static const char sd_meta_index_built_key[] = "meta:ledger_index_built";
+static const char sd_meta_index_cursor_key[] = "meta:ledger_index_build_cursor";
+static const char sd_meta_index_pruned_key[] = "meta:ledger_index_pruned";
+#define SD_LEDGER_INDEX_VERSION 1
 static const char sd_time_index_prefix[] = "ledger_time:";
 #define SD_TIME_INDEX_KEY_BYTES (sizeof(sd_time_index_prefix) - 1 + 8)
+
+/* Removal of pruned entries' index keys: every key with seq <= cleaned is gone; a cycle in
+ * progress (target > cleaned) removes those with seq <= target, and resumes at cursor. */
+typedef struct {
+    uint64_t cleaned, target;
+    uint8_t cursor[SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    size_t cursor_length;
+} sd_index_prune_t;
 
 struct sd_storage {
     rocksdb_t *db;
@@ -24,6 +39,8 @@ struct sd_storage {
     rocksdb_options_t *cf_options[SD_CF_COUNT];
     rocksdb_column_family_handle_t *cf[SD_CF_COUNT];
     rocksdb_block_based_table_options_t *table_options;
+    /* the index is only ever seeked, never read by key: no bloom filter to build */
+    rocksdb_block_based_table_options_t *index_table_options;
     rocksdb_cache_t *cache;
     rocksdb_filterpolicy_t *bloom; /* owned by table_options once set */
     rocksdb_compactionfilter_t *idempotency_filter;
@@ -37,6 +54,7 @@ struct sd_storage {
     atomic_bool failed; /* a write failed: see sd_storage_failed */
     int64_t wal_bytes_max;
     int64_t wal_bytes_since_flush; /* writer thread only */
+    sd_index_prune_t index_prune;  /* writer thread only */
 };
 
 #define SD_ROCKSDB_INFO_LOG_INFO 1        /* InfoLogLevel::INFO_LEVEL */
@@ -47,6 +65,8 @@ struct sd_write_batch {
 };
 
 static void sd_storage_flush_all(sd_storage_t *storage, bool wait);
+static bool sd_storage_iter_at(rocksdb_iterator_t *iterator, const uint8_t *key, size_t length);
+static sd_status_t sd_storage_load_index_prune(sd_storage_t *storage);
 
 /* Idempotency records expire: compaction drops those older than the retention window, so
  * the column family does not grow without bound. Lookups check the age too, because
@@ -105,11 +125,15 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_block_based_options_set_block_cache(storage->table_options, storage->cache);
     storage->bloom = rocksdb_filterpolicy_create_bloom(10);
     rocksdb_block_based_options_set_filter_policy(storage->table_options, storage->bloom);
+    storage->index_table_options = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(storage->index_table_options, storage->cache);
     for (int cf = 0; cf < SD_CF_COUNT; cf++) {
         rocksdb_options_t *cf_options = rocksdb_options_create_copy(storage->db_options);
         rocksdb_options_set_write_buffer_size(cf_options, (size_t)options->write_buffer_bytes);
         rocksdb_options_set_max_write_buffer_number(cf_options, 3);
-        rocksdb_options_set_block_based_table_factory(cf_options, storage->table_options);
+        rocksdb_options_set_block_based_table_factory(cf_options, cf == SD_CF_LEDGER_INDEX
+                                                                      ? storage->index_table_options
+                                                                      : storage->table_options);
         rocksdb_options_set_compression(cf_options, rocksdb_lz4_compression);
         storage->cf_options[cf] = cf_options;
     }
@@ -229,6 +253,212 @@ static sd_status_t sd_storage_migrate_item_keys(sd_storage_t *storage)
     return status;
 }
 
+/* ---- building the ledger's index for a ledger written without it ---- */
+
+static void (*sd_index_build_hook)(size_t chunks_written);
+
+void sd_storage_set_index_build_hook(void (*hook)(size_t chunks_written))
+{
+    sd_index_build_hook = hook;
+}
+
+/* A run of consecutive seqs of one tenant carrying one order_id, not yet written. */
+typedef struct {
+    uint8_t key[SD_ORDER_INDEX_KEY_BYTES_MAX]; /* the order's index prefix, then the last seq */
+    size_t prefix_length;                      /* 0 = no run */
+    uint64_t first_seq, last_seq;
+} sd_order_run_t;
+
+static void sd_order_run_flush(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                               sd_order_run_t *run)
+{
+    if (run->prefix_length == 0) {
+        return;
+    }
+    uint8_t value[SD_ORDER_INDEX_VALUE_BYTES];
+    sd_be64_put(run->key + run->prefix_length, run->last_seq);
+    sd_order_index_value_encode((uint32_t)(run->last_seq - run->first_seq + 1), value);
+    rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_LEDGER_INDEX], (const char *)run->key,
+                              run->prefix_length + 8, (const char *)value, sizeof(value));
+    run->prefix_length = 0;
+}
+
+/* Adds the index keys of one ledger entry (key: tenant prefix + seq) to batch: its item's,
+ * and its order's by extending or starting a run (consecutive entries of one order, such as
+ * the lines of one request, share one key). The tenant is the key's, as History reads it. */
+static void sd_index_build_entry(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                 const uint8_t *key, size_t key_length,
+                                 const Stockd__V1__LedgerEntry *entry, sd_order_run_t *run)
+{
+    sd_bytes_t tenant = {(const char *)key + 1, key[0]};
+    uint64_t seq = sd_be64_get(key + key_length - 8);
+    if (entry->item != NULL) {
+        sd_item_key_t parts = sd_item_key_of("", entry->item);
+        parts.tenant_id = tenant;
+        uint8_t item_key[SD_ITEM_KEY_BYTES_MAX], index_key[SD_ITEM_INDEX_KEY_BYTES_MAX];
+        size_t item_length = sd_key_encode_item(&parts, item_key, sizeof(item_key));
+        size_t index_length =
+            sd_key_encode_item_index(item_key, item_length, seq, index_key, sizeof(index_key));
+        if (index_length > 0) {
+            rocksdb_writebatch_put_cf(batch, storage->cf[SD_CF_LEDGER_INDEX],
+                                      (const char *)index_key, index_length, "", 0);
+        }
+    }
+    uint8_t prefix[SD_ORDER_INDEX_KEY_BYTES_MAX];
+    size_t prefix_length = entry->order_id[0] != '\0'
+                               ? sd_key_encode_order_index_prefix(
+                                     tenant, sd_bytes_of(entry->order_id), prefix, sizeof(prefix))
+                               : 0;
+    if (prefix_length > 0 && run->prefix_length == prefix_length &&
+        memcmp(run->key, prefix, prefix_length) == 0 && seq == run->last_seq + 1) {
+        run->last_seq = seq;
+        return;
+    }
+    sd_order_run_flush(storage, batch, run);
+    if (prefix_length > 0) {
+        memcpy(run->key, prefix, prefix_length);
+        run->prefix_length = prefix_length;
+        run->first_seq = run->last_seq = seq;
+    }
+}
+
+/* Where the build stands: the last ledger key indexed (empty: none yet). */
+typedef struct {
+    uint8_t cursor[SD_LEDGER_KEY_BYTES_MAX];
+    size_t cursor_length;
+    size_t indexed, skipped, chunks;
+} sd_index_build_t;
+
+/* Ends a chunk: records the position reached (or, at the end, that the index is built) in
+ * the chunk's batch, and writes it synced. */
+static sd_status_t sd_index_build_commit(sd_storage_t *storage, rocksdb_iterator_t *iterator,
+                                         rocksdb_writebatch_t *batch, const sd_index_build_t *build,
+                                         bool done)
+{
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
+    rocksdb_iter_destroy(iterator);
+    rocksdb_column_family_handle_t *meta = storage->cf[SD_CF_DEFAULT];
+    if (rocks_error == NULL && done) {
+        const char version = SD_LEDGER_INDEX_VERSION;
+        rocksdb_writebatch_put_cf(batch, meta, sd_meta_index_built_key,
+                                  sizeof(sd_meta_index_built_key) - 1, &version, 1);
+        rocksdb_writebatch_delete_cf(batch, meta, sd_meta_index_cursor_key,
+                                     sizeof(sd_meta_index_cursor_key) - 1);
+    } else if (rocks_error == NULL) {
+        rocksdb_writebatch_put_cf(batch, meta, sd_meta_index_cursor_key,
+                                  sizeof(sd_meta_index_cursor_key) - 1, (const char *)build->cursor,
+                                  build->cursor_length);
+    }
+    if (rocks_error == NULL) {
+        rocksdb_write(storage->db, storage->write_sync, batch, &rocks_error);
+    }
+    rocksdb_writebatch_destroy(batch);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "ledger_index_build_failed", LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
+}
+
+/* Indexes the entries of one chunk of the ledger; the chunk's index keys and the new
+ * position (or, at the end, the built marker) go in one synced batch. */
+static sd_status_t sd_index_build_chunk(sd_storage_t *storage, sd_index_build_t *build,
+                                        bool *done_out)
+{
+    rocksdb_iterator_t *iterator =
+        rocksdb_create_iterator_cf(storage->db, storage->read_options, storage->cf[SD_CF_LEDGER]);
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    rocksdb_iter_seek(iterator, (const char *)build->cursor, build->cursor_length);
+    if (rocksdb_iter_valid(iterator) && build->cursor_length > 0 &&
+        sd_storage_iter_at(iterator, build->cursor, build->cursor_length)) {
+        rocksdb_iter_next(iterator);
+    }
+    sd_order_run_t run = {.prefix_length = 0};
+    bool corrupt = false;
+    for (size_t in_chunk = 0;
+         rocksdb_iter_valid(iterator) && in_chunk < SD_LEDGER_INDEX_BUILD_CHUNK;
+         rocksdb_iter_next(iterator), in_chunk++) {
+        size_t key_length = 0, value_length = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(iterator, &key_length);
+        const char *value = rocksdb_iter_value(iterator, &value_length);
+        if (key_length > sizeof(build->cursor)) { /* no ledger key is that long */
+            corrupt = true;
+            break;
+        }
+        Stockd__V1__LedgerEntry *entry =
+            key_length > 0 && key_length == (size_t)key[0] + 1 + 8
+                ? sd_ledger_value_decode((const uint8_t *)value, value_length)
+                : NULL;
+        if (entry == NULL) { /* History reports it as corrupt; nothing to index */
+            sd_order_run_flush(storage, batch, &run);
+            build->skipped++;
+        } else {
+            sd_index_build_entry(storage, batch, key, key_length, entry, &run);
+            stockd__v1__ledger_entry__free_unpacked(entry, NULL);
+            build->indexed++;
+        }
+        memcpy(build->cursor, key, key_length);
+        build->cursor_length = key_length;
+    }
+    *done_out = !rocksdb_iter_valid(iterator);
+    sd_order_run_flush(storage, batch, &run);
+    sd_status_t status = sd_index_build_commit(storage, iterator, batch, build, *done_out);
+    return status == SD_OK && corrupt ? SD_INTERNAL : status;
+}
+
+/* Reads where an interrupted build stopped (nothing: from the start). */
+static sd_status_t sd_index_build_resume(sd_storage_t *storage, sd_index_build_t *build)
+{
+    char *value = NULL;
+    size_t value_length = 0;
+    sd_status_t status =
+        sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)sd_meta_index_cursor_key,
+                       sizeof(sd_meta_index_cursor_key) - 1, &value, &value_length);
+    if (status == SD_OK && value != NULL) {
+        status = value_length <= sizeof(build->cursor) ? SD_OK : SD_INTERNAL;
+        build->cursor_length = status == SD_OK ? value_length : 0;
+        memcpy(build->cursor, value, build->cursor_length);
+    }
+    sd_storage_free(value);
+    return status;
+}
+
+/* Indexes a ledger written before the index existed (once per data directory). */
+static sd_status_t sd_storage_build_ledger_index(sd_storage_t *storage)
+{
+    char *value = NULL;
+    size_t value_length = 0;
+    sd_status_t status =
+        sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)sd_meta_index_built_key,
+                       sizeof(sd_meta_index_built_key) - 1, &value, &value_length);
+    bool built = value != NULL;
+    sd_storage_free(value);
+    if (status != SD_OK || built) {
+        return status;
+    }
+    sd_index_build_t build = {.cursor_length = 0};
+    status = sd_index_build_resume(storage, &build);
+    bool resumed = build.cursor_length > 0, done = false;
+    double started_ms = util_monotonic_ms();
+    while (status == SD_OK && !done) {
+        status = sd_index_build_chunk(storage, &build, &done);
+        build.chunks++;
+        if (status == SD_OK && sd_index_build_hook != NULL) {
+            sd_index_build_hook(build.chunks);
+        }
+    }
+    if (build.indexed + build.skipped > 0 || resumed || status != SD_OK) {
+        SD_LOG(status == SD_OK ? LOG_INFO : LOG_ERROR, "ledger_index_built",
+               LF_UINT("entries", build.indexed), LF_UINT("unreadable_entries", build.skipped),
+               LF_UINT("chunks", build.chunks), LF_BOOL("resumed", resumed),
+               LF_DBL("seconds", (util_monotonic_ms() - started_ms) / 1000),
+               LF_STR("status", sd_status_name(status)));
+    }
+    return status;
+}
+
 sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **storage_out,
                             char *error, size_t error_capacity)
 {
@@ -258,6 +488,13 @@ sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **
     if (sd_storage_migrate_item_keys(storage) != SD_OK) {
         snprintf(error, error_capacity,
                  "cannot rewrite the item keys in %s in natural order (see the log)",
+                 options->data_dir);
+        sd_storage_close(storage);
+        return SD_INTERNAL;
+    }
+    if (sd_storage_build_ledger_index(storage) != SD_OK ||
+        sd_storage_load_index_prune(storage) != SD_OK) {
+        snprintf(error, error_capacity, "cannot index the ledger in %s (see the log)",
                  options->data_dir);
         sd_storage_close(storage);
         return SD_INTERNAL;
@@ -319,6 +556,7 @@ sd_status_t sd_storage_close(sd_storage_t *storage)
     }
     rocksdb_options_destroy(storage->db_options);
     rocksdb_block_based_options_destroy(storage->table_options); /* frees the bloom policy */
+    rocksdb_block_based_options_destroy(storage->index_table_options);
     rocksdb_cache_destroy(storage->cache);
     rocksdb_readoptions_destroy(storage->read_options);
     rocksdb_writeoptions_destroy(storage->write_sync);
@@ -644,7 +882,8 @@ static sd_status_t sd_storage_delete_ledger_through(sd_storage_t *storage,
     return SD_OK;
 }
 
-sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
+/* Deletes every tenant's ledger entries committed before cutoff_us (range deletes). */
+static sd_status_t sd_storage_prune_ledger_entries(sd_storage_t *storage, int64_t cutoff_us)
 {
     sd_cutoff_scan_t scan = {cutoff_us / 1000000, 0};
     bool more = false;
@@ -678,6 +917,147 @@ sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
         SD_LOG(LOG_INFO, "ledger_pruned", LF_UINT("through_seq", scan.cutoff_seq));
     }
     return status;
+}
+
+/* ---- removing the index keys of pruned entries ---- */
+
+/* The state record: cleaned, target (big-endian), then the cursor. */
+static void sd_index_prune_put_state(sd_storage_t *storage, sd_write_batch_t *batch,
+                                     const sd_index_prune_t *state)
+{
+    uint8_t value[16 + SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    sd_be64_put(value, state->cleaned);
+    sd_be64_put(value + 8, state->target);
+    memcpy(value + 16, state->cursor, state->cursor_length);
+    sd_write_batch_put(storage, batch, SD_CF_DEFAULT, (const uint8_t *)sd_meta_index_pruned_key,
+                       sizeof(sd_meta_index_pruned_key) - 1, value, 16 + state->cursor_length);
+}
+
+static sd_status_t sd_storage_load_index_prune(sd_storage_t *storage)
+{
+    char *value = NULL;
+    size_t length = 0;
+    sd_index_prune_t *state = &storage->index_prune;
+    sd_status_t status =
+        sd_storage_get(storage, SD_CF_DEFAULT, (const uint8_t *)sd_meta_index_pruned_key,
+                       sizeof(sd_meta_index_pruned_key) - 1, &value, &length);
+    if (status == SD_OK && value != NULL) {
+        const uint8_t *bytes = (const uint8_t *)value;
+        bool valid = length >= 16 && length - 16 <= sizeof(state->cursor);
+        state->cleaned = valid ? sd_be64_get(bytes) : 0;
+        state->target = valid ? sd_be64_get(bytes + 8) : 0;
+        state->cursor_length = valid ? length - 16 : 0;
+        memcpy(state->cursor, bytes + 16, state->cursor_length);
+        status = valid && state->cleaned <= state->target ? SD_OK : SD_INTERNAL;
+    }
+    sd_storage_free(value);
+    return status;
+}
+
+/* Ends a chunk of index pruning: writes its deletes with the state reached. */
+static sd_status_t sd_index_prune_commit(sd_storage_t *storage, rocksdb_iterator_t *iterator,
+                                         sd_write_batch_t *batch, const sd_index_prune_t *next)
+{
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
+    rocksdb_iter_destroy(iterator);
+    if (rocks_error != NULL || batch == NULL) {
+        SD_LOG(LOG_ERROR, "storage_scan_failed", LF_STR("cf", "ledger_index"),
+               LF_STR("error", rocks_error ? rocks_error : "out of memory"));
+        rocksdb_free(rocks_error);
+        sd_write_batch_free(batch);
+        return SD_UNAVAILABLE; /* nothing deleted; the next pass tries again */
+    }
+    sd_index_prune_put_state(storage, batch, next);
+    sd_status_t status = sd_storage_write(storage, batch, true);
+    sd_write_batch_free(batch);
+    if (status == SD_OK) {
+        storage->index_prune = *next;
+    }
+    return status;
+}
+
+/* Examines up to SD_LEDGER_INDEX_PRUNE_CHUNK index keys from the cursor on: deletes those of
+ * pruned entries, skips the rest of an item or order at its first live key (its keys are in
+ * seq order). Writes the deletes and the new state in one synced batch. */
+static sd_status_t sd_index_prune_chunk(sd_storage_t *storage, size_t *examined_out, bool *done_out)
+{
+    sd_index_prune_t next = storage->index_prune;
+    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf(storage->db, storage->read_options,
+                                                              storage->cf[SD_CF_LEDGER_INDEX]);
+    sd_write_batch_t *batch = sd_write_batch_new();
+    rocksdb_iter_seek(iterator, (const char *)next.cursor, next.cursor_length);
+    size_t examined = 0;
+    uint8_t skip[SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    while (batch != NULL && rocksdb_iter_valid(iterator) &&
+           examined < SD_LEDGER_INDEX_PRUNE_CHUNK) {
+        examined++;
+        size_t key_length = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(iterator, &key_length);
+        uint64_t seq = 0;
+        if (!sd_key_index_seq(key, key_length, &seq) || key_length > sizeof(skip)) {
+            rocksdb_iter_next(iterator); /* not an index key: left alone */
+        } else if (seq <= next.target) {
+            sd_write_batch_delete(storage, batch, SD_CF_LEDGER_INDEX, key, key_length);
+            rocksdb_iter_next(iterator);
+        } else { /* on to the next item or order: past the last key this one could have */
+            memcpy(skip, key, key_length - 8);
+            sd_be64_put(skip + key_length - 8, UINT64_MAX);
+            rocksdb_iter_seek(iterator, (const char *)skip, key_length);
+            if (rocksdb_iter_valid(iterator) && sd_storage_iter_at(iterator, skip, key_length)) {
+                rocksdb_iter_next(iterator);
+            }
+        }
+    }
+    *done_out = !rocksdb_iter_valid(iterator);
+    next.cursor_length = 0;
+    if (!*done_out) {
+        const char *at = rocksdb_iter_key(iterator, &next.cursor_length);
+        next.cursor_length = next.cursor_length <= sizeof(next.cursor) ? next.cursor_length : 0;
+        memcpy(next.cursor, at, next.cursor_length);
+    }
+    next.cleaned = *done_out ? next.target : next.cleaned;
+    *examined_out = examined;
+    return sd_index_prune_commit(storage, iterator, batch, &next);
+}
+
+bool sd_storage_ledger_index_prune_pending(const sd_storage_t *storage)
+{
+    return storage->index_prune.target > storage->index_prune.cleaned ||
+           atomic_load(&storage->pruned_through) > storage->index_prune.cleaned;
+}
+
+/* One bounded pass: continues the cycle in progress, or starts one when retention has pruned
+ * past what is cleaned. */
+static sd_status_t sd_storage_prune_ledger_index(sd_storage_t *storage)
+{
+    sd_index_prune_t *state = &storage->index_prune;
+    uint64_t pruned = atomic_load(&storage->pruned_through);
+    if (state->target == state->cleaned) {
+        if (pruned <= state->cleaned) {
+            return SD_OK;
+        }
+        state->target = pruned; /* a new cycle, from the first index key */
+        state->cursor_length = 0;
+    }
+    sd_status_t status = SD_OK;
+    size_t examined_total = 0;
+    bool done = false;
+    while (status == SD_OK && !done && examined_total < SD_LEDGER_INDEX_PRUNE_KEYS_PER_PASS) {
+        size_t examined = 0;
+        status = sd_index_prune_chunk(storage, &examined, &done);
+        examined_total += examined;
+    }
+    if (status == SD_OK && done) {
+        SD_LOG(LOG_INFO, "ledger_index_pruned", LF_UINT("through_seq", state->cleaned));
+    }
+    return status;
+}
+
+sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
+{
+    sd_status_t status = sd_storage_prune_ledger_entries(storage, cutoff_us);
+    return status == SD_OK ? sd_storage_prune_ledger_index(storage) : status;
 }
 
 sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, char *error,

@@ -1,8 +1,10 @@
 /* storage.h — everything stockd keeps in RocksDB, and nothing else.
  *
  * Column families: "levels" (item key → level), "ledger" (tenant + seq → LedgerEntry),
- * "idempotency" (tenant + request_id → fingerprint + response), and "default" for metadata
- * (the last ledger seq). Only the writer thread writes; readers use the DB directly. */
+ * "idempotency" (tenant + request_id → fingerprint + response), "ledger_index" (the ledger by
+ * item and by order_id, keys.h; written in the same WriteBatch as the entries), and
+ * "default" for metadata (the last ledger seq). Only the writer thread writes; readers use
+ * the DB directly. */
 #ifndef STOCKD_STORAGE_H
 #define STOCKD_STORAGE_H
 
@@ -18,6 +20,7 @@ typedef enum {
     SD_CF_LEVELS,
     SD_CF_LEDGER,
     SD_CF_IDEMPOTENCY,
+    SD_CF_LEDGER_INDEX,
     SD_CF_COUNT
 } sd_cf_t;
 
@@ -125,6 +128,26 @@ void sd_storage_batch_put_time_index(sd_storage_t *storage, sd_write_batch_t *ba
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us);
 /* The highest seq deleted by retention (0 = none). */
 uint64_t sd_storage_pruned_through(const sd_storage_t *storage);
+
+/* ---- the ledger's index (keys.h) ----
+ * Every pruning pass also removes the index keys of pruned entries: it walks the index from
+ * where the last pass stopped, deletes keys whose seq is pruned (an item's or an order's
+ * pruned keys are the first of its keys, so the rest of it is skipped with one seek) and
+ * stops after examining SD_LEDGER_INDEX_PRUNE_KEYS_PER_PASS keys, in synced chunks of
+ * SD_LEDGER_INDEX_PRUNE_CHUNK. Queries never read them meanwhile: they start after the
+ * pruned seq. */
+#define SD_LEDGER_INDEX_PRUNE_CHUNK 8192
+#define SD_LEDGER_INDEX_PRUNE_KEYS_PER_PASS (8 * SD_LEDGER_INDEX_PRUNE_CHUNK)
+/* True while index keys of pruned entries may remain (a pass has more to do). */
+bool sd_storage_ledger_index_prune_pending(const sd_storage_t *storage);
+
+/* A data directory whose ledger was written without the index gets it at open, before
+ * anything reads or writes: the ledger is read in chunks of SD_LEDGER_INDEX_BUILD_CHUNK
+ * entries, each chunk's index keys written with the position reached in one synced batch (a
+ * crash resumes there), and a marker records that it is done, so later opens skip it. */
+#define SD_LEDGER_INDEX_BUILD_CHUNK 4096
+/* Test hook: called after each chunk of that build is durable (NULL = none). */
+void sd_storage_set_index_build_hook(void (*hook)(size_t chunks_written));
 
 /* ---- RocksDB's own figures, for /metrics ---- */
 

@@ -171,6 +171,129 @@ static void test_ledger_key_orders_by_seq(void **state)
     assert_int_equal(sd_be64_get(k2 + l2 - 8), 256);
 }
 
+/* The ledger's index keys (keys.h): an item's keys are its item key + 0x00 + seq, in seq
+ * order; an order's keys are tenant + marker + length + order_id + seq. No item's or order's
+ * prefix begins another's keys, and tenants stay apart. */
+static size_t item_index_prefix(const char *tenant, const char *item, const char *variant,
+                                uint8_t *out)
+{
+    sd_item_key_t parts = make_key(tenant, "", "app", item, variant);
+    uint8_t item_key[SD_ITEM_KEY_BYTES_MAX];
+    size_t item_length = sd_key_encode_item(&parts, item_key, sizeof(item_key));
+    return sd_key_encode_item_index_prefix(item_key, item_length, out, SD_ITEM_INDEX_KEY_BYTES_MAX);
+}
+
+static bool starts_with(const uint8_t *key, size_t key_length, const uint8_t *prefix,
+                        size_t prefix_length)
+{
+    return key_length >= prefix_length && memcmp(key, prefix, prefix_length) == 0;
+}
+
+static void test_item_index_keys(void **state)
+{
+    (void)state;
+    sd_item_key_t parts = make_key("t", "loc", "app", "mug", "L");
+    uint8_t item_key[SD_ITEM_KEY_BYTES_MAX], k1[SD_ITEM_INDEX_KEY_BYTES_MAX],
+        k2[SD_ITEM_INDEX_KEY_BYTES_MAX], prefix[SD_ITEM_INDEX_KEY_BYTES_MAX];
+    size_t item_length = sd_key_encode_item(&parts, item_key, sizeof(item_key));
+    size_t l1 = sd_key_encode_item_index(item_key, item_length, 255, k1, sizeof(k1));
+    size_t l2 = sd_key_encode_item_index(item_key, item_length, 256, k2, sizeof(k2));
+    assert_int_equal(l1, item_length + 1 + 8);
+    assert_memory_equal(k1, item_key, item_length); /* starts with the tenant and item key */
+    assert_int_equal(k1[item_length], 0);
+    assert_int_equal(l1, l2);
+    assert_true(memcmp(k1, k2, l1) < 0); /* seq order */
+    uint64_t seq = 0;
+    assert_true(sd_key_index_seq(k2, l2, &seq));
+    assert_int_equal(seq, 256);
+    size_t prefix_length =
+        sd_key_encode_item_index_prefix(item_key, item_length, prefix, sizeof(prefix));
+    assert_int_equal(prefix_length, item_length + 1);
+    assert_true(starts_with(k1, l1, prefix, prefix_length));
+    /* too small a buffer, or no item key */
+    assert_int_equal(sd_key_encode_item_index(item_key, item_length, 1, k1, item_length + 8), 0);
+    assert_int_equal(sd_key_encode_item_index_prefix(item_key, 0, prefix, sizeof(prefix)), 0);
+    /* the largest item key fits */
+    assert_int_equal(SD_ITEM_INDEX_KEY_BYTES_MAX, SD_ITEM_KEY_BYTES_MAX + 9);
+}
+
+static void test_index_prefixes_never_overlap(void **state)
+{
+    (void)state;
+    uint8_t a[SD_ITEM_INDEX_KEY_BYTES_MAX], b[SD_LEDGER_INDEX_KEY_BYTES_MAX];
+    /* an item whose variant (or item id) extends another's: not under its prefix */
+    const char *pairs[][4] = {{"mug", "", "mug", "L"},
+                              {"mug", "L", "mug", "LL"},
+                              {"mug", "", "mug-1", ""},
+                              {"mug", "", "mu", "g"},
+                              {"mug", "\x01", "mug", ""}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        size_t pa = item_index_prefix("t", pairs[i][0], pairs[i][1], a);
+        uint8_t item_key[SD_ITEM_KEY_BYTES_MAX];
+        sd_item_key_t other = make_key("t", "", "app", pairs[i][2], pairs[i][3]);
+        size_t ol = sd_key_encode_item(&other, item_key, sizeof(item_key));
+        for (uint64_t seq = 0; seq < 3; seq++) {
+            uint64_t seqs[] = {0, 0x4C00000000000000ULL, UINT64_MAX};
+            size_t kl = sd_key_encode_item_index(item_key, ol, seqs[seq], b, sizeof(b));
+            assert_false(starts_with(b, kl, a, pa));
+        }
+    }
+    /* tenants: "t" and "tt" with the same item */
+    size_t pa = item_index_prefix("t", "mug", "", a);
+    size_t pb = item_index_prefix("tt", "mug", "", b);
+    assert_false(starts_with(b, pb, a, pa));
+    /* orders: "o" is not a prefix of "o1"'s keys; nor of another tenant's "o" */
+    pa = sd_key_encode_order_index_prefix(sd_bytes_of("t"), sd_bytes_of("o"), a, sizeof(a));
+    size_t kl = sd_key_encode_order_index(sd_bytes_of("t"), sd_bytes_of("o1"), 7, b, sizeof(b));
+    assert_true(pa > 0 && kl > 0);
+    assert_false(starts_with(b, kl, a, pa));
+    kl = sd_key_encode_order_index(sd_bytes_of("tt"), sd_bytes_of("o"), 7, b, sizeof(b));
+    assert_false(starts_with(b, kl, a, pa));
+    kl = sd_key_encode_order_index(sd_bytes_of("t"), sd_bytes_of("o"), 7, b, sizeof(b));
+    assert_true(starts_with(b, kl, a, pa));
+    assert_int_equal(kl, 1 + 1 + 1 + 1 + 1 + 8);
+    /* an order key and an item key of one tenant differ at the marker */
+    pb = item_index_prefix("t", "mug", "", b);
+    assert_int_equal(a[2], SD_ORDER_INDEX_MARKER);
+    assert_int_equal(b[2], SD_ITEM_KEY_MARKER);
+}
+
+static void test_order_index_keys_and_values(void **state)
+{
+    (void)state;
+    uint8_t key[SD_ORDER_INDEX_KEY_BYTES_MAX];
+    char longest[SD_ORDER_ID_BYTES_MAX + 2];
+    memset(longest, 'o', sizeof(longest));
+    longest[SD_ORDER_ID_BYTES_MAX] = '\0';
+    size_t length = sd_key_encode_order_index(sd_bytes_of("tenant"), sd_bytes_of(longest),
+                                              UINT64_MAX, key, sizeof(key));
+    assert_int_equal(length, 1 + 6 + 1 + 1 + SD_ORDER_ID_BYTES_MAX + 8);
+    longest[SD_ORDER_ID_BYTES_MAX] = 'o';
+    longest[SD_ORDER_ID_BYTES_MAX + 1] = '\0';
+    assert_int_equal(
+        sd_key_encode_order_index(sd_bytes_of("t"), sd_bytes_of(longest), 1, key, sizeof(key)), 0);
+    assert_int_equal(
+        sd_key_encode_order_index_prefix(sd_bytes_of("t"), sd_bytes_of(""), key, sizeof(key)), 0);
+    uint8_t value[SD_ORDER_INDEX_VALUE_BYTES];
+    uint64_t first = 0;
+    sd_order_index_value_encode(3, value);
+    assert_true(sd_order_index_value_decode(value, sizeof(value), 12, &first));
+    assert_int_equal(first, 10); /* 10, 11, 12 */
+    assert_true(sd_order_index_value_decode(value, sizeof(value), 3, &first));
+    assert_int_equal(first, 1);
+    assert_false(sd_order_index_value_decode(value, sizeof(value), 2, &first)); /* below 1 */
+    assert_false(sd_order_index_value_decode(value, sizeof(value) - 1, 12, &first));
+    sd_order_index_value_encode(0, value);
+    assert_false(sd_order_index_value_decode(value, sizeof(value), 12, &first));
+    sd_order_index_value_encode(8192, value);
+    assert_true(sd_order_index_value_decode(value, sizeof(value), 8192, &first));
+    assert_int_equal(first, 1);
+    value[0] = SD_ORDER_INDEX_FORMAT_V1 + 1;
+    assert_false(sd_order_index_value_decode(value, sizeof(value), 8192, &first));
+    uint64_t seq = 0;
+    assert_false(sd_key_index_seq(key, 9, &seq));
+}
+
 static void test_level_round_trip(void **state)
 {
     (void)state;
@@ -261,6 +384,9 @@ int main(void)
         cmocka_unit_test(test_item_keys_sort_in_natural_order),
         cmocka_unit_test(test_v1_item_keys_are_recognised),
         cmocka_unit_test(test_ledger_key_orders_by_seq),
+        cmocka_unit_test(test_item_index_keys),
+        cmocka_unit_test(test_index_prefixes_never_overlap),
+        cmocka_unit_test(test_order_index_keys_and_values),
         cmocka_unit_test(test_level_round_trip),
         cmocka_unit_test(test_level_rejects_corruption),
     };
