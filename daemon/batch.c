@@ -18,6 +18,7 @@
 #include "hashmap.h"
 #include "level_cache.h"
 #include "overlay.h"
+#include "sorted_puts.h"
 #include "idempotency.h"
 
 /* The JSON subject of the largest item key with every id byte escaped (at most 6 bytes). */
@@ -50,6 +51,8 @@ struct sd_batch {
     uint32_t *line_uniques; /* per line of the current request: index into uniques */
     size_t line_uniques_capacity;
     sd_idempotency_records_t records; /* written by this batch, not yet committed */
+    sd_sorted_puts_t index_puts;      /* ledger index keys, written in key order at commit */
+    size_t index_puts_mark;           /* at the current request's save point */
     uint8_t *scratch;                 /* packing buffer for ledger entries */
     size_t scratch_capacity;
     sd_level_cache_t cache; /* committed levels, so hot items skip the RocksDB read */
@@ -64,6 +67,7 @@ sd_batch_t *sd_batch_new(sd_storage_t *storage, uint64_t last_seq, int64_t idemp
     sd_level_cache_init(&batch->cache, SD_LEVEL_CACHE_ENTRIES_DEFAULT);
     batch->storage = storage;
     batch->idempotency_ttl_us = idempotency_ttl_us;
+    batch->index_puts.cf = SD_CF_LEDGER_INDEX;
     batch->write_batch = sd_write_batch_new();
     batch->last_seq = last_seq;
     if (batch->write_batch == NULL) {
@@ -78,6 +82,7 @@ void sd_batch_reset(sd_batch_t *batch, uint64_t last_seq)
     sd_write_batch_clear(batch->write_batch);
     sd_overlay_clear(&batch->overlay);
     sd_idempotency_records_clear(&batch->records);
+    sd_sorted_puts_clear(&batch->index_puts);
     batch->applied_count = 0;
     batch->last_seq = last_seq;
 }
@@ -96,6 +101,7 @@ void sd_batch_free(sd_batch_t *batch)
     free(batch->line_uniques);
     sd_idempotency_records_free(&batch->records);
     free(batch->scratch);
+    sd_sorted_puts_free(&batch->index_puts);
     free(batch);
 }
 
@@ -325,7 +331,7 @@ static void sd_ledger_index_append(sd_batch_t *batch, const sd_write_request_t *
     size_t key_length =
         sd_key_encode_item_index(level->key, level->key_length, seq, key, sizeof(key));
     SD_ASSERT(key_length > 0);
-    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER_INDEX, key, key_length,
+    sd_sorted_puts_add(&batch->index_puts, batch->storage, batch->write_batch, key, key_length,
                        (const uint8_t *)"", 0);
     if (line + 1 < request->lines_count || request->order_id[0] == '\0') {
         return;
@@ -335,7 +341,7 @@ static void sd_ledger_index_append(sd_batch_t *batch, const sd_write_request_t *
                                            sd_bytes_of(request->order_id), seq, key, sizeof(key));
     SD_ASSERT(key_length > 0); /* order_id is validated */
     sd_order_index_value_encode((uint32_t)request->lines_count, value);
-    sd_write_batch_put(batch->storage, batch->write_batch, SD_CF_LEDGER_INDEX, key, key_length,
+    sd_sorted_puts_add(&batch->index_puts, batch->storage, batch->write_batch, key, key_length,
                        value, sizeof(value));
 }
 
@@ -464,6 +470,7 @@ static void sd_rollback_request(sd_batch_t *batch, size_t uniques_count, uint64_
         batch->overlay.entries[batch->uniques[u].overlay_index] = batch->uniques[u].before;
     }
     sd_write_batch_rollback_to_save_point(batch->write_batch);
+    sd_sorted_puts_rollback(&batch->index_puts, batch->index_puts_mark);
     batch->last_seq = seq_before;
 }
 
@@ -531,6 +538,7 @@ static void sd_evaluate(sd_batch_t *batch, const sd_write_request_t *request, in
     }
     uint64_t seq_before = batch->last_seq;
     sd_write_batch_set_save_point(batch->write_batch);
+    batch->index_puts_mark = sd_sorted_puts_mark(&batch->index_puts);
     sd_apply_lines(batch, request, uniques_count, now_us);
     bool ok = sd_pack_response(batch, request, uniques_count, result);
     if (ok && result->response_length > SD_RESPONSE_BYTES_MAX) {
@@ -592,6 +600,7 @@ sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
         return SD_OK;
     }
     sd_overlay_put_changed(&batch->overlay, batch->storage, batch->write_batch);
+    sd_sorted_puts_flush(&batch->index_puts, batch->storage, batch->write_batch);
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
     sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
                                     util_now_us());

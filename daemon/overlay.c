@@ -40,26 +40,57 @@ sd_status_t sd_overlay_get(sd_overlay_t *overlay, const sd_level_cache_t *cache,
     return entry->load_status;
 }
 
-void sd_overlay_put_changed(const sd_overlay_t *overlay, sd_storage_t *storage,
-                            sd_write_batch_t *write_batch)
+static int sd_entry_key_compare(const void *a, const void *b)
+{
+    const sd_overlay_entry_t *x = *(const sd_overlay_entry_t *const *)a;
+    const sd_overlay_entry_t *y = *(const sd_overlay_entry_t *const *)b;
+    size_t common = x->key_length < y->key_length ? x->key_length : y->key_length;
+    int order = memcmp(x->key, y->key, common);
+    return order != 0 ? order : (x->key_length > y->key_length) - (x->key_length < y->key_length);
+}
+
+static void sd_overlay_put_entry(const sd_overlay_entry_t *entry, sd_storage_t *storage,
+                                 sd_write_batch_t *write_batch)
 {
     uint8_t value[SD_LEVEL_VALUE_BYTES];
-    for (size_t i = 0; i < overlay->count; i++) {
-        const sd_overlay_entry_t *entry = &overlay->entries[i];
-        if (!entry->dirty) {
-            continue;
+    /* a changed level was loaded, and the checks kept it in range: read it back before it is
+     * written (the codec round trip), as the reader will */
+    SD_ASSERT(entry->load_status == SD_OK);
+    SD_ASSERT(entry->exists && entry->level.version > 0); /* written by this batch */
+    sd_level_encode(&entry->level, value);
+    sd_level_t check;
+    SD_ASSERT(sd_level_decode(value, sizeof(value), &check));
+    SD_ASSERT(check.available == entry->level.available && check.floor == entry->level.floor &&
+              check.version == entry->level.version && check.tracked == entry->level.tracked);
+    sd_write_batch_put(storage, write_batch, SD_CF_LEVELS, entry->key, entry->key_length, value,
+                       sizeof(value));
+}
+
+/* The changed levels go in key order (sorted_puts.h says why); in arrival order when memory
+ * for the order cannot be had. */
+void sd_overlay_put_changed(sd_overlay_t *overlay, sd_storage_t *storage,
+                            sd_write_batch_t *write_batch)
+{
+    const sd_overlay_entry_t **order = sd_array_grow(overlay->order, &overlay->order_capacity,
+                                                     overlay->count, sizeof(*overlay->order));
+    size_t changed = 0;
+    if (order != NULL) {
+        overlay->order = order;
+        for (size_t i = 0; i < overlay->count; i++) {
+            if (overlay->entries[i].dirty) {
+                order[changed++] = &overlay->entries[i];
+            }
         }
-        /* a changed level was loaded, and the checks kept it in range: read it back before
-         * it is written (the codec round trip), as the reader will */
-        SD_ASSERT(entry->load_status == SD_OK);
-        SD_ASSERT(entry->exists && entry->level.version > 0); /* written by this batch */
-        sd_level_encode(&entry->level, value);
-        sd_level_t check;
-        SD_ASSERT(sd_level_decode(value, sizeof(value), &check));
-        SD_ASSERT(check.available == entry->level.available && check.floor == entry->level.floor &&
-                  check.version == entry->level.version && check.tracked == entry->level.tracked);
-        sd_write_batch_put(storage, write_batch, SD_CF_LEVELS, entry->key, entry->key_length, value,
-                           sizeof(value));
+        qsort(order, changed, sizeof(*order), sd_entry_key_compare);
+        for (size_t i = 0; i < changed; i++) {
+            sd_overlay_put_entry(order[i], storage, write_batch);
+        }
+        return;
+    }
+    for (size_t i = 0; i < overlay->count; i++) {
+        if (overlay->entries[i].dirty) {
+            sd_overlay_put_entry(&overlay->entries[i], storage, write_batch);
+        }
     }
 }
 
@@ -85,5 +116,8 @@ void sd_overlay_free(sd_overlay_t *overlay)
     sd_map_free(&overlay->map);
     free(overlay->entries);
     overlay->entries = NULL;
+    free(overlay->order);
+    overlay->order = NULL;
+    overlay->order_capacity = 0;
     overlay->count = overlay->capacity = 0;
 }

@@ -26,6 +26,8 @@ typedef struct {
     sd_map_t map; /* item key -> index into entries */
     sd_overlay_entry_t *entries;
     size_t count, capacity;
+    const sd_overlay_entry_t **order; /* scratch: the changed entries in key order */
+    size_t order_capacity;
 } sd_overlay_t;
 
 /* Finds the entry of key, loading it on first touch; *index_out is its index in entries.
@@ -38,7 +40,7 @@ sd_status_t sd_overlay_get(sd_overlay_t *overlay, const sd_level_cache_t *cache,
 
 /* Puts every changed level into write_batch, each checked by a read-back decode first (a
  * level outside the contract is a bug: the assertion stops the process before the commit). */
-void sd_overlay_put_changed(const sd_overlay_t *overlay, sd_storage_t *storage,
+void sd_overlay_put_changed(sd_overlay_t *overlay, sd_storage_t *storage,
                             sd_write_batch_t *write_batch);
 
 /* After a successful commit: records every level the batch read or wrote in the cache. */
