@@ -2,11 +2,14 @@
 #   make run    install what is missing, build, start stockd on 127.0.0.1:50051
 #   make test   install what is missing, build (warnings are errors), run every test, then
 #               build again with ASan+UBSan and run the unit and integration tests again
-#   make bench  the benchmarks of BENCHMARKS.md (DURATION=10s per run by default)
+#   make bench  the benchmarks of BENCHMARKS.md (DURATION=10s per run by default) and the
+#               concurrency sweep drawn into docs/bench/*.svg
+#   make bench-peers  stockd vs Redis and PostgreSQL on the same durable workload (installs
+#               redis-server, postgresql, libhiredis-dev, libpq-dev when missing; ~4 minutes)
 #   make profile  instructions per call under callgrind (Health vs durable decrements)
 #   make soak   SIGKILL stockd under load SOAK_CYCLES times (default 100, a few minutes; not
 #               part of make test) and check what survives; SOAK_SEED repeats a run
-.PHONY: all setup build run test bench profile soak fuzz clean
+.PHONY: all setup build run test bench bench-peers profile soak fuzz clean
 
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -32,6 +35,19 @@ test: setup
 
 bench: build
 	@bash scripts/bench.sh $(BUILD)
+
+# bench/peers.sh: ROUNDS (3) round-robin rounds of stockd, Redis (appendfsync always) and
+# PostgreSQL (synchronous_commit on), PEERS_DURATION (20s) measured each (BENCHMARKS.md).
+bench-peers: build
+	@bash bench/peers.sh $(BUILD)
+
+# History by item and by order over the ledger's index, against the scan it replaced
+# (BENCHMARKS.md "History queries"): 1M ledger entries over 10k items written through the real
+# write path, then first pages timed both ways (a few minutes). BENCH_HISTORY_ARGS passes
+# options (bench_history --help).
+.PHONY: bench-history
+bench-history: build
+	$(BUILD)/tests/bench_history $(BENCH_HISTORY_ARGS)
 
 # A deterministic cost meter (BENCHMARKS.md "Instructions per call"): stockd under callgrind,
 # PROFILE_SECONDS (default 10s) of Health checks, then of durable 1-3-line decrements.

@@ -1,15 +1,21 @@
 /* stockbench — load generator for stockd (gRPC) and stockd-gateway (Wix calls over HTTP).
  *
- *   stockbench --mode health|decrement|mixed|wix [--connections N] [--inflight N]
- *              [--lines-min A --lines-max B] [--skus N] [--restricted-share F]
- *              [--duration S] [--warmup S] [--compare]
+ *   stockbench [--preset peers] --mode health|decrement|mixed|wix [--connections N]
+ *              [--inflight N] [--lines-min A --lines-max B] [--skus N]
+ *              [--restricted-percent P] [--duration S] [--warmup S] [--compare]
  *
  * gRPC modes keep --inflight calls outstanding over --connections channels of their own
- * (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL), driven asynchronously by one completion queue per
- * thread. wix mode sends pre-signed Wix calls over HTTP/1.1 keep-alive, one per connection.
+ * (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL: no two channels share a subchannel, so each is its own
+ * TCP connection; the JSON line reports how many this process had open at the end of the
+ * measured phase), driven asynchronously by one completion queue per thread. wix mode sends
+ * signed Wix calls over HTTP/1.1 keep-alive, one at a time per connection; every call carries
+ * its own metadata.requestId, as Wix's do, so each one is applied and writes an idempotency
+ * record. The tokens are signed before the run (RS256 costs more CPU than the gateway's
+ * verification) unless --wix-presign=false.
  * Afterwards it checks through GetStock that every SKU lost exactly what was acknowledged.
  * The last line of every run is one JSON object. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -17,12 +23,15 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,7 +46,10 @@
 #define BENCH_INFLIGHT_MAX 4096
 #define BENCH_LINES_MAX 16
 #define BENCH_SAMPLES_MAX (4 * 1024 * 1024)
-#define BENCH_WIX_TOKENS 512
+#define BENCH_WIX_TOKENS_MAX 2000000 /* ~1.4 KB each */
+#define BENCH_WIX_TOKEN_TTL_S 3600   /* exp - iat: the gateway's default --jwt-lifetime-max */
+#define BENCH_SERVER_PIDS_MAX 16
+#define BENCH_FDS_MAX 4096
 #define BENCH_SEED_AVAILABLE INT64_C(1000000000000) /* 10^12: restricted decrements succeed */
 
 typedef struct {
@@ -64,11 +76,18 @@ typedef struct {
     const char *tls_key;
     const char *token;
     const char *token_file;
+    const char *preset;
+    bool wix_presign;
+    int64_t wix_rate;
+    int64_t wix_tokens;
+    const char *wix_corpus;
+    const char *server_pids;
     /* not options: --token-file's token, read at start */
     char token_from_file[SC_TOKEN_BYTES_MAX + 1];
 } bench_config_t;
 
 static const char *const bench_modes[] = {"health", "decrement", "mixed", "wix", NULL};
+static const char *const bench_presets[] = {"none", "peers", NULL};
 
 #define BENCH_OPT(flag, env, type, field, def, lo, hi, choices, help)                              \
     {                                                                                              \
@@ -122,11 +141,220 @@ static const cfg_option_t bench_options[] = {
               "bearer token sent with every call (a flag shows in ps: prefer --token-file)"),
     BENCH_OPT("token-file", "STOCKD_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
               "file whose first line is the bearer token"),
+    BENCH_OPT("preset", "STOCKD_BENCH_PRESET", CFG_CHOICE, preset, "none", 0, 0, bench_presets,
+              "none | peers (the peers' workload: 64 connections x 1 call in flight, 1-3 of "
+              "10,000 SKUs taken all-or-nothing, 3s warm-up, 20s measured); a preset replaces "
+              "the defaults: options and environment given with it still override it"),
+    BENCH_OPT("wix-presign", "STOCKD_BENCH_WIX_PRESIGN", CFG_BOOL, wix_presign, "true", 0, 0, NULL,
+              "wix mode: sign a corpus of unique tokens before the run (false: sign each call "
+              "just before sending it, in the sending thread)"),
+    BENCH_OPT("wix-rate", "STOCKD_BENCH_WIX_RATE", CFG_INT, wix_rate, "20000", 1, 1000000, NULL,
+              "wix mode: calls/s expected at most; the corpus holds rate x (warmup + duration) "
+              "tokens"),
+    BENCH_OPT("wix-tokens", "STOCKD_BENCH_WIX_TOKENS", CFG_INT, wix_tokens, "0", 0,
+              BENCH_WIX_TOKENS_MAX, NULL, "wix mode: corpus size (0: from --wix-rate)"),
+    BENCH_OPT("wix-corpus", "STOCKD_BENCH_WIX_CORPUS", CFG_STRING, wix_corpus, "", 0, 0, NULL,
+              "wix mode: file keeping the signed corpus for later runs (used again while its "
+              "tokens are valid and match; only against a fresh stockd: a token applies once)"),
+    BENCH_OPT("server-pids", "STOCKD_BENCH_SERVER_PIDS", CFG_STRING, server_pids, "", 0, 0, NULL,
+              "comma-separated pids whose CPU time (with their children's) over the measured "
+              "phase is reported"),
 };
 
-static const cfg_spec_t bench_spec = {
-    "stockbench", "stockbench — load generator for stockd and stockd-gateway.", bench_options,
-    sizeof(bench_options) / sizeof(bench_options[0])};
+#define BENCH_OPTIONS_COUNT (sizeof(bench_options) / sizeof(bench_options[0]))
+
+/* ---- presets: other defaults for a named workload ---- */
+
+typedef struct {
+    const char *flag;
+    const char *value;
+} bench_preset_value_t;
+
+/* The workload BENCHMARKS.md compares with Redis and PostgreSQL (bench/peers.sh): 64 clients,
+ * each with its own connection and one call at a time (closed loop), each call a restricted
+ * Decrement of 1 unit from each of 1-3 distinct random SKUs out of 10,000 (all-or-nothing),
+ * against a durable stockd (--sync=always, its default). */
+static const bench_preset_value_t bench_preset_peers[] = {
+    {"mode", "decrement"}, {"connections", "64"}, {"inflight", "64"},
+    {"lines-min", "1"},    {"lines-max", "3"},    {"skus", "10000"},
+    {"warmup", "3s"},      {"duration", "20s"},   {"restricted-percent", "100"},
+    {"seed", "true"},      {NULL, NULL}};
+
+/* The preset named by the last --preset on the command line, else STOCKD_BENCH_PRESET. */
+static const char *bench_preset_named(int argc, char **argv)
+{
+    const char *name = getenv("STOCKD_BENCH_PRESET");
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) {
+            name = argv[++i];
+        } else if (strncmp(argv[i], "--preset=", 9) == 0) {
+            name = argv[i] + 9;
+        }
+    }
+    return name;
+}
+
+/* Fills options (BENCH_OPTIONS_COUNT entries) with bench_options whose defaults the named
+ * preset replaces; an unknown name changes nothing (the parser then refuses it). */
+static void bench_options_with_preset(const char *preset, cfg_option_t *options)
+{
+    memcpy(options, bench_options, sizeof(bench_options));
+    if (preset == NULL || strcmp(preset, "peers") != 0) {
+        return;
+    }
+    for (const bench_preset_value_t *value = bench_preset_peers; value->flag; value++) {
+        for (size_t i = 0; i < BENCH_OPTIONS_COUNT; i++) {
+            if (strcmp(options[i].flag, value->flag) == 0) {
+                options[i].default_value = value->value;
+            }
+        }
+    }
+}
+
+/* ---- CPU time and connections, measured around the measured phase ---- */
+
+/* Reads utime + stime (clock ticks) and the parent of `pid`; false when it is gone. */
+static bool bench_stat_read(long pid, long *parent_out, unsigned long long *ticks_out)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
+        return false;
+    }
+    bool ok = fgets(line, sizeof(line), file) != NULL;
+    fclose(file);
+    const char *name_end = ok ? strrchr(line, ')') : NULL; /* the name may hold spaces */
+    unsigned long long user = 0, system = 0;
+    ok = name_end != NULL &&
+         sscanf(name_end + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", parent_out,
+                &user, &system) == 3;
+    *ticks_out = user + system;
+    return ok;
+}
+
+/* CPU seconds used so far by the comma-separated pids and their direct children (PostgreSQL's
+ * backends are children of its postmaster); -1 when pids is empty. */
+static double bench_pids_cpu_s(const char *pids)
+{
+    long wanted[BENCH_SERVER_PIDS_MAX];
+    int wanted_count = 0;
+    for (const char *p = pids; *p != '\0' && wanted_count < BENCH_SERVER_PIDS_MAX;) {
+        char *end = NULL;
+        long pid = strtol(p, &end, 10);
+        if (end == p) {
+            break;
+        }
+        wanted[wanted_count++] = pid;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (wanted_count == 0) {
+        return -1;
+    }
+    unsigned long long total = 0;
+    DIR *proc = opendir("/proc");
+    for (struct dirent *entry = proc ? readdir(proc) : NULL; entry; entry = readdir(proc)) {
+        long pid = strtol(entry->d_name, NULL, 10), parent = 0;
+        unsigned long long ticks = 0;
+        if (pid <= 0 || !bench_stat_read(pid, &parent, &ticks)) {
+            continue;
+        }
+        for (int i = 0; i < wanted_count; i++) {
+            if (wanted[i] == pid || wanted[i] == parent) {
+                total += ticks;
+                break;
+            }
+        }
+    }
+    if (proc != NULL) {
+        closedir(proc);
+    }
+    return (double)total / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds every CPU of the machine has spent busy so far (/proc/stat: user, nice, system,
+ * irq, softirq); minus ours and the server's, what other processes took during a run. */
+static double bench_machine_busy_s(void)
+{
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+    FILE *file = fopen("/proc/stat", "r");
+    if (file == NULL) {
+        return 0;
+    }
+    int fields = fscanf(file, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
+                        &idle, &iowait, &irq, &softirq);
+    fclose(file);
+    return fields == 7
+               ? (double)(user + nice + system + irq + softirq) / (double)sysconf(_SC_CLK_TCK)
+               : 0;
+}
+
+static double bench_own_cpu_s(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
+           (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
+}
+
+static int bench_compare_inodes(const void *a, const void *b)
+{
+    unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* This process's established TCP connections to `port` (so that "64 connections" is seen,
+ * not assumed: gRPC could share one subchannel between channels). -1 when unknown. */
+static int bench_count_connections(int port)
+{
+    static unsigned long inodes[BENCH_FDS_MAX];
+    size_t inodes_count = 0;
+    DIR *fds = opendir("/proc/self/fd");
+    for (struct dirent *entry = fds ? readdir(fds) : NULL; entry && inodes_count < BENCH_FDS_MAX;
+         entry = readdir(fds)) {
+        char path[64], target[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%.16s", entry->d_name);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = '\0';
+        if (sscanf(target, "socket:[%lu]", &inodes[inodes_count]) == 1) {
+            inodes_count++;
+        }
+    }
+    if (fds == NULL) {
+        return -1;
+    }
+    closedir(fds);
+    qsort(inodes, inodes_count, sizeof(inodes[0]), bench_compare_inodes);
+    int count = 0;
+    const char *const tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
+    for (size_t t = 0; t < 2; t++) {
+        FILE *file = fopen(tables[t], "r");
+        char line[512];
+        while (file != NULL && fgets(line, sizeof(line), file) != NULL) {
+            unsigned int remote_port = 0, state = 0;
+            unsigned long inode = 0;
+            if (sscanf(
+                    line,
+                    " %*d: %*[0-9A-Fa-f]:%*x %*[0-9A-Fa-f]:%x %x %*x:%*x %*x:%*x %*x %*u %*d %lu",
+                    &remote_port, &state, &inode) == 3 &&
+                state == 1 /* ESTABLISHED */ && (int)remote_port == port &&
+                bsearch(&inode, inodes, inodes_count, sizeof(inodes[0]), bench_compare_inodes)) {
+                count++;
+            }
+        }
+        if (file != NULL) {
+            fclose(file);
+        }
+    }
+    return count;
+}
+
+/* The port of HOST:PORT (also [v6]:PORT, ipv4:HOST:PORT), 0 when there is none. */
+static int bench_port_of(const char *address)
+{
+    const char *colon = strrchr(address, ':');
+    return colon != NULL ? (int)strtol(colon + 1, NULL, 10) : 0;
+}
 
 /* ---- results ---- */
 
@@ -137,6 +365,17 @@ typedef struct {
     float *samples;             /* latencies in ms (measured phase only) */
     _Atomic size_t samples_count;
     _Atomic bool measuring, stop;
+    /* measured around the measured phase */
+    int target_port;      /* connections to this port are counted */
+    int tcp_connections;  /* this process's, at the end of the measured phase */
+    double client_cpu_s;  /* this process's */
+    double server_cpu_s;  /* --server-pids' (and their children's); -1: not measured */
+    double machine_cpu_s; /* every process's */
+    /* wix mode */
+    size_t wix_tokens;      /* the corpus's size (0: signed per call) */
+    size_t wix_tokens_used; /* sent, warm-up included */
+    double wix_sign_s;      /* signing the corpus took (0: loaded from --wix-corpus) */
+    bool wix_exhausted;     /* the corpus ran out: the run is not valid */
 } bench_results_t;
 
 static void bench_sample(bench_results_t *results, double latency_ms)
@@ -160,12 +399,26 @@ static int bench_compare_floats(const void *a, const void *b)
 typedef struct {
     uint64_t ops, errors;
     double seconds, ops_per_s, p50, p90, p99, max;
+    int tcp_connections;
+    double client_cpu_s, server_cpu_s, machine_cpu_s;
+    size_t wix_tokens, wix_tokens_used;
+    double wix_sign_s;
+    bool wix_exhausted;
 } bench_summary_t;
 
 static bench_summary_t bench_summarize(bench_results_t *results, double seconds)
 {
-    bench_summary_t summary = {
-        atomic_load(&results->ops), atomic_load(&results->errors), seconds, 0, 0, 0, 0, 0};
+    bench_summary_t summary = {.ops = atomic_load(&results->ops),
+                               .errors = atomic_load(&results->errors),
+                               .seconds = seconds,
+                               .tcp_connections = results->tcp_connections,
+                               .client_cpu_s = results->client_cpu_s,
+                               .server_cpu_s = results->server_cpu_s,
+                               .machine_cpu_s = results->machine_cpu_s,
+                               .wix_tokens = results->wix_tokens,
+                               .wix_tokens_used = results->wix_tokens_used,
+                               .wix_sign_s = results->wix_sign_s,
+                               .wix_exhausted = results->wix_exhausted};
     size_t count = atomic_load(&results->samples_count);
     count = count < BENCH_SAMPLES_MAX ? count : BENCH_SAMPLES_MAX;
     summary.ops_per_s = (double)summary.ops / seconds;
@@ -430,15 +683,25 @@ static void *bench_worker_main(void *argument)
     return NULL;
 }
 
-/* Runs warm-up then the measured phase; returns the measured seconds. */
+/* Runs warm-up then the measured phase; returns the measured seconds. Also measures this
+ * process's and --server-pids' CPU time over the measured phase, and counts the connections
+ * open to results->target_port at its end. */
 static double bench_timed_phases(const bench_config_t *config, bench_results_t *results)
 {
     usleep((useconds_t)(config->warmup_s * 1000000));
+    double client_cpu_s = bench_own_cpu_s();
+    double server_cpu_s = bench_pids_cpu_s(config->server_pids);
+    double machine_cpu_s = bench_machine_busy_s();
     atomic_store(&results->measuring, true);
     double started = util_monotonic_ms();
     usleep((useconds_t)(config->duration_s * 1000000));
     atomic_store(&results->measuring, false);
     double seconds = (util_monotonic_ms() - started) / 1000.0;
+    results->machine_cpu_s = bench_machine_busy_s() - machine_cpu_s;
+    results->client_cpu_s = bench_own_cpu_s() - client_cpu_s;
+    results->server_cpu_s =
+        server_cpu_s < 0 ? -1 : bench_pids_cpu_s(config->server_pids) - server_cpu_s;
+    results->tcp_connections = bench_count_connections(results->target_port);
     atomic_store(&results->stop, true);
     return seconds;
 }
@@ -484,6 +747,7 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
             exit(1);
         }
     }
+    results->target_port = bench_port_of(config->stockd);
     double seconds = bench_timed_phases(config, results);
     for (int t = 0; t < threads; t++) {
         pthread_join(workers[t].thread, NULL);
@@ -502,33 +766,67 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
     return seconds;
 }
 
-/* ---- wix mode: pre-signed calls over HTTP/1.1 keep-alive ---- */
+/* ---- wix mode: signed Wix calls over HTTP/1.1 keep-alive ---- */
 
+/* One Wix call: a restricted (or not) decrement of 1 unit of each of its SKUs. */
 typedef struct {
     char *request; /* the whole HTTP request */
     size_t length;
     int64_t skus[BENCH_LINES_MAX];
     int count;
-    _Atomic bool applied; /* a 200 was seen: the gateway applies a token at most once */
+    bool restricted;
 } bench_wix_call_t;
+
+/* What every token is signed with. */
+typedef struct {
+    const bench_config_t *config;
+    EVP_PKEY *key;
+    const char *app_id;
+    int64_t now_s; /* iat; exp = iat + BENCH_WIX_TOKEN_TTL_S */
+} bench_wix_signer_t;
+
+/* Tokens signed before the run, each sent once. */
+typedef struct {
+    bench_wix_call_t *calls;
+    size_t count;
+    _Atomic size_t next; /* the next unsent one */
+    double sign_s;       /* signing took (0 when loaded from --wix-corpus) */
+} bench_wix_corpus_t;
 
 typedef struct {
     const bench_config_t *config;
     bench_results_t *results;
-    bench_wix_call_t *calls;
-    int calls_count;
-    int index;
+    bench_wix_corpus_t *corpus;       /* NULL: sign each call just before sending it */
+    const bench_wix_signer_t *signer; /* for those */
+    uint64_t rng;
     struct sockaddr_in address;
     pthread_t thread;
 } bench_http_worker_t;
 
-/* Builds a signed call without metadata.requestId. Sent again and again, it is applied once
- * (the gateway's derived request_id) and answered as a replay afterwards, so this mode
- * measures mostly the replay path: see BENCHMARKS.md. */
-static bool bench_wix_prepare(const bench_config_t *config, EVP_PKEY *key, const char *app_id,
-                              uint64_t *rng, bench_wix_call_t *call)
+static void bench_wix_pick(const bench_config_t *config, uint64_t *rng, bench_wix_call_t *call)
 {
     call->count = bench_pick_skus(config, rng, call->skus);
+    call->restricted = (int64_t)(bench_random(rng) % 100) < config->restricted_percent;
+}
+
+/* A random version-4 UUID, the shape of Wix's requestId and orderId. */
+static void bench_uuid(char out[37])
+{
+    unsigned char b[16];
+    RAND_bytes(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/* Signs the call as Wix would: Wix's envelope (sc_wix_claims: metadata with instanceId =
+ * tenant, currency, identity, appExtensionType) with a requestId and an orderId of its own, so
+ * that the gateway applies every call and stockd writes an idempotency record for each, as
+ * with real Wix traffic. Returns a malloc'd token or NULL. */
+static char *bench_wix_token(const bench_wix_signer_t *signer, const bench_wix_call_t *call)
+{
     json_t *items = json_array();
     for (int i = 0; i < call->count; i++) {
         char name[32];
@@ -537,33 +835,240 @@ static bool bench_wix_prepare(const bench_config_t *config, EVP_PKEY *key, const
                                                "catalogItemId", name, "appId", "bench", "quantity",
                                                1, "subscriptionItem", 0));
     }
-    bool restricted = (int64_t)(bench_random(rng) % 100) < config->restricted_percent;
-    /* a distinct order per token: RS256 signatures are deterministic, so two tokens with the
-     * same claims would be one call to the gateway (its request_id derives from them) */
-    char order_id[48];
-    snprintf(order_id, sizeof(order_id), "bench-order-%016llx",
-             (unsigned long long)bench_random(rng));
-    json_t *input = json_pack("{s:{s:{s:o,s:b,s:s,s:s},s:{s:s,s:s}}}", "data", "request", "items",
-                              items, "restrictInventoryValue", restricted, "orderId", order_id,
-                              "reason", "ORDER_PLACED", "metadata", "instanceId", config->tenant,
-                              "appExtensionType", "ECOM_INVENTORY");
-    sc_wix_sign_options_t options = {app_id, config->tenant, NULL, util_now_s(), 3600};
-    json_t *claims = sc_wix_claims(input, &options);
-    char *token = claims ? sc_wix_sign(key, "RS256", claims) : NULL;
+    char request_id[37], order_id[37];
+    bench_uuid(request_id);
+    bench_uuid(order_id);
+    json_t *input = json_pack("{s:o,s:b,s:s,s:s}", "items", items, "restrictInventoryValue",
+                              call->restricted, "orderId", order_id, "reason", "ORDER_PLACED");
+    sc_wix_sign_options_t options = {signer->app_id, signer->config->tenant, request_id,
+                                     signer->now_s, BENCH_WIX_TOKEN_TTL_S};
+    json_t *claims = input ? sc_wix_claims(input, &options) : NULL;
+    char *token = claims ? sc_wix_sign(signer->key, "RS256", claims) : NULL;
     json_decref(claims);
     json_decref(input);
-    if (token == NULL) {
+    return token;
+}
+
+/* Wraps the token in an HTTP request into call->request (malloc'd); false when out of memory. */
+static bool bench_wix_request(const bench_config_t *config, const char *token,
+                              bench_wix_call_t *call)
+{
+    size_t capacity = strlen(token) + strlen(config->gateway) + 128;
+    call->request = malloc(capacity);
+    if (call->request == NULL) {
         return false;
     }
-    size_t capacity = strlen(token) + 256;
-    call->request = malloc(capacity);
     int n = snprintf(call->request, capacity,
                      "POST /v1/decrement HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      config->gateway, strlen(token), token);
     call->length = (size_t)n;
-    free(token);
     return true;
+}
+
+static bool bench_wix_sign_call(const bench_wix_signer_t *signer, bench_wix_call_t *call)
+{
+    char *token = bench_wix_token(signer, call);
+    bool ok = token != NULL && bench_wix_request(signer->config, token, call);
+    free(token);
+    return ok;
+}
+
+/* ---- the corpus: signed in parallel before the run, optionally kept in a file ---- */
+
+typedef struct {
+    const bench_wix_signer_t *signer;
+    bench_wix_call_t *calls;
+    size_t first, last;
+    bool ok;
+    pthread_t thread;
+} bench_sign_job_t;
+
+static void *bench_sign_main(void *argument)
+{
+    bench_sign_job_t *job = argument;
+    job->ok = true;
+    for (size_t i = job->first; i < job->last && job->ok; i++) {
+        job->ok = bench_wix_sign_call(job->signer, &job->calls[i]);
+    }
+    return NULL;
+}
+
+/* Signs calls[0..count) on one thread per CPU; false when a signature failed. */
+static bool bench_wix_sign_all(const bench_wix_signer_t *signer, bench_wix_call_t *calls,
+                               size_t count)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cpus < 1 ? 1 : cpus > BENCH_THREADS_MAX ? BENCH_THREADS_MAX : (int)cpus;
+    bench_sign_job_t jobs[BENCH_THREADS_MAX];
+    bool ok = true;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (bench_sign_job_t){signer,
+                                     calls,
+                                     count * (size_t)t / (size_t)threads,
+                                     count * (size_t)(t + 1) / (size_t)threads,
+                                     false,
+                                     0};
+        if (pthread_create(&jobs[t].thread, NULL, bench_sign_main, &jobs[t]) != 0) {
+            fprintf(stderr, "stockbench: cannot start a signing thread\n");
+            exit(1);
+        }
+    }
+    for (int t = 0; t < threads; t++) {
+        pthread_join(jobs[t].thread, NULL);
+        ok = ok && jobs[t].ok;
+    }
+    return ok;
+}
+
+/* What a stored corpus must match to be used again (besides its expiry and size): the key, the
+ * app id, the tenant and the shape of the calls. */
+static void bench_wix_identity(const bench_wix_signer_t *signer, char *out, size_t capacity)
+{
+    const bench_config_t *config = signer->config;
+    unsigned char *der = NULL, digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_length = 0;
+    int der_length = i2d_PUBKEY(signer->key, &der);
+    if (der_length <= 0 ||
+        EVP_Digest(der, (size_t)der_length, digest, &digest_length, EVP_sha256(), NULL) != 1) {
+        digest_length = 0;
+    }
+    OPENSSL_free(der);
+    char key[17] = "unknown";
+    for (unsigned int i = 0; i < 8 && digest_length >= 8; i++) {
+        snprintf(key + 2 * i, 3, "%02x", digest[i]);
+    }
+    snprintf(out, capacity, "key=%s app=%s tenant=%s skus=%lld lines=%lld-%lld restricted=%lld\n",
+             key, signer->app_id, config->tenant, (long long)config->skus,
+             (long long)config->lines_min, (long long)config->lines_max,
+             (long long)config->restricted_percent);
+}
+
+#define BENCH_CORPUS_MAGIC "stockbench-wix-corpus-v1"
+
+/* Parses "SKU,SKU,... TOKEN" into call (its request built for this gateway). */
+static bool bench_wix_parse_line(const bench_config_t *config, char *line, bench_wix_call_t *call)
+{
+    char *p = line;
+    call->count = 0;
+    call->restricted = true; /* unknown and unused: the token holds it */
+    while (call->count < BENCH_LINES_MAX) {
+        char *end = NULL;
+        long long sku = strtoll(p, &end, 10);
+        if (end == p || sku < 0 || sku >= config->skus) {
+            return false;
+        }
+        call->skus[call->count++] = sku;
+        p = end + 1;
+        if (*end != ',') {
+            break;
+        }
+    }
+    line[strcspn(line, "\n")] = '\0';
+    return p[-1] == ' ' && *p != '\0' && bench_wix_request(config, p, call);
+}
+
+/* Loads corpus->count calls from --wix-corpus when it holds at least as many that match and
+ * stay valid until valid_until_s; false (nothing kept) otherwise. */
+static bool bench_wix_corpus_load(const bench_config_t *config, const char *identity,
+                                  int64_t valid_until_s, bench_wix_corpus_t *corpus)
+{
+    FILE *file = fopen(config->wix_corpus, "r");
+    if (file == NULL) {
+        return false;
+    }
+    char *line = NULL;
+    size_t capacity = 0, loaded = 0;
+    long long exp = 0;
+    int offset = 0;
+    bool ok = getline(&line, &capacity, file) > 0 &&
+              sscanf(line, BENCH_CORPUS_MAGIC " %lld %n", &exp, &offset) == 1 && offset > 0 &&
+              exp >= valid_until_s && strcmp(line + offset, identity) == 0;
+    while (ok && loaded < corpus->count && getline(&line, &capacity, file) > 0) {
+        ok = bench_wix_parse_line(config, line, &corpus->calls[loaded]);
+        loaded += ok;
+    }
+    ok = ok && loaded == corpus->count;
+    for (size_t i = 0; !ok && i < loaded; i++) {
+        free(corpus->calls[i].request);
+        corpus->calls[i].request = NULL;
+    }
+    free(line);
+    fclose(file);
+    return ok;
+}
+
+/* Writes the corpus to --wix-corpus (through a temporary file and a rename). */
+static void bench_wix_corpus_save(const bench_wix_signer_t *signer, const char *identity,
+                                  const bench_wix_corpus_t *corpus)
+{
+    const char *path = signer->config->wix_corpus;
+    char temporary[4096];
+    snprintf(temporary, sizeof(temporary), "%s.%ld.tmp", path, (long)getpid());
+    FILE *file = fopen(temporary, "w");
+    bool ok =
+        file != NULL && fprintf(file, BENCH_CORPUS_MAGIC " %lld %s",
+                                (long long)(signer->now_s + BENCH_WIX_TOKEN_TTL_S), identity) > 0;
+    for (size_t i = 0; ok && i < corpus->count; i++) {
+        const bench_wix_call_t *call = &corpus->calls[i];
+        for (int j = 0; j < call->count; j++) {
+            fprintf(file, "%lld%c", (long long)call->skus[j], j + 1 < call->count ? ',' : ' ');
+        }
+        ok = fprintf(file, "%s\n", strstr(call->request, "\r\n\r\n") + 4) > 0;
+    }
+    ok = file != NULL && fclose(file) == 0 && ok && rename(temporary, path) == 0;
+    if (!ok) {
+        fprintf(stderr, "stockbench: could not write --wix-corpus %s (the run goes on)\n", path);
+        unlink(temporary);
+    }
+}
+
+/* Fills the corpus: --wix-tokens calls (or --wix-rate x (warm-up + duration)), from
+ * --wix-corpus when it holds them, else signed now (and then stored there). */
+static bool bench_wix_corpus_build(const bench_wix_signer_t *signer, bench_wix_corpus_t *corpus)
+{
+    const bench_config_t *config = signer->config;
+    int64_t count = config->wix_tokens > 0
+                        ? config->wix_tokens
+                        : config->wix_rate * (config->warmup_s + config->duration_s);
+    corpus->count = (size_t)(count < BENCH_WIX_TOKENS_MAX ? count : BENCH_WIX_TOKENS_MAX);
+    corpus->calls = calloc(corpus->count, sizeof(*corpus->calls));
+    if (corpus->calls == NULL) {
+        return false;
+    }
+    char identity[1024];
+    bench_wix_identity(signer, identity, sizeof(identity));
+    /* valid through this run: warm-up and measured time, seeding and checking, clock skew */
+    int64_t valid_until_s = util_now_s() + config->warmup_s + config->duration_s + 300;
+    if (config->wix_corpus[0] != '\0' &&
+        bench_wix_corpus_load(config, identity, valid_until_s, corpus)) {
+        fprintf(stderr, "wix: %zu unique tokens loaded from %s\n", corpus->count,
+                config->wix_corpus);
+        return true;
+    }
+    uint64_t rng = 0x2545F4914F6CDD1DULL ^ (uint64_t)signer->now_s;
+    for (size_t i = 0; i < corpus->count; i++) {
+        bench_wix_pick(config, &rng, &corpus->calls[i]);
+    }
+    double started = util_monotonic_ms();
+    if (!bench_wix_sign_all(signer, corpus->calls, corpus->count)) {
+        return false;
+    }
+    corpus->sign_s = (util_monotonic_ms() - started) / 1000.0;
+    fprintf(stderr, "wix: signed %zu unique tokens in %.1f s (%.0f/s, RS256, one thread per CPU)\n",
+            corpus->count, corpus->sign_s, (double)corpus->count / corpus->sign_s);
+    if (config->wix_corpus[0] != '\0') {
+        bench_wix_corpus_save(signer, identity, corpus);
+    }
+    return true;
+}
+
+static void bench_wix_corpus_free(bench_wix_corpus_t *corpus)
+{
+    for (size_t i = 0; corpus->calls != NULL && i < corpus->count; i++) {
+        free(corpus->calls[i].request);
+    }
+    free(corpus->calls);
 }
 
 static int bench_http_connect(const struct sockaddr_in *address)
@@ -610,6 +1115,18 @@ static int bench_http_exchange(int fd, const bench_wix_call_t *call)
     return status;
 }
 
+/* The next call to send: the corpus's next unsent one, or (without a corpus) one signed now
+ * into *own. NULL when the corpus has run out or signing failed. */
+static bench_wix_call_t *bench_wix_next(bench_http_worker_t *worker, bench_wix_call_t *own)
+{
+    if (worker->corpus != NULL) {
+        size_t index = atomic_fetch_add(&worker->corpus->next, 1);
+        return index < worker->corpus->count ? &worker->corpus->calls[index] : NULL;
+    }
+    bench_wix_pick(worker->config, &worker->rng, own);
+    return bench_wix_sign_call(worker->signer, own) ? own : NULL;
+}
+
 static void *bench_http_main(void *argument)
 {
     bench_http_worker_t *worker = argument;
@@ -621,15 +1138,18 @@ static void *bench_http_main(void *argument)
             usleep(10000);
             continue;
         }
-        bench_wix_call_t *call = &worker->calls[worker->index++ % worker->calls_count];
+        bench_wix_call_t own = {0};
+        bench_wix_call_t *call = bench_wix_next(worker, &own);
+        if (call == NULL) {
+            break; /* out of tokens: reported after the run */
+        }
         double started = util_monotonic_ms();
         int status = bench_http_exchange(fd, call);
+        free(own.request);
         if (status == 200 || status == 428) {
             bench_sample(results, util_monotonic_ms() - started);
-            /* a token without requestId is applied once (the gateway derives its request_id
-             * from the signature): later 200s for it are replays, not new decrements */
-            bool first = status == 200 && !atomic_exchange(&call->applied, true);
-            for (int i = 0; first && i < call->count; i++) {
+            /* each call has its own requestId: every 200 is a decrement of its own */
+            for (int i = 0; status == 200 && i < call->count; i++) {
                 atomic_fetch_add(&results->acked[call->skus[i]], 1);
             }
             continue;
@@ -647,6 +1167,37 @@ static void *bench_http_main(void *argument)
     return NULL;
 }
 
+/* Runs --connections senders against the gateway; returns the measured seconds. */
+static double bench_wix_drive(const bench_config_t *config, bench_results_t *results,
+                              bench_wix_corpus_t *corpus, const bench_wix_signer_t *signer)
+{
+    struct sockaddr_in address;
+    if (!net_parse_ipv4_host_port(config->gateway, &address)) {
+        fprintf(stderr, "stockbench: --gateway must be IPv4 HOST:PORT\n");
+        return -1;
+    }
+    bench_http_worker_t *workers = calloc((size_t)config->connections, sizeof(*workers));
+    if (workers == NULL) {
+        fprintf(stderr, "stockbench: out of memory\n");
+        exit(2);
+    }
+    for (int i = 0; i < config->connections; i++) {
+        workers[i] = (bench_http_worker_t){
+            config, results, corpus, signer, 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1), address, 0};
+        if (pthread_create(&workers[i].thread, NULL, bench_http_main, &workers[i]) != 0) {
+            fprintf(stderr, "stockbench: cannot start a worker thread\n");
+            exit(1);
+        }
+    }
+    results->target_port = ntohs(address.sin_port);
+    double seconds = bench_timed_phases(config, results);
+    for (int i = 0; i < config->connections; i++) {
+        pthread_join(workers[i].thread, NULL);
+    }
+    free(workers);
+    return seconds;
+}
+
 static double bench_run_wix(const bench_config_t *config, bench_results_t *results)
 {
     char app_id[128];
@@ -656,38 +1207,28 @@ static double bench_run_wix(const bench_config_t *config, bench_results_t *resul
         EVP_PKEY_free(key);
         return -1;
     }
-    bench_wix_call_t *calls = calloc(BENCH_WIX_TOKENS, sizeof(*calls));
-    uint64_t rng = 0x2545F4914F6CDD1DULL;
-    for (int i = 0; i < BENCH_WIX_TOKENS; i++) {
-        if (!bench_wix_prepare(config, key, app_id, &rng, &calls[i])) {
-            fprintf(stderr, "stockbench: cannot sign a Wix call\n");
-            return -1;
-        }
+    bench_wix_signer_t signer = {config, key, app_id, util_now_s()};
+    bench_wix_corpus_t corpus;
+    memset(&corpus, 0, sizeof(corpus));
+    double seconds = -1;
+    if (config->wix_presign && !bench_wix_corpus_build(&signer, &corpus)) {
+        fprintf(stderr, "stockbench: cannot sign the Wix calls\n");
+    } else {
+        seconds = bench_wix_drive(config, results, config->wix_presign ? &corpus : NULL, &signer);
     }
+    size_t next = atomic_load(&corpus.next);
+    results->wix_tokens = corpus.count;
+    results->wix_tokens_used = next < corpus.count ? next : corpus.count;
+    results->wix_sign_s = corpus.sign_s;
+    results->wix_exhausted = config->wix_presign && next > corpus.count;
+    if (results->wix_exhausted) {
+        fprintf(stderr,
+                "stockbench: the %zu signed Wix calls ran out before the end: the rate "
+                "is not valid; raise --wix-rate or --wix-tokens\n",
+                corpus.count);
+    }
+    bench_wix_corpus_free(&corpus);
     EVP_PKEY_free(key);
-    bench_http_worker_t *workers = calloc((size_t)config->connections, sizeof(*workers));
-    struct sockaddr_in address;
-    if (!net_parse_ipv4_host_port(config->gateway, &address)) {
-        fprintf(stderr, "stockbench: --gateway must be IPv4 HOST:PORT\n");
-        return -1;
-    }
-    for (int i = 0; i < config->connections; i++) {
-        workers[i] =
-            (bench_http_worker_t){config, results, calls, BENCH_WIX_TOKENS, i * 37, address, 0};
-        if (pthread_create(&workers[i].thread, NULL, bench_http_main, &workers[i]) != 0) {
-            fprintf(stderr, "stockbench: cannot start a worker thread\n");
-            exit(1);
-        }
-    }
-    double seconds = bench_timed_phases(config, results);
-    for (int i = 0; i < config->connections; i++) {
-        pthread_join(workers[i].thread, NULL);
-    }
-    for (int i = 0; i < BENCH_WIX_TOKENS; i++) {
-        free(calls[i].request);
-    }
-    free(calls);
-    free(workers);
     return seconds;
 }
 
@@ -774,6 +1315,8 @@ static bench_results_t *bench_results_new(int64_t skus)
         fprintf(stderr, "stockbench: out of memory\n");
         exit(2);
     }
+    results->server_cpu_s = -1;
+    results->tcp_connections = -1;
     return results;
 }
 
@@ -812,16 +1355,66 @@ static int64_t bench_run(const bench_config_t *config, const char *mode, bench_s
             !moves || !config->seed ? "skipped"
             : mismatches == 0       ? "every SKU matches"
                                     : "MISMATCH");
+    if (summary->tcp_connections >= 0 && summary->tcp_connections != config->connections) {
+        fprintf(stderr, "stockbench: %d connections were open at the end, not --connections %lld\n",
+                summary->tcp_connections, (long long)config->connections);
+    }
+    fprintf(stderr, "%-9s %d connections open, CPU: client %.1f s", "", summary->tcp_connections,
+            summary->client_cpu_s);
+    if (summary->server_cpu_s >= 0) {
+        fprintf(stderr, ", server %.1f s (%.0f us per call), other processes %.1f s",
+                summary->server_cpu_s,
+                summary->ops > 0 ? summary->server_cpu_s * 1e6 / (double)summary->ops : 0.0,
+                summary->machine_cpu_s - summary->client_cpu_s - summary->server_cpu_s);
+    }
+    fprintf(stderr, "\n");
     bench_results_free(results);
     return mismatches;
+}
+
+/* The JSON line of a single-mode run: the settings that shape it, the results, the check,
+ * and what was measured around the measured phase. */
+static void bench_print_json(const bench_config_t *config, const bench_summary_t *summary,
+                             int64_t mismatches)
+{
+    bool wix = strcmp(config->mode, "wix") == 0;
+    printf("{\"mode\":\"%s\",\"preset\":\"%s\",\"connections\":%lld,\"inflight\":%lld,"
+           "\"lines_min\":%lld,\"lines_max\":%lld,\"skus\":%lld,\"ops\":%llu,\"errors\":%llu,"
+           "\"seconds\":%.3f,\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
+           "\"max_ms\":%.3f,\"check_mismatches\":%lld,\"tcp_connections\":%d,"
+           "\"client_cpu_s\":%.3f",
+           config->mode, config->preset, (long long)config->connections,
+           (long long)(wix ? config->connections : config->inflight), (long long)config->lines_min,
+           (long long)config->lines_max, (long long)config->skus, (unsigned long long)summary->ops,
+           (unsigned long long)summary->errors, summary->seconds, summary->ops_per_s, summary->p50,
+           summary->p90, summary->p99, summary->max, (long long)mismatches,
+           summary->tcp_connections, summary->client_cpu_s);
+    if (summary->server_cpu_s >= 0) {
+        printf(",\"server_cpu_s\":%.3f,\"server_cpu_us_per_op\":%.1f,\"other_cpu_s\":%.3f",
+               summary->server_cpu_s,
+               summary->ops > 0 ? summary->server_cpu_s * 1e6 / (double)summary->ops : 0.0,
+               summary->machine_cpu_s - summary->client_cpu_s - summary->server_cpu_s);
+    }
+    if (wix) {
+        printf(",\"wix_presigned\":%s,\"wix_tokens\":%zu,\"wix_tokens_used\":%zu,"
+               "\"wix_sign_s\":%.2f,\"wix_tokens_exhausted\":%s",
+               config->wix_presign ? "true" : "false", summary->wix_tokens,
+               summary->wix_tokens_used, summary->wix_sign_s,
+               summary->wix_exhausted ? "true" : "false");
+    }
+    printf("}\n");
 }
 
 int main(int argc, char **argv)
 {
     bench_config_t config;
     memset(&config, 0, sizeof(config));
-    cfg_parse_result_t parsed =
-        cfg_parse(&bench_spec, &config, argc, argv, 1, NULL, stdout, stderr);
+    cfg_option_t options[BENCH_OPTIONS_COUNT];
+    bench_options_with_preset(bench_preset_named(argc, argv), options);
+    const cfg_spec_t spec = {"stockbench",
+                             "stockbench — load generator for stockd and stockd-gateway.", options,
+                             BENCH_OPTIONS_COUNT};
+    cfg_parse_result_t parsed = cfg_parse(&spec, &config, argc, argv, 1, NULL, stdout, stderr);
     if (parsed != CFG_PARSE_OK) {
         return parsed == CFG_PARSE_EXIT_SUCCESS ? 0 : 2;
     }
@@ -852,13 +1445,8 @@ int main(int argc, char **argv)
                (long long)(b < 0 ? -1 : b));
     } else {
         int64_t mismatches = bench_run(&config, config.mode, &first);
-        exit_code = mismatches == 0 ? 0 : 1;
-        printf("{\"mode\":\"%s\",\"ops\":%llu,\"errors\":%llu,\"seconds\":%.3f,"
-               "\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-               "\"max_ms\":%.3f,\"check_mismatches\":%lld}\n",
-               config.mode, (unsigned long long)first.ops, (unsigned long long)first.errors,
-               first.seconds, first.ops_per_s, first.p50, first.p90, first.p99, first.max,
-               (long long)mismatches);
+        exit_code = mismatches == 0 && !first.wix_exhausted ? 0 : 1;
+        bench_print_json(&config, &first, mismatches);
     }
     sc_thread_release();
     grpc_shutdown();
