@@ -1,6 +1,6 @@
 /* stockbench — load generator for stockd (gRPC) and stockd-gateway (Wix calls over HTTP).
  *
- *   stockbench [--preset peers] --mode health|decrement|mixed|wix [--connections N]
+ *   stockbench [--preset peers] --mode health|decrement|mixed|wix [--batch N] [--connections N]
  *              [--inflight N] [--lines-min A --lines-max B] [--skus N]
  *              [--restricted-percent P] [--duration S] [--warmup S] [--compare]
  *
@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -45,6 +46,7 @@
 #define BENCH_CONNECTIONS_MAX 256
 #define BENCH_INFLIGHT_MAX 4096
 #define BENCH_LINES_MAX 16
+#define BENCH_BATCH_MAX 1024 /* SD_BATCH_WRITES_MAX */
 #define BENCH_SAMPLES_MAX (4 * 1024 * 1024)
 #define BENCH_WIX_TOKENS_MAX 2000000 /* ~1.4 KB each */
 #define BENCH_WIX_TOKEN_TTL_S 3600   /* exp - iat: the gateway's default --jwt-lifetime-max */
@@ -56,6 +58,7 @@ typedef struct {
     const char *stockd;
     const char *gateway;
     const char *mode;
+    int64_t batch;
     const char *tenant;
     int64_t connections;
     int64_t inflight;
@@ -99,6 +102,9 @@ static const cfg_option_t bench_options[] = {
               "stockd gRPC address"),
     BENCH_OPT("gateway", "STOCKD_BENCH_GATEWAY", CFG_STRING, gateway, "127.0.0.1:8080", 0, 0, NULL,
               "gateway HTTP address (wix mode)"),
+    BENCH_OPT("batch", "STOCKD_BENCH_BATCH", CFG_INT, batch, "0", 0, BENCH_BATCH_MAX, NULL,
+              "decrement/mixed: writes per Inventory/Batch call (0: each write its own call); "
+              "ops count writes, and a write's latency is its Batch call's"),
     BENCH_OPT("mode", "STOCKD_BENCH_MODE", CFG_CHOICE, mode, "decrement", 0, 0, bench_modes,
               "health | decrement | mixed (half increments) | wix"),
     BENCH_OPT("tenant", "STOCKD_BENCH_TENANT", CFG_STRING, tenant, "bench", 0, 0, NULL,
@@ -469,36 +475,93 @@ static int bench_pick_skus(const bench_config_t *config, uint64_t *rng, int64_t 
     return count;
 }
 
-/* Serializes a Decrement (or, when increment, an Increment) of 1 unit per SKU. */
-static grpc_byte_buffer *bench_pack_move(const bench_config_t *config, const int64_t *skus,
-                                         int count, bool restricted)
-{
+/* Item refs, lines and the request of a move of 1 unit per SKU (Decrement and Increment
+ * requests share their field numbers; restrict is field 3). */
+typedef struct {
     char names[BENCH_LINES_MAX][32];
     Stockd__V1__ItemRef items[BENCH_LINES_MAX];
     Stockd__V1__Line lines[BENCH_LINES_MAX];
     Stockd__V1__Line *pointers[BENCH_LINES_MAX];
+    Stockd__V1__DecrementRequest request;
+    Stockd__V1__IncrementRequest increment; /* the same lines, for a Batch's increments */
+} bench_move_t;
+
+static void bench_move_fill(bench_move_t *move, const bench_config_t *config, const int64_t *skus,
+                            int count, bool restricted)
+{
     for (int i = 0; i < count; i++) {
-        bench_sku_name(skus[i], names[i], sizeof(names[i]));
-        stockd__v1__item_ref__init(&items[i]);
-        items[i].app_id = "bench";
-        items[i].catalog_item_id = names[i];
-        stockd__v1__line__init(&lines[i]);
-        lines[i].item = &items[i];
-        lines[i].quantity = 1;
-        pointers[i] = &lines[i];
+        bench_sku_name(skus[i], move->names[i], sizeof(move->names[i]));
+        stockd__v1__item_ref__init(&move->items[i]);
+        move->items[i].app_id = "bench";
+        move->items[i].catalog_item_id = move->names[i];
+        stockd__v1__line__init(&move->lines[i]);
+        move->lines[i].item = &move->items[i];
+        move->lines[i].quantity = 1;
+        move->pointers[i] = &move->lines[i];
     }
-    /* Decrement and Increment requests share their field numbers; restrict is field 3. */
-    Stockd__V1__DecrementRequest request = STOCKD__V1__DECREMENT_REQUEST__INIT;
-    request.tenant_id = (char *)config->tenant;
-    request.n_lines = (size_t)count;
-    request.lines = pointers;
-    request.restrict_inventory = restricted;
-    request.reason = STOCKD__V1__REASON__REASON_ORDER_PLACED;
-    size_t length = stockd__v1__decrement_request__get_packed_size(&request);
+    stockd__v1__decrement_request__init(&move->request);
+    move->request.tenant_id = (char *)config->tenant;
+    move->request.n_lines = (size_t)count;
+    move->request.lines = move->pointers;
+    move->request.restrict_inventory = restricted;
+    move->request.reason = STOCKD__V1__REASON__REASON_ORDER_PLACED;
+    stockd__v1__increment_request__init(&move->increment);
+    move->increment.tenant_id = (char *)config->tenant;
+    move->increment.n_lines = (size_t)count;
+    move->increment.lines = move->pointers;
+    move->increment.reason = STOCKD__V1__REASON__REASON_ORDER_CANCELED;
+}
+
+static grpc_byte_buffer *bench_pack(const ProtobufCMessage *message)
+{
+    size_t length = protobuf_c_message_get_packed_size(message);
     grpc_slice slice = grpc_slice_malloc(length);
-    stockd__v1__decrement_request__pack(&request, GRPC_SLICE_START_PTR(slice));
+    protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
     grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
+    return buffer;
+}
+
+/* Serializes a Decrement (or, when increment, an Increment) of 1 unit per SKU. */
+static grpc_byte_buffer *bench_pack_move(const bench_config_t *config, const int64_t *skus,
+                                         int count, bool restricted)
+{
+    bench_move_t move;
+    bench_move_fill(&move, config, skus, count, restricted);
+    return bench_pack(&move.request.base);
+}
+
+/* Serializes a Batch of `writes` moves, each with its SKUs, count and sign (-1: increment). */
+static grpc_byte_buffer *bench_pack_batch(const bench_config_t *config,
+                                          int64_t (*skus)[BENCH_LINES_MAX], const int *counts,
+                                          const int *signs, const bool *restricted, int writes)
+{
+    bench_move_t *moves = malloc((size_t)writes * sizeof(*moves));
+    Stockd__V1__BatchWrite *batch_writes = malloc((size_t)writes * sizeof(*batch_writes));
+    Stockd__V1__BatchWrite **pointers = malloc((size_t)writes * sizeof(*pointers));
+    if (moves == NULL || batch_writes == NULL || pointers == NULL) {
+        fprintf(stderr, "stockbench: out of memory\n");
+        exit(2);
+    }
+    for (int w = 0; w < writes; w++) {
+        bench_move_fill(&moves[w], config, skus[w], counts[w], restricted[w] && signs[w] > 0);
+        stockd__v1__batch_write__init(&batch_writes[w]);
+        if (signs[w] > 0) {
+            batch_writes[w].write_case = STOCKD__V1__BATCH_WRITE__WRITE_DECREMENT;
+            batch_writes[w].decrement = &moves[w].request;
+        } else {
+            batch_writes[w].write_case = STOCKD__V1__BATCH_WRITE__WRITE_INCREMENT;
+            batch_writes[w].increment = &moves[w].increment;
+        }
+        pointers[w] = &batch_writes[w];
+    }
+    Stockd__V1__BatchRequest request = STOCKD__V1__BATCH_REQUEST__INIT;
+    request.n_writes = (size_t)writes;
+    request.writes = pointers;
+    grpc_byte_buffer *buffer = bench_pack(&request.base);
+    free(moves);
+    free(batch_writes);
+    free(pointers);
     return buffer;
 }
 
@@ -564,6 +627,10 @@ typedef struct {
     int64_t skus[BENCH_LINES_MAX];
     int count;
     int sign; /* +1 decrement, -1 increment, 0 health */
+    /* --batch: each write's SKUs, count and sign (the lone fields above stay unused) */
+    int64_t (*batch_skus)[BENCH_LINES_MAX];
+    int *batch_counts;
+    int *batch_signs;
     const bench_connection_t *connection;
     bool active;
 } bench_slot_t;
@@ -579,6 +646,23 @@ struct bench_worker {
     pthread_t thread;
 };
 
+/* --batch: picks each write as a lone call would be picked and packs them as one Batch. */
+static void bench_slot_start_batch(bench_slot_t *slot)
+{
+    bench_worker_t *worker = slot->worker;
+    int writes = (int)worker->config->batch;
+    bool restricted[BENCH_BATCH_MAX];
+    for (int w = 0; w < writes; w++) {
+        bool increment = strcmp(worker->mode, "mixed") == 0 && bench_random(&worker->rng) % 2;
+        restricted[w] =
+            (int64_t)(bench_random(&worker->rng) % 100) < worker->config->restricted_percent;
+        slot->batch_counts[w] = bench_pick_skus(worker->config, &worker->rng, slot->batch_skus[w]);
+        slot->batch_signs[w] = increment ? -1 : 1;
+    }
+    slot->send = bench_pack_batch(worker->config, slot->batch_skus, slot->batch_counts,
+                                  slot->batch_signs, restricted, writes);
+}
+
 static void bench_slot_start(bench_slot_t *slot)
 {
     bench_worker_t *worker = slot->worker;
@@ -588,6 +672,9 @@ static void bench_slot_start(bench_slot_t *slot)
     if (strcmp(worker->mode, "health") == 0) {
         grpc_slice empty = grpc_empty_slice();
         slot->send = grpc_raw_byte_buffer_create(&empty, 1);
+    } else if (worker->config->batch > 0) {
+        bench_slot_start_batch(slot);
+        method = "/stockd.v1.Inventory/Batch";
     } else {
         bool increment = strcmp(worker->mode, "mixed") == 0 && bench_random(&worker->rng) % 2;
         bool restricted =
@@ -627,24 +714,70 @@ static void bench_slot_start(bench_slot_t *slot)
     slot->active = grpc_call_start_batch(slot->call, ops, 6, slot, NULL) == GRPC_CALL_OK;
 }
 
+/* Records the outcome of one write (its gRPC code) for the check and the latencies. */
+static void bench_record(bench_results_t *results, int code, const int64_t *skus, int count,
+                         int sign, double latency_ms)
+{
+    if (code == GRPC_STATUS_OK) {
+        bench_sample(results, latency_ms);
+        for (int i = 0; i < count; i++) {
+            atomic_fetch_add(&results->acked[skus[i]], sign);
+        }
+    } else if (code != GRPC_STATUS_FAILED_PRECONDITION) {
+        /* not known to be refused: it may or may not have been applied */
+        atomic_fetch_add(&results->errors, 1);
+        for (int i = 0; i < count; i++) {
+            atomic_fetch_add(&results->uncertain[skus[i]], 1);
+        }
+    } else {
+        bench_sample(results, latency_ms); /* a refusal is a served call */
+    }
+}
+
+/* The BatchResponse of a finished Batch call, or NULL (then every write's outcome is
+ * unknown to this client). */
+static Stockd__V1__BatchResponse *bench_batch_response(const bench_slot_t *slot)
+{
+    if (slot->status != GRPC_STATUS_OK || slot->receive == NULL) {
+        return NULL;
+    }
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, slot->receive)) {
+        return NULL;
+    }
+    grpc_slice bytes = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    Stockd__V1__BatchResponse *response = stockd__v1__batch_response__unpack(
+        NULL, GRPC_SLICE_LENGTH(bytes), GRPC_SLICE_START_PTR(bytes));
+    grpc_slice_unref(bytes);
+    if (response != NULL && response->n_results != (size_t)slot->worker->config->batch) {
+        stockd__v1__batch_response__free_unpacked(response, NULL);
+        response = NULL;
+    }
+    return response;
+}
+
 /* Records a finished call and frees its resources. */
 static void bench_slot_finish(bench_slot_t *slot)
 {
     bench_results_t *results = slot->worker->results;
     double latency_ms = util_monotonic_ms() - slot->started_ms;
-    if (slot->status == GRPC_STATUS_OK) {
-        bench_sample(results, latency_ms);
-        for (int i = 0; i < slot->count; i++) {
-            atomic_fetch_add(&results->acked[slot->skus[i]], slot->sign);
+    int batch = (int)slot->worker->config->batch;
+    if (batch > 0 && slot->sign == 0 && slot->batch_counts != NULL) {
+        Stockd__V1__BatchResponse *response = bench_batch_response(slot);
+        for (int w = 0; w < batch; w++) {
+            const Stockd__V1__BatchResult *result = response ? response->results[w] : NULL;
+            int code = result == NULL           ? GRPC_STATUS_UNKNOWN
+                       : result->status != NULL ? result->status->code
+                                                : GRPC_STATUS_OK;
+            bench_record(results, code, slot->batch_skus[w], slot->batch_counts[w],
+                         slot->batch_signs[w], latency_ms);
         }
-    } else if (slot->status != GRPC_STATUS_FAILED_PRECONDITION) {
-        /* not known to be refused: it may or may not have been applied */
-        atomic_fetch_add(&results->errors, 1);
-        for (int i = 0; i < slot->count; i++) {
-            atomic_fetch_add(&results->uncertain[slot->skus[i]], 1);
+        if (response != NULL) {
+            stockd__v1__batch_response__free_unpacked(response, NULL);
         }
     } else {
-        bench_sample(results, latency_ms); /* a refusal is a served call */
+        bench_record(results, slot->status, slot->skus, slot->count, slot->sign, latency_ms);
     }
     grpc_metadata_array_destroy(&slot->initial);
     grpc_metadata_array_destroy(&slot->trailing);
@@ -706,6 +839,29 @@ static double bench_timed_phases(const bench_config_t *config, bench_results_t *
     return seconds;
 }
 
+/* --batch: room for each write's SKUs in a slot (health mode sends no writes). */
+static void bench_slot_batch_alloc(const bench_config_t *config, bench_slot_t *slot)
+{
+    if (config->batch <= 0 || strcmp(config->mode, "health") == 0) {
+        return;
+    }
+    size_t writes = (size_t)config->batch;
+    slot->batch_skus = malloc(writes * sizeof(*slot->batch_skus));
+    slot->batch_counts = malloc(writes * sizeof(*slot->batch_counts));
+    slot->batch_signs = malloc(writes * sizeof(*slot->batch_signs));
+    if (slot->batch_skus == NULL || slot->batch_counts == NULL || slot->batch_signs == NULL) {
+        fprintf(stderr, "stockbench: out of memory\n");
+        exit(2);
+    }
+}
+
+static void bench_slot_batch_free(bench_slot_t *slot)
+{
+    free(slot->batch_skus);
+    free(slot->batch_counts);
+    free(slot->batch_signs);
+}
+
 static double bench_run_grpc(const bench_config_t *config, const char *mode,
                              bench_results_t *results)
 {
@@ -741,6 +897,7 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
         for (int s = first; s < last; s++) {
             slots[s].worker = worker;
             slots[s].connection = &connections[s % config->connections];
+            bench_slot_batch_alloc(config, &slots[s]);
         }
         if (pthread_create(&worker->thread, NULL, bench_worker_main, worker) != 0) {
             fprintf(stderr, "stockbench: cannot start a worker thread\n");
@@ -762,6 +919,9 @@ static double bench_run_grpc(const bench_config_t *config, const char *mode,
         sc_client_free(connections[i].client);
     }
     free(connections);
+    for (int s = 0; s < config->inflight; s++) {
+        bench_slot_batch_free(&slots[s]);
+    }
     free(slots);
     return seconds;
 }
@@ -1378,12 +1538,13 @@ static void bench_print_json(const bench_config_t *config, const bench_summary_t
                              int64_t mismatches)
 {
     bool wix = strcmp(config->mode, "wix") == 0;
-    printf("{\"mode\":\"%s\",\"preset\":\"%s\",\"connections\":%lld,\"inflight\":%lld,"
+    printf("{\"mode\":\"%s\",\"batch\":%lld,\"preset\":\"%s\",\"connections\":%lld,"
+           "\"inflight\":%lld,"
            "\"lines_min\":%lld,\"lines_max\":%lld,\"skus\":%lld,\"ops\":%llu,\"errors\":%llu,"
            "\"seconds\":%.3f,\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"check_mismatches\":%lld,\"tcp_connections\":%d,"
            "\"client_cpu_s\":%.3f",
-           config->mode, config->preset, (long long)config->connections,
+           config->mode, (long long)config->batch, config->preset, (long long)config->connections,
            (long long)(wix ? config->connections : config->inflight), (long long)config->lines_min,
            (long long)config->lines_max, (long long)config->skus, (unsigned long long)summary->ops,
            (unsigned long long)summary->errors, summary->seconds, summary->ops_per_s, summary->p50,

@@ -15,7 +15,7 @@
 #   SWEEP=0 / SWEEP_ONLY=1       skip the sweep / run only the sweep
 #   SWEEP_REPLOT=1               only draw the plots again from $BUILD/bench-results.jsonl
 #   SWEEP_PLOTS=docs/bench       where the SVGs go
-#   SWEEP_SERIES_EXTRA="batch|direct|Batch RPC|--mode batch"
+#   SWEEP_SERIES_EXTRA="batch64|direct|Batch of 64|--mode decrement --batch 64"
 #                                more series, ";"-separated (see SWEEP_SERIES below)
 set -euo pipefail
 BUILD=${1:-build}
@@ -38,8 +38,9 @@ SWEEP_QUIET=${SWEEP_QUIET:-0.1}
 SWEEP_SERIES=(
   "direct|direct|Decrement over gRPC|--mode decrement"
   "wix|gateway|Wix calls through stockd-gateway|--mode wix"
-  # The Batch RPC, once stockbench has a mode for it (one line, no other change needed):
-  # "batch|direct|Batch over gRPC|--mode batch"
+  # Batch calls of 16 decrements: its points count writes (16 per call), each write's latency
+  # being its call's
+  "batch|direct|Batch of 16 decrements over gRPC (writes/s)|--mode decrement --batch 16"
 )
 if [ -n "${SWEEP_SERIES_EXTRA:-}" ]; then
   IFS=';' read -ra extra <<<"$SWEEP_SERIES_EXTRA"
@@ -168,6 +169,16 @@ if [ "$SWEEP_ONLY" != 1 ]; then
     --server-pids "$PID,$GW_PID" --wix-presign=false
   record wix_gateway_signed_per_call
   stop_pid "$GW_PID"
+  stop_pid "$PID"
+
+  echo "== 4b. the peers' workload (stockbench --preset peers: 64 connections x 1 call), lone"
+  echo "   Decrement calls vs Batch calls of 16 and 64 decrements (ops = writes)"
+  start_stockd peers
+  for batch in 0 16 64; do
+    bench --preset peers --stockd "$ADDR" --duration "$DURATION" \
+      --warmup 2s --batch "$batch" --server-pids "$PID"
+    record "peers_batch_$batch"
+  done
   stop_pid "$PID"
 fi
 

@@ -217,6 +217,29 @@ class Batch(unittest.TestCase):
         self.assertEqual(self.level("race", "hot"), 0)
 
 
+class Stockbench(unittest.TestCase):
+    def test_stockbench_batch_mode_loses_nothing(self):
+        """stockbench --batch sends Batch calls of decrements and increments and checks
+        afterwards, through GetStock, that every SKU moved by exactly what was acknowledged."""
+        import json
+        import subprocess
+        d = Daemon()
+        try:
+            out = subprocess.run(
+                [os.path.join(os.path.dirname(STOCKD), "stockbench"), "--stockd", d.address,
+                 "--mode", "mixed", "--batch", "8", "--connections", "2", "--inflight", "4",
+                 "--skus", "100", "--duration", "1s", "--warmup", "0s"],
+                capture_output=True, text=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            self.assertEqual(result["batch"], 8)
+            self.assertGreater(result["ops"], 0)
+            self.assertEqual(result["errors"], 0)
+            self.assertEqual(result["check_mismatches"], 0)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class FullQueue(unittest.TestCase):
     def test_a_batch_larger_than_the_queue_is_refused_whole(self):
         d = Daemon("--queue-depth", "4")
