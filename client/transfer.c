@@ -3,6 +3,7 @@
 
 #include "sd_limits.h"
 
+#include <grpc/status.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -407,12 +408,52 @@ static void ctl_chunk_failed(ctl_progress_t *progress, const char *request_id, i
     }
 }
 
+/* Counts an applied chunk. */
+static void ctl_chunk_applied(ctl_progress_t *progress, const ctl_chunk_t *chunk, bool replayed,
+                              size_t *done, size_t good)
+{
+    progress->chunks++;
+    progress->replayed_chunks += replayed;
+    progress->applied_rows += replayed ? 0 : chunk->rows;
+    *done += chunk->rows;
+    ctl_show_progress(progress, *done, good);
+}
+
+/* Sends each chunk alone as a SetStock: a single chunk, one too large for a Batch, or any
+ * chunk when stockd has no Batch (an older version). Returns 0 or the first failure's code. */
+static int ctl_send_alone(const ctl_transfer_t *transfer, ctl_chunk_t *chunks, size_t count,
+                          ctl_progress_t *progress, size_t *done, size_t good)
+{
+    int first_failure = 0;
+    for (size_t i = 0; i < count; i++) {
+        Stockd__V1__SetStockResponse *response = NULL;
+        sc_status_t status;
+        int code = sc_set_stock(transfer->client, &chunks[i].request, &response,
+                                transfer->deadline_ms, &status);
+        if (code != 0) {
+            ctl_chunk_failed(progress, chunks[i].request_id, code, status.message);
+            first_failure = first_failure != 0 ? first_failure : code;
+        } else {
+            ctl_chunk_applied(progress, &chunks[i], response != NULL && response->replayed, done,
+                              good);
+        }
+        if (response != NULL) {
+            stockd__v1__set_stock_response__free_unpacked(response, NULL);
+        }
+        sc_status_free(&status);
+    }
+    return first_failure;
+}
+
 /* Sends chunks[0..count) as one Batch (each chunk is its own atomic SetStock) and counts what
  * was applied. Returns 0, or the gRPC code of the first chunk that failed (the others are
  * still counted: each chunk stands alone). */
 static int ctl_send_batch(const ctl_transfer_t *transfer, ctl_chunk_t *chunks, size_t count,
                           ctl_progress_t *progress, size_t *done, size_t good)
 {
+    if (count == 1) {
+        return ctl_send_alone(transfer, chunks, count, progress, done, good);
+    }
     Stockd__V1__BatchWrite **writes = calloc(count, sizeof(*writes));
     if (writes == NULL) {
         return 13;
@@ -426,6 +467,11 @@ static int ctl_send_batch(const ctl_transfer_t *transfer, ctl_chunk_t *chunks, s
     Stockd__V1__BatchResponse *response = NULL;
     sc_status_t status;
     int code = sc_batch(transfer->client, &request, &response, transfer->deadline_ms, &status);
+    free(writes);
+    if (code == GRPC_STATUS_UNIMPLEMENTED) { /* nothing applied: an older stockd */
+        sc_status_free(&status);
+        return ctl_send_alone(transfer, chunks, count, progress, done, good);
+    }
     if (code != 0) {
         ctl_chunk_failed(progress, chunks[0].request_id, code, status.message);
     }
@@ -438,18 +484,13 @@ static int ctl_send_batch(const ctl_transfer_t *transfer, ctl_chunk_t *chunks, s
             code = code != 0 ? code : result_code;
             continue;
         }
-        bool replayed = result->set_stock != NULL && result->set_stock->replayed;
-        progress->chunks++;
-        progress->replayed_chunks += replayed;
-        progress->applied_rows += replayed ? 0 : chunks[i].rows;
-        *done += chunks[i].rows;
-        ctl_show_progress(progress, *done, good);
+        ctl_chunk_applied(progress, &chunks[i],
+                          result->set_stock != NULL && result->set_stock->replayed, done, good);
     }
     if (response != NULL) {
         stockd__v1__batch_response__free_unpacked(response, NULL);
     }
     sc_status_free(&status);
-    free(writes);
     return code;
 }
 

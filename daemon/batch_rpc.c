@@ -17,6 +17,10 @@
 #include "sd_limits.h"
 #include "util.h"
 
+/* What a refused write's error holds besides its job, counted per write (a message, and
+ * violations naming its fields). */
+#define SD_BATCH_ERROR_BYTES_ESTIMATE 256
+
 typedef struct {
     sd_call_t *call;
     size_t count;
@@ -221,26 +225,29 @@ static bool sd_batch_write_of(const Stockd__V1__BatchWrite *write, const Protobu
     }
 }
 
-/* Validates and authorizes one write, as its lone call would be; true when it is to be
- * queued (job prepared), false with the job's result holding the refusal. */
+/* Authorizes and validates one write, in the order its lone call would be; true when it is
+ * to be queued (job prepared), false with the job's result holding the refusal. *denied_out
+ * is set when the refusal is PERMISSION_DENIED. */
 static bool sd_batch_write_accept(sd_call_t *call, const Stockd__V1__BatchWrite *write,
-                                  sd_write_job_t *job)
+                                  sd_write_job_t *job, bool *denied_out)
 {
     const ProtobufCMessage *message = NULL;
     sd_write_kind_t kind = SD_WRITE_DECREMENT;
+    *denied_out = false;
     if (!sd_batch_write_of(write, &message, &kind)) {
         sd_error_add_field(&job->result.error, "write",
                            "one of decrement, increment, set_stock is required");
         return false;
     }
     job->request.kind = kind; /* for the refusal's BatchResult */
-    if (!sd_write_methods[kind].validate(message, &job->result.error)) {
-        return false;
-    }
     char message_text[384];
     const char *tenant_id = sd_write_methods[kind].to_request(message).tenant_id;
     if (!sd_call_allows_tenant(call, tenant_id, message_text, sizeof(message_text))) {
         sd_error_set(&job->result.error, SD_PERMISSION_DENIED, "%s", message_text);
+        *denied_out = true;
+        return false;
+    }
+    if (!sd_write_methods[kind].validate(message, &job->result.error)) {
         return false;
     }
     size_t on_behalf_of_length = strlen(write->on_behalf_of);
@@ -257,11 +264,87 @@ static bool sd_batch_write_accept(sd_call_t *call, const Stockd__V1__BatchWrite 
     return true;
 }
 
-void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
+/* One log line for the writes of a Batch refused for their tenant (the first one named). */
+static void sd_batch_log_denied(sd_call_t *call, const Stockd__V1__BatchRequest *request,
+                                size_t denied, size_t first_denied)
+{
+    if (denied == 0) {
+        return;
+    }
+    const ProtobufCMessage *message = NULL;
+    sd_write_kind_t kind = SD_WRITE_DECREMENT;
+    sd_batch_write_of(request->writes[first_denied], &message, &kind);
+    SD_LOG(LOG_INFO, "batch_writes_denied", LF_INT("writes", (int64_t)denied),
+           LF_INT("first_write", (int64_t)first_denied),
+           LF_STR("tenant", sd_write_methods[kind].to_request(message).tenant_id),
+           LF_STR("actor", sd_call_actor(call)));
+}
+
+/* Accepts or refuses each write (refusals logged once); the accepted ones are put in queued.
+ * Returns how many were. */
+static size_t sd_batch_accept_all(sd_call_t *call, const Stockd__V1__BatchRequest *request,
+                                  sd_batch_call_t *batch, sd_write_job_t **queued)
+{
+    size_t queued_count = 0, denied = 0, first_denied = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        sd_write_job_t *job = &batch->jobs[i];
+        sd_write_result_init(&job->result);
+        bool was_denied = false;
+        if (sd_batch_write_accept(call, request->writes[i], job, &was_denied)) {
+            job->complete = sd_batch_write_complete;
+            job->context = batch;
+            queued[queued_count++] = job;
+        }
+        first_denied = was_denied && denied == 0 ? i : first_denied;
+        denied += was_denied;
+    }
+    sd_batch_log_denied(call, request, denied, first_denied);
+    return queued_count;
+}
+
+/* The answer of every accepted write when the queue refused them together (none applied). */
+static void sd_batch_refuse_queued(sd_call_t *call, sd_write_job_t **queued, size_t count,
+                                   sd_status_t status)
+{
+    size_t capacity = sd_writer_queue_capacity(sd_call_services(call)->writer);
+    for (size_t i = 0; i < count; i++) {
+        if (status == SD_RESOURCE_EXHAUSTED && count > capacity) {
+            sd_error_set(&queued[i]->result.error, status,
+                         "the Batch holds %zu writes, more than stockd's write queue ever holds "
+                         "(--queue-depth %zu); not applied: split it",
+                         count, capacity);
+        } else {
+            sd_error_set(&queued[i]->result.error, status, "%s", sd_write_refusal_message(status));
+        }
+    }
+}
+
+/* The request's limits and the budget for its jobs; false when the call was answered. */
+static bool sd_batch_admit(sd_call_t *call, const Stockd__V1__BatchRequest *request)
 {
     sd_error_t error;
     sd_error_init(&error);
+    if (!sd_batch_request_valid(request, &error)) {
+        sd_call_reply_error(call, &error);
+        sd_error_free(&error);
+        return false;
+    }
+    /* the jobs live until the last write completes: they count against the request-byte
+     * budget like the request itself (1024 writes hold ~1 MiB) */
+    size_t held_bytes = request->n_writes * (sizeof(sd_write_job_t) + sizeof(sd_write_job_t *) +
+                                             SD_BATCH_ERROR_BYTES_ESTIMATE);
+    if (!sd_call_charge_bytes(call, held_bytes)) {
+        sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, SD_BUDGET_MESSAGE);
+        return false;
+    }
+    return true;
+}
+
+void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
     if (length > SD_BATCH_REQUEST_BYTES_MAX) { /* before unpacking it */
+        sd_error_t error;
+        sd_error_init(&error);
         sd_error_add_field(&error, "writes", "a Batch carries at most %d bytes (got %zu); split it",
                            SD_BATCH_REQUEST_BYTES_MAX, length);
         sd_call_reply_error(call, &error);
@@ -270,12 +353,7 @@ void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
     }
     Stockd__V1__BatchRequest *request = (Stockd__V1__BatchRequest *)sd_unpack(
         call, &stockd__v1__batch_request__descriptor, bytes, length);
-    if (request == NULL) {
-        return;
-    }
-    if (!sd_batch_request_valid(request, &error)) {
-        sd_call_reply_error(call, &error);
-        sd_error_free(&error);
+    if (request == NULL || !sd_batch_admit(call, request)) {
         return;
     }
     sd_batch_call_t *batch = sd_call_slot(call, sd_batch_call_release);
@@ -288,16 +366,7 @@ void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
         sd_call_reply_status(call, SD_RESOURCE_EXHAUSTED, "out of memory; not applied");
         return;
     }
-    size_t queued_count = 0;
-    for (size_t i = 0; i < batch->count; i++) {
-        sd_write_job_t *job = &batch->jobs[i];
-        sd_write_result_init(&job->result);
-        if (sd_batch_write_accept(call, request->writes[i], job)) {
-            job->complete = sd_batch_write_complete;
-            job->context = batch;
-            queued[queued_count++] = job;
-        }
-    }
+    size_t queued_count = sd_batch_accept_all(call, request, batch, queued);
     atomic_store(&batch->pending, queued_count);
     sd_status_t status = queued_count == 0 ? SD_OK
                                            : sd_writer_submit_many(sd_call_services(call)->writer,
@@ -306,9 +375,7 @@ void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
         free(queued); /* the last completion answers; the call may be gone already */
         return;
     }
-    for (size_t i = 0; i < queued_count; i++) {
-        sd_error_set(&queued[i]->result.error, status, "%s", sd_write_refusal_message(status));
-    }
+    sd_batch_refuse_queued(call, queued, queued_count, status);
     free(queued);
     sd_batch_reply(batch);
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "sd_limits.h"
@@ -101,6 +102,9 @@ struct sd_server {
     _Atomic bool stopping;
     sd_server_options_t options;
     _Atomic size_t inflight_bytes;
+    /* call objects not yet freed: a thread that answered a call (the writer) may still hold
+     * one after gRPC's shutdown is complete, so the server is freed only once this is 0 */
+    _Atomic size_t calls_alive;
     sd_call_t **watches; /* every open stream, for shutdown: watches_max + health_watches_max */
     size_t watches_count;
     size_t open_streams[2]; /* [health]: open Inventory/Watch and Health/Watch streams */
@@ -115,6 +119,7 @@ static sd_call_t *sd_call_new(sd_server_t *server, const sd_method_t *method, si
     if (call == NULL) {
         return NULL;
     }
+    atomic_fetch_add(&server->calls_alive, 1);
     call->server = server;
     call->method = method;
     call->method_index = index;
@@ -142,6 +147,11 @@ static bool sd_call_charge(sd_call_t *call, size_t bytes)
     }
     call->charged_bytes += bytes;
     return true;
+}
+
+bool sd_call_charge_bytes(sd_call_t *call, size_t bytes)
+{
+    return sd_call_charge(call, bytes);
 }
 
 /* protobuf-c's allocator for the call's request: every byte of the unpacked message counts
@@ -208,8 +218,6 @@ bool sd_call_allows_tenant(sd_call_t *call, const char *tenant_id, char *message
         return true;
     }
     sd_call_denial_message(call, tenant_id, message, capacity);
-    SD_LOG(LOG_INFO, "write_denied", LF_STR("method", call->method->name),
-           LF_STR("tenant", tenant_id), LF_STR("actor", sd_grant_name(&call->grant)));
     return false;
 }
 
@@ -271,7 +279,9 @@ static void sd_call_free(sd_call_t *call)
     if (call->call != NULL) {
         grpc_call_unref(call->call);
     }
+    sd_server_t *server = call->server;
     free(call);
+    atomic_fetch_sub(&server->calls_alive, 1); /* last: sd_server_stop may free server now */
 }
 
 static void sd_call_unref(sd_call_t *call)
@@ -971,6 +981,21 @@ static void sd_server_wait_shutdown(sd_server_t *server, int64_t grace_ms)
     }
 }
 
+/* Waits (at most grace_ms) until every call object of the server is freed: after the polling
+ * threads end, only a thread in the middle of answering (the writer) can still hold one, for
+ * microseconds. */
+static bool sd_server_wait_calls_freed(sd_server_t *server, int64_t grace_ms)
+{
+    double deadline = util_monotonic_ms() + (double)(grace_ms > 1000 ? grace_ms : 1000);
+    while (atomic_load(&server->calls_alive) > 0) {
+        if (util_monotonic_ms() > deadline) {
+            return false;
+        }
+        usleep(1000);
+    }
+    return true;
+}
+
 void sd_server_stop(sd_server_t *server, int64_t grace_ms)
 {
     if (server == NULL) {
@@ -991,6 +1016,13 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms)
     }
     for (int i = 0; i < server->threads_count; i++) {
         pthread_join(server->threads[i], NULL);
+    }
+    if (!sd_server_wait_calls_freed(server, grace_ms)) {
+        /* a thread still holds a call of this server: freeing it would pull the memory from
+         * under that thread. The process is stopping: leave it (logged), never a crash. */
+        SD_LOG(LOG_WARN, "server_not_freed",
+               LF_INT("calls_alive", (int64_t)atomic_load(&server->calls_alive)));
+        return;
     }
     grpc_server_destroy(server->grpc);
     grpc_completion_queue_destroy(server->queue);

@@ -102,12 +102,16 @@ void sd_call_set_log_context(sd_call_t *call, const char *tenant_id, const char 
 bool sd_call_still_authorized(sd_call_t *call, const char *tenant_id, sd_status_t *status_out,
                               char *message, size_t capacity);
 /* For a call carrying requests of several tenants (Batch), per request: true when the caller
- * may touch tenant_id; otherwise false with the PERMISSION_DENIED message (logged). */
+ * may touch tenant_id; otherwise false with the PERMISSION_DENIED message (the caller logs,
+ * once per call: a Batch of 1024 refused writes must not write 1024 lines). */
 bool sd_call_allows_tenant(sd_call_t *call, const char *tenant_id, char *message, size_t capacity);
 /* The caller's identity (the policy's name; "" without a policy) and what it said it acted
  * for (the stockd-on-behalf-of metadata; "" when absent). Valid until the call is freed. */
 const char *sd_call_actor(const sd_call_t *call);
 const char *sd_call_on_behalf_of(const sd_call_t *call);
+/* Takes bytes the handler holds for the call (a Batch's jobs) from the request-byte budget,
+ * given back when the call is freed; false, taking nothing, when they do not fit. */
+bool sd_call_charge_bytes(sd_call_t *call, size_t bytes);
 /* The answer (RESOURCE_EXHAUSTED) to a call refused for the request-byte budget. */
 #define SD_BUDGET_MESSAGE "stockd holds too many request bytes right now; retry with backoff"
 

@@ -282,6 +282,11 @@ bool sd_writer_failed(sd_writer_t *writer)
     return failed;
 }
 
+size_t sd_writer_queue_capacity(const sd_writer_t *writer)
+{
+    return writer->options.queue_depth_max;
+}
+
 size_t sd_writer_queue_depth(sd_writer_t *writer)
 {
     pthread_mutex_lock(&writer->mutex);

@@ -89,5 +89,7 @@ uint64_t sd_writer_committed_seq(const sd_writer_t *writer);
 bool sd_writer_failed(sd_writer_t *writer);
 /* Jobs currently queued. */
 size_t sd_writer_queue_depth(sd_writer_t *writer);
+/* The most jobs the queue holds (--queue-depth). */
+size_t sd_writer_queue_capacity(const sd_writer_t *writer);
 
 #endif

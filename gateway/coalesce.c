@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "sd_limits.h"
 #include "util.h"
 
@@ -18,6 +19,9 @@
  * on_behalf_of, well within this. */
 #define GW_BATCH_BYTES_BUDGET (SD_BATCH_REQUEST_BYTES_MAX - 64 * 1024)
 #define GW_WRITE_FRAMING_BYTES (16 + SD_ON_BEHALF_OF_BYTES_MAX)
+/* After stockd answered a Batch UNIMPLEMENTED, how long calls go alone before Batch is tried
+ * again (an upgrade of stockd usually completes within it). */
+#define GW_BATCH_RETRY_MS 60000.0
 
 typedef struct gw_pending {
     const ProtobufCMessage *request;
@@ -27,7 +31,8 @@ typedef struct gw_pending {
     char *message_out;
     size_t message_capacity;
     int code;
-    bool taken; /* by a sender: its outcome will come */
+    bool taken;   /* by a sender: its outcome will come */
+    bool leading; /* its thread is sending (calls of others, maybe not its own) */
     bool done;
     pthread_cond_t wake; /* done, or: lead (a sender place is free and this call is first) */
     struct gw_pending *next;
@@ -43,6 +48,7 @@ struct gw_coalescer {
     size_t in_flight; /* sender places taken */
     bool gathering;   /* a sender waits for announced calls: newcomers join it, not lead */
     _Atomic uint64_t batches, batch_calls, lone_calls;
+    _Atomic double batch_unsupported_until_ms; /* monotonic; see gw_batch_unsupported */
 };
 
 gw_coalescer_t *gw_coalescer_new(const gw_coalescer_options_t *options)
@@ -164,21 +170,30 @@ static void gw_settle(gw_pending_t *pending, int code, const char *message)
 
 /* ---- without the lock: the call to stockd ---- */
 
-static int64_t gw_earliest_deadline_ms(gw_pending_t *const *taken, size_t count)
+/* Milliseconds left of a call's own deadline (<= 0: passed). */
+static int64_t gw_left_ms(const gw_pending_t *pending)
 {
-    int64_t earliest = taken[0]->deadline_ms;
-    for (size_t i = 1; i < count; i++) {
-        earliest = taken[i]->deadline_ms < earliest ? taken[i]->deadline_ms : earliest;
+    return pending->deadline_ms - (int64_t)util_monotonic_ms();
+}
+
+/* The deadline of a Batch: the latest of its calls', so that none is cut short by another
+ * call's (they differ only by the time each waited in the queue). */
+static int64_t gw_batch_deadline_ms(gw_pending_t *const *taken, size_t count)
+{
+    int64_t latest = 1;
+    for (size_t i = 0; i < count; i++) {
+        int64_t left = gw_left_ms(taken[i]);
+        latest = left > latest ? left : latest;
     }
-    int64_t left = earliest - (int64_t)util_monotonic_ms();
-    return left > 0 ? left : 1;
+    return latest;
 }
 
 static void gw_send_lone(gw_coalescer_t *coalescer, gw_pending_t *pending, int *code_out,
                          sc_status_t *status)
 {
     ProtobufCMessage *reply = NULL;
-    sc_call_options_t options = {.deadline_ms = gw_earliest_deadline_ms(&pending, 1),
+    int64_t left = gw_left_ms(pending);
+    sc_call_options_t options = {.deadline_ms = left > 0 ? left : 1,
                                  .on_behalf_of = pending->on_behalf_of};
     *code_out = gw_is_decrement(pending->request)
                     ? sc_decrement_with(coalescer->options.client,
@@ -214,34 +229,85 @@ static void gw_send_batch(gw_coalescer_t *coalescer, gw_pending_t *const *taken,
     Stockd__V1__BatchRequest request = STOCKD__V1__BATCH_REQUEST__INIT;
     request.n_writes = count;
     request.writes = pointers;
-    sc_call_options_t options = {.deadline_ms = gw_earliest_deadline_ms(taken, count)};
+    sc_call_options_t options = {.deadline_ms = gw_batch_deadline_ms(taken, count)};
     *response_out = NULL;
     sc_batch_with(coalescer->options.client, &request, response_out, &options, status);
     atomic_fetch_add(&coalescer->batches, 1);
     atomic_fetch_add(&coalescer->batch_calls, count);
 }
 
-/* Sends the taken calls and settles each (takes the lock to settle). */
-static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count)
+static void gw_settle_locked(gw_coalescer_t *coalescer, gw_pending_t *pending, int code,
+                             const char *message)
 {
-    sc_status_t status;
-    int code = GRPC_STATUS_INTERNAL;
-    Stockd__V1__BatchResponse *response = NULL;
-    Stockd__V1__BatchWrite *writes = NULL;
-    Stockd__V1__BatchWrite **pointers = NULL;
-    if (count == 1) {
-        gw_send_lone(coalescer, taken[0], &code, &status);
-    } else {
-        writes = malloc(count * sizeof(*writes));
-        pointers = malloc(count * sizeof(*pointers));
-        if (writes != NULL && pointers != NULL) {
-            gw_send_batch(coalescer, taken, count, writes, pointers, &response, &status);
-            code = status.code;
+    pthread_mutex_lock(&coalescer->mutex);
+    gw_settle(pending, code, message);
+    pthread_mutex_unlock(&coalescer->mutex);
+}
+
+/* Calls whose own deadline passed while they waited are answered DEADLINE_EXCEEDED without
+ * being sent (nothing of them was applied); returns how many of taken are left, compacted. */
+static size_t gw_settle_expired(gw_coalescer_t *coalescer, gw_pending_t **taken, size_t count)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (gw_left_ms(taken[i]) > 0) {
+            taken[live++] = taken[i];
         } else {
-            sc_status_init(&status); /* nothing was sent: retry later */
-            code = status.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            snprintf(status.message, sizeof(status.message), "gateway out of memory");
+            gw_settle_locked(coalescer, taken[i], GRPC_STATUS_DEADLINE_EXCEEDED,
+                             "deadline passed while waiting to be sent; not sent");
         }
+    }
+    return live;
+}
+
+/* Each call alone, one after the other (a stockd without Batch, or a lone call). */
+static void gw_send_each_alone(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        sc_status_t status;
+        int code = GRPC_STATUS_INTERNAL;
+        gw_send_lone(coalescer, taken[i], &code, &status);
+        gw_settle_locked(coalescer, taken[i], code, status.message);
+        sc_status_free(&status);
+    }
+}
+
+/* True while stockd is known not to serve Batch (an older version, e.g. during a rolling
+ * upgrade): calls then go alone, and Batch is tried again after GW_BATCH_RETRY_MS. */
+static bool gw_batch_unsupported(gw_coalescer_t *coalescer)
+{
+    return util_monotonic_ms() < atomic_load(&coalescer->batch_unsupported_until_ms);
+}
+
+/* Sends the taken calls and settles each (takes the lock to settle). */
+static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, size_t count)
+{
+    count = gw_settle_expired(coalescer, taken, count);
+    if (count <= 1 || gw_batch_unsupported(coalescer)) {
+        gw_send_each_alone(coalescer, taken, count);
+        return;
+    }
+    sc_status_t status;
+    Stockd__V1__BatchResponse *response = NULL;
+    Stockd__V1__BatchWrite *writes = malloc(count * sizeof(*writes));
+    Stockd__V1__BatchWrite **pointers = malloc(count * sizeof(*pointers));
+    if (writes != NULL && pointers != NULL) {
+        gw_send_batch(coalescer, taken, count, writes, pointers, &response, &status);
+    } else {
+        sc_status_init(&status); /* nothing was sent: retry later */
+        status.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(status.message, sizeof(status.message), "gateway out of memory");
+    }
+    free(writes);
+    free(pointers);
+    if (status.code == GRPC_STATUS_UNIMPLEMENTED) { /* nothing applied: each goes alone */
+        atomic_store(&coalescer->batch_unsupported_until_ms,
+                     util_monotonic_ms() + GW_BATCH_RETRY_MS);
+        SD_LOG(LOG_WARN, "stockd_without_batch",
+               LF_STR("effect", "calls go to stockd one by one; Batch is tried again later"));
+        sc_status_free(&status);
+        gw_send_each_alone(coalescer, taken, count);
+        return;
     }
     pthread_mutex_lock(&coalescer->mutex);
     for (size_t i = 0; i < count; i++) {
@@ -249,7 +315,7 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t *const *t
             gw_settle(taken[i], sc_batch_result_code(response->results[i]),
                       sc_batch_result_message(response->results[i]));
         } else {
-            gw_settle(taken[i], code, status.message);
+            gw_settle(taken[i], status.code, status.message);
         }
     }
     pthread_mutex_unlock(&coalescer->mutex);
@@ -257,29 +323,39 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t *const *t
         stockd__v1__batch_response__free_unpacked(response, NULL);
     }
     sc_status_free(&status);
-    free(writes);
-    free(pointers);
+}
+
+/* Wakes the first queued call whose thread is not itself sending, to take a free sender
+ * place (a thread that is sending will look at the queue again when it is done). */
+static void gw_wake_next(gw_coalescer_t *coalescer)
+{
+    for (gw_pending_t *pending = coalescer->head; pending != NULL; pending = pending->next) {
+        if (!pending->leading) {
+            pthread_cond_signal(&pending->wake);
+            return;
+        }
+    }
 }
 
 /* Holding a sender place: waits for announced calls, takes, sends, settles; then gives the
  * place to the first queued call, if any. Called and returns with the lock held. */
-static void gw_lead(gw_coalescer_t *coalescer, gw_pending_t **taken)
+static void gw_lead(gw_coalescer_t *coalescer, gw_pending_t *own, gw_pending_t **taken)
 {
     coalescer->in_flight++;
+    own->leading = true;
     coalescer->gathering = true;
     gw_wait_for_announced(coalescer);
     coalescer->gathering = false;
     size_t count = gw_take(coalescer, taken);
     if (coalescer->head != NULL && coalescer->in_flight < coalescer->options.senders) {
-        pthread_cond_signal(&coalescer->head->wake); /* what did not fit goes out beside it */
+        gw_wake_next(coalescer); /* what did not fit goes out beside it */
     }
     pthread_mutex_unlock(&coalescer->mutex);
     gw_send_and_settle(coalescer, taken, count);
     pthread_mutex_lock(&coalescer->mutex);
+    own->leading = false;
     coalescer->in_flight--;
-    if (coalescer->head != NULL) {
-        pthread_cond_signal(&coalescer->head->wake);
-    }
+    gw_wake_next(coalescer);
 }
 
 int gw_coalescer_call(gw_coalescer_t *coalescer, const ProtobufCMessage *request,
@@ -310,7 +386,7 @@ int gw_coalescer_call(gw_coalescer_t *coalescer, const ProtobufCMessage *request
     while (!pending.done) {
         if (!pending.taken && !coalescer->gathering &&
             coalescer->in_flight < coalescer->options.senders) {
-            gw_lead(coalescer, taken);
+            gw_lead(coalescer, &pending, taken);
         } else {
             pthread_cond_wait(&pending.wake, &coalescer->mutex);
         }

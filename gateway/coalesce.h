@@ -7,7 +7,7 @@
  * message a lone Decrement/Increment would have got, so each Wix call is answered exactly as
  * before. When all sender places are taken, calls wait in the queue and the next free place
  * sends them together. A lone call is sent at once; a sender waits (at most wait_us) for more
- * only while other calls are announced (still being verified), so a burst leaves in one Batch.
+ * only while other calls are announced (verified, being mapped), so a burst leaves together.
  * Batches are what make stockd's per-call costs (HTTP/2 stream, metadata, completion-queue
  * round trips — on both sides) shared by many Wix calls. */
 #ifndef STOCKD_GW_COALESCE_H
@@ -40,8 +40,8 @@ gw_coalescer_t *gw_coalescer_new(const gw_coalescer_options_t *options);
 /* Frees; no call may be in progress or made after. */
 void gw_coalescer_free(gw_coalescer_t *coalescer);
 
-/* A call is on its way (its token is being verified): senders may wait a little for it. Every
- * announcement must end with gw_coalescer_call or gw_coalescer_withdraw. */
+/* A call is on its way (its token verified, the call being mapped): senders may wait a little
+ * for it. Every announcement must end with gw_coalescer_call or gw_coalescer_withdraw. */
 void gw_coalescer_announce(gw_coalescer_t *coalescer);
 void gw_coalescer_withdraw(gw_coalescer_t *coalescer);
 /* gw_coalescer_withdraw when `announced` (a call that did not go to stockd after all). */

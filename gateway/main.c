@@ -94,7 +94,7 @@ static const cfg_option_t gw_options[] = {
            "together in one Batch call (0 = every Wix call alone, unbounded)"),
     GW_OPT("coalesce-wait-us", "STOCKD_GATEWAY_COALESCE_WAIT_US", CFG_INT, coalesce_wait_us, "100",
            0, 10000, NULL,
-           "longest wait, in microseconds, for calls still being verified to join a Batch (only "
+           "longest wait, in microseconds, for verified calls being mapped to join a Batch (only "
            "while there are such calls: a lone call is never delayed)"),
     GW_OPT("dev", "STOCKD_GATEWAY_DEV", CFG_BOOL, dev, "false", 0, 0, NULL,
            "development mode: without a key, make a local key pair and app id in --dev-dir"),

@@ -204,15 +204,16 @@ static void gw_call_stockd(gw_context_t *context, gw_wix_call_t *call, bool *ann
 void gw_handle_wix(gw_context_t *context, gw_wix_method_t method, const char *body,
                    size_t body_length, gw_response_t *response)
 {
-    /* from here until it is sent, the call is announced: a sender may wait for it */
+    json_t *payload = NULL;
+    if (!gw_verify_token(context, body, body_length, &payload, response)) {
+        return;
+    }
+    /* from here until it is sent (microseconds of mapping) the verified call is announced: a
+     * sender may wait for it. Not before verification: bad tokens must not make lone calls
+     * wait. */
     bool announced = context->coalescer != NULL;
     if (announced) {
         gw_coalescer_announce(context->coalescer);
-    }
-    json_t *payload = NULL;
-    if (!gw_verify_token(context, body, body_length, &payload, response)) {
-        gw_coalescer_withdraw_if(context->coalescer, announced);
-        return;
     }
     gw_wix_call_t call;
     gw_wix_result_t mapped = gw_wix_map(method, payload, context->default_tenant, &call);

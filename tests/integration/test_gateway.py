@@ -573,6 +573,77 @@ class Gateway(unittest.TestCase):
         finally:
             self.assertEqual(stop(gateway), 0)
 
+    def test_a_queued_call_keeps_its_own_deadline(self):
+        """Calls that go together in a Batch each keep their own deadline: one that waited
+        long in the queue does not cut short one that arrived later (review finding)."""
+        gateway, http = start(
+            [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+             self.grpc_address, "--wix-app-id", APP_ID, "--wix-public-key", self.public_path,
+             "--deadline-ms", "2000", "--coalesce-senders", "1"],
+            os.path.join(self.dir, "gateway-deadline.log"))
+        try:
+            self.set_level("deadline", 10)
+            tokens = [self.sign(self.claims(self.order([self.item("deadline", 1)]),
+                                            request_id="deadline-%d" % i)) for i in range(3)]
+            os.kill(self.stockd.pid, signal.SIGSTOP)
+            try:
+                with ThreadPoolExecutor(max_workers=3) as pool:
+                    first = pool.submit(self.post_to, http, "/v1/decrement", tokens[0])
+                    time.sleep(0.1)
+                    early = pool.submit(self.post_to, http, "/v1/decrement", tokens[1])
+                    time.sleep(1.7)
+                    late = pool.submit(self.post_to, http, "/v1/decrement", tokens[2])
+                    time.sleep(0.6)
+                    os.kill(self.stockd.pid, signal.SIGCONT)
+                    self.assertEqual(first.result()[0], 504)
+                    self.assertIn(early.result()[0], (200, 504))
+                    self.assertEqual(late.result()[0], 200)  # 0.6 s into its own 2 s
+            finally:
+                os.kill(self.stockd.pid, signal.SIGCONT)
+        finally:
+            self.assertEqual(stop(gateway), 0)
+
+    def test_a_stockd_without_batch_still_gets_every_call(self):
+        """Against a stockd that has no Batch (an older version, e.g. during an upgrade) the
+        gateway sends the calls it would have batched one by one: none fails."""
+        import grpc as grpc_module
+        from concurrent import futures
+
+        def decrement(request_bytes, context):
+            time.sleep(0.3)  # slow enough that concurrent calls queue behind it
+            pb.DecrementRequest.FromString(request_bytes)
+            return pb.DecrementResponse(ledger_seq=1).SerializeToString()
+
+        handler = grpc_module.method_handlers_generic_handler("stockd.v1.Inventory", {
+            "Decrement": grpc_module.unary_unary_rpc_method_handler(decrement)})
+        old = grpc_module.server(futures.ThreadPoolExecutor(max_workers=8))
+        old.add_generic_rpc_handlers((handler,))
+        port = old.add_insecure_port("127.0.0.1:0")
+        old.start()
+        gateway = None
+        try:
+            log = os.path.join(self.dir, "gateway-old-stockd.log")
+            gateway, http = start(
+                [os.path.join(BUILD, "stockd-gateway"), "--listen", "127.0.0.1:0", "--stockd",
+                 "127.0.0.1:%d" % port, "--wix-app-id", APP_ID, "--wix-public-key",
+                 self.public_path, "--coalesce-senders", "1"], log)
+            tokens = [self.sign(self.claims(self.order([self.item("old", 1)]),
+                                            request_id="old-%d" % i)) for i in range(6)]
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                statuses = list(pool.map(
+                    lambda t: self.post_to(http, "/v1/decrement", t)[0], tokens))
+            self.assertEqual(statuses, [200] * 6)
+            self.assertEqual(stop(gateway), 0)
+            gateway = None
+            deadline = time.time() + 10  # the log is complete once its drain thread closed it
+            while time.time() < deadline and "shutdown_complete" not in open(log).read():
+                time.sleep(0.1)
+            self.assertIn("stockd_without_batch", open(log).read())
+        finally:
+            if gateway is not None:
+                self.assertEqual(stop(gateway), 0)
+            old.stop(0)
+
     def test_stockd_down_answers_503_until_it_returns(self):
         """Stops stockd, checks the 503s, then starts it again on the same port and data
         directory and waits for /readyz: the class's stockd is back as it was."""

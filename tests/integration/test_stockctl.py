@@ -200,6 +200,18 @@ class Stockctl(unittest.TestCase):
         levels = json.loads(self.ctl("--tenant", "bt", "--json", "list")[1])
         self.assertEqual(sorted(l["available"] for l in levels), [0, 1, 2, 3])
 
+    def test_import_of_a_chunk_larger_than_a_batch_sends_it_alone(self):
+        """A chunk bigger than a Batch may carry (1 MiB: 8192 rows of long ids) goes as a lone
+        SetStock instead of failing for good (review finding)."""
+        path = os.path.join(self.dir, "wide.csv")
+        with open(path, "w") as f:
+            f.write("location_id,app_id,catalog_item_id,variant,available\n")
+            for i in range(8192):
+                f.write(",app,%s-%05d,,1\n" % ("w" * 150, i))
+        code, _, err = self.ctl("--tenant", "wide", "--chunk-rows", "8192", "import", path)
+        self.assertEqual(code, 0, err)
+        self.assertIn("8192 rows applied in 1 chunks", err)
+
     def test_list_default_location_only(self):
         self.assertEqual(self.ctl("--tenant", "dl", "set", "app", "here", "1")[0], 0)
         self.assertEqual(self.ctl("--tenant", "dl", "--location", "far", "set", "app", "there",
