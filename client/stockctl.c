@@ -49,7 +49,7 @@ static const cfg_option_t ctl_options[] = {
             "PEM file of this client's certificate for mTLS (with --tls-key); given: speak TLS"),
     CTL_OPT("tls-key", "STOCKD_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
             "PEM file of this client's private key (with --tls-cert)"),
-    CTL_OPT("token", "STOCKD_TOKEN", CFG_STRING, token, "", 0, 0, NULL,
+    CTL_OPT("token", "STOCKD_TOKEN", CFG_SECRET, token, "", 0, 0, NULL,
             "bearer token sent with every call (a flag shows in ps: prefer --token-file)"),
     CTL_OPT("token-file", "STOCKD_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
             "file whose first line is the bearer token"),

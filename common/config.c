@@ -41,6 +41,7 @@ static bool cfg_assign(const cfg_option_t *option, void *config, const char *tex
     bool flag_value = false;
     switch (option->type) {
     case CFG_STRING:
+    case CFG_SECRET:
         memcpy(field, &text, sizeof(text));
         return true;
     case CFG_CHOICE:
@@ -184,10 +185,11 @@ cfg_parse_result_t cfg_parse(const cfg_spec_t *spec, void *config, int argc, cha
     for (size_t i = 0; result == CFG_PARSE_OK && i < spec->options_count; i++) {
         const cfg_option_t *option = &spec->options[i];
         const char *value = NULL;
-        if (option->type == CFG_STRING) {
+        bool text = option->type == CFG_STRING || option->type == CFG_SECRET;
+        if (text) {
             memcpy(&value, (char *)config + option->offset, sizeof(value));
         }
-        if (option->required && option->type == CFG_STRING && (value == NULL || *value == '\0')) {
+        if (option->required && text && (value == NULL || *value == '\0')) {
             fprintf(err, "missing required option --%s (or env %s)\n", option->flag, option->env);
             return CFG_PARSE_ERROR;
         }
@@ -236,6 +238,10 @@ void cfg_log_effective(const cfg_spec_t *spec, const void *config)
         case CFG_CHOICE:
             memcpy(&text, field, sizeof(text));
             fields[count++] = LF_STR(option->flag, text ? text : "");
+            break;
+        case CFG_SECRET: /* a token must not reach the logs: only whether it is set */
+            memcpy(&text, field, sizeof(text));
+            fields[count++] = LF_STR(option->flag, text && *text ? CFG_SECRET_SHOWN : "");
             break;
         case CFG_INT:
         case CFG_DURATION:

@@ -18,7 +18,11 @@ typedef enum {
     CFG_DURATION, /* int64_t seconds within [min, max]; accepts 30, 30s, 5m, 12h, 7d */
     CFG_CHOICE,   /* const char * that must be one of choices (NULL-terminated) */
     CFG_BOOL,     /* bool; flag without value means true; env/flag accept true/false/1/0 */
+    CFG_SECRET,   /* as CFG_STRING, but the effective configuration logs only whether it is set */
 } cfg_type_t;
+
+/* What the effective configuration shows for a CFG_SECRET that is set. */
+#define CFG_SECRET_SHOWN "(set, not logged)"
 
 typedef struct {
     const char *flag; /* without the leading "--" */

@@ -110,14 +110,11 @@ static const cfg_option_t gw_options[] = {
            "PEM file of the gateway's client certificate for mTLS to stockd (with --tls-key)"),
     GW_OPT("tls-key", "STOCKD_GATEWAY_TLS_KEY", CFG_STRING, tls_key, "", 0, 0, NULL,
            "PEM file of the gateway's private key (with --tls-cert)"),
-    GW_OPT("token", "STOCKD_GATEWAY_TOKEN", CFG_STRING, token, "", 0, 0, NULL,
+    GW_OPT("token", "STOCKD_GATEWAY_TOKEN", CFG_SECRET, token, "", 0, 0, NULL,
            "bearer token sent to stockd with every call (never logged; prefer --token-file)"),
     GW_OPT("token-file", "STOCKD_GATEWAY_TOKEN_FILE", CFG_STRING, token_file, "", 0, 0, NULL,
            "file whose first line is the bearer token sent to stockd"),
 };
-
-/* What the effective-configuration log line shows for a token that is set: never the token. */
-#define GW_TOKEN_REDACTED "(set, not logged)"
 
 static const cfg_spec_t gw_spec = {
     "stockd-gateway",
@@ -179,11 +176,12 @@ static int gw_resolve_identity(gw_config_t *config, char *key_path, size_t key_c
 
 /* The bearer token: --token, or --token-file's first line (read into buffer), not both.
  * *token_out is "" for none. False after logging why (never the token). */
-static bool gw_resolve_token(const gw_config_t *config, const char *token,
-                             char buffer[SC_TOKEN_BYTES_MAX + 1], const char **token_out)
+static bool gw_resolve_token(const gw_config_t *config, char buffer[SC_TOKEN_BYTES_MAX + 1],
+                             const char **token_out)
 {
     char error[SC_ERROR_BYTES];
-    switch (sc_token_resolve(token, config->token_file, buffer, token_out, error, sizeof(error))) {
+    switch (sc_token_resolve(config->token, config->token_file, buffer, token_out, error,
+                             sizeof(error))) {
     case SC_TOKEN_SOURCE_BOTH:
         SD_LOG(LOG_ERROR, "stockd_credentials_invalid",
                LF_STR("error", "give one of --token (STOCKD_GATEWAY_TOKEN) and --token-file "
@@ -199,17 +197,17 @@ static bool gw_resolve_token(const gw_config_t *config, const char *token,
     return true;
 }
 
-/* The client the gateway calls stockd with: TLS files and the token from the options (token
- * is the real one: config->token is redacted for the log). NULL after logging why, so that a
- * bad file stops the gateway at start rather than failing every call. */
-static sc_client_t *gw_client_new(const gw_config_t *config, const char *token)
+/* The client the gateway calls stockd with: TLS files and the token from the options. NULL
+ * after logging why, so that a bad file stops the gateway at start rather than failing every
+ * call. */
+static sc_client_t *gw_client_new(const gw_config_t *config)
 {
     char buffer[SC_TOKEN_BYTES_MAX + 1];
     sc_client_options_t options = {.tls_ca = config->tls_ca,
                                    .tls_cert = config->tls_cert,
                                    .tls_key = config->tls_key,
                                    .allow_plaintext_token = config->insecure};
-    if (!gw_resolve_token(config, token, buffer, &options.token)) {
+    if (!gw_resolve_token(config, buffer, &options.token)) {
         return NULL;
     }
     char error[SC_ERROR_BYTES];
@@ -307,9 +305,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "invalid value \"%s\" for --listen: expected HOST:PORT\n", config.listen);
         return 2;
     }
-    const char *token = config.token; /* logs show that a token is set, never the token */
-    config.token = token[0] != '\0' ? GW_TOKEN_REDACTED : "";
-    cfg_log_effective(&gw_spec, &config);
+    cfg_log_effective(&gw_spec, &config); /* --token is a CFG_SECRET: never logged */
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
@@ -317,7 +313,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     grpc_init();
-    sc_client_t *client = gw_client_new(&config, token);
+    sc_client_t *client = gw_client_new(&config);
     int exit_code = client != NULL ? gw_run(&config, client, &signals) : 2;
     sc_client_free(client);
     sc_thread_release();

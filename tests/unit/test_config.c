@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "config.h"
+#include "log.h"
 
 typedef struct {
     const char *listen;
@@ -132,6 +135,57 @@ static void test_help_and_version(void **state)
     assert_non_null(strstr(parse_output, "t "));
 }
 
+/* The effective configuration as logged: cfg_log_effective's line on stderr, captured. */
+static void logged_line(const cfg_spec_t *log_spec, const void *config, char *out, size_t capacity)
+{
+    fflush(stderr);
+    FILE *capture = tmpfile();
+    assert_non_null(capture);
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(capture), STDERR_FILENO);
+    cfg_log_effective(log_spec, config);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(capture);
+    size_t length = fread(out, 1, capacity - 1, capture);
+    out[length] = '\0';
+    fclose(capture);
+}
+
+/* A CFG_SECRET is parsed as a string but the effective configuration shows only whether it is
+ * set, so a bearer token given by flag or environment never reaches the logs. */
+static void test_secret_is_never_logged(void **state)
+{
+    (void)state;
+    typedef struct {
+        const char *name;
+        const char *token;
+    } secret_conf_t;
+    static const cfg_option_t secret_options[] = {
+        {"name", "T_NAME", CFG_STRING, offsetof(secret_conf_t, name), "n", 0, 0, NULL, false,
+         "a name"},
+        {"token", "T_TOKEN", CFG_SECRET, offsetof(secret_conf_t, token), "", 0, 0, NULL, false,
+         "a token"},
+    };
+    static const cfg_spec_t secret_spec = {"t", "test", secret_options, 2};
+    secret_conf_t conf;
+    const char *argv[] = {"t", "--token", "sekrit-0123456789", "--name", "visible"};
+    FILE *quiet = fopen("/dev/null", "w");
+    assert_int_equal(cfg_parse(&secret_spec, &conf, 5, (char **)argv, 1, NULL, quiet, quiet),
+                     CFG_PARSE_OK);
+    fclose(quiet);
+    assert_string_equal(conf.token, "sekrit-0123456789"); /* the program gets the real value */
+    log_init("t", LOG_INFO);
+    char line[2048];
+    logged_line(&secret_spec, &conf, line, sizeof(line));
+    assert_non_null(strstr(line, "\"name\":\"visible\""));
+    assert_non_null(strstr(line, "\"token\":\"" CFG_SECRET_SHOWN "\""));
+    assert_null(strstr(line, "sekrit"));
+    conf.token = "";
+    logged_line(&secret_spec, &conf, line, sizeof(line));
+    assert_non_null(strstr(line, "\"token\":\"\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +193,7 @@ int main(void)
         cmocka_unit_test_setup(test_precedence, clear_env),
         cmocka_unit_test_setup(test_rejects_bad_values, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),
+        cmocka_unit_test(test_secret_is_never_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
