@@ -303,7 +303,7 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, 
     if (status.code == GRPC_STATUS_UNIMPLEMENTED) { /* nothing applied: each goes alone */
         atomic_store(&coalescer->batch_unsupported_until_ms,
                      util_monotonic_ms() + GW_BATCH_RETRY_MS);
-        SD_LOG(LOG_WARN, "stockd_without_batch",
+        SD_LOG(LOG_WARN, "batch_not_served",
                LF_STR("effect", "calls go to stockd one by one; Batch is tried again later"));
         sc_status_free(&status);
         gw_send_each_alone(coalescer, taken, count);

@@ -638,7 +638,7 @@ class Gateway(unittest.TestCase):
             deadline = time.time() + 10  # the log is complete once its drain thread closed it
             while time.time() < deadline and "shutdown_complete" not in open(log).read():
                 time.sleep(0.1)
-            self.assertIn("stockd_without_batch", open(log).read())
+            self.assertIn("batch_not_served", open(log).read())
         finally:
             if gateway is not None:
                 self.assertEqual(stop(gateway), 0)
