@@ -66,6 +66,15 @@ CTL=("$BUILD/stockctl" --stockd "$ADDR" --admin "$ADMIN" --tenant default --tls-
 "${CTL[@]}" backup list >/dev/null
 "${CTL[@]}" backup remove vg >/dev/null
 "$BUILD/stockctl" --stockd "$ADDR" --tls-ca "$WORK/ca.pem" --token wrong list >/dev/null 2>&1 || true
+# the Batch RPC: an import of three one-row chunks (one Batch of three SetStock), and Batch
+# calls of decrements and increments from stockbench (its check must find every SKU right)
+printf 'location_id,app_id,catalog_item_id,variant,available\n,app,vg-1,,5\n,app,vg-2,,6\n,app,vg-3,,7\n' \
+  > "$WORK/import.csv"
+"${CTL[@]}" --chunk-rows 1 import "$WORK/import.csv" >/dev/null 2>&1
+"$BUILD/stockbench" --stockd "$ADDR" --tls-ca "$WORK/ca.pem" --token "$TOKEN" --tenant default \
+  --mode mixed --batch 4 --connections 1 --inflight 2 --threads 1 --skus 20 --duration 1s \
+  --warmup 0s > "$WORK/bench.out" 2>&1
+grep -q '"check_mismatches":0' "$WORK/bench.out" || { cat "$WORK/bench.out" >&2; exit 1; }
 codes=""
 for i in 1 2; do
   "$BUILD/stockctl" wix-sign --key "$WORK/dev/wix-private.pem" examples/wix/order-placed.json \
@@ -74,6 +83,17 @@ for i in 1 2; do
 done
 # the first order is applied through the gateway's mTLS connection, the second finds no stock
 [ "$codes" = "200 428 " ] || { echo "Wix calls answered $codes, expected 200 428" >&2; exit 1; }
+# concurrent Wix calls: the gateway's coalescer sends those that queue as Batch calls
+for i in 1 2 3 4 5 6; do
+  "$BUILD/stockctl" wix-sign --key "$WORK/dev/wix-private.pem" examples/wix/order-placed.json \
+    > "$WORK/token-$i"
+done
+curls=()
+for i in 1 2 3 4 5 6; do
+  curl -s -o /dev/null --data-binary @"$WORK/token-$i" "http://$HTTP/v1/decrement" &
+  curls+=($!)
+done
+wait "${curls[@]}"   # only the curls: the daemons are children of this shell too
 curl -s -o /dev/null "http://$HTTP/readyz"
 curl -s -o /dev/null "http://$HTTP/metrics"
 curl -s -o /dev/null --data-binary garbage "http://$HTTP/v1/increment"
