@@ -133,6 +133,34 @@ def send(daemon, outcomes, request_id, request):
         outcomes.record(request_id, request, error)
 
 
+class BatchResultError:
+    """One write's non-OK BatchResult, seen as the RpcError its lone call would have raised."""
+    CODES = {status.value[0]: status for status in grpc.StatusCode}
+
+    def __init__(self, result):
+        self.result = result
+
+    def code(self):
+        return self.CODES[self.result.status.code]
+
+    def details(self):
+        return self.result.status.message
+
+
+def send_batch(daemon, outcomes, writes):
+    """writes: [(request_id, IncrementRequest)], sent as one Batch; each outcome recorded as
+    its own (a failed call: every write as that call's error)."""
+    request = pb.BatchRequest(writes=[pb.BatchWrite(increment=r) for _, r in writes])
+    try:
+        response = daemon.call("Batch", request, pb.BatchResponse)
+    except grpc.RpcError as error:
+        for request_id, r in writes:
+            outcomes.record(request_id, r, error)
+        return
+    for (request_id, r), result in zip(writes, response.results):
+        outcomes.record(request_id, r, None if result.status.code == 0 else BatchResultError(result))
+
+
 def stored_request_ids(daemon):
     """Every request_id in the tenant's ledger, read page by page."""
     found, after = {}, 0
@@ -174,8 +202,9 @@ class DiskFaults(unittest.TestCase):
         except FileNotFoundError:
             return 0
 
-    def run_fault(self, rule, writers=8, per_writer=40):
-        """Writes flow from several threads; the fault is armed midway. Returns the outcomes."""
+    def run_fault(self, rule, writers=8, per_writer=40, batch=0):
+        """Writes flow from several threads (in Batch calls of `batch` writes when given); the
+        fault is armed midway. Returns the outcomes."""
         daemon = Stockd(self.data, control=self.control)
         self.assertIsNotNone(daemon.address, daemon.log())
         outcomes = Outcomes()
@@ -185,9 +214,14 @@ class DiskFaults(unittest.TestCase):
         self.assertEqual(daemon.health(), SERVING)
 
         def writer(w):
-            for i in range(per_writer):
-                request_id = "w%d-%d" % (w, i)
-                send(daemon, outcomes, request_id, increment("sku-%d" % (i % 4), 1 + w, request_id))
+            writes = [("w%d-%d" % (w, i), increment("sku-%d" % (i % 4), 1 + w, "w%d-%d" % (w, i)))
+                      for i in range(per_writer)]
+            if batch:
+                for start in range(0, per_writer, batch):
+                    send_batch(daemon, outcomes, writes[start:start + batch])
+                return
+            for request_id, request in writes:
+                send(daemon, outcomes, request_id, request)
 
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
         health_watch = daemon.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
@@ -245,6 +279,11 @@ class DiskFaults(unittest.TestCase):
         """One failed WAL sync (the 'fsyncgate' case): later syncs would succeed, but the
         batch's fate is unknown, so stockd stops and recovers from the log."""
         self.check_after_restart(self.run_fault("fdatasync EIO 1 .log"))
+
+    def test_fdatasync_eio_once_under_batch_calls(self):
+        """The same through Batch calls: every write of the failed commit is answered
+        'outcome unknown' in its own result, none 'not applied' that was stored, none lost."""
+        self.check_after_restart(self.run_fault("fdatasync EIO 1 .log", batch=5))
 
     def test_wal_write_enospc(self):
         """A full disk while appending to the WAL."""
