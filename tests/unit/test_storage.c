@@ -8,6 +8,9 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <rocksdb/c.h>
+#include <stdio.h>
+
 #include "test_helpers.h"
 #include "util.h"
 
@@ -223,6 +226,49 @@ static void test_v1_item_keys_are_migrated_at_open(void **state)
     free(dir);
 }
 
+/* Regression (review finding): a prefix scan went on past the prefix over every deletion
+ * tombstone that followed it (another item's pruned index keys) before it could stop, so a
+ * one-entry History paid for the neighbour's whole pruned history. With an upper bound the
+ * scan skips none of them: RocksDB's own counter of skipped deletions says so. */
+static void test_scan_stops_at_the_end_of_its_prefix(void **state)
+{
+    (void)state;
+    char *dir = th_temp_dir();
+    sd_storage_t *storage = open_with_wal_bound(dir, 0);
+    sd_write_batch_t *batch = sd_write_batch_new();
+    sd_write_batch_put(storage, batch, SD_CF_LEDGER_INDEX, (const uint8_t *)"a1", 2,
+                       (const uint8_t *)"", 0);
+    char key[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "b%04d", i);
+        sd_write_batch_put(storage, batch, SD_CF_LEDGER_INDEX, (const uint8_t *)key, 5,
+                           (const uint8_t *)"", 0);
+    }
+    assert_int_equal(sd_storage_write(storage, batch, true), SD_OK);
+    sd_write_batch_clear(batch);
+    for (int i = 0; i < 1000; i++) { /* the neighbour's history, pruned */
+        snprintf(key, sizeof(key), "b%04d", i);
+        sd_write_batch_delete(storage, batch, SD_CF_LEDGER_INDEX, (const uint8_t *)key, 5);
+    }
+    assert_int_equal(sd_storage_write(storage, batch, true), SD_OK);
+    rocksdb_set_perf_level(2); /* count (this thread only) */
+    rocksdb_perfcontext_t *perf = rocksdb_perfcontext_create();
+    rocksdb_perfcontext_reset(perf);
+    size_t found = 0;
+    bool more = false;
+    assert_int_equal(sd_storage_scan(storage, SD_CF_LEDGER_INDEX, (const uint8_t *)"a", 1, NULL, 0,
+                                     false, SIZE_MAX, count_visit, &found, &more),
+                     SD_OK);
+    assert_int_equal(found, 1);
+    assert_int_equal(rocksdb_perfcontext_metric(perf, rocksdb_internal_delete_skipped_count), 0);
+    rocksdb_perfcontext_destroy(perf);
+    rocksdb_set_perf_level(1);
+    sd_write_batch_free(batch);
+    sd_storage_close(storage);
+    th_remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_unbounded_wal_grows),
         cmocka_unit_test(test_clean_close_leaves_nothing_to_replay),
         cmocka_unit_test(test_retention_prunes_every_tenant),
+        cmocka_unit_test(test_scan_stops_at_the_end_of_its_prefix),
         cmocka_unit_test(test_v1_item_keys_are_migrated_at_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
