@@ -14,7 +14,6 @@
  * synchronous_commit on). Every SKU starts at 10^12, like stockbench's. After --warmup
  * unmeasured and --duration measured it reads every SKU back and checks that each lost exactly
  * what was acknowledged. The last line is one JSON object with stockbench's keys. */
-#include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -25,10 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bench_proc.h"
 #include "config.h"
 #include "util.h"
 
@@ -37,8 +36,6 @@
 #define PEER_SAMPLES_MAX (4 * 1024 * 1024)
 #define PEER_SEED_AVAILABLE INT64_C(1000000000000) /* 10^12, as stockbench seeds */
 #define PEER_CHUNK 1000                            /* keys per seeding / reading command */
-#define PEER_SERVER_PIDS_MAX 16
-#define PEER_FDS_MAX 4096
 #define PEER_SKU_BYTES 32
 
 typedef struct {
@@ -494,133 +491,6 @@ static void *peer_worker_main(void *argument)
     return NULL;
 }
 
-/* ---- CPU time and connections (as stockbench measures them) ---- */
-
-static bool peer_stat_read(long pid, long *parent_out, unsigned long long *ticks_out)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *file = fopen(path, "r");
-    if (file == NULL) {
-        return false;
-    }
-    bool ok = fgets(line, sizeof(line), file) != NULL;
-    fclose(file);
-    const char *name_end = ok ? strrchr(line, ')') : NULL;
-    unsigned long long user = 0, system = 0;
-    ok = name_end != NULL &&
-         sscanf(name_end + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", parent_out,
-                &user, &system) == 3;
-    *ticks_out = user + system;
-    return ok;
-}
-
-/* CPU seconds used so far by the comma-separated pids and their direct children; -1 when
- * pids is empty. */
-static double peer_pids_cpu_s(const char *pids)
-{
-    long wanted[PEER_SERVER_PIDS_MAX];
-    int wanted_count = 0;
-    for (const char *p = pids; *p != '\0' && wanted_count < PEER_SERVER_PIDS_MAX;) {
-        char *end = NULL;
-        long pid = strtol(p, &end, 10);
-        if (end == p) {
-            break;
-        }
-        wanted[wanted_count++] = pid;
-        p = *end == ',' ? end + 1 : end;
-    }
-    if (wanted_count == 0) {
-        return -1;
-    }
-    unsigned long long total = 0;
-    DIR *proc = opendir("/proc");
-    for (struct dirent *entry = proc ? readdir(proc) : NULL; entry; entry = readdir(proc)) {
-        long pid = strtol(entry->d_name, NULL, 10), parent = 0;
-        unsigned long long ticks = 0;
-        if (pid <= 0 || !peer_stat_read(pid, &parent, &ticks)) {
-            continue;
-        }
-        for (int i = 0; i < wanted_count; i++) {
-            if (wanted[i] == pid || wanted[i] == parent) {
-                total += ticks;
-                break;
-            }
-        }
-    }
-    if (proc != NULL) {
-        closedir(proc);
-    }
-    return (double)total / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* CPU seconds every CPU has spent busy so far (/proc/stat: user, nice, system, irq, softirq). */
-static double peer_machine_busy_s(void)
-{
-    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
-    FILE *file = fopen("/proc/stat", "r");
-    if (file == NULL) {
-        return 0;
-    }
-    int fields = fscanf(file, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
-                        &idle, &iowait, &irq, &softirq);
-    fclose(file);
-    return fields == 7
-               ? (double)(user + nice + system + irq + softirq) / (double)sysconf(_SC_CLK_TCK)
-               : 0;
-}
-
-static double peer_own_cpu_s(void)
-{
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
-           (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
-}
-
-/* This process's established TCP connections (over a Unix socket: 0). */
-static int peer_count_connections(void)
-{
-    int count = 0;
-    const char *const tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
-    static unsigned long inodes[PEER_FDS_MAX];
-    size_t inodes_count = 0;
-    DIR *fds = opendir("/proc/self/fd");
-    for (struct dirent *entry = fds ? readdir(fds) : NULL; entry && inodes_count < PEER_FDS_MAX;
-         entry = readdir(fds)) {
-        char path[64], link[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%.16s", entry->d_name);
-        ssize_t n = readlink(path, link, sizeof(link) - 1);
-        link[n > 0 ? n : 0] = '\0';
-        inodes_count += sscanf(link, "socket:[%lu]", &inodes[inodes_count]) == 1;
-    }
-    if (fds != NULL) {
-        closedir(fds);
-    }
-    for (size_t t = 0; t < 2; t++) {
-        FILE *file = fopen(tables[t], "r");
-        char line[512];
-        while (file != NULL && fgets(line, sizeof(line), file) != NULL) {
-            unsigned int state = 0;
-            unsigned long inode = 0;
-            if (sscanf(line,
-                       " %*d: %*[0-9A-Fa-f]:%*x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u "
-                       "%*d %lu",
-                       &state, &inode) != 2 ||
-                state != 1 /* ESTABLISHED */) {
-                continue;
-            }
-            for (size_t i = 0; i < inodes_count; i++) {
-                count += inodes[i] == inode;
-            }
-        }
-        if (file != NULL) {
-            fclose(file);
-        }
-    }
-    return count;
-}
-
 /* ---- the run ---- */
 
 static int peer_compare_floats(const void *a, const void *b)
@@ -640,19 +510,19 @@ static void peer_timed_phases(const peer_config_t *config, peer_results_t *resul
                               peer_measured_t *measured)
 {
     usleep((useconds_t)(config->warmup_s * 1000000));
-    double client_cpu_s = peer_own_cpu_s();
-    double server_cpu_s = peer_pids_cpu_s(config->server_pids);
-    double machine_cpu_s = peer_machine_busy_s();
+    double client_cpu_s = bp_own_cpu_s();
+    double server_cpu_s = bp_pids_cpu_s(config->server_pids);
+    double machine_cpu_s = bp_machine_busy_s();
     atomic_store(&results->measuring, true);
     double started = util_monotonic_ms();
     usleep((useconds_t)(config->duration_s * 1000000));
     atomic_store(&results->measuring, false);
     measured->seconds = (util_monotonic_ms() - started) / 1000.0;
-    measured->machine_cpu_s = peer_machine_busy_s() - machine_cpu_s;
-    measured->client_cpu_s = peer_own_cpu_s() - client_cpu_s;
+    measured->machine_cpu_s = bp_machine_busy_s() - machine_cpu_s;
+    measured->client_cpu_s = bp_own_cpu_s() - client_cpu_s;
     measured->server_cpu_s =
-        server_cpu_s < 0 ? -1 : peer_pids_cpu_s(config->server_pids) - server_cpu_s;
-    measured->tcp_connections = peer_count_connections();
+        server_cpu_s < 0 ? -1 : bp_pids_cpu_s(config->server_pids) - server_cpu_s;
+    measured->tcp_connections = bp_count_connections(0);
     atomic_store(&results->stop, true);
 }
 
