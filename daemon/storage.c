@@ -69,6 +69,9 @@ static void sd_storage_flush_all(sd_storage_t *storage, bool wait);
  * stockd builds (tenant, location, app, item, order index) fits. */
 #define SD_SCAN_PREFIX_BYTES_MAX 1024
 static void sd_storage_bound_wal(sd_storage_t *storage, rocksdb_writebatch_t *batch);
+static sd_status_t sd_storage_commit_chunk(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                           bool write, char *rocks_error,
+                                           const char *failure_event);
 static bool sd_storage_iter_at(rocksdb_iterator_t *iterator, const uint8_t *key, size_t length);
 static sd_status_t sd_storage_load_index_prune(sd_storage_t *storage);
 
@@ -226,16 +229,8 @@ static sd_status_t sd_storage_migrate_chunk(sd_storage_t *storage, uint8_t *seek
     char *rocks_error = NULL;
     rocksdb_iter_get_error(iterator, &rocks_error);
     rocksdb_iter_destroy(iterator);
-    if (rocks_error == NULL && in_batch > 0) {
-        rocksdb_write(storage->db, storage->write_sync, batch, &rocks_error);
-    }
-    if (rocks_error == NULL) {
-        sd_storage_bound_wal(storage, batch); /* a migration keeps the WAL bound too */
-    }
-    rocksdb_writebatch_destroy(batch);
-    if (rocks_error != NULL) {
-        SD_LOG(LOG_ERROR, "item_key_migration_failed", LF_STR("error", rocks_error));
-        rocksdb_free(rocks_error);
+    if (sd_storage_commit_chunk(storage, batch, in_batch > 0, rocks_error,
+                                "item_key_migration_failed") != SD_OK) {
         return SD_UNAVAILABLE;
     }
     *migrated += in_batch;
@@ -357,19 +352,7 @@ static sd_status_t sd_index_build_commit(sd_storage_t *storage, rocksdb_iterator
                                   sizeof(sd_meta_index_cursor_key) - 1, (const char *)build->cursor,
                                   build->cursor_length);
     }
-    if (rocks_error == NULL) {
-        rocksdb_write(storage->db, storage->write_sync, batch, &rocks_error);
-    }
-    if (rocks_error == NULL) {
-        sd_storage_bound_wal(storage, batch); /* the build keeps the WAL bound too */
-    }
-    rocksdb_writebatch_destroy(batch);
-    if (rocks_error != NULL) {
-        SD_LOG(LOG_ERROR, "ledger_index_build_failed", LF_STR("error", rocks_error));
-        rocksdb_free(rocks_error);
-        return SD_UNAVAILABLE;
-    }
-    return SD_OK;
+    return sd_storage_commit_chunk(storage, batch, true, rocks_error, "ledger_index_build_failed");
 }
 
 /* Indexes the entries of one chunk of the ledger; the chunk's index keys and the new
@@ -638,6 +621,27 @@ static void sd_storage_bound_wal(sd_storage_t *storage, rocksdb_writebatch_t *ba
     }
     storage->wal_bytes_since_flush = 0;
     sd_storage_flush_all(storage, false);
+}
+
+/* Commits one chunk of a start-up migration (batch is consumed): written synced when `write`
+ * and no earlier error (rocks_error, taken over) came, within the WAL bound like any commit;
+ * a failure is logged as failure_event. */
+static sd_status_t sd_storage_commit_chunk(sd_storage_t *storage, rocksdb_writebatch_t *batch,
+                                           bool write, char *rocks_error, const char *failure_event)
+{
+    if (rocks_error == NULL && write) {
+        rocksdb_write(storage->db, storage->write_sync, batch, &rocks_error);
+        if (rocks_error == NULL) {
+            sd_storage_bound_wal(storage, batch);
+        }
+    }
+    rocksdb_writebatch_destroy(batch);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, failure_event, LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
 }
 
 sd_write_batch_t *sd_write_batch_new(void)
