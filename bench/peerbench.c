@@ -27,6 +27,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bench_load.h"
 #include "bench_proc.h"
 #include "config.h"
 #include "util.h"
@@ -403,36 +404,6 @@ typedef struct {
     pthread_t thread;
 } peer_worker_t;
 
-static uint64_t peer_random(uint64_t *state)
-{
-    /* xorshift64*, as stockbench */
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 2685821657736338717ULL;
-}
-
-/* Picks 1-3 (--lines-min..--lines-max) distinct SKUs, as stockbench does. */
-static int peer_pick_skus(const peer_config_t *config, uint64_t *rng, int64_t *skus)
-{
-    int64_t span = config->lines_max - config->lines_min + 1;
-    int count = (int)(config->lines_min + (int64_t)(peer_random(rng) % (uint64_t)span));
-    if (count > config->skus) {
-        count = (int)config->skus;
-    }
-    for (int i = 0; i < count; i++) {
-        bool duplicate;
-        do {
-            skus[i] = (int64_t)(peer_random(rng) % (uint64_t)config->skus);
-            duplicate = false;
-            for (int j = 0; j < i; j++) {
-                duplicate |= skus[j] == skus[i];
-            }
-        } while (duplicate);
-    }
-    return count;
-}
-
 static void peer_record(peer_results_t *results, peer_outcome_t outcome, const int64_t *skus,
                         int count, double latency_ms)
 {
@@ -473,7 +444,8 @@ static void *peer_worker_main(void *argument)
         }
         int64_t skus[PEER_LINES_MAX];
         char names[PEER_LINES_MAX][PEER_SKU_BYTES];
-        int count = peer_pick_skus(results->config, &worker->rng, skus);
+        int count = bench_load_pick_skus(&worker->rng, results->config->lines_min,
+                                         results->config->lines_max, results->config->skus, skus);
         for (int i = 0; i < count; i++) {
             peer_sku_name(skus[i], names[i]);
         }

@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_load.h"
 #include "bench_proc.h"
 #include "config.h"
 #include "net.h"
@@ -299,39 +300,15 @@ static bench_summary_t bench_summarize(bench_results_t *results, double seconds)
 
 /* ---- requests ---- */
 
-static uint64_t bench_random(uint64_t *state)
+/* Picks the SKUs of one call (bench_load.h: the same rule as peerbench's). */
+static int bench_pick_skus(const bench_config_t *config, uint64_t *rng, int64_t *skus)
 {
-    /* xorshift64*: fast, and good enough to spread load over SKUs */
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 2685821657736338717ULL;
+    return bench_load_pick_skus(rng, config->lines_min, config->lines_max, config->skus, skus);
 }
 
 static void bench_sku_name(int64_t sku, char *out, size_t capacity)
 {
     snprintf(out, capacity, "sku-%09lld", (long long)sku);
-}
-
-/* Picks `count` distinct SKUs. */
-static int bench_pick_skus(const bench_config_t *config, uint64_t *rng, int64_t *skus)
-{
-    int64_t span = config->lines_max - config->lines_min + 1;
-    int count = (int)(config->lines_min + (int64_t)(bench_random(rng) % (uint64_t)span));
-    if (count > config->skus) {
-        count = (int)config->skus;
-    }
-    for (int i = 0; i < count; i++) {
-        bool duplicate;
-        do {
-            skus[i] = (int64_t)(bench_random(rng) % (uint64_t)config->skus);
-            duplicate = false;
-            for (int j = 0; j < i; j++) {
-                duplicate |= skus[j] == skus[i];
-            }
-        } while (duplicate);
-    }
-    return count;
 }
 
 /* Item refs, lines and the request of a move of 1 unit per SKU (Decrement and Increment
@@ -512,9 +489,9 @@ static void bench_slot_start_batch(bench_slot_t *slot)
     int writes = (int)worker->config->batch;
     bool restricted[BENCH_BATCH_MAX];
     for (int w = 0; w < writes; w++) {
-        bool increment = strcmp(worker->mode, "mixed") == 0 && bench_random(&worker->rng) % 2;
+        bool increment = strcmp(worker->mode, "mixed") == 0 && bench_load_random(&worker->rng) % 2;
         restricted[w] =
-            (int64_t)(bench_random(&worker->rng) % 100) < worker->config->restricted_percent;
+            (int64_t)(bench_load_random(&worker->rng) % 100) < worker->config->restricted_percent;
         slot->batch_counts[w] = bench_pick_skus(worker->config, &worker->rng, slot->batch_skus[w]);
         slot->batch_signs[w] = increment ? -1 : 1;
     }
@@ -535,9 +512,9 @@ static void bench_slot_start(bench_slot_t *slot)
         bench_slot_start_batch(slot);
         method = "/stockd.v1.Inventory/Batch";
     } else {
-        bool increment = strcmp(worker->mode, "mixed") == 0 && bench_random(&worker->rng) % 2;
+        bool increment = strcmp(worker->mode, "mixed") == 0 && bench_load_random(&worker->rng) % 2;
         bool restricted =
-            (int64_t)(bench_random(&worker->rng) % 100) < worker->config->restricted_percent;
+            (int64_t)(bench_load_random(&worker->rng) % 100) < worker->config->restricted_percent;
         slot->count = bench_pick_skus(worker->config, &worker->rng, slot->skus);
         slot->sign = increment ? -1 : 1;
         slot->send =
@@ -825,7 +802,7 @@ typedef struct {
 static void bench_wix_pick(const bench_config_t *config, uint64_t *rng, bench_wix_call_t *call)
 {
     call->count = bench_pick_skus(config, rng, call->skus);
-    call->restricted = (int64_t)(bench_random(rng) % 100) < config->restricted_percent;
+    call->restricted = (int64_t)(bench_load_random(rng) % 100) < config->restricted_percent;
 }
 
 /* A random version-4 UUID, the shape of Wix's requestId and orderId. */
