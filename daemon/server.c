@@ -105,6 +105,12 @@ struct sd_server {
     /* call objects not yet freed: a thread that answered a call (the writer) may still hold
      * one after gRPC's shutdown is complete, so the server is freed only once this is 0 */
     _Atomic size_t calls_alive;
+    /* Starting an operation on a call queues its completion on `queue`, which gRPC aborts on
+     * once the queue is shut down. A handler can still be answering then (its client went away,
+     * so gRPC's shutdown did not wait for it): every start holds this for reading and checks
+     * queue_closed, and the queue is shut down only after queue_closed is set under it. */
+    pthread_rwlock_t queue_gate;
+    bool queue_closed;
     sd_call_t **watches; /* every open stream, for shutdown: watches_max + health_watches_max */
     size_t watches_count;
     size_t open_streams[2]; /* [health]: open Inventory/Watch and Health/Watch streams */
@@ -320,13 +326,28 @@ static void sd_server_post(sd_server_t *server, const sd_method_t *method, size_
 
 /* ---- replies ---- */
 
+/* Starts a batch of operations on the call unless the completion queue is closed (stopping:
+ * the answer is dropped, and the client sees the call end without one). True if started. */
+static bool sd_call_start_ops(sd_call_t *call, const grpc_op *ops, size_t ops_count, sd_tag_t *tag)
+{
+    sd_server_t *server = call->server;
+    atomic_fetch_add(&call->refs, 1);
+    pthread_rwlock_rdlock(&server->queue_gate);
+    grpc_call_error error = server->queue_closed
+                                ? GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN
+                                : grpc_call_start_batch(call->call, ops, ops_count, tag, NULL);
+    pthread_rwlock_unlock(&server->queue_gate);
+    if (error != GRPC_CALL_OK) {
+        sd_call_unref(call);
+        return false;
+    }
+    return true;
+}
+
 static void sd_call_start(sd_call_t *call, const grpc_op *ops, size_t ops_count, sd_tag_t *tag)
 {
-    atomic_fetch_add(&call->refs, 1);
-    grpc_call_error error = grpc_call_start_batch(call->call, ops, ops_count, tag, NULL);
-    if (error != GRPC_CALL_OK) {
-        SD_LOG(LOG_ERROR, "grpc_start_batch_failed", LF_INT("error", error));
-        sd_call_unref(call);
+    if (!sd_call_start_ops(call, ops, ops_count, tag) && !atomic_load(&call->server->stopping)) {
+        SD_LOG(LOG_ERROR, "grpc_start_batch_failed", LF_STR("where", "answer"));
     }
 }
 
@@ -480,11 +501,9 @@ bool sd_call_stream_send(sd_call_t *call, const uint8_t *bytes, size_t length)
     grpc_slice_unref(slice);
     ops[count].op = GRPC_OP_SEND_MESSAGE;
     ops[count++].data.send_message.send_message = call->stream_message;
-    atomic_fetch_add(&call->refs, 1);
     atomic_store(&call->send_in_flight, true);
-    if (grpc_call_start_batch(call->call, ops, count, &call->sent_tag, NULL) != GRPC_CALL_OK) {
+    if (!sd_call_start_ops(call, ops, count, &call->sent_tag)) {
         atomic_store(&call->send_in_flight, false);
-        sd_call_unref(call);
         return false;
     }
     return true;
@@ -723,6 +742,7 @@ static void sd_server_dispatch(sd_call_t *call)
         return;
     }
     if (call->payload == NULL) {
+        /* also what gRPC hands over when the client went away before its message arrived */
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, "missing request message");
         return;
     }
@@ -889,6 +909,7 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
         return NULL;
     }
     pthread_mutex_init(&server->mutex, NULL);
+    pthread_rwlock_init(&server->queue_gate, NULL);
     pthread_cond_init(&server->shutdown_done, NULL);
     server->quota = grpc_resource_quota_create("stockd");
     grpc_resource_quota_resize(server->quota, options->grpc_memory_bytes_max);
@@ -1007,6 +1028,9 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms)
         sd_server_end_watches(server);
         sd_server_wait_shutdown(server, grace_ms);
     }
+    pthread_rwlock_wrlock(&server->queue_gate);
+    server->queue_closed = true; /* no operation starts after this */
+    pthread_rwlock_unlock(&server->queue_gate);
     grpc_completion_queue_shutdown(server->queue);
     if (server->threads_count == 0) {
         /* never started polling: drain here so the queue can be destroyed */
@@ -1029,6 +1053,7 @@ void sd_server_stop(sd_server_t *server, int64_t grace_ms)
     grpc_resource_quota_unref(server->quota);
     free(server->watches);
     pthread_mutex_destroy(&server->mutex);
+    pthread_rwlock_destroy(&server->queue_gate);
     pthread_cond_destroy(&server->shutdown_done);
     free(server);
 }
