@@ -2,6 +2,8 @@
 #   docker build -t stockd:0.1.0 .
 # Build stage: the same CMake build as `make build`, on Debian bookworm packages.
 FROM debian:bookworm-slim AS build
+# lets `make image` remove this stage once the runtime image is built
+LABEL stockd.stage=build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \

@@ -7,9 +7,11 @@
 #   make bench-peers  stockd vs Redis and PostgreSQL on the same durable workload (installs
 #               redis-server, postgresql, libhiredis-dev, libpq-dev when missing; ~4 minutes)
 #   make profile  instructions per call under callgrind (Health vs durable decrements)
+#   make image  the container image, built offline with podman over a debootstrap base, then
+#               checked end to end (scripts/image.sh; IMAGE=name:tag)
 #   make soak   SIGKILL stockd under load SOAK_CYCLES times (default 100, a few minutes; not
 #               part of make test) and check what survives; SOAK_SEED repeats a run
-.PHONY: all setup build run test bench bench-peers profile soak fuzz clean
+.PHONY: all setup build run test bench bench-peers profile soak fuzz image clean
 
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -73,6 +75,9 @@ fuzz: setup
 	  ./build-fuzz/tests/fuzz_$$t -max_total_time=$${FUZZ_SECONDS:-300} \
 	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t || exit 1; \
 	done
+
+image:
+	@bash scripts/image.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
