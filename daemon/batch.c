@@ -594,19 +594,29 @@ void sd_batch_apply(sd_batch_t *batch, const sd_write_request_t *request, int64_
     sd_evaluate(batch, request, now_us, fingerprint, key, key_length, result);
 }
 
-sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
+sd_write_batch_t *sd_batch_seal(sd_batch_t *batch)
 {
-    if (batch->applied_count == 0) {
-        return SD_OK;
-    }
     sd_overlay_put_changed(&batch->overlay, batch->storage, batch->write_batch);
     sd_sorted_puts_flush(&batch->index_puts, batch->storage, batch->write_batch);
     sd_storage_batch_put_last_seq(batch->storage, batch->write_batch, batch->last_seq);
     sd_storage_batch_put_time_index(batch->storage, batch->write_batch, batch->last_seq,
                                     util_now_us());
-    sd_status_t status = sd_storage_write(batch->storage, batch->write_batch, sync);
+    return batch->write_batch;
+}
+
+void sd_batch_committed(sd_batch_t *batch)
+{
+    sd_overlay_remember_committed(&batch->overlay, &batch->cache);
+}
+
+sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync)
+{
+    if (batch->applied_count == 0) {
+        return SD_OK;
+    }
+    sd_status_t status = sd_storage_write(batch->storage, sd_batch_seal(batch), sync);
     if (status == SD_OK) {
-        sd_overlay_remember_committed(&batch->overlay, &batch->cache);
+        sd_batch_committed(batch);
     }
     return status;
 }

@@ -69,6 +69,11 @@ uint64_t sd_batch_last_seq(const sd_batch_t *batch);
 /* Writes the batch to RocksDB (one atomic write; fsync of the WAL when sync). On failure
  * nothing of the batch is stored; the caller must fail every applied request and reset. */
 sd_status_t sd_batch_commit(sd_batch_t *batch, bool sync);
+/* The two halves of sd_batch_commit, for a commit made elsewhere (replication): the batch's
+ * complete WriteBatch (levels, index keys, last seq, time index), and, once it is stored,
+ * keeping its levels in the cache. */
+sd_write_batch_t *sd_batch_seal(sd_batch_t *batch);
+void sd_batch_committed(sd_batch_t *batch);
 
 /* Bounds the writer's level cache (0 turns it off); empties it. */
 void sd_batch_set_cache_entries(sd_batch_t *batch, size_t entries_max);

@@ -240,6 +240,25 @@ static void sd_reply_fitting(sd_call_t *call, const ProtobufCMessage *message, c
     sd_reply_validation(call, &error);
 }
 
+/* Replication: GetStock and ListStock answer from the leader only (a follower may not have
+ * applied the latest writes); a follower refuses with the leader's address. True if refused. */
+static bool sd_refuse_read_off_leader(sd_call_t *call)
+{
+    sd_replication_t *replication = sd_call_services(call)->replication;
+    if (replication == NULL) {
+        return false;
+    }
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    if (status.leader) {
+        return false;
+    }
+    sd_call_reply_status(call, SD_UNAVAILABLE,
+                         "this replica is not the leader; GetStock and ListStock are served by "
+                         "the leader (retry at the stockd-leader address)");
+    return true;
+}
+
 static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     Stockd__V1__GetStockRequest *request = (Stockd__V1__GetStockRequest *)sd_unpack(
@@ -251,6 +270,9 @@ static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t le
     }
     if (!sd_validate_get_stock(request, &error)) {
         sd_reply_validation(call, &error);
+        return;
+    }
+    if (sd_refuse_read_off_leader(call)) {
         return;
     }
     Stockd__V1__StockLevel *levels = calloc(request->n_items, sizeof(*levels));
@@ -290,7 +312,7 @@ static void sd_handle_list_stock(sd_call_t *call, const uint8_t *bytes, size_t l
 {
     Stockd__V1__ListStockRequest *request = (Stockd__V1__ListStockRequest *)sd_unpack(
         call, &stockd__v1__list_stock_request__descriptor, bytes, length);
-    if (request == NULL) {
+    if (request == NULL || sd_refuse_read_off_leader(call)) {
         return;
     }
     sd_error_t error;

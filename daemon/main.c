@@ -17,6 +17,7 @@
 #include "log.h"
 #include "net.h"
 #include "metrics.h"
+#include "replication.h"
 #include "server.h"
 #include "storage.h"
 #include "tls.h"
@@ -57,6 +58,10 @@ typedef struct {
     const char *admin_listen;
     int64_t checkpoints_max;
     int64_t checkpoint_interval_s;
+    int64_t node_id; /* 0 = one node (no replication) */
+    const char *raft_listen;
+    const char *peers;
+    int64_t election_timeout_ms;
 } sd_config_t;
 
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
@@ -143,6 +148,16 @@ static const cfg_option_t sd_options[] = {
            NULL, "checkpoints that may exist in the backup directory at once"),
     SD_OPT("checkpoint-interval", "STOCKD_CHECKPOINT_INTERVAL", CFG_DURATION, checkpoint_interval_s,
            "60s", 0, 7 * 86400, NULL, "least time between two checkpoints"),
+    SD_OPT("node-id", "STOCKD_NODE_ID", CFG_INT, node_id, "0", 0, 4294967295LL, NULL,
+           "replication (docs/api.md 7): this replica's id, stable for its data directory; "
+           "0 = one node, no replication"),
+    SD_OPT("raft-listen", "STOCKD_RAFT_LISTEN", CFG_STRING, raft_listen, "", 0, 0, NULL,
+           "replication: HOST:PORT for traffic between replicas"),
+    SD_OPT("peers", "STOCKD_PEERS", CFG_STRING, peers, "", 0, 0, NULL,
+           "replication: the initial members, ID=RAFT_HOST:PORT=GRPC_HOST:PORT,... (this node "
+           "included)"),
+    SD_OPT("election-timeout-ms", "STOCKD_ELECTION_TIMEOUT_MS", CFG_INT, election_timeout_ms,
+           "1000", 100, 60000, NULL, "replication: Raft's election timeout in milliseconds"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -203,6 +218,7 @@ typedef struct {
     sd_storage_t *storage;
     sd_watch_hub_t *hub;
     sd_writer_t *writer;
+    sd_replication_t *replication; /* NULL: one node */
     sd_auth_t *auth;
     sd_tls_t *tls;
     sd_checkpoints_t *checkpoints;
@@ -256,6 +272,47 @@ static bool sd_start_writer(const sd_config_t *config, sd_daemon_t *daemon)
                                     (size_t)config->queue_depth};
     sd_metrics_attach(daemon->metrics, &sources);
     return true;
+}
+
+/* With --node-id: this stockd is one replica of a Raft group (docs/api.md 7); the Raft log
+ * lives in DATA_DIR/raft. */
+static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
+{
+    if (config->node_id == 0) {
+        if (config->peers[0] != '\0' || config->raft_listen[0] != '\0') {
+            SD_LOG(LOG_ERROR, "replication_config_invalid",
+                   LF_STR("error", "--peers and --raft-listen need --node-id"));
+            return false;
+        }
+        return true;
+    }
+    static sd_replication_peer_t peers[SD_REPLICATION_PEERS_MAX];
+    size_t peers_count = 0;
+    char error[512];
+    if (config->raft_listen[0] == '\0') {
+        snprintf(error, sizeof(error), "--node-id needs --raft-listen and --peers");
+    } else if (sd_replication_parse_peers(config->peers, peers, &peers_count, error,
+                                          sizeof(error))) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/raft", config->data_dir);
+        sd_replication_options_t options = {.node_id = (uint64_t)config->node_id,
+                                            .raft_listen = config->raft_listen,
+                                            .peers = peers,
+                                            .peers_count = peers_count,
+                                            .dir = dir,
+                                            .storage = daemon->storage,
+                                            .on_applied = sd_writer_on_applied,
+                                            .on_applied_context = daemon->writer,
+                                            .on_failed = sd_on_storage_failed,
+                                            .election_timeout_ms =
+                                                (unsigned)config->election_timeout_ms};
+        if (sd_replication_start(&options, &daemon->replication, error, sizeof(error)) == SD_OK) {
+            sd_writer_set_replication(daemon->writer, daemon->replication);
+            return true;
+        }
+    }
+    SD_LOG(LOG_ERROR, "replication_start_failed", LF_STR("error", error));
+    return false;
 }
 
 static bool sd_start_metrics(const sd_config_t *config, sd_daemon_t *daemon)
@@ -337,8 +394,8 @@ static bool sd_start_security(const sd_config_t *config, sd_daemon_t *daemon)
 static sd_server_t *sd_start_listener(const sd_config_t *config, sd_daemon_t *daemon,
                                       const char *address, bool admin)
 {
-    sd_services_t services = {daemon->storage, daemon->writer, daemon->metrics, daemon->hub,
-                              daemon->checkpoints};
+    sd_services_t services = {daemon->storage, daemon->writer,      daemon->metrics,
+                              daemon->hub,     daemon->checkpoints, daemon->replication};
     sd_server_options_t options = {
         .listen = address,
         .polling_threads_count = admin ? 1 : (int)config->threads,
@@ -401,8 +458,11 @@ static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
     sd_server_stop(daemon->admin_server, config->shutdown_grace_s * 1000);
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
     sd_metrics_detach(daemon->metrics); /* scrapes stop reading what is freed below */
+    /* replication first: it applies entries into the writer and the hub until it stops */
+    sd_replication_shutdown(daemon->replication);
     sd_writer_stop(daemon->writer);
     sd_watch_hub_free(daemon->hub);
+    sd_replication_free(daemon->replication);
     /* a write may have failed while the last calls were finished: then fail-stop too */
     bool storage_failed = daemon->storage != NULL && sd_storage_failed(daemon->storage);
     if (storage_failed) {
@@ -444,6 +504,7 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
     sd_server_stop(daemon->admin_server, SD_FAILURE_STOP_GRACE_MS);
     sd_server_stop(daemon->server, SD_FAILURE_STOP_GRACE_MS);
     sd_metrics_detach(daemon->metrics);
+    sd_replication_shutdown(daemon->replication);
     sd_writer_stop(daemon->writer);
     _exit(SD_EXIT_STORAGE_FAILED);
 }
@@ -463,7 +524,8 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     daemon.metrics = sd_metrics_new(sd_method_names, sd_methods_count);
     bool started = daemon.metrics != NULL && sd_start_security(config, &daemon) &&
                    sd_open_storage(config, &daemon) && sd_start_writer(config, &daemon) &&
-                   sd_start_metrics(config, &daemon) && sd_start_server(config, &daemon);
+                   sd_start_replication(config, &daemon) && sd_start_metrics(config, &daemon) &&
+                   sd_start_server(config, &daemon);
     if (!started) {
         sd_stop(config, &daemon);
         return 1;
@@ -472,7 +534,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     int signal_number = 0;
     sigwait(signals, &signal_number);
     sd_metrics_set_serving(daemon.metrics, false);
-    if (sd_writer_failed(daemon.writer)) {
+    if (sd_writer_failed(daemon.writer) || signal_number == SD_SIGNAL_STORAGE_FAILED) {
         sd_exit_after_storage_failure(config, &daemon);
     }
     SD_LOG(LOG_INFO, "shutdown_started", LF_STR("signal", sd_signal_name(signal_number)));

@@ -63,7 +63,8 @@ struct sd_call {
     grpc_slice status_message;
     grpc_slice status_details;
     bool has_status_details;
-    grpc_metadata trailing[1];
+    grpc_metadata trailing[2];
+    char leader_hint[SD_REPLICATION_ADDRESS_MAX]; /* stockd-leader (replication) */
     int cancelled;
     double started_ms;
     char log_message[256]; /* the status message, truncated, for the log line */
@@ -351,6 +352,23 @@ static void sd_call_start(sd_call_t *call, const grpc_op *ops, size_t ops_count,
     }
 }
 
+/* Replication: on a replica that does not lead, the leader's gRPC address (docs/api.md 7),
+ * so a client can go there; false on one node, on the leader, or with no leader known. */
+static bool sd_call_leader_hint(sd_call_t *call)
+{
+    sd_replication_t *replication = call->server->services.replication;
+    if (replication == NULL) {
+        return false;
+    }
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    if (status.leader || status.leader_grpc[0] == '\0') {
+        return false;
+    }
+    snprintf(call->leader_hint, sizeof(call->leader_hint), "%s", status.leader_grpc);
+    return true;
+}
+
 static void sd_call_finish(sd_call_t *call, sd_status_t status)
 {
     double latency_ms = util_monotonic_ms() - call->started_ms;
@@ -383,12 +401,17 @@ static void sd_call_finish(sd_call_t *call, sd_status_t status)
     ops[count].data.send_status_from_server.status = (grpc_status_code)sd_status_grpc_code(status);
     ops[count].data.send_status_from_server.status_details =
         GRPC_SLICE_IS_EMPTY(call->status_message) ? NULL : &call->status_message;
+    size_t trailing = 0;
     if (call->has_status_details) {
-        call->trailing[0].key = grpc_slice_from_static_string("grpc-status-details-bin");
-        call->trailing[0].value = call->status_details;
-        ops[count].data.send_status_from_server.trailing_metadata_count = 1;
-        ops[count].data.send_status_from_server.trailing_metadata = call->trailing;
+        call->trailing[trailing].key = grpc_slice_from_static_string("grpc-status-details-bin");
+        call->trailing[trailing++].value = call->status_details;
     }
+    if (status == SD_UNAVAILABLE && sd_call_leader_hint(call)) {
+        call->trailing[trailing].key = grpc_slice_from_static_string("stockd-leader");
+        call->trailing[trailing++].value = grpc_slice_from_static_string(call->leader_hint);
+    }
+    ops[count].data.send_status_from_server.trailing_metadata_count = trailing;
+    ops[count].data.send_status_from_server.trailing_metadata = trailing ? call->trailing : NULL;
     count++;
     ops[count].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[count++].data.recv_close_on_server.cancelled = &call->cancelled;

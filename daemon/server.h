@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "metrics.h"
+#include "replication.h"
 #include "rpc_status.h"
 
 /* The services handlers use, by name only: the plumbing never looks inside them. */
@@ -73,6 +74,7 @@ typedef struct {
     sd_metrics_t *metrics;
     sd_watch_hub_t *watch_hub;
     sd_checkpoints_t *checkpoints; /* Admin: the backup directory */
+    sd_replication_t *replication; /* NULL: one node */
 } sd_services_t;
 
 /* Creates and starts the server; the bound address is logged and stored in bound_out.

@@ -16,6 +16,7 @@ static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledge
                                                      "ledger_index"};
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
 static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
+static const char sd_meta_raft_applied_key[] = "meta:raft_applied_index";
 /* the index of the ledger (keys.h): built (a version byte), the build's position while it
  * runs, and how far pruning has removed its keys */
 static const char sd_meta_index_built_key[] = "meta:ledger_index_built";
@@ -53,8 +54,8 @@ struct sd_storage {
     atomic_int fail_write_countdown;
     atomic_bool failed; /* a write failed: see sd_storage_failed */
     int64_t wal_bytes_max;
-    int64_t wal_bytes_since_flush; /* writer thread only */
-    sd_index_prune_t index_prune;  /* writer thread only */
+    _Atomic int64_t wal_bytes_since_flush; /* the writer, and the Raft thread (replication) */
+    sd_index_prune_t index_prune;          /* writer thread only */
 };
 
 #define SD_ROCKSDB_INFO_LOG_INFO 1        /* InfoLogLevel::INFO_LEVEL */
@@ -614,12 +615,14 @@ static void sd_storage_bound_wal(sd_storage_t *storage, rocksdb_writebatch_t *ba
 {
     size_t batch_bytes = 0;
     rocksdb_writebatch_data(batch, &batch_bytes);
-    storage->wal_bytes_since_flush += (int64_t)batch_bytes;
-    if (storage->wal_bytes_max <= 0 ||
-        storage->wal_bytes_since_flush < storage->wal_bytes_max / 2) {
+    /* atomic: with replication, entries are applied on the Raft thread while retention
+     * runs on the writer */
+    int64_t since = atomic_fetch_add(&storage->wal_bytes_since_flush, (int64_t)batch_bytes) +
+                    (int64_t)batch_bytes;
+    if (storage->wal_bytes_max <= 0 || since < storage->wal_bytes_max / 2) {
         return;
     }
-    storage->wal_bytes_since_flush = 0;
+    atomic_store(&storage->wal_bytes_since_flush, 0);
     sd_storage_flush_all(storage, false);
 }
 
@@ -743,6 +746,43 @@ void sd_storage_batch_put_last_seq(sd_storage_t *storage, sd_write_batch_t *batc
     sd_be64_put(value, seq);
     rocksdb_writebatch_put_cf(batch->rocks, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
                               sizeof(sd_meta_last_seq_key) - 1, (const char *)value, sizeof(value));
+}
+
+const void *sd_write_batch_data(sd_write_batch_t *batch, size_t *length_out)
+{
+    return rocksdb_writebatch_data(batch->rocks, length_out);
+}
+
+sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data, size_t length,
+                                        uint64_t raft_index, uint64_t last_seq)
+{
+    sd_write_batch_t batch = {rocksdb_writebatch_create_from(data, length)};
+    if (batch.rocks == NULL) {
+        return SD_INTERNAL;
+    }
+    uint8_t value[8];
+    sd_be64_put(value, raft_index);
+    rocksdb_writebatch_put_cf(batch.rocks, storage->cf[SD_CF_DEFAULT], sd_meta_raft_applied_key,
+                              sizeof(sd_meta_raft_applied_key) - 1, (const char *)value,
+                              sizeof(value));
+    sd_status_t status = sd_storage_write(storage, &batch, false);
+    rocksdb_writebatch_destroy(batch.rocks);
+    (void)last_seq; /* stored by the batch itself (its last-seq record) */
+    return status;
+}
+
+uint64_t sd_storage_applied_index(sd_storage_t *storage)
+{
+    uint64_t index = 0;
+    sd_storage_load_meta(storage, sd_meta_raft_applied_key, &index);
+    return index;
+}
+
+uint64_t sd_storage_read_last_seq(sd_storage_t *storage)
+{
+    uint64_t seq = 0;
+    sd_storage_load_meta(storage, sd_meta_last_seq_key, &seq);
+    return seq;
 }
 
 sd_status_t sd_storage_flush_and_compact(sd_storage_t *storage, sd_cf_t cf)

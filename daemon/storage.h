@@ -103,6 +103,18 @@ uint64_t sd_storage_last_seq(const sd_storage_t *storage);
 /* Puts the "last ledger seq" metadata record into batch. */
 void sd_storage_batch_put_last_seq(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq);
 
+/* A write batch's contents (RocksDB's serialized form; valid until the batch changes). */
+const void *sd_write_batch_data(sd_write_batch_t *batch, size_t *length_out);
+/* Replication (replication.h): applies the contents of a batch the leader computed, with the
+ * Raft index of its entry in the same atomic write (not synced: the Raft log is the durable
+ * record, replayed at start past sd_storage_applied_index). */
+sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data, size_t length,
+                                        uint64_t raft_index, uint64_t last_seq);
+/* The Raft index of the last entry applied (0 for none). */
+uint64_t sd_storage_applied_index(sd_storage_t *storage);
+/* The last ledger seq as stored now (replicas apply entries written by other nodes). */
+uint64_t sd_storage_read_last_seq(sd_storage_t *storage);
+
 /* Called for each entry of a scan; return false to stop. key/value are valid only during
  * the call. */
 typedef bool sd_scan_fn(void *context, const uint8_t *key, size_t key_length, const uint8_t *value,

@@ -12,6 +12,9 @@
 
 /* Seconds between retention passes while index keys of pruned entries remain. */
 #define SD_INDEX_PRUNE_CATCH_UP_S 1.0
+/* Replication: how long the writer waits for its entry to be applied before answering
+ * "outcome unknown" (a leader cut off from the majority steps down well before). */
+#define SD_REPLICATION_COMMIT_WAIT_MS 5000
 
 struct sd_writer {
     sd_writer_options_t options;
@@ -25,6 +28,7 @@ struct sd_writer {
     sd_batch_t *batch;
     sd_write_job_t **taken; /* the jobs of the batch in progress */
     _Atomic uint64_t committed_seq;
+    uint64_t lead_term;   /* replication: the term the batch state was loaded in (0 = reload) */
     double next_prune_ms; /* monotonic time of the next retention run */
 };
 
@@ -116,7 +120,7 @@ static size_t sd_writer_take(sd_writer_t *writer, bool *stop_out)
  * told it before. Refusals and ALREADY_EXISTS were judged against earlier requests of the
  * batch, and replays may come from records of the batch, none of which is known to be stored.
  * Only requests whose deadline had passed were never evaluated: they keep their answer. */
-static void sd_writer_fail_batch(sd_writer_t *writer, size_t taken)
+static void sd_writer_fail_batch(sd_writer_t *writer, size_t taken, const char *message)
 {
     for (size_t i = 0; i < taken; i++) {
         sd_write_result_t *result = &writer->taken[i]->result;
@@ -125,7 +129,7 @@ static void sd_writer_fail_batch(sd_writer_t *writer, size_t taken)
         }
         sd_write_result_free(result);
         sd_write_result_init(result);
-        sd_error_set(&result->error, SD_UNAVAILABLE, "%s", SD_OUTCOME_UNKNOWN_MESSAGE);
+        sd_error_set(&result->error, SD_UNAVAILABLE, "%s", message);
     }
 }
 
@@ -148,18 +152,99 @@ static void sd_writer_enter_failed(sd_writer_t *writer)
 }
 
 /* Answers jobs that were queued when storage failed: they were never evaluated. */
-static void sd_writer_refuse_taken(sd_writer_t *writer, size_t taken)
+
+/* Answers taken jobs (never evaluated) with status and message, and completes them. */
+static void sd_writer_refuse_with(sd_writer_t *writer, size_t taken, sd_status_t status,
+                                  const char *message)
 {
     for (size_t i = 0; i < taken; i++) {
         sd_write_job_t *job = writer->taken[i];
         sd_write_result_init(&job->result);
-        sd_error_set(&job->result.error, SD_UNAVAILABLE, "%s", SD_NOT_TAKING_WRITES_MESSAGE);
+        sd_error_set(&job->result.error, status, "%s", message);
         job->complete(job);
+    }
+}
+
+/* Replication: true when this replica leads and the batch state reflects every committed
+ * entry. In a new term (or after an entry of unknown fate) the state is loaded again, after a
+ * barrier has applied everything earlier leaders committed. */
+static bool sd_writer_lead(sd_writer_t *writer)
+{
+    uint64_t term = writer->lead_term;
+    if (sd_replication_lead(writer->options.replication, &term) != SD_REPLICATION_DONE) {
+        writer->lead_term = 0;
+        return false;
+    }
+    if (term != writer->lead_term) {
+        sd_batch_set_cache_entries(writer->batch, writer->options.level_cache_entries);
+        atomic_store(&writer->committed_seq, sd_storage_read_last_seq(writer->options.storage));
+        writer->lead_term = term;
+        SD_LOG(LOG_INFO, "replication_leading", LF_INT("term", (int64_t)term),
+               LF_INT("last_seq", (int64_t)atomic_load(&writer->committed_seq)));
+    }
+    return true;
+}
+
+/* Replication: the batch as one Raft entry; SD_OK once applied here. Not appended: every
+ * evaluated job is answered "not the leader"; appended with an unknown fate: "outcome
+ * unknown". Either way the next batch reloads the state. */
+static sd_status_t sd_writer_commit_replicated(sd_writer_t *writer, size_t taken)
+{
+    size_t length = 0;
+    const void *data = sd_write_batch_data(sd_batch_seal(writer->batch), &length);
+    sd_replication_outcome_t outcome =
+        sd_replication_commit(writer->options.replication, writer->lead_term, data, length,
+                              sd_batch_last_seq(writer->batch), SD_REPLICATION_COMMIT_WAIT_MS);
+    if (outcome == SD_REPLICATION_DONE) {
+        sd_batch_committed(writer->batch);
+        return SD_OK;
+    }
+    writer->lead_term = 0;
+    sd_writer_fail_batch(writer, taken,
+                         outcome == SD_REPLICATION_NOT_LEADER ? SD_NOT_LEADER_MESSAGE
+                                                              : SD_REPLICATION_UNKNOWN_MESSAGE);
+    return SD_UNAVAILABLE;
+}
+
+/* One node: the batch as one RocksDB write. A failure is a storage failure (fail-stop). */
+static sd_status_t sd_writer_commit_local(sd_writer_t *writer, size_t taken)
+{
+    sd_status_t status = sd_batch_commit(writer->batch, writer->options.sync);
+    if (status != SD_OK) {
+        sd_writer_fail_batch(writer, taken, SD_OUTCOME_UNKNOWN_MESSAGE);
+        sd_writer_enter_failed(writer);
+        return status;
+    }
+    uint64_t last_seq = sd_batch_last_seq(writer->batch);
+    atomic_store(&writer->committed_seq, last_seq);
+    if (writer->options.on_commit != NULL) {
+        writer->options.on_commit(writer->options.on_commit_context, last_seq);
+    }
+    return SD_OK;
+}
+
+void sd_writer_set_replication(sd_writer_t *writer, sd_replication_t *replication)
+{
+    pthread_mutex_lock(&writer->mutex); /* the writer reads it after taking jobs, locked */
+    writer->options.replication = replication;
+    pthread_mutex_unlock(&writer->mutex);
+}
+
+void sd_writer_on_applied(void *context, uint64_t last_seq)
+{
+    sd_writer_t *writer = context;
+    atomic_store(&writer->committed_seq, last_seq);
+    if (writer->options.on_commit != NULL) {
+        writer->options.on_commit(writer->options.on_commit_context, last_seq);
     }
 }
 
 static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
 {
+    if (writer->options.replication != NULL && !sd_writer_lead(writer)) {
+        sd_writer_refuse_with(writer, taken, SD_UNAVAILABLE, SD_NOT_LEADER_MESSAGE);
+        return;
+    }
     int64_t now_us = util_now_us();
     uint64_t committed = atomic_load(&writer->committed_seq);
     sd_batch_reset(writer->batch, committed);
@@ -175,21 +260,15 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
     }
     size_t applied = sd_batch_applied_count(writer->batch);
     if (applied > 0) {
+        SD_ASSERT(sd_batch_last_seq(writer->batch) > committed); /* each appends entries */
         double started_ms = util_monotonic_ms();
-        sd_status_t status = sd_batch_commit(writer->batch, writer->options.sync);
+        if (writer->options.replication != NULL) {
+            sd_writer_commit_replicated(writer, taken);
+        } else {
+            sd_writer_commit_local(writer, taken);
+        }
         sd_metrics_observe_commit(writer->options.metrics, applied,
                                   util_monotonic_ms() - started_ms);
-        if (status != SD_OK) {
-            sd_writer_fail_batch(writer, taken);
-            sd_writer_enter_failed(writer);
-        } else {
-            uint64_t last_seq = sd_batch_last_seq(writer->batch);
-            SD_ASSERT(last_seq > committed); /* every applied request appends ledger entries */
-            atomic_store(&writer->committed_seq, last_seq);
-            if (writer->options.on_commit != NULL) {
-                writer->options.on_commit(writer->options.on_commit_context, last_seq);
-            }
-        }
     }
     size_t replays = 0;
     for (size_t i = 0; i < taken; i++) {
@@ -210,7 +289,7 @@ static void *sd_writer_main(void *argument)
             break;
         }
         if (taken > 0 && sd_writer_failed(writer)) {
-            sd_writer_refuse_taken(writer, taken);
+            sd_writer_refuse_with(writer, taken, SD_UNAVAILABLE, SD_NOT_TAKING_WRITES_MESSAGE);
         } else if (taken > 0) {
             sd_writer_run_batch(writer, taken);
         }

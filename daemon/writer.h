@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "replication.h"
 #include "storage.h"
 
 typedef struct sd_write_job sd_write_job_t;
@@ -22,6 +23,13 @@ typedef struct sd_write_job sd_write_job_t;
 #define SD_OUTCOME_UNKNOWN_MESSAGE                                                                 \
     "outcome unknown: the storage commit failed and this write may or may not have been "          \
     "applied; stockd is restarting; retry with the same request_id (or check History)"
+/* Replication (replication.h): the answers of writes sent to a replica that does not lead,
+ * and of writes whose entry was appended when leadership changed. */
+#define SD_NOT_LEADER_MESSAGE                                                                      \
+    "this replica is not the leader; not applied (retry at the stockd-leader address)"
+#define SD_REPLICATION_UNKNOWN_MESSAGE                                                             \
+    "outcome unknown: leadership changed while this write was being replicated, and it may or "  \
+    "may not have been applied; retry with the same request_id at the leader (or check History)"
 #define SD_NOT_TAKING_WRITES_MESSAGE                                                               \
     "stockd is not taking writes (shutting down, or restarting after a storage failure); "         \
     "not applied"
@@ -58,6 +66,9 @@ typedef struct {
      * the writer takes no more writes, and the process should exit and recover on restart. */
     void (*on_storage_failed)(void *context);
     void *on_storage_failed_context;
+    /* NULL: one node, commits go to storage. Otherwise each batch is one Raft entry, applied
+     * by the replication thread, which reports it with sd_writer_on_applied. */
+    sd_replication_t *replication;
 } sd_writer_options_t;
 
 typedef struct sd_writer sd_writer_t;
@@ -85,6 +96,11 @@ void sd_writer_stop(sd_writer_t *writer);
 
 /* The last ledger seq that is durable. */
 uint64_t sd_writer_committed_seq(const sd_writer_t *writer);
+/* Replication: commits go through it from now on (before any job is submitted). */
+void sd_writer_set_replication(sd_writer_t *writer, sd_replication_t *replication);
+/* Replication: an entry was applied to storage (on the replication thread): moves the
+ * committed seq and tells on_commit, as the writer does after its own commits. */
+void sd_writer_on_applied(void *writer, uint64_t last_seq);
 /* True once storage failed and the writer stopped taking writes. */
 bool sd_writer_failed(sd_writer_t *writer);
 /* Jobs currently queued. */

@@ -1,0 +1,598 @@
+/* replication.c — see replication.h. */
+#include "replication.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uv.h>
+
+#include "keys.h"
+#include "log.h"
+#include "util.h"
+
+/* An entry: magic "SDR", format, the WriteBatch's length (u32) and the last ledger seq it
+ * writes (u64, both big-endian), the WriteBatch, zeros up to a multiple of 8 bytes (the
+ * library's log wants entry sizes 8-byte aligned). */
+#define SD_ENTRY_MAGIC "SDR"
+#define SD_ENTRY_FORMAT 1
+#define SD_ENTRY_HEADER_BYTES 16
+#define SD_STATUS_REFRESH_MS 20
+
+typedef enum { SD_REQUEST_BARRIER, SD_REQUEST_APPLY } sd_request_kind_t;
+
+typedef struct {
+    sd_request_kind_t kind;
+    uint64_t term; /* apply: the term the batch was evaluated in; barrier: the term reached */
+    struct raft_buffer buffer;
+    struct raft_apply apply;
+    struct raft_barrier barrier;
+    sd_replication_outcome_t outcome;
+    bool done;
+    bool abandoned; /* the writer stopped waiting: whoever finishes it frees it */
+    sd_replication_t *replication;
+} sd_request_t;
+
+struct sd_replication {
+    sd_replication_options_t options;
+    sd_replication_peer_t peers[SD_REPLICATION_PEERS_MAX];
+    char dir[PATH_MAX];
+    char raft_listen[SD_REPLICATION_ADDRESS_MAX];
+    uv_loop_t loop;
+    uv_async_t wake; /* a request was queued, or stop */
+    uv_timer_t refresh;
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    sd_request_t *queued; /* handed over, not yet started on the loop */
+    bool stopping;
+    sd_replication_status_t status; /* the snapshot other threads read */
+    uint64_t applied_index;         /* the last entry stored (loop thread) */
+    bool failed;
+};
+
+/* ---- --peers ---- */
+
+static bool sd_peer_parse(const char *entry, size_t length, sd_replication_peer_t *peer)
+{
+    char text[2 * SD_REPLICATION_ADDRESS_MAX + 32];
+    if (length == 0 || length >= sizeof(text)) {
+        return false;
+    }
+    memcpy(text, entry, length);
+    text[length] = '\0';
+    char *raft = strchr(text, '=');
+    char *grpc = raft ? strchr(raft + 1, '=') : NULL;
+    if (grpc == NULL || strchr(grpc + 1, '=') != NULL) {
+        return false;
+    }
+    *raft++ = '\0';
+    *grpc++ = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long id = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || id == 0 || id > UINT32_MAX ||
+        strlen(raft) == 0 || strlen(grpc) == 0 || strlen(raft) >= SD_REPLICATION_ADDRESS_MAX ||
+        strlen(grpc) >= SD_REPLICATION_ADDRESS_MAX || strchr(raft, ':') == NULL ||
+        strchr(grpc, ':') == NULL) {
+        return false;
+    }
+    peer->id = id;
+    snprintf(peer->raft_address, sizeof(peer->raft_address), "%s", raft);
+    snprintf(peer->grpc_address, sizeof(peer->grpc_address), "%s", grpc);
+    return true;
+}
+
+bool sd_replication_parse_peers(const char *text, sd_replication_peer_t *peers, size_t *count_out,
+                                char *error, size_t error_capacity)
+{
+    size_t count = 0;
+    const char *entry = text;
+    while (*entry != '\0') {
+        size_t length = strcspn(entry, ",");
+        if (count == SD_REPLICATION_PEERS_MAX) {
+            snprintf(error, error_capacity, "--peers: more than %d members",
+                     SD_REPLICATION_PEERS_MAX);
+            return false;
+        }
+        if (!sd_peer_parse(entry, length, &peers[count])) {
+            snprintf(error, error_capacity,
+                     "--peers: entry %zu is not ID=RAFT_HOST:PORT=GRPC_HOST:PORT (ID 1..2^32-1)",
+                     count + 1);
+            return false;
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (peers[i].id == peers[count].id) {
+                snprintf(error, error_capacity, "--peers: id %" PRIu64 " appears twice",
+                         peers[i].id);
+                return false;
+            }
+        }
+        count++;
+        entry += length;
+        entry += *entry == ',' ? 1 : 0;
+    }
+    if (count == 0) {
+        snprintf(error, error_capacity, "--peers: no members");
+        return false;
+    }
+    *count_out = count;
+    return true;
+}
+
+static const sd_replication_peer_t *sd_peer_find(const sd_replication_t *replication, uint64_t id)
+{
+    for (size_t i = 0; i < replication->options.peers_count; i++) {
+        if (replication->peers[i].id == id) {
+            return &replication->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- the state machine (loop thread) ---- */
+
+static void sd_replication_fail(sd_replication_t *replication, const char *why)
+{
+    if (replication->failed) {
+        return;
+    }
+    replication->failed = true;
+    SD_LOG(LOG_ERROR, "replication_apply_failed", LF_STR("error", why));
+    if (replication->options.on_failed != NULL) {
+        replication->options.on_failed(replication->options.on_failed_context);
+    }
+}
+
+static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, void **result)
+{
+    sd_replication_t *replication = fsm->data;
+    *result = NULL;
+    /* the library applies entry last_applied + 1 (and sets last_applied after this returns) */
+    uint64_t index = raft_last_applied(&replication->raft) + 1;
+    const uint8_t *bytes = buffer->base;
+    if (buffer->len < SD_ENTRY_HEADER_BYTES || memcmp(bytes, SD_ENTRY_MAGIC, 3) != 0 ||
+        bytes[3] != SD_ENTRY_FORMAT) {
+        sd_replication_fail(replication, "a log entry of an unknown format");
+        return RAFT_MALFORMED;
+    }
+    size_t length =
+        ((size_t)bytes[4] << 24) | ((size_t)bytes[5] << 16) | ((size_t)bytes[6] << 8) | bytes[7];
+    if (length > buffer->len - SD_ENTRY_HEADER_BYTES) {
+        sd_replication_fail(replication, "a log entry shorter than its length says");
+        return RAFT_MALFORMED;
+    }
+    if (index <= replication->applied_index) {
+        return 0; /* stored before a restart: Raft replays its log from the start */
+    }
+    uint64_t last_seq = sd_be64_get(bytes + 8);
+    if (replication->failed ||
+        sd_storage_apply_replicated(replication->options.storage, bytes + SD_ENTRY_HEADER_BYTES,
+                                    length, index, last_seq) != SD_OK) {
+        sd_replication_fail(replication, "storage refused a committed entry");
+        return RAFT_IOERR;
+    }
+    replication->applied_index = index;
+    if (replication->options.on_applied != NULL) {
+        replication->options.on_applied(replication->options.on_applied_context, last_seq);
+    }
+    return 0;
+}
+
+/* No snapshots yet (the threshold is never reached): the log is kept whole. */
+static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
+                           unsigned *buffers_count)
+{
+    (void)fsm, (void)buffers, (void)buffers_count;
+    return RAFT_NOTFOUND;
+}
+
+static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
+{
+    (void)buffer;
+    sd_replication_fail(fsm->data, "a snapshot to restore, which this version never takes");
+    return RAFT_MALFORMED;
+}
+
+/* ---- status snapshot (loop thread writes, any thread reads) ---- */
+
+static void sd_replication_refresh_status(sd_replication_t *replication)
+{
+    struct raft *raft = &replication->raft;
+    raft_id leader_id = 0;
+    const char *leader_address = NULL;
+    raft_leader(raft, &leader_id, &leader_address);
+    const sd_replication_peer_t *leader = sd_peer_find(replication, leader_id);
+    pthread_mutex_lock(&replication->mutex);
+    if (replication->stopping) {
+        pthread_mutex_unlock(&replication->mutex);
+        return;
+    }
+    sd_replication_status_t *status = &replication->status;
+    status->leader_id = leader_id;
+    status->term = raft_current_term(raft);
+    status->commit_index = raft_commit_index(raft);
+    status->applied_index = raft_last_applied(raft);
+    status->last_index = raft_last_index(raft);
+    status->leader = raft_state(raft) == RAFT_LEADER;
+    snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s",
+             leader ? leader->grpc_address : "");
+    pthread_mutex_unlock(&replication->mutex);
+}
+
+static void sd_on_refresh(uv_timer_t *timer)
+{
+    sd_replication_refresh_status(timer->data);
+}
+
+void sd_replication_status(sd_replication_t *replication, sd_replication_status_t *status_out)
+{
+    pthread_mutex_lock(&replication->mutex);
+    *status_out = replication->status;
+    pthread_mutex_unlock(&replication->mutex);
+}
+
+/* ---- requests from the writer ---- */
+
+static void sd_request_finish(sd_request_t *request, sd_replication_outcome_t outcome)
+{
+    sd_replication_t *replication = request->replication;
+    pthread_mutex_lock(&replication->mutex);
+    request->outcome = outcome;
+    request->done = true;
+    bool abandoned = request->abandoned;
+    pthread_cond_broadcast(&replication->changed);
+    pthread_mutex_unlock(&replication->mutex);
+    if (abandoned) {
+        free(request);
+    }
+}
+
+static void sd_on_barrier(struct raft_barrier *barrier, int status)
+{
+    sd_request_t *request = barrier->data;
+    sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_NOT_LEADER);
+}
+
+static void sd_on_apply(struct raft_apply *apply, int status, void *result)
+{
+    (void)result;
+    sd_request_t *request = apply->data;
+    /* anything but success after the append: the entry may still be committed by the next
+     * leader (a write whose callback reports lost leadership often was) */
+    sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN);
+}
+
+static void sd_request_start(sd_replication_t *replication, sd_request_t *request)
+{
+    struct raft *raft = &replication->raft;
+    bool leads = raft_state(raft) == RAFT_LEADER && !replication->failed;
+    if (request->kind == SD_REQUEST_BARRIER && leads) {
+        request->term = raft_current_term(raft);
+        request->barrier.data = request;
+        if (raft_barrier(raft, &request->barrier, sd_on_barrier) == 0) {
+            return;
+        }
+    } else if (request->kind == SD_REQUEST_APPLY && leads &&
+               raft_current_term(raft) == request->term) {
+        request->apply.data = request;
+        /* the buffer is the library's from here, also when it refuses (it frees it then) */
+        int rv = raft_apply(raft, &request->apply, &request->buffer, 1, sd_on_apply);
+        if (rv == 0) {
+            return;
+        }
+        SD_LOG(LOG_WARN, "replication_append_refused", LF_STR("error", raft_strerror(rv)));
+    } else if (request->kind == SD_REQUEST_APPLY) {
+        raft_free(request->buffer.base);
+    }
+    sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
+}
+
+static void sd_on_raft_closed(struct raft *raft)
+{
+    sd_replication_t *replication = raft->data;
+    raft_uv_close(&replication->io);
+    raft_uv_tcp_close(&replication->transport);
+    uv_close((uv_handle_t *)&replication->refresh, NULL);
+    uv_close((uv_handle_t *)&replication->wake, NULL);
+}
+
+static void sd_on_wake(uv_async_t *async)
+{
+    sd_replication_t *replication = async->data;
+    pthread_mutex_lock(&replication->mutex);
+    sd_request_t *request = replication->queued;
+    replication->queued = NULL;
+    bool stopping = replication->stopping;
+    pthread_mutex_unlock(&replication->mutex);
+    if (request != NULL) {
+        if (stopping) {
+            if (request->kind == SD_REQUEST_APPLY) {
+                raft_free(request->buffer.base);
+            }
+            sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
+        } else {
+            sd_request_start(replication, request);
+        }
+    }
+    if (stopping) {
+        if (!uv_is_closing((uv_handle_t *)&replication->wake)) {
+            uv_timer_stop(&replication->refresh);
+            raft_close(&replication->raft, sd_on_raft_closed);
+        }
+        return;
+    }
+    sd_replication_refresh_status(replication);
+}
+
+/* Hands a request to the loop and waits for its outcome (at most timeout_ms; then it is
+ * abandoned to the loop, which frees it, and its outcome is unknown). *term_out: the term a
+ * barrier was reached in. */
+static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd_request_t *request,
+                                               int64_t timeout_ms, uint64_t *term_out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&replication->mutex);
+    bool queued = !replication->stopping;
+    if (queued) {
+        replication->queued = request;
+        uv_async_send(&replication->wake);
+    }
+    while (queued && !request->done) {
+        if (pthread_cond_timedwait(&replication->changed, &replication->mutex, &until) != 0) {
+            break;
+        }
+    }
+    bool done = request->done;
+    sd_replication_outcome_t outcome = request->outcome;
+    *term_out = request->term;
+    request->abandoned = queued && !done;
+    pthread_mutex_unlock(&replication->mutex);
+    if (!queued) {
+        if (request->kind == SD_REQUEST_APPLY) {
+            raft_free(request->buffer.base);
+        }
+        free(request);
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    if (done) {
+        free(request);
+        return outcome;
+    }
+    return request->kind == SD_REQUEST_APPLY ? SD_REPLICATION_UNKNOWN : SD_REPLICATION_NOT_LEADER;
+}
+
+sd_replication_outcome_t sd_replication_lead(sd_replication_t *replication, uint64_t *term_io)
+{
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    if (!status.leader) {
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    if (*term_io != 0 && status.term == *term_io) {
+        return SD_REPLICATION_DONE; /* the append checks the term again, on the loop */
+    }
+    sd_request_t *request = calloc(1, sizeof(*request));
+    if (request == NULL) {
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    request->kind = SD_REQUEST_BARRIER;
+    request->replication = replication;
+    uint64_t reached = 0;
+    sd_replication_outcome_t outcome = sd_request_run(replication, request, 10000, &reached);
+    if (outcome == SD_REPLICATION_DONE) {
+        *term_io = reached;
+    }
+    return outcome;
+}
+
+sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, uint64_t term,
+                                               const void *data, size_t length, uint64_t last_seq,
+                                               int64_t timeout_ms)
+{
+    size_t size = (SD_ENTRY_HEADER_BYTES + length + 7) & ~(size_t)7;
+    sd_request_t *request = calloc(1, sizeof(*request));
+    void *base = length <= UINT32_MAX ? raft_calloc(1, size) : NULL;
+    if (request == NULL || base == NULL) {
+        free(request);
+        raft_free(base);
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    uint8_t *bytes = base;
+    memcpy(bytes, SD_ENTRY_MAGIC, 3);
+    bytes[3] = SD_ENTRY_FORMAT;
+    bytes[4] = (uint8_t)(length >> 24);
+    bytes[5] = (uint8_t)(length >> 16);
+    bytes[6] = (uint8_t)(length >> 8);
+    bytes[7] = (uint8_t)length;
+    sd_be64_put(bytes + 8, last_seq);
+    memcpy(bytes + SD_ENTRY_HEADER_BYTES, data, length);
+    request->kind = SD_REQUEST_APPLY;
+    request->term = term;
+    request->buffer = (struct raft_buffer){base, size};
+    request->replication = replication;
+    uint64_t unused = 0;
+    return sd_request_run(replication, request, timeout_ms, &unused);
+}
+
+/* ---- start and stop ---- */
+
+static void *sd_replication_main(void *argument)
+{
+    sd_replication_t *replication = argument;
+    sd_storage_thread_init(); /* entries are applied here */
+    uv_run(&replication->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* A fresh replica (empty log) starts the group with every --peers member as a voter; one
+ * with a log ignores this (RAFT_CANTBOOTSTRAP). */
+static int sd_replication_bootstrap(sd_replication_t *replication)
+{
+    struct raft_configuration configuration;
+    raft_configuration_init(&configuration);
+    int rv = 0;
+    for (size_t i = 0; i < replication->options.peers_count && rv == 0; i++) {
+        rv = raft_configuration_add(&configuration, replication->peers[i].id,
+                                    replication->peers[i].raft_address, RAFT_VOTER);
+    }
+    if (rv == 0) {
+        rv = raft_bootstrap(&replication->raft, &configuration);
+        rv = rv == RAFT_CANTBOOTSTRAP ? 0 : rv;
+    }
+    raft_configuration_close(&configuration);
+    return rv;
+}
+
+/* Everything up to raft_start, on the calling thread (the loop does not run yet). */
+static bool sd_replication_init(sd_replication_t *replication, const sd_replication_peer_t *self,
+                                char *error, size_t error_capacity)
+{
+    const char *step = "uv_loop_init";
+    int rv = uv_loop_init(&replication->loop);
+    if (rv == 0) {
+        step = "raft_uv_tcp_init";
+        replication->transport.version = 1; /* the struct layout this build knows */
+        rv = raft_uv_tcp_init(&replication->transport, &replication->loop);
+    }
+    if (rv == 0) {
+        step = "--raft-listen";
+        rv = raft_uv_tcp_set_bind_address(&replication->transport, replication->raft_listen);
+    }
+    if (rv == 0) {
+        step = "raft_uv_init";
+        rv = raft_uv_init(&replication->io, &replication->loop, replication->dir,
+                          &replication->transport);
+    }
+    if (rv == 0) {
+        step = "raft_init";
+        rv = raft_init(&replication->raft, &replication->io, &replication->fsm, self->id,
+                       self->raft_address);
+    }
+    if (rv == 0) {
+        replication->raft.data = replication;
+        raft_set_snapshot_threshold(&replication->raft, UINT_MAX);
+        if (replication->options.election_timeout_ms > 0) {
+            raft_set_election_timeout(&replication->raft, replication->options.election_timeout_ms);
+        }
+        raft_set_pre_vote(&replication->raft, true);
+        step = "bootstrap";
+        rv = sd_replication_bootstrap(replication);
+    }
+    if (rv == 0) {
+        step = "raft_start";
+        rv = raft_start(&replication->raft);
+    }
+    if (rv != 0) {
+        snprintf(error, error_capacity, "replication: %s failed: %s (%s)", step, raft_strerror(rv),
+                 raft_errmsg(&replication->raft));
+        return false;
+    }
+    return true;
+}
+
+sd_status_t sd_replication_start(const sd_replication_options_t *options,
+                                 sd_replication_t **replication_out, char *error,
+                                 size_t error_capacity)
+{
+    const sd_replication_peer_t *self = NULL;
+    for (size_t i = 0; i < options->peers_count; i++) {
+        self = options->peers[i].id == options->node_id ? &options->peers[i] : self;
+    }
+    if (self == NULL || options->peers_count > SD_REPLICATION_PEERS_MAX) {
+        snprintf(error, error_capacity, "--node-id %" PRIu64 " is not one of --peers",
+                 options->node_id);
+        return SD_INVALID_ARGUMENT;
+    }
+    if (mkdir(options->dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(error, error_capacity, "replication: cannot create %s", options->dir);
+        return SD_UNAVAILABLE;
+    }
+    sd_replication_t *replication = calloc(1, sizeof(*replication));
+    if (replication == NULL) {
+        snprintf(error, error_capacity, "replication: out of memory");
+        return SD_UNAVAILABLE;
+    }
+    replication->options = *options;
+    memcpy(replication->peers, options->peers, options->peers_count * sizeof(*options->peers));
+    replication->options.peers = replication->peers;
+    snprintf(replication->dir, sizeof(replication->dir), "%s", options->dir);
+    snprintf(replication->raft_listen, sizeof(replication->raft_listen), "%s",
+             options->raft_listen);
+    replication->fsm = (struct raft_fsm){.version = 1,
+                                         .data = replication,
+                                         .apply = sd_fsm_apply,
+                                         .snapshot = sd_fsm_snapshot,
+                                         .restore = sd_fsm_restore};
+    replication->applied_index = sd_storage_applied_index(options->storage);
+    replication->status.node_id = options->node_id;
+    pthread_mutex_init(&replication->mutex, NULL);
+    pthread_cond_init(&replication->changed, NULL);
+    if (!sd_replication_init(replication, self, error, error_capacity)) {
+        /* the library's handles may be half open: the process exits on this error */
+        return SD_UNAVAILABLE;
+    }
+    replication->wake.data = replication;
+    replication->refresh.data = replication;
+    uv_async_init(&replication->loop, &replication->wake, sd_on_wake);
+    uv_timer_init(&replication->loop, &replication->refresh);
+    uv_timer_start(&replication->refresh, sd_on_refresh, SD_STATUS_REFRESH_MS,
+                   SD_STATUS_REFRESH_MS);
+    if (pthread_create(&replication->thread, NULL, sd_replication_main, replication) != 0) {
+        snprintf(error, error_capacity, "replication: cannot start its thread");
+        return SD_UNAVAILABLE;
+    }
+    SD_LOG(LOG_INFO, "replication_started", LF_INT("node_id", (int64_t)options->node_id),
+           LF_STR("raft_address", self->raft_address), LF_STR("raft_listen", options->raft_listen),
+           LF_INT("members", (int64_t)options->peers_count),
+           LF_INT("applied_index", (int64_t)replication->applied_index));
+    *replication_out = replication;
+    return SD_OK;
+}
+
+void sd_replication_shutdown(sd_replication_t *replication)
+{
+    if (replication == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&replication->mutex);
+    bool first = !replication->stopping;
+    replication->stopping = true;
+    replication->status.leader = false;
+    replication->status.leader_grpc[0] = '\0';
+    pthread_mutex_unlock(&replication->mutex);
+    if (first) {
+        uv_async_send(&replication->wake);
+        pthread_join(replication->thread, NULL);
+        uv_loop_close(&replication->loop);
+    }
+}
+
+void sd_replication_free(sd_replication_t *replication)
+{
+    if (replication == NULL) {
+        return;
+    }
+    sd_replication_shutdown(replication);
+    pthread_mutex_destroy(&replication->mutex);
+    pthread_cond_destroy(&replication->changed);
+    free(replication);
+}

@@ -1,0 +1,91 @@
+/* replication.h — stockd as one replica of a Raft group (docs/api.md 7), on cowsql/raft.
+ *
+ * The leader's writer evaluates a group-commit batch exactly as a single node does, against
+ * state that holds every committed entry, and hands the batch's effects (the RocksDB
+ * WriteBatch it computed: levels, ledger entries, index keys, idempotency records, the seq
+ * and the leader's time) to Raft as one log entry. Every replica applies committed entries to
+ * its RocksDB in log order, storing the entry's index in the same WriteBatch, so an entry is
+ * applied once even when Raft replays its log at start. Business logic runs on the leader only:
+ * replicas cannot diverge through clocks, versions or caches.
+ *
+ * The library is not thread-safe: every raft call runs on this module's libuv loop thread.
+ * The writer hands work over with uv_async_send and waits; other threads read a status snapshot
+ * the loop thread refreshes (role, term, leader, indexes). */
+#ifndef STOCKD_REPLICATION_H
+#define STOCKD_REPLICATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "storage.h"
+
+#define SD_REPLICATION_PEERS_MAX 9
+#define SD_REPLICATION_ADDRESS_MAX 256
+
+typedef struct {
+    uint64_t id;
+    char raft_address[SD_REPLICATION_ADDRESS_MAX];
+    char grpc_address[SD_REPLICATION_ADDRESS_MAX];
+} sd_replication_peer_t;
+
+/* Parses --peers, "ID=RAFT_HOST:PORT=GRPC_HOST:PORT,…". False with a message naming the
+ * entry on a malformed list, a duplicate id, or more than SD_REPLICATION_PEERS_MAX members. */
+bool sd_replication_parse_peers(const char *text, sd_replication_peer_t *peers, size_t *count_out,
+                                char *error, size_t error_capacity);
+
+typedef struct {
+    uint64_t node_id;
+    const char *raft_listen; /* bind address of the replication transport */
+    const sd_replication_peer_t *peers;
+    size_t peers_count;
+    const char *dir; /* the Raft log and metadata */
+    sd_storage_t *storage;
+    /* Called on the loop thread after each applied entry with the entry's last ledger seq. */
+    void (*on_applied)(void *context, uint64_t last_seq);
+    void *on_applied_context;
+    /* Called once on the loop thread when an entry could not be applied to storage. */
+    void (*on_failed)(void *context);
+    void *on_failed_context;
+    unsigned election_timeout_ms; /* 0 = the library's default */
+} sd_replication_options_t;
+
+typedef struct sd_replication sd_replication_t;
+
+sd_status_t sd_replication_start(const sd_replication_options_t *options,
+                                 sd_replication_t **replication_out, char *error,
+                                 size_t error_capacity);
+/* Closes Raft (pending writes end as "outcome unknown") and joins the loop thread; from then
+ * on nothing is applied, and requests are answered NOT_LEADER. */
+void sd_replication_shutdown(sd_replication_t *replication);
+/* Frees it (after sd_replication_shutdown, once nobody calls it any more). */
+void sd_replication_free(sd_replication_t *replication);
+
+typedef enum {
+    SD_REPLICATION_DONE,       /* applied here (commit) / leader and caught up (lead) */
+    SD_REPLICATION_NOT_LEADER, /* nothing was appended: not applied */
+    SD_REPLICATION_UNKNOWN,    /* appended, then leadership or the process went: may commit */
+} sd_replication_outcome_t;
+
+/* Writer thread. DONE when this replica leads and has applied every entry committed before
+ * its term (a barrier); *term_io is then the term, and when it changed the caller must reload
+ * whatever it caches of the state. */
+sd_replication_outcome_t sd_replication_lead(sd_replication_t *replication, uint64_t *term_io);
+/* Writer thread. Appends one entry (data: a WriteBatch's contents, last_seq its last ledger
+ * seq) if this replica still leads in `term`, and waits until it is applied here or its fate
+ * is out of this replica's hands (at most timeout_ms). */
+sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, uint64_t term,
+                                               const void *data, size_t length, uint64_t last_seq,
+                                               int64_t timeout_ms);
+
+typedef struct {
+    uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
+    bool leader;                                  /* this replica */
+    char leader_grpc[SD_REPLICATION_ADDRESS_MAX]; /* "" when no leader is known */
+} sd_replication_status_t;
+
+/* Any thread: the last snapshot of the replica's state (refreshed every few milliseconds). */
+void sd_replication_status(sd_replication_t *replication, sd_replication_status_t *status_out);
+
+#endif
