@@ -4,10 +4,20 @@
 FROM debian:bookworm-slim AS build
 # lets `make image` remove this stage once the runtime image is built
 LABEL stockd.stage=build
+# cowsql/raft 0.22 (replication) is in bookworm-backports, of the archive the base uses
+RUN uri=$(grep -h -s '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
+      | grep -v -- -security | head -n1); \
+    [ -n "$uri" ] || uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list); \
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+      "${uri:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
+      > /etc/apt/sources.list.d/bookworm-backports.sources
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
       libprotobuf-dev grpc-proto libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev \
+      libuv1-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      -t bookworm-backports libraft-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -23,9 +33,19 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON -D
 
 # Runtime stage: only the shared libraries the binaries link, and the binaries.
 FROM debian:bookworm-slim
+# cowsql/raft 0.22 (replication) is in bookworm-backports, of the archive the base uses
+RUN uri=$(grep -h -s '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
+      | grep -v -- -security | head -n1); \
+    [ -n "$uri" ] || uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list); \
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+      "${uri:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
+      > /etc/apt/sources.list.d/bookworm-backports.sources
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 librocksdb7.8 libmicrohttpd12 libjansson4 libssl3 ca-certificates \
+      libuv1 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      -t bookworm-backports libraft0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 stockd \
  && useradd --system --uid 10001 --gid stockd --home-dir /var/lib/stockd --shell /usr/sbin/nologin stockd \

@@ -240,6 +240,9 @@ static void sd_reply_fitting(sd_call_t *call, const ProtobufCMessage *message, c
     sd_reply_validation(call, &error);
 }
 
+/* How long a read waits for the leader to confirm it still leads. */
+#define SD_READ_FENCE_WAIT_MS 2000
+
 /* Replication: GetStock and ListStock answer from the leader only (a follower may not have
  * applied the latest writes); a follower refuses with the leader's address. True if refused. */
 static bool sd_refuse_read_off_leader(sd_call_t *call)
@@ -250,13 +253,21 @@ static bool sd_refuse_read_off_leader(sd_call_t *call)
     }
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    if (status.leader) {
-        return false;
+    if (!status.leader) {
+        sd_call_reply_status(call, SD_UNAVAILABLE,
+                             "this replica is not the leader; GetStock and ListStock are served "
+                             "by the leader (retry at the stockd-leader address)");
+        return true;
     }
-    sd_call_reply_status(call, SD_UNAVAILABLE,
-                         "this replica is not the leader; GetStock and ListStock are served by "
-                         "the leader (retry at the stockd-leader address)");
-    return true;
+    /* a leader cut off from the majority may not know it was replaced: it answers only
+     * after a barrier proved it still leads and applied everything committed before */
+    if (sd_replication_read_fence(replication, SD_READ_FENCE_WAIT_MS) != SD_REPLICATION_DONE) {
+        sd_call_reply_status(call, SD_UNAVAILABLE,
+                             "this replica could not confirm it still leads; retry (at the "
+                             "stockd-leader address when given)");
+        return true;
+    }
+    return false;
 }
 
 static void sd_handle_get_stock(sd_call_t *call, const uint8_t *bytes, size_t length)
@@ -374,7 +385,10 @@ static bool sd_health_known(const char *service)
  * and restart), so probes and load balancers stop sending work. */
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus sd_health_status(sd_call_t *call)
 {
-    return sd_server_is_stopping(call) || sd_writer_failed(sd_call_services(call)->writer)
+    const sd_services_t *services = sd_call_services(call);
+    bool replica_behind =
+        services->replication != NULL && !sd_replication_ready(services->replication);
+    return sd_server_is_stopping(call) || sd_writer_failed(services->writer) || replica_behind
                ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }

@@ -268,8 +268,14 @@ static bool sd_start_writer(const sd_config_t *config, sd_daemon_t *daemon)
         SD_LOG(LOG_ERROR, "writer_start_failed", LF_END);
         return false;
     }
+    return true;
+}
+
+/* Scrapes read the running parts from now on (until sd_metrics_detach). */
+static bool sd_attach_metrics(const sd_config_t *config, sd_daemon_t *daemon)
+{
     sd_metrics_sources_t sources = {daemon->storage, daemon->writer, daemon->hub,
-                                    (size_t)config->queue_depth};
+                                    (size_t)config->queue_depth, daemon->replication};
     sd_metrics_attach(daemon->metrics, &sources);
     return true;
 }
@@ -524,8 +530,8 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
     daemon.metrics = sd_metrics_new(sd_method_names, sd_methods_count);
     bool started = daemon.metrics != NULL && sd_start_security(config, &daemon) &&
                    sd_open_storage(config, &daemon) && sd_start_writer(config, &daemon) &&
-                   sd_start_replication(config, &daemon) && sd_start_metrics(config, &daemon) &&
-                   sd_start_server(config, &daemon);
+                   sd_start_replication(config, &daemon) && sd_attach_metrics(config, &daemon) &&
+                   sd_start_metrics(config, &daemon) && sd_start_server(config, &daemon);
     if (!started) {
         sd_stop(config, &daemon);
         return 1;

@@ -192,6 +192,29 @@ static void sd_render_ledger_and_queue(prom_buffer_t *buffer, const sd_metrics_s
                 (double)watch.lag_limit);
 }
 
+/* Replication (only with --node-id): where this replica stands in its Raft group. */
+static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *replication)
+{
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    prom_single(buffer, "stockd_raft_term", "gauge", "The replica's current Raft term.",
+                (double)status.term);
+    prom_single(buffer, "stockd_raft_leader", "gauge", "1 while this replica is the leader.",
+                status.leader ? 1.0 : 0.0);
+    prom_single(buffer, "stockd_raft_leader_known", "gauge",
+                "1 while this replica knows a leader (0: an election is going on, or it is cut "
+                "off).",
+                status.leader_id != 0 ? 1.0 : 0.0);
+    prom_single(buffer, "stockd_raft_commit_index", "gauge",
+                "The last Raft log index this replica knows to be committed.",
+                (double)status.commit_index);
+    prom_single(buffer, "stockd_raft_applied_index", "gauge",
+                "The last Raft log index applied to this replica's storage.",
+                (double)status.applied_index);
+    prom_single(buffer, "stockd_raft_last_index", "gauge",
+                "The last index of this replica's Raft log.", (double)status.last_index);
+}
+
 /* One gauge family with a sample per column family; unknown figures are left out. */
 static void sd_render_per_cf(prom_buffer_t *buffer, const char *name, const char *help,
                              const uint64_t *values)
@@ -254,6 +277,9 @@ static void sd_render_sources(prom_buffer_t *buffer, sd_metrics_t *metrics)
     if (metrics->attached) {
         sd_render_ledger_and_queue(buffer, &metrics->sources);
         sd_render_rocksdb(buffer, metrics->sources.storage);
+        if (metrics->sources.replication != NULL) {
+            sd_render_replication(buffer, metrics->sources.replication);
+        }
     }
     pthread_mutex_unlock(&metrics->sources_mutex);
 }
@@ -277,6 +303,10 @@ static bool sd_metrics_probe(sd_metrics_t *metrics, bool ready)
 {
     pthread_mutex_lock(&metrics->sources_mutex);
     bool failed = metrics->attached && sd_writer_failed(metrics->sources.writer);
+    /* a replica without a leader, or behind what it knows is committed, is not ready */
+    bool behind = metrics->attached && metrics->sources.replication != NULL &&
+                  !sd_replication_ready(metrics->sources.replication);
+    ready = ready && !behind;
     pthread_mutex_unlock(&metrics->sources_mutex);
     return !failed && (!ready || atomic_load(&metrics->serving));
 }

@@ -18,6 +18,7 @@
 typedef struct sd_metrics sd_metrics_t;
 typedef struct sd_storage sd_storage_t;
 typedef struct sd_writer sd_writer_t;
+typedef struct sd_replication sd_replication_t;
 typedef struct sd_watch_hub sd_watch_hub_t;
 
 /* method_names: the RPC names used as the `method` label (kept by pointer, must outlive the
@@ -38,7 +39,8 @@ typedef struct {
     sd_storage_t *storage;
     sd_writer_t *writer;
     sd_watch_hub_t *watch_hub;
-    size_t queue_depth_max; /* --queue-depth, shown next to the queue depth */
+    size_t queue_depth_max;        /* --queue-depth, shown next to the queue depth */
+    sd_replication_t *replication; /* NULL: one node */
 } sd_metrics_sources_t;
 
 /* Makes scrapes show the sources' gauges. */

@@ -60,6 +60,11 @@ struct sd_replication {
     sd_replication_status_t status; /* the snapshot other threads read */
     uint64_t applied_index;         /* the last entry stored (loop thread) */
     bool failed;
+    /* read fences: readers take generation numbers; one barrier at a time covers every
+     * generation requested before it started (under mutex, except the barrier itself) */
+    uint64_t fence_requested, fence_done, fence_failed, fence_target;
+    bool fence_in_flight; /* loop thread */
+    struct raft_barrier fence_barrier;
 };
 
 /* ---- --peers ---- */
@@ -243,6 +248,13 @@ void sd_replication_status(sd_replication_t *replication, sd_replication_status_
     pthread_mutex_unlock(&replication->mutex);
 }
 
+bool sd_replication_ready(sd_replication_t *replication)
+{
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    return status.leader_id != 0 && status.applied_index >= status.commit_index;
+}
+
 /* ---- requests from the writer ---- */
 
 static void sd_request_finish(sd_request_t *request, sd_replication_outcome_t outcome)
@@ -299,6 +311,83 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
     sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
 }
 
+/* ---- read fences (loop thread) ---- */
+
+static void sd_fence_pump(sd_replication_t *replication);
+
+static void sd_fence_settle(sd_replication_t *replication, bool done)
+{
+    pthread_mutex_lock(&replication->mutex);
+    if (done) {
+        replication->fence_done = replication->fence_target;
+    } else {
+        replication->fence_failed = replication->fence_target;
+    }
+    pthread_cond_broadcast(&replication->changed);
+    pthread_mutex_unlock(&replication->mutex);
+}
+
+static void sd_on_fence(struct raft_barrier *barrier, int status)
+{
+    sd_replication_t *replication = barrier->data;
+    replication->fence_in_flight = false;
+    sd_fence_settle(replication, status == 0);
+    sd_fence_pump(replication);
+}
+
+/* Starts a barrier for every read waiting, unless one is on its way (those who came after it
+ * started wait for the next one). */
+static void sd_fence_pump(sd_replication_t *replication)
+{
+    if (replication->fence_in_flight) {
+        return;
+    }
+    pthread_mutex_lock(&replication->mutex);
+    bool wanted = replication->fence_requested > replication->fence_done &&
+                  replication->fence_requested > replication->fence_failed &&
+                  !replication->stopping;
+    replication->fence_target = replication->fence_requested;
+    pthread_mutex_unlock(&replication->mutex);
+    if (!wanted) {
+        return;
+    }
+    replication->fence_barrier.data = replication;
+    if (raft_state(&replication->raft) == RAFT_LEADER &&
+        raft_barrier(&replication->raft, &replication->fence_barrier, sd_on_fence) == 0) {
+        replication->fence_in_flight = true;
+        return;
+    }
+    sd_fence_settle(replication, false);
+}
+
+sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication,
+                                                   int64_t timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&replication->mutex);
+    if (replication->stopping) {
+        pthread_mutex_unlock(&replication->mutex);
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    uint64_t generation = ++replication->fence_requested;
+    uv_async_send(&replication->wake);
+    while (replication->fence_done < generation && replication->fence_failed < generation) {
+        if (pthread_cond_timedwait(&replication->changed, &replication->mutex, &until) != 0) {
+            break;
+        }
+    }
+    bool done = replication->fence_done >= generation;
+    pthread_mutex_unlock(&replication->mutex);
+    return done ? SD_REPLICATION_DONE : SD_REPLICATION_NOT_LEADER;
+}
+
 static void sd_on_raft_closed(struct raft *raft)
 {
     sd_replication_t *replication = raft->data;
@@ -326,6 +415,7 @@ static void sd_on_wake(uv_async_t *async)
             sd_request_start(replication, request);
         }
     }
+    sd_fence_pump(replication);
     if (stopping) {
         if (!uv_is_closing((uv_handle_t *)&replication->wake)) {
             uv_timer_stop(&replication->refresh);

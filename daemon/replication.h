@@ -79,6 +79,13 @@ sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, ui
                                                const void *data, size_t length, uint64_t last_seq,
                                                int64_t timeout_ms);
 
+/* Any thread (GetStock, ListStock): DONE once this replica has proved it still leads, after the
+ * call, and has applied everything committed before (a Raft barrier, shared by every read
+ * waiting for one): a read after it is linearizable. NOT_LEADER otherwise, or after
+ * timeout_ms. */
+sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication,
+                                                   int64_t timeout_ms);
+
 typedef struct {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
     bool leader;                                  /* this replica */
@@ -87,5 +94,8 @@ typedef struct {
 
 /* Any thread: the last snapshot of the replica's state (refreshed every few milliseconds). */
 void sd_replication_status(sd_replication_t *replication, sd_replication_status_t *status_out);
+/* Any thread: a leader is known and this replica has applied every entry it knows to be
+ * committed (what Health and /readyz report as serving, docs/api.md 7). */
+bool sd_replication_ready(sd_replication_t *replication);
 
 #endif

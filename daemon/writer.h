@@ -28,7 +28,7 @@ typedef struct sd_write_job sd_write_job_t;
 #define SD_NOT_LEADER_MESSAGE                                                                      \
     "this replica is not the leader; not applied (retry at the stockd-leader address)"
 #define SD_REPLICATION_UNKNOWN_MESSAGE                                                             \
-    "outcome unknown: leadership changed while this write was being replicated, and it may or "  \
+    "outcome unknown: leadership changed while this write was being replicated, and it may or "    \
     "may not have been applied; retry with the same request_id at the leader (or check History)"
 #define SD_NOT_TAKING_WRITES_MESSAGE                                                               \
     "stockd is not taking writes (shutting down, or restarting after a storage failure); "         \

@@ -289,6 +289,31 @@ class Replication(unittest.TestCase):
         anything the new leader does not have; after SIGCONT it follows."""
         self.failover(signal.SIGSTOP)
 
+    def test_a_leader_without_its_majority_answers_no_read(self):
+        """Both followers frozen: the leader may not know yet that it could be replaced, so it
+        must not answer GetStock from its own state (a read that could be stale); writes are
+        never acknowledged; once the followers are back, both work again."""
+        leader = self.cluster.leader()
+        self.set_level(leader, "p", 4)
+        followers = [n for n in self.cluster.nodes if n is not leader]
+        for n in followers:
+            n.kill(signal.SIGSTOP)
+        try:
+            with self.assertRaises(grpc.RpcError) as caught:
+                leader.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("p")]),
+                            pb.GetStockResponse, timeout=10)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            code, _, _ = write(leader, "p", 1, "cut-off")
+            self.assertNotEqual(code, grpc.StatusCode.OK)
+        finally:
+            for n in followers:
+                n.proc.send_signal(signal.SIGCONT)
+        leader = self.cluster.leader()
+        got = leader.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("p")]),
+                          pb.GetStockResponse)
+        self.assertIn(got.levels[0].available, (3, 4))  # the cut-off write: outcome unknown
+        self.assertEqual(write(leader, "p", 1, "after")[0], grpc.StatusCode.OK)
+
     def test_restart_of_every_replica_keeps_the_data(self):
         leader = self.cluster.leader()
         self.set_level(leader, "k", 5)
