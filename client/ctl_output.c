@@ -423,8 +423,9 @@ static void ctl_hint(const ctl_config_t *config, const sc_status_t *status)
 
 int ctl_report_error(const ctl_config_t *config, const sc_status_t *status)
 {
+    /* stockd says "not applied" when it knows (stopping, not the leader): not unknown */
     bool unknown = status->request_id[0] != '\0' && sc_outcome_unknown(status->code) &&
-                   !ctl_unreachable(status);
+                   !ctl_unreachable(status) && strstr(status->message, "not applied") == NULL;
     if (config->json) {
         /* the request_id is there whenever retrying with it is what to do */
         ctl_error_print(true, sc_code_name(status->code), status->message,

@@ -10,10 +10,12 @@
 #include <grpc/support/time.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "google/rpc/status.pb-c.h"
 #include "log.h"
@@ -30,7 +32,11 @@
 _Static_assert(SC_PEM_FILE_BYTES_MAX <= INT32_MAX, "a PEM file fits an OpenSSL memory BIO");
 
 struct sc_client {
-    grpc_channel *channel;
+    /* one channel per replica given; calls go to `current`, which follows the leader */
+    grpc_channel *channels[SC_TARGETS_MAX];
+    char targets[SC_TARGETS_MAX][SC_TARGET_BYTES];
+    size_t targets_count;
+    _Atomic size_t current;
     /* "Bearer <token>" as a reference-counted copy (the transport may keep header values
      * beyond one call); an empty slice when the client has no token. */
     grpc_slice authorization;
@@ -333,6 +339,28 @@ static bool sc_client_set_token(sc_client_t *client, const sc_client_options_t *
     return true;
 }
 
+/* Splits "A,B,C" into the client's targets; false with the reason on an empty entry, a too
+ * long one or too many. */
+static bool sc_client_set_targets(sc_client_t *client, const char *target, char *error_out,
+                                  size_t error_capacity)
+{
+    const char *entry = target;
+    do {
+        size_t length = strcspn(entry, ",");
+        if (length == 0 || length >= SC_TARGET_BYTES || client->targets_count == SC_TARGETS_MAX) {
+            sc_fail(error_out, error_capacity,
+                    "stockd address list \"%.64s\": 1 to %d comma-separated HOST:PORT, each "
+                    "shorter than %d bytes",
+                    target, SC_TARGETS_MAX, SC_TARGET_BYTES);
+            return false;
+        }
+        memcpy(client->targets[client->targets_count], entry, length);
+        client->targets[client->targets_count++][length] = '\0';
+        entry += length;
+    } while (*entry++ == ',');
+    return true;
+}
+
 sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *options,
                                 char *error_out, size_t error_capacity)
 {
@@ -344,11 +372,13 @@ sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *o
         sc_fail(error_out, error_capacity, "out of memory");
         return NULL;
     }
-    grpc_channel_credentials *credentials = NULL;
-    if (sc_client_set_token(client, options, error_out, error_capacity) &&
-        sc_token_transport_ok(target, options, error_out, error_capacity)) {
-        credentials = sc_credentials_new(options, error_out, error_capacity);
+    bool ok = sc_client_set_targets(client, target, error_out, error_capacity) &&
+              sc_client_set_token(client, options, error_out, error_capacity);
+    for (size_t i = 0; ok && i < client->targets_count; i++) {
+        ok = sc_token_transport_ok(client->targets[i], options, error_out, error_capacity);
     }
+    grpc_channel_credentials *credentials =
+        ok ? sc_credentials_new(options, error_out, error_capacity) : NULL;
     if (credentials == NULL) {
         sc_client_free(client);
         return NULL;
@@ -361,7 +391,9 @@ sc_client_t *sc_client_new_with(const char *target, const sc_client_options_t *o
     };
     grpc_channel_args channel_args = {.num_args = options && options->own_connection ? 2 : 1,
                                       .args = args};
-    client->channel = grpc_channel_create(target, credentials, &channel_args);
+    for (size_t i = 0; i < client->targets_count; i++) {
+        client->channels[i] = grpc_channel_create(client->targets[i], credentials, &channel_args);
+    }
     grpc_channel_credentials_release(credentials);
     return client;
 }
@@ -376,8 +408,10 @@ void sc_client_free(sc_client_t *client)
     if (client == NULL) {
         return;
     }
-    if (client->channel != NULL) {
-        grpc_channel_destroy(client->channel);
+    for (size_t i = 0; i < client->targets_count; i++) {
+        if (client->channels[i] != NULL) {
+            grpc_channel_destroy(client->channels[i]);
+        }
     }
     if (client->has_authorization) {
         grpc_slice_unref(client->authorization);
@@ -387,7 +421,35 @@ void sc_client_free(sc_client_t *client)
 
 grpc_channel *sc_client_channel(sc_client_t *client)
 {
-    return client->channel;
+    return client->channels[atomic_load(&client->current) % client->targets_count];
+}
+
+/* The first pause before sending a request of unknown outcome again (doubling, to 32x). */
+#define SC_RETRY_PAUSE_MS 25
+
+/* Replication: where the next attempt of a call that a replica refused should go. A replica
+ * that is not the leader refused it without applying it ("not the leader", with the leader's
+ * address when it knows one), or the replica could not be reached at all (nothing was sent):
+ * then the hinted replica, else the next one. False when the call must not be repeated: one
+ * target, another answer, or an outcome that may have been applied. */
+static bool sc_client_next_target(sc_client_t *client, size_t tried, const sc_status_t *status,
+                                  size_t *next_out)
+{
+    if (client->targets_count < 2 || status->code != GRPC_STATUS_UNAVAILABLE) {
+        return false;
+    }
+    bool refused = strstr(status->message, "not the leader") != NULL;
+    bool unreachable = strncmp(status->message, "failed to connect", 17) == 0;
+    if (!refused && !unreachable) {
+        return false;
+    }
+    *next_out = (tried + 1) % client->targets_count;
+    for (size_t i = 0; refused && status->leader[0] != '\0' && i < client->targets_count; i++) {
+        if (strcmp(client->targets[i], status->leader) == 0) {
+            *next_out = i;
+        }
+    }
+    return true;
 }
 
 size_t sc_client_metadata(const sc_client_t *client, grpc_metadata metadata_out[SC_METADATA_MAX])
@@ -611,13 +673,23 @@ static void sc_exchange_outcome(sc_exchange_t *exchange,
         }
     } else {
         sc_decode_details(&exchange->trailing, status);
+        for (size_t i = 0; i < exchange->trailing.count; i++) {
+            const grpc_metadata *entry = &exchange->trailing.metadata[i];
+            if (grpc_slice_str_cmp(entry->key, "stockd-leader") == 0) {
+                snprintf(status->leader, sizeof(status->leader), "%.*s",
+                         (int)GRPC_SLICE_LENGTH(entry->value),
+                         (const char *)GRPC_SLICE_START_PTR(entry->value));
+            }
+        }
     }
 }
 
-int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCMessage *request,
-                       const ProtobufCMessageDescriptor *response_descriptor,
-                       ProtobufCMessage **response_out, const sc_call_options_t *options,
-                       sc_status_t *status)
+/* One attempt of a unary call on one target's channel. */
+static int sc_call_once(sc_client_t *client, size_t target, const char *method,
+                        const ProtobufCMessage *request,
+                        const ProtobufCMessageDescriptor *response_descriptor,
+                        ProtobufCMessage **response_out, const sc_call_options_t *options,
+                        gpr_timespec deadline, sc_status_t *status)
 {
     sc_status_init(status);
     *response_out = NULL;
@@ -629,11 +701,10 @@ int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCM
         return status->code;
     }
     grpc_completion_queue *queue = sc_thread_queue();
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_millis(options->deadline_ms, GPR_TIMESPAN));
     grpc_slice method_slice = grpc_slice_from_static_string(method);
-    grpc_call *call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                               queue, method_slice, NULL, deadline, NULL);
+    grpc_call *call =
+        grpc_channel_create_call(client->channels[target], NULL, GRPC_PROPAGATE_DEFAULTS, queue,
+                                 method_slice, NULL, deadline, NULL);
     sc_exchange_t exchange = {.metadata = &metadata,
                               .send = sc_pack(request),
                               .code = GRPC_STATUS_UNKNOWN,
@@ -652,6 +723,62 @@ int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCM
     grpc_call_unref(call);
     sc_metadata_release(&metadata);
     return status->code;
+}
+
+/* retry_unknown: after an unknown outcome, whether to send again (time is left for a pause
+ * and another try); sleeps the pause and names the replica to try. */
+static bool sc_client_retry_unknown(sc_client_t *client, size_t tried, const sc_status_t *status,
+                                    unsigned retries, gpr_timespec deadline, size_t *next_out)
+{
+    if (client->targets_count < 2 || status->code != GRPC_STATUS_UNAVAILABLE ||
+        strstr(status->message, "not applied") != NULL) {
+        return false;
+    }
+    int64_t pause_ms = SC_RETRY_PAUSE_MS << (retries < 5 ? retries : 5);
+    gpr_timespec resume =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(pause_ms, GPR_TIMESPAN));
+    if (gpr_time_cmp(resume, deadline) >= 0) {
+        return false;
+    }
+    struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
+    nanosleep(&pause, NULL);
+    *next_out = (tried + 1) % client->targets_count;
+    for (size_t i = 0; status->leader[0] != '\0' && i < client->targets_count; i++) {
+        *next_out = strcmp(client->targets[i], status->leader) == 0 ? i : *next_out;
+    }
+    return true;
+}
+
+int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_descriptor,
+                       ProtobufCMessage **response_out, const sc_call_options_t *options,
+                       sc_status_t *status)
+{
+    /* one deadline for every attempt: following the leader never extends the caller's */
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                         gpr_time_from_millis(options->deadline_ms, GPR_TIMESPAN));
+    size_t hops = 0;
+    unsigned retries = 0;
+    for (;;) {
+        size_t target = atomic_load(&client->current) % client->targets_count;
+        sc_call_once(client, target, method, request, response_descriptor, response_out, options,
+                     deadline, status);
+        size_t next = 0;
+        bool again =
+            hops < client->targets_count && sc_client_next_target(client, target, status, &next);
+        hops += again ? 1 : 0;
+        if (!again && options->retry_unknown &&
+            sc_client_retry_unknown(client, target, status, retries, deadline, &next)) {
+            again = true;
+            retries++;
+            hops = 0; /* after a pause, the replicas may be asked again */
+        }
+        if (!again) {
+            return status->code;
+        }
+        atomic_compare_exchange_strong(&client->current, &target, next);
+        sc_status_free(status);
+    }
 }
 
 int sc_call_unary(sc_client_t *client, const char *method, const ProtobufCMessage *request,
@@ -793,7 +920,7 @@ int sc_call_stream(sc_client_t *client, const char *method, const ProtobufCMessa
                                                gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
                                 : gpr_inf_future(GPR_CLOCK_REALTIME);
     grpc_call *call =
-        grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS, queue,
+        grpc_channel_create_call(sc_client_channel(client), NULL, GRPC_PROPAGATE_DEFAULTS, queue,
                                  grpc_slice_from_static_string(method), NULL, deadline, NULL);
     grpc_byte_buffer *send = sc_pack(request);
     grpc_metadata_array initial, trailing;

@@ -33,10 +33,16 @@ typedef struct sc_client sc_client_t;
 /* The longest request_id stockd accepts (docs/api.md §3), with its NUL. */
 #define SC_REQUEST_ID_BYTES (SD_REQUEST_ID_BYTES_MAX + 1)
 
+/* A client may be given several stockd replicas (docs/api.md 7): "A,B,C". */
+#define SC_TARGETS_MAX 9
+#define SC_TARGET_BYTES 256
+
 /* The outcome of a call. code is a grpc_status_code (0 = OK). */
 typedef struct {
     int code;
     char message[512];
+    /* Replication: the leader's address a replica named (trailing metadata stockd-leader). */
+    char leader[SC_TARGET_BYTES];
     /* Writes only: the request_id the call carried, generated when the request had none. When
      * the outcome is unknown (sc_outcome_unknown), re-sending the same request with this id is
      * safe: stockd applies it at most once. */
@@ -146,6 +152,12 @@ typedef struct {
      * bytes of printable ASCII (0x20..0x7E), else the call is not made and ends with
      * INVALID_ARGUMENT. The string only has to live until the call returns. */
     const char *on_behalf_of;
+    /* Replication (a client given several replicas): when the outcome is unknown (UNAVAILABLE
+     * that does not say "not applied": the leader changed or went away mid-call), send the
+     * same request again, to the leader, with a growing pause, until the deadline. Only for
+     * requests stockd applies at most once: writes whose request_id is set (the single-write
+     * calls set one when it is missing; a Batch needs one in every write). */
+    bool retry_unknown;
 } sc_call_options_t;
 
 /* sc_call_unary with per-call options (options must not be NULL). */

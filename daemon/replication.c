@@ -26,7 +26,7 @@
 #define SD_ENTRY_HEADER_BYTES 16
 #define SD_STATUS_REFRESH_MS 20
 
-typedef enum { SD_REQUEST_BARRIER, SD_REQUEST_APPLY } sd_request_kind_t;
+typedef enum { SD_REQUEST_BARRIER, SD_REQUEST_APPLY, SD_REQUEST_TRANSFER } sd_request_kind_t;
 
 typedef struct {
     sd_request_kind_t kind;
@@ -34,10 +34,12 @@ typedef struct {
     struct raft_buffer buffer;
     struct raft_apply apply;
     struct raft_barrier barrier;
+    struct raft_transfer transfer;
     sd_replication_outcome_t outcome;
     bool done;
     bool abandoned; /* the writer stopped waiting: whoever finishes it frees it */
     sd_replication_t *replication;
+    void *next; /* the queue of requests handed to the loop */
 } sd_request_t;
 
 struct sd_replication {
@@ -55,7 +57,7 @@ struct sd_replication {
     pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t changed;
-    sd_request_t *queued; /* handed over, not yet started on the loop */
+    sd_request_t *queued; /* handed over, not yet started on the loop (newest first) */
     bool stopping;
     sd_replication_status_t status; /* the snapshot other threads read */
     uint64_t applied_index;         /* the last entry stored (loop thread) */
@@ -286,10 +288,22 @@ static void sd_on_apply(struct raft_apply *apply, int status, void *result)
     sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN);
 }
 
+static void sd_on_transfer(struct raft_transfer *transfer)
+{
+    sd_request_finish(transfer->data, SD_REPLICATION_DONE);
+}
+
 static void sd_request_start(sd_replication_t *replication, sd_request_t *request)
 {
     struct raft *raft = &replication->raft;
     bool leads = raft_state(raft) == RAFT_LEADER && !replication->failed;
+    if (request->kind == SD_REQUEST_TRANSFER) {
+        request->transfer.data = request;
+        if (!leads || raft_transfer(raft, &request->transfer, 0, sd_on_transfer) != 0) {
+            sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
+        }
+        return;
+    }
     if (request->kind == SD_REQUEST_BARRIER && leads) {
         request->term = raft_current_term(raft);
         request->barrier.data = request;
@@ -405,7 +419,8 @@ static void sd_on_wake(uv_async_t *async)
     replication->queued = NULL;
     bool stopping = replication->stopping;
     pthread_mutex_unlock(&replication->mutex);
-    if (request != NULL) {
+    while (request != NULL) {
+        sd_request_t *next = request->next;
         if (stopping) {
             if (request->kind == SD_REQUEST_APPLY) {
                 raft_free(request->buffer.base);
@@ -414,6 +429,7 @@ static void sd_on_wake(uv_async_t *async)
         } else {
             sd_request_start(replication, request);
         }
+        request = next;
     }
     sd_fence_pump(replication);
     if (stopping) {
@@ -443,6 +459,7 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
     pthread_mutex_lock(&replication->mutex);
     bool queued = !replication->stopping;
     if (queued) {
+        request->next = replication->queued;
         replication->queued = request;
         uv_async_send(&replication->wake);
     }
@@ -658,11 +675,34 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     return SD_OK;
 }
 
+/* A leader that stops hands leadership to the most up-to-date follower first, so writes
+ * resume within a round trip instead of an election timeout (rolling restarts, preStop). */
+static void sd_replication_step_down(sd_replication_t *replication)
+{
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    sd_request_t *request = status.leader ? calloc(1, sizeof(*request)) : NULL;
+    if (request == NULL) {
+        return;
+    }
+    request->kind = SD_REQUEST_TRANSFER;
+    request->replication = replication;
+    uint64_t unused = 0;
+    sd_replication_outcome_t outcome = sd_request_run(replication, request, 3000, &unused);
+    struct timespec refresh = {0, 2 * SD_STATUS_REFRESH_MS * 1000000};
+    nanosleep(&refresh, NULL); /* the status snapshot catches up with the new leader */
+    sd_replication_status(replication, &status);
+    SD_LOG(LOG_INFO, "replication_leadership_transferred",
+           LF_BOOL("done", outcome == SD_REPLICATION_DONE && !status.leader),
+           LF_INT("leader_id", (int64_t)status.leader_id));
+}
+
 void sd_replication_shutdown(sd_replication_t *replication)
 {
     if (replication == NULL) {
         return;
     }
+    sd_replication_step_down(replication);
     pthread_mutex_lock(&replication->mutex);
     bool first = !replication->stopping;
     replication->stopping = true;

@@ -193,8 +193,11 @@ static void gw_send_lone(gw_coalescer_t *coalescer, gw_pending_t *pending, int *
 {
     ProtobufCMessage *reply = NULL;
     int64_t left = gw_left_ms(pending);
+    /* a write of unknown outcome (a leader change) is sent again within its deadline: the
+     * request_id (Wix's, or one libstockclient makes) keeps it to one application */
     sc_call_options_t options = {.deadline_ms = left > 0 ? left : 1,
-                                 .on_behalf_of = pending->on_behalf_of};
+                                 .on_behalf_of = pending->on_behalf_of,
+                                 .retry_unknown = true};
     *code_out = gw_is_decrement(pending->request)
                     ? sc_decrement_with(coalescer->options.client,
                                         (const Stockd__V1__DecrementRequest *)pending->request,
@@ -229,7 +232,15 @@ static void gw_send_batch(gw_coalescer_t *coalescer, gw_pending_t *const *taken,
     Stockd__V1__BatchRequest request = STOCKD__V1__BATCH_REQUEST__INIT;
     request.n_writes = count;
     request.writes = pointers;
-    sc_call_options_t options = {.deadline_ms = gw_batch_deadline_ms(taken, count)};
+    /* sent again on an unknown outcome only when every write carries a request_id */
+    bool every_write_has_an_id = true;
+    for (size_t i = 0; i < count; i++) {
+        const char *id = gw_is_decrement(taken[i]->request) ? writes[i].decrement->request_id
+                                                            : writes[i].increment->request_id;
+        every_write_has_an_id = every_write_has_an_id && id != NULL && id[0] != '\0';
+    }
+    sc_call_options_t options = {.deadline_ms = gw_batch_deadline_ms(taken, count),
+                                 .retry_unknown = every_write_has_an_id};
     *response_out = NULL;
     sc_batch_with(coalescer->options.client, &request, response_out, &options, status);
     atomic_fetch_add(&coalescer->batches, 1);

@@ -165,7 +165,8 @@ static int gw_send(gw_context_t *context, gw_wix_call_t *call, const char *on_be
     }
     sc_status_t status;
     ProtobufCMessage *reply = NULL;
-    sc_call_options_t options = {.deadline_ms = context->deadline_ms, .on_behalf_of = on_behalf_of};
+    sc_call_options_t options = {
+        .deadline_ms = context->deadline_ms, .on_behalf_of = on_behalf_of, .retry_unknown = true};
     int code = call->method == GW_WIX_DECREMENT
                    ? sc_decrement_with(context->client, &call->decrement,
                                        (Stockd__V1__DecrementResponse **)&reply, &options, &status)
