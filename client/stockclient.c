@@ -438,7 +438,9 @@ static bool sc_client_next_target(sc_client_t *client, size_t tried, const sc_st
     if (client->targets_count < 2 || status->code != GRPC_STATUS_UNAVAILABLE) {
         return false;
     }
-    bool refused = strstr(status->message, "not the leader") != NULL;
+    /* "not the leader; not applied", or a stopping replica's "…; not applied" */
+    bool refused = strstr(status->message, "not the leader") != NULL ||
+                   strstr(status->message, "not applied") != NULL;
     bool unreachable = strncmp(status->message, "failed to connect", 17) == 0;
     if (!refused && !unreachable) {
         return false;
@@ -725,13 +727,15 @@ static int sc_call_once(sc_client_t *client, size_t target, const char *method,
     return status->code;
 }
 
-/* retry_unknown: after an unknown outcome, whether to send again (time is left for a pause
- * and another try); sleeps the pause and names the replica to try. */
+/* retry_unknown: after UNAVAILABLE or CANCELLED (an unknown outcome, or a refusal from every
+ * replica while they elect a leader), whether to send again (time is left for a pause and another
+ * try); sleeps the pause and names the replica to try. */
 static bool sc_client_retry_unknown(sc_client_t *client, size_t tried, const sc_status_t *status,
                                     unsigned retries, gpr_timespec deadline, size_t *next_out)
 {
-    if (client->targets_count < 2 || status->code != GRPC_STATUS_UNAVAILABLE ||
-        strstr(status->message, "not applied") != NULL) {
+    /* CANCELLED: a stopping replica's gRPC core cancels calls that arrive meanwhile */
+    if (client->targets_count < 2 ||
+        (status->code != GRPC_STATUS_UNAVAILABLE && status->code != GRPC_STATUS_CANCELLED)) {
         return false;
     }
     int64_t pause_ms = SC_RETRY_PAUSE_MS << (retries < 5 ? retries : 5);

@@ -152,9 +152,10 @@ typedef struct {
      * bytes of printable ASCII (0x20..0x7E), else the call is not made and ends with
      * INVALID_ARGUMENT. The string only has to live until the call returns. */
     const char *on_behalf_of;
-    /* Replication (a client given several replicas): when the outcome is unknown (UNAVAILABLE
-     * that does not say "not applied": the leader changed or went away mid-call), send the
-     * same request again, to the leader, with a growing pause, until the deadline. Only for
+    /* Replication (a client given several replicas): after UNAVAILABLE or CANCELLED (a
+     * stopping replica) — an unknown outcome
+     * (the leader changed or went away mid-call), or no replica leading yet — send the same
+     * request again, to the leader, with a growing pause, until the deadline. Only for
      * requests stockd applies at most once: writes whose request_id is set (the single-write
      * calls set one when it is missing; a Batch needs one in every write). */
     bool retry_unknown;

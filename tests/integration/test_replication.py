@@ -136,7 +136,10 @@ class Cluster:
             for n in self.nodes:
                 with open(n.log_path) as log:
                     sys.stderr.write("node %d log:\n%s\n" % (n.id, log.read()[-6000:]))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("STOCKD_KEEP_LOGS"):
+            sys.stderr.write("logs kept in %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
         test.assertEqual(failed, [], "a replica exited badly: %s" % codes)
 
 
@@ -331,6 +334,116 @@ class Replication(unittest.TestCase):
         histories = self.wait_same_history(self.cluster.nodes)
         self.assertEqual(histories[0], histories[2])
         self.assertEqual(len(histories[0]), 3)
+
+
+APP_ID = "228540bd-2509-4dfa-90c5-bcc6b493e7d4"
+STORES = "215238eb-22a5-4c36-9e7b-e7c08025e04e"
+INSTANCE = "8469f2fd-764b-4ea0-b748-13520b1f453b"
+
+
+class GatewayRollingRestart(unittest.TestCase):
+    """Issue 13: through the gateway under Wix load, a rolling restart of all three replicas
+    (SIGTERM, start again, wait until it is serving) causes zero failed Wix calls: followers
+    send the gateway to the leader, a stopping leader hands leadership over, and a write of
+    unknown outcome is sent again with its requestId within the call's deadline."""
+
+    def setUp(self):
+        import jwt  # noqa: F401  (python3-jwt, as in test_gateway.py)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.cluster = Cluster()
+        self.cluster.start()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+        public_path = os.path.join(self.cluster.dir, "wix-public.pem")
+        with open(public_path, "wb") as f:
+            f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+        import procs
+        gateway = os.path.join(os.path.dirname(os.path.abspath(STOCKD)), "stockd-gateway")
+        self.gateway, self.http = procs.start(
+            [gateway, "--listen", "127.0.0.1:0", "--stockd",
+             ",".join(n.address for n in self.cluster.nodes), "--wix-app-id", APP_ID,
+             "--wix-public-key", public_path, "--deadline-ms", "8000"],
+            os.path.join(self.cluster.dir, "gateway.log"))
+
+    def tearDown(self):
+        import procs
+        self.assertEqual(procs.stop(self.gateway), 0)
+        self.cluster.stop(self)
+
+    def wix_call(self, sku, request_id):
+        import jwt
+        import urllib.error
+        import urllib.request
+        now = int(time.time())
+        claims = {"data": {"request": {
+            "items": [{"catalogReference": {"catalogItemId": sku, "appId": STORES},
+                       "quantity": 1, "subscriptionItem": False}],
+            "orderId": "o-" + request_id, "reason": "ORDER_PLACED",
+            "restrictInventoryValue": True},
+            "metadata": {"requestId": request_id, "instanceId": INSTANCE, "currency": "USD",
+                         "appExtensionType": "ECOM_INVENTORY"}},
+            "aud": APP_ID, "iss": "wix.com", "iat": now, "exp": now + 300}
+        token = jwt.encode(claims, self.private_pem, algorithm="RS256").encode()
+        req = urllib.request.Request("http://%s/v1/decrement" % self.http, data=token,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def test_rolling_restart_fails_no_wix_call(self):
+        leader = self.cluster.leader()
+        skus = ["w%d" % i for i in range(4)]
+        leader.call("SetStock", pb.SetStockRequest(tenant_id=INSTANCE, lines=[
+            pb.SetLine(item=pb.ItemRef(app_id=STORES, catalog_item_id=sku), available=100000)
+            for sku in skus]), pb.SetStockResponse)
+        stop, lock, answers = threading.Event(), threading.Lock(), []
+
+        def load(worker):
+            n = 0
+            while not stop.is_set():
+                n += 1
+                answer = self.wix_call(skus[n % len(skus)], "roll-%d-%d" % (worker, n))
+                with lock:
+                    answers.append(answer)
+
+        threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for node in self.cluster.nodes:
+                time.sleep(1)
+                self.assertEqual(node.stop(), 0)
+                node.start()
+                self.cluster.leader()
+                deadline = time.time() + 30  # serving again: it has a leader and caught up
+                while time.time() < deadline:
+                    try:
+                        r = node.channel.unary_unary("/grpc.health.v1.Health/Check")(
+                            b"", timeout=2)
+                        if r == b"\x08\x01":
+                            break
+                    except grpc.RpcError:
+                        pass
+                    time.sleep(0.1)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        failed = [a for a in answers if a != (200, b"{}")]
+        self.assertGreater(len(answers), 100)
+        self.assertEqual(failed[:5], [], "%d of %d Wix calls failed" % (len(failed), len(answers)))
+        leader = self.cluster.leader()
+        got = leader.call("GetStock", pb.GetStockRequest(tenant_id=INSTANCE, items=[
+            pb.ItemRef(app_id=STORES, catalog_item_id=sku) for sku in skus]), pb.GetStockResponse)
+        self.assertEqual(sum(100000 - level.available for level in got.levels), len(answers),
+                         "every acknowledged Wix decrement applied exactly once")
 
 
 class Flags(unittest.TestCase):
