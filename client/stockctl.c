@@ -38,7 +38,7 @@ static const char *const ctl_booleans[] = {"true", "false", NULL};
 /* Options without a default (NULL) stay NULL when not given: "keep the current value". */
 static const cfg_option_t ctl_options[] = {
     CTL_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
-            "stockd gRPC address"),
+            "stockd gRPC address; replicas as A,B,C (calls follow the leader)"),
     CTL_OPT("admin", "STOCKD_ADMIN_ADDR", CFG_STRING, admin, "127.0.0.1:50052", 0, 0, NULL,
             "backup: stockd's admin address (where its --admin-listen serves stockd.v1.Admin)"),
     CTL_OPT("insecure", "STOCKD_INSECURE", CFG_BOOL, insecure, "false", 0, 0, NULL,

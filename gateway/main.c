@@ -54,7 +54,8 @@ static const cfg_option_t gw_options[] = {
     GW_OPT("listen", "STOCKD_GATEWAY_LISTEN", CFG_STRING, listen, "127.0.0.1:8080", 0, 0, NULL,
            "HTTP listen address HOST:PORT (port 0 = any free port, logged)"),
     GW_OPT("stockd", "STOCKD_GATEWAY_STOCKD", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
-           "stockd gRPC address"),
+           "stockd gRPC address; replicas as A,B,C (calls follow the leader, and a write of "
+           "unknown outcome is sent again with its request_id within the deadline)"),
     GW_OPT("wix-app-id", "STOCKD_GATEWAY_WIX_APP_ID", CFG_STRING, wix_app_id, "", 0, 0, NULL,
            "the Wix app id (the JWT aud); required unless --dev"),
     GW_OPT("wix-public-key", "STOCKD_GATEWAY_WIX_PUBLIC_KEY", CFG_STRING, wix_public_key, "", 0, 0,
