@@ -19,6 +19,7 @@
 #include "sd_limits.h"
 #include "ctl.h"
 #include "ctl_help.h"
+#include "ctl_cluster.h"
 #include "ctl_ledger.h"
 #include "ctl_output.h"
 #include "stockclient.h"
@@ -495,6 +496,7 @@ static const struct {
     {"increment", ctl_increment, CTL_STOCKD},
     {"wix-sign", ctl_wix_sign, CTL_LOCAL},
     {"backup", ctl_backup, CTL_ADMIN},
+    {"cluster", ctl_cluster, CTL_ADMIN},
     {"list", ctl_list, CTL_STOCKD},
     {"history", ctl_history, CTL_STOCKD},
     {"watch", ctl_watch, CTL_STOCKD},

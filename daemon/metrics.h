@@ -13,7 +13,7 @@
 
 #include "status.h"
 
-#define SD_METRICS_METHODS_MAX 16
+#define SD_METRICS_METHODS_MAX 24
 
 typedef struct sd_metrics sd_metrics_t;
 typedef struct sd_storage sd_storage_t;

@@ -233,6 +233,14 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->applied_index = raft_last_applied(raft);
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
+    status->role = raft_state_name(raft_state(raft));
+    status->members_count = replication->options.peers_count;
+    status->members = replication->peers;
+    for (size_t i = 0; i < status->members_count; i++) {
+        raft_index match = 0;
+        status->match_index[i] =
+            raft_match_index(raft, replication->peers[i].id, &match) == 0 ? match : 0;
+    }
     snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s",
              leader ? leader->grpc_address : "");
     pthread_mutex_unlock(&replication->mutex);
@@ -299,7 +307,7 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
     bool leads = raft_state(raft) == RAFT_LEADER && !replication->failed;
     if (request->kind == SD_REQUEST_TRANSFER) {
         request->transfer.data = request;
-        if (!leads || raft_transfer(raft, &request->transfer, 0, sd_on_transfer) != 0) {
+        if (!leads || raft_transfer(raft, &request->transfer, request->term, sd_on_transfer) != 0) {
             sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
         }
         return;
@@ -675,26 +683,35 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     return SD_OK;
 }
 
-/* A leader that stops hands leadership to the most up-to-date follower first, so writes
- * resume within a round trip instead of an election timeout (rolling restarts, preStop). */
-static void sd_replication_step_down(sd_replication_t *replication)
+sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, uint64_t node_id)
 {
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
     sd_request_t *request = status.leader ? calloc(1, sizeof(*request)) : NULL;
     if (request == NULL) {
-        return;
+        return SD_REPLICATION_NOT_LEADER;
     }
     request->kind = SD_REQUEST_TRANSFER;
+    request->term = node_id; /* the target, for the loop */
     request->replication = replication;
     uint64_t unused = 0;
     sd_replication_outcome_t outcome = sd_request_run(replication, request, 3000, &unused);
+    /* the callback comes when the target leads or the attempt timed out: the status snapshot
+     * tells which, once it caught up */
     struct timespec refresh = {0, 2 * SD_STATUS_REFRESH_MS * 1000000};
-    nanosleep(&refresh, NULL); /* the status snapshot catches up with the new leader */
+    nanosleep(&refresh, NULL);
     sd_replication_status(replication, &status);
-    SD_LOG(LOG_INFO, "replication_leadership_transferred",
-           LF_BOOL("done", outcome == SD_REPLICATION_DONE && !status.leader),
+    bool moved = outcome == SD_REPLICATION_DONE && !status.leader;
+    SD_LOG(LOG_INFO, "replication_leadership_transferred", LF_BOOL("done", moved),
            LF_INT("leader_id", (int64_t)status.leader_id));
+    return moved ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN;
+}
+
+/* A leader that stops hands leadership to the most up-to-date follower first, so writes
+ * resume within a round trip instead of an election timeout (rolling restarts, preStop). */
+static void sd_replication_step_down(sd_replication_t *replication)
+{
+    sd_replication_transfer(replication, 0);
 }
 
 void sd_replication_shutdown(sd_replication_t *replication)

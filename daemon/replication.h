@@ -90,10 +90,20 @@ typedef struct {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
     bool leader;                                  /* this replica */
     char leader_grpc[SD_REPLICATION_ADDRESS_MAX]; /* "" when no leader is known */
+    const char *role;                             /* "leader", "follower", "candidate", … */
+    /* the members (--peers order); match indexes are known on the leader only (else 0) */
+    size_t members_count;
+    const sd_replication_peer_t *members;
+    uint64_t match_index[SD_REPLICATION_PEERS_MAX];
 } sd_replication_status_t;
 
 /* Any thread: the last snapshot of the replica's state (refreshed every few milliseconds). */
 void sd_replication_status(sd_replication_t *replication, sd_replication_status_t *status_out);
+/* Any thread: asks the leader (this replica) to hand leadership to node_id (0 = the most
+ * up-to-date follower) and waits until that is done or an election timeout passed. DONE when
+ * another replica leads afterwards; NOT_LEADER when this replica did not lead. */
+sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, uint64_t node_id);
+
 /* Any thread: a leader is known and this replica has applied every entry it knows to be
  * committed (what Health and /readyz report as serving, docs/api.md 7). */
 bool sd_replication_ready(sd_replication_t *replication);

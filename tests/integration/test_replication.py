@@ -47,7 +47,7 @@ def item(sku):
 class Node:
     def __init__(self, cluster, node_id):
         self.cluster, self.id = cluster, node_id
-        self.raft_port, self.grpc_port = free_port(), free_port()
+        self.raft_port, self.grpc_port, self.admin_port = free_port(), free_port(), free_port()
         self.address = "127.0.0.1:%d" % self.grpc_port
         self.data = os.path.join(cluster.dir, "node%d" % node_id)
         self.log_path = os.path.join(cluster.dir, "node%d.log" % node_id)
@@ -59,6 +59,7 @@ class Node:
         self.proc = subprocess.Popen(
             [STOCKD, "--node-id", str(self.id), "--raft-listen", "127.0.0.1:%d" % self.raft_port,
              "--peers", self.cluster.peers(), "--listen", self.address, "--data-dir", self.data,
+             "--admin-listen", "127.0.0.1:%d" % self.admin_port,
              "--election-timeout-ms", "1000"], stderr=log, stdout=log)
         log.close()
         self.channel = grpc.insecure_channel(self.address)
@@ -334,6 +335,76 @@ class Replication(unittest.TestCase):
         histories = self.wait_same_history(self.cluster.nodes)
         self.assertEqual(histories[0], histories[2])
         self.assertEqual(len(histories[0]), 3)
+
+
+STOCKCTL = os.path.join(os.path.dirname(os.path.abspath(STOCKD)), "stockctl")
+
+
+def stockctl(node, *args):
+    """stockctl against a replica's admin listener; returns (exit code, parsed JSON or text)."""
+    import json
+    proc = subprocess.run([STOCKCTL, "--admin", "127.0.0.1:%d" % node.admin_port, "--json",
+                           *args], capture_output=True, text=True, timeout=60)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+class ClusterCommands(unittest.TestCase):
+    def setUp(self):
+        self.cluster = Cluster()
+        self.cluster.start()
+
+    def tearDown(self):
+        self.cluster.stop(self)
+
+    def test_status_and_transfer_leader(self):
+        leader = self.cluster.leader()
+        leader.call("SetStock", pb.SetStockRequest(tenant_id="t", lines=[
+            pb.SetLine(item=item("c"), available=1)]), pb.SetStockResponse)
+        code, status = stockctl(leader, "cluster", "status")
+        self.assertEqual(code, 0, status)
+        self.assertEqual((status["node_id"], status["role"]), (leader.id, "leader"))
+        self.assertEqual(status["leader_address"], leader.address)
+        self.assertEqual(sorted(m["node_id"] for m in status["members"]), [1, 2, 3])
+        self.assertEqual([m["node_id"] for m in status["members"] if m["leader"]], [leader.id])
+        self.assertGreaterEqual(status["applied_index"], 2)
+        follower = next(n for n in self.cluster.nodes if n is not leader)
+        code, seen = stockctl(follower, "cluster", "status")
+        self.assertEqual((code, seen["role"], seen["leader_id"]), (0, "follower", leader.id))
+        # transfer-leader is for the leader's admin: a follower refuses, naming the leader
+        code, refused = stockctl(follower, "cluster", "transfer-leader")
+        self.assertEqual(code, 1, refused)
+        self.assertIn(leader.address, refused["error"]["message"])
+        self.assertEqual(stockctl(leader, "cluster", "transfer-leader", "99")[0], 2)
+        code, moved = stockctl(leader, "cluster", "transfer-leader", str(follower.id))
+        self.assertEqual((code, moved), (0, {"leader_id": follower.id}))
+        self.assertIs(self.cluster.leader(), follower)
+        got = follower.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("c")]),
+                            pb.GetStockResponse)
+        self.assertEqual(got.levels[0].available, 1)
+
+    def test_one_node_has_no_cluster(self):
+        data = tempfile.mkdtemp(prefix="stockd-one-")
+        admin = free_port()
+        proc = subprocess.Popen([STOCKD, "--listen", "127.0.0.1:0", "--data-dir", data,
+                                 "--admin-listen", "127.0.0.1:%d" % admin],
+                                stderr=subprocess.DEVNULL)
+        try:
+            node = type("N", (), {"admin_port": admin})()
+            deadline = time.time() + 20
+            while True:
+                code, answer = stockctl(node, "cluster", "status")
+                if code != 3 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(code, 1, answer)
+            self.assertIn("one node", answer["error"]["message"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+            shutil.rmtree(data, ignore_errors=True)
 
 
 APP_ID = "228540bd-2509-4dfa-90c5-bcc6b493e7d4"
