@@ -7,11 +7,13 @@
 #   make bench-peers  stockd vs Redis and PostgreSQL on the same durable workload (installs
 #               redis-server, postgresql, libhiredis-dev, libpq-dev when missing; ~4 minutes)
 #   make profile  instructions per call under callgrind (Health vs durable decrements)
+#   make bench-replication  three replicas vs one node (stockbench --preset peers) and the
+#               time from a leader's SIGKILL to the first acknowledged write (bench/replication.py)
 #   make image  the container image, built offline with podman over a debootstrap base, then
 #               checked end to end (scripts/image.sh; IMAGE=name:tag)
 #   make soak   SIGKILL stockd under load SOAK_CYCLES times (default 100, a few minutes; not
 #               part of make test) and check what survives; SOAK_SEED repeats a run
-.PHONY: all setup build run test bench bench-peers profile soak fuzz image clean
+.PHONY: all setup build run test bench bench-peers bench-replication profile soak fuzz image clean
 
 BUILD ?= build
 BUILD_ASAN ?= build-asan
@@ -75,6 +77,9 @@ fuzz: setup
 	  ./build-fuzz/tests/fuzz_$$t -max_total_time=$${FUZZ_SECONDS:-300} \
 	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t || exit 1; \
 	done
+
+bench-replication: build
+	@/usr/bin/python3 bench/replication.py $(BUILD)
 
 image:
 	@bash scripts/image.sh

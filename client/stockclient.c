@@ -763,8 +763,8 @@ int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCM
                                          gpr_time_from_millis(options->deadline_ms, GPR_TIMESPAN));
     size_t hops = 0;
     unsigned retries = 0;
+    size_t target = atomic_load(&client->current) % client->targets_count;
     for (;;) {
-        size_t target = atomic_load(&client->current) % client->targets_count;
         sc_call_once(client, target, method, request, response_descriptor, response_out, options,
                      deadline, status);
         size_t next = 0;
@@ -780,7 +780,8 @@ int sc_call_unary_with(sc_client_t *client, const char *method, const ProtobufCM
         if (!again) {
             return status->code;
         }
-        atomic_compare_exchange_strong(&client->current, &target, next);
+        atomic_store(&client->current, next); /* later calls start where this one goes */
+        target = next;
         sc_status_free(status);
     }
 }

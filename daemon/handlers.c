@@ -263,8 +263,8 @@ static bool sd_refuse_read_off_leader(sd_call_t *call)
      * after a barrier proved it still leads and applied everything committed before */
     if (sd_replication_read_fence(replication, SD_READ_FENCE_WAIT_MS) != SD_REPLICATION_DONE) {
         sd_call_reply_status(call, SD_UNAVAILABLE,
-                             "this replica could not confirm it still leads; retry (at the "
-                             "stockd-leader address when given)");
+                             "this replica could not confirm it leads (perhaps not the leader "
+                             "any more); retry (at the stockd-leader address when given)");
         return true;
     }
     return false;

@@ -461,6 +461,8 @@ static bool sd_start_server(const sd_config_t *config, sd_daemon_t *daemon)
  * with status 3 instead, without touching RocksDB again. */
 static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
 {
+    /* a leader hands over first: while the servers drain, clients are sent to the new one */
+    sd_replication_step_down(daemon->replication);
     sd_server_stop(daemon->admin_server, config->shutdown_grace_s * 1000);
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
     sd_metrics_detach(daemon->metrics); /* scrapes stop reading what is freed below */

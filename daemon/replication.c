@@ -57,7 +57,10 @@ struct sd_replication {
     pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t changed;
-    sd_request_t *queued; /* handed over, not yet started on the loop (newest first) */
+    /* handed over, not yet started on the loop, oldest first: a barrier must follow every
+     * append the writer asked for before it */
+    sd_request_t *queued, *queued_tail;
+    bool closing; /* loop thread: raft_close was called */
     bool stopping;
     sd_replication_status_t status; /* the snapshot other threads read */
     uint64_t applied_index;         /* the last entry stored (loop thread) */
@@ -318,15 +321,22 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
         if (raft_barrier(raft, &request->barrier, sd_on_barrier) == 0) {
             return;
         }
-    } else if (request->kind == SD_REQUEST_APPLY && leads &&
+    } else if (request->kind == SD_REQUEST_APPLY && leads && raft_transferee(raft) == 0 &&
                raft_current_term(raft) == request->term) {
         request->apply.data = request;
-        /* the buffer is the library's from here, also when it refuses (it frees it then) */
         int rv = raft_apply(raft, &request->apply, &request->buffer, 1, sd_on_apply);
         if (rv == 0) {
+            return; /* the buffer is the library's now */
+        }
+        if (rv != RAFT_NOTLEADER && rv != RAFT_NOSPACE) {
+            /* refused after the library took the entry in (it freed the buffer, and may keep
+             * the entry): the fate is unknown, and this replica's log cannot be trusted */
+            SD_LOG(LOG_ERROR, "replication_append_failed", LF_STR("error", raft_strerror(rv)));
+            sd_replication_fail(replication, "the Raft log refused an append");
+            sd_request_finish(request, SD_REPLICATION_UNKNOWN);
             return;
         }
-        SD_LOG(LOG_WARN, "replication_append_refused", LF_STR("error", raft_strerror(rv)));
+        raft_free(request->buffer.base); /* refused before it was taken in: still ours */
     } else if (request->kind == SD_REQUEST_APPLY) {
         raft_free(request->buffer.base);
     }
@@ -386,7 +396,7 @@ sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication
                                                    int64_t timeout_ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (timeout_ms % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) {
@@ -424,12 +434,15 @@ static void sd_on_wake(uv_async_t *async)
     sd_replication_t *replication = async->data;
     pthread_mutex_lock(&replication->mutex);
     sd_request_t *request = replication->queued;
-    replication->queued = NULL;
+    replication->queued = replication->queued_tail = NULL;
     bool stopping = replication->stopping;
     pthread_mutex_unlock(&replication->mutex);
     while (request != NULL) {
         sd_request_t *next = request->next;
-        if (stopping) {
+        pthread_mutex_lock(&replication->mutex);
+        bool abandoned = request->abandoned; /* the writer answered "outcome unknown" */
+        pthread_mutex_unlock(&replication->mutex);
+        if (stopping || abandoned) {
             if (request->kind == SD_REQUEST_APPLY) {
                 raft_free(request->buffer.base);
             }
@@ -441,7 +454,8 @@ static void sd_on_wake(uv_async_t *async)
     }
     sd_fence_pump(replication);
     if (stopping) {
-        if (!uv_is_closing((uv_handle_t *)&replication->wake)) {
+        if (!replication->closing) {
+            replication->closing = true;
             uv_timer_stop(&replication->refresh);
             raft_close(&replication->raft, sd_on_raft_closed);
         }
@@ -457,7 +471,7 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
                                                int64_t timeout_ms, uint64_t *term_out)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (timeout_ms % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) {
@@ -467,8 +481,13 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
     pthread_mutex_lock(&replication->mutex);
     bool queued = !replication->stopping;
     if (queued) {
-        request->next = replication->queued;
-        replication->queued = request;
+        request->next = NULL;
+        if (replication->queued_tail != NULL) {
+            replication->queued_tail->next = request;
+        } else {
+            replication->queued = request;
+        }
+        replication->queued_tail = request;
         uv_async_send(&replication->wake);
     }
     while (queued && !request->done) {
@@ -606,7 +625,10 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
         replication->raft.data = replication;
         raft_set_snapshot_threshold(&replication->raft, UINT_MAX);
         if (replication->options.election_timeout_ms > 0) {
-            raft_set_election_timeout(&replication->raft, replication->options.election_timeout_ms);
+            /* the library asserts heartbeat < election: a tenth, as its defaults (100/1000) */
+            unsigned election = replication->options.election_timeout_ms;
+            raft_set_election_timeout(&replication->raft, election);
+            raft_set_heartbeat_timeout(&replication->raft, election / 10 > 0 ? election / 10 : 1);
         }
         raft_set_pre_vote(&replication->raft, true);
         step = "bootstrap";
@@ -660,7 +682,12 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     replication->applied_index = sd_storage_applied_index(options->storage);
     replication->status.node_id = options->node_id;
     pthread_mutex_init(&replication->mutex, NULL);
-    pthread_cond_init(&replication->changed, NULL);
+    /* waits are timed on the monotonic clock: a wall-clock jump must not cut one short */
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&replication->changed, &attributes);
+    pthread_condattr_destroy(&attributes);
     if (!sd_replication_init(replication, self, error, error_capacity)) {
         /* the library's handles may be half open: the process exits on this error */
         return SD_UNAVAILABLE;
@@ -695,13 +722,20 @@ sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, 
     request->term = node_id; /* the target, for the loop */
     request->replication = replication;
     uint64_t unused = 0;
-    sd_replication_outcome_t outcome = sd_request_run(replication, request, 3000, &unused);
+    /* the library gives a transfer one election timeout */
+    int64_t wait_ms = 2 * (int64_t)replication->options.election_timeout_ms;
+    sd_replication_outcome_t outcome =
+        sd_request_run(replication, request, wait_ms > 3000 ? wait_ms : 3000, &unused);
+    if (outcome == SD_REPLICATION_NOT_LEADER) {
+        return outcome;
+    }
     /* the callback comes when the target leads or the attempt timed out: the status snapshot
      * tells which, once it caught up */
     struct timespec refresh = {0, 2 * SD_STATUS_REFRESH_MS * 1000000};
     nanosleep(&refresh, NULL);
     sd_replication_status(replication, &status);
-    bool moved = outcome == SD_REPLICATION_DONE && !status.leader;
+    bool moved = outcome == SD_REPLICATION_DONE && !status.leader && status.leader_id != 0 &&
+                 status.leader_id != status.node_id;
     SD_LOG(LOG_INFO, "replication_leadership_transferred", LF_BOOL("done", moved),
            LF_INT("leader_id", (int64_t)status.leader_id));
     return moved ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN;
@@ -709,9 +743,11 @@ sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, 
 
 /* A leader that stops hands leadership to the most up-to-date follower first, so writes
  * resume within a round trip instead of an election timeout (rolling restarts, preStop). */
-static void sd_replication_step_down(sd_replication_t *replication)
+void sd_replication_step_down(sd_replication_t *replication)
 {
-    sd_replication_transfer(replication, 0);
+    if (replication != NULL) {
+        sd_replication_transfer(replication, 0);
+    }
 }
 
 void sd_replication_shutdown(sd_replication_t *replication)

@@ -59,6 +59,9 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
 /* Closes Raft (pending writes end as "outcome unknown") and joins the loop thread; from then
  * on nothing is applied, and requests are answered NOT_LEADER. */
 void sd_replication_shutdown(sd_replication_t *replication);
+/* A leader about to stop hands leadership to the most up-to-date follower (a no-op on a
+ * follower); sd_replication_shutdown does it too. */
+void sd_replication_step_down(sd_replication_t *replication);
 /* Frees it (after sd_replication_shutdown, once nobody calls it any more). */
 void sd_replication_free(sd_replication_t *replication);
 

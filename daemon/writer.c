@@ -15,6 +15,8 @@
 /* Replication: how long the writer waits for its entry to be applied before answering
  * "outcome unknown" (a leader cut off from the majority steps down well before). */
 #define SD_REPLICATION_COMMIT_WAIT_MS 5000
+/* Replication: how long a batch of refusals waits for the leader to confirm it leads. */
+#define SD_REPLICATION_FENCE_WAIT_MS 2000
 
 struct sd_writer {
     sd_writer_options_t options;
@@ -153,6 +155,26 @@ static void sd_writer_enter_failed(sd_writer_t *writer)
 
 /* Answers jobs that were queued when storage failed: they were never evaluated. */
 
+/* Replication: the evaluated jobs of a batch whose entry was not appended (or whose refusals
+ * could not be confirmed) are answered "not the leader; not applied". A replay stays a fact
+ * when it was read from storage (keep_replays: no request of the batch was applied); one in a
+ * batch that appended writes may have come from a record of the batch itself, so its fate is
+ * unknown. Requests whose deadline passed were never evaluated and keep their answer. */
+static void sd_writer_refuse_evaluated(sd_writer_t *writer, size_t taken, bool keep_replays)
+{
+    for (size_t i = 0; i < taken; i++) {
+        sd_write_result_t *result = &writer->taken[i]->result;
+        if (result->error.status == SD_DEADLINE_EXCEEDED || (keep_replays && result->replayed)) {
+            continue;
+        }
+        bool replayed = result->replayed;
+        sd_write_result_free(result);
+        sd_write_result_init(result);
+        sd_error_set(&result->error, SD_UNAVAILABLE, "%s",
+                     replayed ? SD_REPLICATION_UNKNOWN_MESSAGE : SD_NOT_LEADER_MESSAGE);
+    }
+}
+
 /* Answers taken jobs (never evaluated) with status and message, and completes them. */
 static void sd_writer_refuse_with(sd_writer_t *writer, size_t taken, sd_status_t status,
                                   const char *message)
@@ -200,10 +222,25 @@ static sd_status_t sd_writer_commit_replicated(sd_writer_t *writer, size_t taken
         return SD_OK;
     }
     writer->lead_term = 0;
-    sd_writer_fail_batch(writer, taken,
-                         outcome == SD_REPLICATION_NOT_LEADER ? SD_NOT_LEADER_MESSAGE
-                                                              : SD_REPLICATION_UNKNOWN_MESSAGE);
+    if (outcome == SD_REPLICATION_NOT_LEADER) {
+        sd_writer_refuse_evaluated(writer, taken, false);
+    } else {
+        sd_writer_fail_batch(writer, taken, SD_REPLICATION_UNKNOWN_MESSAGE);
+    }
     return SD_UNAVAILABLE;
+}
+
+/* Replication, a batch that appends nothing (every request refused or replayed): its refusals
+ * were judged against this replica's state, which only counts while it still leads, so they
+ * go out only after a read fence; without one they become "not the leader; not applied".
+ * Replays were read from stored (committed) records: facts either way. */
+static void sd_writer_confirm_refusals(sd_writer_t *writer, size_t taken)
+{
+    if (sd_replication_read_fence(writer->options.replication, SD_REPLICATION_FENCE_WAIT_MS) !=
+        SD_REPLICATION_DONE) {
+        writer->lead_term = 0;
+        sd_writer_refuse_evaluated(writer, taken, true);
+    }
 }
 
 /* One node: the batch as one RocksDB write. A failure is a storage failure (fail-stop). */
@@ -269,6 +306,8 @@ static void sd_writer_run_batch(sd_writer_t *writer, size_t taken)
         }
         sd_metrics_observe_commit(writer->options.metrics, applied,
                                   util_monotonic_ms() - started_ms);
+    } else if (writer->options.replication != NULL) {
+        sd_writer_confirm_refusals(writer, taken);
     }
     size_t replays = 0;
     for (size_t i = 0; i < taken; i++) {

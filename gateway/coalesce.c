@@ -271,6 +271,21 @@ static size_t gw_settle_expired(gw_coalescer_t *coalescer, gw_pending_t **taken,
     return live;
 }
 
+/* A write of a Batch that came back UNAVAILABLE (the replica stopped leading while the Batch
+ * was in flight) goes again alone, which follows the leader and sends an unknown outcome
+ * again (retry_unknown) — when that is safe: it was not applied, or it carries a request_id
+ * (stockd then applies it at most once) — and time is left. */
+static bool gw_worth_sending_again(const gw_pending_t *pending, int code, const char *message)
+{
+    if (code != GRPC_STATUS_UNAVAILABLE || gw_left_ms(pending) <= 0) {
+        return false;
+    }
+    const char *id = gw_is_decrement(pending->request)
+                         ? ((const Stockd__V1__DecrementRequest *)pending->request)->request_id
+                         : ((const Stockd__V1__IncrementRequest *)pending->request)->request_id;
+    return strstr(message, "not applied") != NULL || (id != NULL && id[0] != '\0');
+}
+
 /* Each call alone, one after the other (a stockd without Batch, or a lone call). */
 static void gw_send_each_alone(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count)
 {
@@ -320,13 +335,16 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, 
         gw_send_each_alone(coalescer, taken, count);
         return;
     }
+    size_t again = 0;
     pthread_mutex_lock(&coalescer->mutex);
     for (size_t i = 0; i < count; i++) {
-        if (response != NULL) {
-            gw_settle(taken[i], sc_batch_result_code(response->results[i]),
-                      sc_batch_result_message(response->results[i]));
+        int code = response ? sc_batch_result_code(response->results[i]) : status.code;
+        const char *message =
+            response ? sc_batch_result_message(response->results[i]) : status.message;
+        if (response != NULL && gw_worth_sending_again(taken[i], code, message)) {
+            taken[again++] = taken[i];
         } else {
-            gw_settle(taken[i], status.code, status.message);
+            gw_settle(taken[i], code, message);
         }
     }
     pthread_mutex_unlock(&coalescer->mutex);
@@ -334,6 +352,7 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, 
         stockd__v1__batch_response__free_unpacked(response, NULL);
     }
     sc_status_free(&status);
+    gw_send_each_alone(coalescer, taken, again); /* they follow the leader and retry */
 }
 
 /* Wakes the first queued call whose thread is not itself sending, to take a free sender
