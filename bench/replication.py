@@ -149,6 +149,7 @@ def failover_run():
                                               request_id="fo-%d-%d" % (worker, n),
                                               lines=[pb.Line(item=pb.ItemRef(
                                                   app_id="a", catalog_item_id=sku), quantity=1)])
+                sent = time.time()
                 try:
                     ch.unary_unary("/stockd.v1.Inventory/Decrement")(
                         request.SerializeToString(), timeout=2)
@@ -157,7 +158,7 @@ def failover_run():
                     code, message = e.code().name, e.details() or ""
                     hint = dict(e.trailing_metadata() or ()).get("stockd-leader")
                 with lock:
-                    results.append((time.time(), sku, code, message))
+                    results.append((sent, sku, code, message, time.time()))
                 if code != "OK":
                     index = group.addresses.index(hint) if hint in group.addresses \
                         else (index + 1) % 3
@@ -169,11 +170,12 @@ def failover_run():
         time.sleep(3)
         killed_at = time.time()
         group.procs[leader].send_signal(signal.SIGKILL)
-        time.sleep(5)
+        time.sleep(10)
         stop.set()
         for t in threads:
             t.join()
-        after = [r[0] for r in results if r[0] > killed_at and r[2] == "OK"]
+        # a request sent after the kill (an answer that was already on its way does not count)
+        after = [r[4] for r in results if r[0] > killed_at and r[2] == "OK"]
         first_ack_s = (min(after) - killed_at) if after else None
         new_leader = group.leader()
         channel = grpc.insecure_channel(group.addresses[new_leader])
