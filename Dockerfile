@@ -5,12 +5,8 @@ FROM debian:bookworm-slim AS build
 # lets `make image` remove this stage once the runtime image is built
 LABEL stockd.stage=build
 # cowsql/raft 0.22 (replication) is in bookworm-backports, of the archive the base uses
-RUN uri=$(grep -h -s '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
-      | grep -v -- -security | head -n1); \
-    [ -n "$uri" ] || uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list); \
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
-      "${uri:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
-      > /etc/apt/sources.list.d/bookworm-backports.sources
+COPY deploy/image/add-backports.sh /usr/local/sbin/
+RUN sh /usr/local/sbin/add-backports.sh
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
@@ -34,12 +30,8 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON -D
 # Runtime stage: only the shared libraries the binaries link, and the binaries.
 FROM debian:bookworm-slim
 # cowsql/raft 0.22 (replication) is in bookworm-backports, of the archive the base uses
-RUN uri=$(grep -h -s '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' \
-      | grep -v -- -security | head -n1); \
-    [ -n "$uri" ] || uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list); \
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
-      "${uri:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
-      > /etc/apt/sources.list.d/bookworm-backports.sources
+COPY deploy/image/add-backports.sh /usr/local/sbin/
+RUN sh /usr/local/sbin/add-backports.sh
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 librocksdb7.8 libmicrohttpd12 libjansson4 libssl3 ca-certificates \
