@@ -312,6 +312,12 @@ static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
                                             .on_failed = sd_on_storage_failed,
                                             .election_timeout_ms =
                                                 (unsigned)config->election_timeout_ms};
+        if (!net_address_is_loopback(config->raft_listen)) {
+            SD_LOG(LOG_WARN, "raft_plaintext", LF_STR("address", config->raft_listen),
+                   LF_STR("warning", "replication traffic is neither encrypted nor "
+                                     "authenticated: only the other replicas may reach this "
+                                     "address (firewall, NetworkPolicy)"));
+        }
         if (sd_replication_start(&options, &daemon->replication, error, sizeof(error)) == SD_OK) {
             sd_writer_set_replication(daemon->writer, daemon->replication);
             return true;
