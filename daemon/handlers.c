@@ -430,8 +430,15 @@ static void sd_handle_health_watch(sd_call_t *call, const uint8_t *bytes, size_t
 
 void sd_health_report_not_serving(sd_server_t *server)
 {
+    sd_health_report(server, false);
+}
+
+void sd_health_report(sd_server_t *server, bool serving)
+{
     Grpc__Health__V1__HealthCheckResponse response = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    response.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    response.status = serving
+                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     uint8_t bytes[16];
     size_t length = grpc__health__v1__health_check_response__pack(&response, bytes);
     sd_server_broadcast_health(server, bytes, length);

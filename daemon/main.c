@@ -280,6 +280,33 @@ static bool sd_attach_metrics(const sd_config_t *config, sd_daemon_t *daemon)
     return true;
 }
 
+/* Replication: Health/Watch streams hear when this replica loses its leader or catches up
+ * again. The servers are registered once started and removed before they stop, under a lock,
+ * because the news comes from the replication thread. */
+static pthread_mutex_t sd_health_mutex = PTHREAD_MUTEX_INITIALIZER;
+static sd_server_t *sd_health_servers[2];
+
+static void sd_health_servers_set(sd_server_t *server, sd_server_t *admin)
+{
+    pthread_mutex_lock(&sd_health_mutex);
+    sd_health_servers[0] = server;
+    sd_health_servers[1] = admin;
+    pthread_mutex_unlock(&sd_health_mutex);
+}
+
+static void sd_on_ready_changed(void *context, bool ready)
+{
+    (void)context;
+    pthread_mutex_lock(&sd_health_mutex);
+    for (int i = 0; i < 2; i++) {
+        if (sd_health_servers[i] != NULL) {
+            sd_health_report(sd_health_servers[i], ready);
+        }
+    }
+    pthread_mutex_unlock(&sd_health_mutex);
+    SD_LOG(LOG_INFO, "replication_serving", LF_BOOL("serving", ready));
+}
+
 /* With --node-id: this stockd is one replica of a Raft group (docs/api.md 7); the Raft log
  * lives in DATA_DIR/raft. */
 static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
@@ -310,6 +337,7 @@ static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
                                             .on_applied = sd_writer_on_applied,
                                             .on_applied_context = daemon->writer,
                                             .on_failed = sd_on_storage_failed,
+                                            .on_ready_changed = sd_on_ready_changed,
                                             .election_timeout_ms =
                                                 (unsigned)config->election_timeout_ms};
         if (!net_address_is_loopback(config->raft_listen)) {
@@ -469,6 +497,7 @@ static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
 {
     /* a leader hands over first: while the servers drain, clients are sent to the new one */
     sd_replication_step_down(daemon->replication);
+    sd_health_servers_set(NULL, NULL);
     sd_server_stop(daemon->admin_server, config->shutdown_grace_s * 1000);
     sd_server_stop(daemon->server, config->shutdown_grace_s * 1000);
     sd_metrics_detach(daemon->metrics); /* scrapes stop reading what is freed below */
@@ -508,6 +537,7 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
            LF_INT("exit_delay_s", config->failure_exit_delay_s));
     /* Health answers NOT_SERVING meanwhile (Check, and Watch streams are told), so probes,
      * the gateway's /readyz and load balancers see the failure before the process is gone. */
+    sd_health_servers_set(NULL, NULL); /* replication news would say SERVING: no more */
     sd_health_report_not_serving(daemon->server);
     if (daemon->admin_server != NULL) {
         sd_health_report_not_serving(daemon->admin_server);
@@ -544,6 +574,7 @@ static int sd_run(const sd_config_t *config, sigset_t *signals)
         sd_stop(config, &daemon);
         return 1;
     }
+    sd_health_servers_set(daemon.server, daemon.admin_server);
     sd_metrics_set_serving(daemon.metrics, true);
     int signal_number = 0;
     sigwait(signals, &signal_number);

@@ -60,7 +60,8 @@ struct sd_replication {
     /* handed over, not yet started on the loop, oldest first: a barrier must follow every
      * append the writer asked for before it */
     sd_request_t *queued, *queued_tail;
-    bool closing; /* loop thread: raft_close was called */
+    bool closing;    /* loop thread: raft_close was called */
+    bool ready_told; /* loop thread: the readiness on_ready_changed last reported */
     bool stopping;
     sd_replication_status_t status; /* the snapshot other threads read */
     uint64_t applied_index;         /* the last entry stored (loop thread) */
@@ -246,7 +247,12 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     }
     snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s",
              leader ? leader->grpc_address : "");
+    bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index;
     pthread_mutex_unlock(&replication->mutex);
+    if (ready != replication->ready_told && replication->options.on_ready_changed != NULL) {
+        replication->ready_told = ready; /* Health/Watch streams hear of the change */
+        replication->options.on_ready_changed(replication->options.on_ready_changed_context, ready);
+    }
 }
 
 static void sd_on_refresh(uv_timer_t *timer)

@@ -45,6 +45,9 @@ typedef struct {
     /* Called on the loop thread after each applied entry with the entry's last ledger seq. */
     void (*on_applied)(void *context, uint64_t last_seq);
     void *on_applied_context;
+    /* Called on the loop thread when sd_replication_ready changes (may be NULL). */
+    void (*on_ready_changed)(void *context, bool ready);
+    void *on_ready_changed_context;
     /* Called once on the loop thread when an entry could not be applied to storage. */
     void (*on_failed)(void *context);
     void *on_failed_context;

@@ -164,6 +164,8 @@ void sd_server_broadcast_health(sd_server_t *server, const uint8_t *message, siz
 /* Health/Watch streams learn that stockd stopped serving (handlers.c: the message is the
  * health protocol's). */
 void sd_health_report_not_serving(sd_server_t *server);
+/* Either status (replication: a replica that lost its leader, or caught up again). */
+void sd_health_report(sd_server_t *server, bool serving);
 
 /* True once shutdown has begun (health reports NOT_SERVING). */
 bool sd_server_is_stopping(const sd_call_t *call);

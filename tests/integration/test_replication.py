@@ -338,6 +338,24 @@ class Replication(unittest.TestCase):
         self.assertIn(got.levels[0].available, (3, 4))  # the cut-off write: outcome unknown
         self.assertEqual(write(leader, "p", 1, "after")[0], grpc.StatusCode.OK)
 
+    def test_health_watch_follows_the_replica(self):
+        """Health/Watch on a replica streams NOT_SERVING when it loses its leader (the other
+        two frozen) and SERVING again once a leader is back (docs/api.md 7)."""
+        self.cluster.leader()
+        watched = self.cluster.nodes[0]
+        others = self.cluster.nodes[1:]
+        stream = watched.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=60)
+        self.assertEqual(next(stream), b"\x08\x01")  # SERVING
+        for n in others:
+            n.kill(signal.SIGSTOP)
+        try:
+            self.assertEqual(next(stream), b"\x08\x02")  # NOT_SERVING: no leader any more
+        finally:
+            for n in others:
+                n.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(next(stream), b"\x08\x01")
+        stream.cancel()
+
     def test_restart_of_every_replica_keeps_the_data(self):
         leader = self.cluster.leader()
         self.set_level(leader, "k", 5)
