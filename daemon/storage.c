@@ -48,8 +48,6 @@ struct sd_storage {
     rocksdb_readoptions_t *read_options;
     rocksdb_writeoptions_t *write_sync;
     rocksdb_writeoptions_t *write_nosync;
-    /* replicated entries: the Raft log is their write-ahead log (sd_storage_apply_replicated) */
-    rocksdb_writeoptions_t *write_no_wal;
     uint64_t last_seq;
     _Atomic uint64_t pruned_through;
     int64_t idempotency_ttl_us;
@@ -158,8 +156,6 @@ static void sd_storage_configure(sd_storage_t *storage, const sd_storage_options
     rocksdb_writeoptions_set_sync(storage->write_sync, 1);
     storage->write_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(storage->write_nosync, 0);
-    storage->write_no_wal = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_disable_WAL(storage->write_no_wal, 1);
 }
 
 /* Reads a big-endian u64 metadata record (0 when absent). */
@@ -562,7 +558,7 @@ sd_status_t sd_storage_close(sd_storage_t *storage)
     rocksdb_readoptions_destroy(storage->read_options);
     rocksdb_writeoptions_destroy(storage->write_sync);
     rocksdb_writeoptions_destroy(storage->write_nosync);
-    rocksdb_writeoptions_destroy(storage->write_no_wal);
+
     free(storage);
     return failed ? SD_UNAVAILABLE : SD_OK;
 }
@@ -770,21 +766,15 @@ sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data,
     rocksdb_writebatch_put_cf(batch.rocks, storage->cf[SD_CF_DEFAULT], sd_meta_raft_applied_key,
                               sizeof(sd_meta_raft_applied_key) - 1, (const char *)value,
                               sizeof(value));
-    /* No RocksDB WAL: the Raft log already holds the entry durably. After a crash, whatever
-     * the memtables lost (column families flush at different times) is applied again from
-     * the Raft log past the stored index; an entry holds only puts of whole values, so
-     * applying it twice leaves what applying it once did. */
-    char *rocks_error = NULL;
-    rocksdb_write(storage->db, storage->write_no_wal, batch.rocks, &rocks_error);
+    /* RocksDB's WAL on, not synced: the Raft log is the durable copy (a lost tail is applied
+     * again from it, past the stored index). The WAL is still needed: column families flush
+     * at different times, and only the WAL brings them back to one consistent point after a
+     * crash — without it the index could be on disk while the levels it covers were not
+     * (review finding: writes without the WAL lost applied entries for good). */
+    sd_status_t status = sd_storage_write(storage, &batch, false);
     rocksdb_writebatch_destroy(batch.rocks);
     (void)last_seq; /* stored by the batch itself (its last-seq record) */
-    if (rocks_error != NULL) {
-        SD_LOG(LOG_ERROR, "storage_write_failed", LF_STR("error", rocks_error));
-        rocksdb_free(rocks_error);
-        atomic_store(&storage->failed, true);
-        return SD_UNAVAILABLE;
-    }
-    return SD_OK;
+    return status;
 }
 
 uint64_t sd_storage_applied_index(sd_storage_t *storage)
