@@ -261,7 +261,8 @@ static bool sd_refuse_read_off_leader(sd_call_t *call)
     }
     /* a leader cut off from the majority may not know it was replaced: it answers only
      * after a barrier proved it still leads and applied everything committed before */
-    if (sd_replication_read_fence(replication, SD_READ_FENCE_WAIT_MS) != SD_REPLICATION_DONE) {
+    if (sd_replication_read_fence(replication, SD_READ_FENCE_WAIT_MS, NULL) !=
+        SD_REPLICATION_DONE) {
         sd_call_reply_status(call, SD_UNAVAILABLE,
                              "this replica could not confirm it leads (perhaps not the leader "
                              "any more); retry (at the stockd-leader address when given)");

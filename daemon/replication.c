@@ -69,7 +69,8 @@ struct sd_replication {
     /* read fences: readers take generation numbers; one barrier at a time covers every
      * generation requested before it started (under mutex, except the barrier itself) */
     uint64_t fence_requested, fence_done, fence_failed, fence_target;
-    bool fence_in_flight; /* loop thread */
+    uint64_t fence_term, fence_done_term; /* the term the barrier started / last succeeded in */
+    bool fence_in_flight;                 /* loop thread */
     struct raft_barrier fence_barrier;
 };
 
@@ -372,6 +373,7 @@ static void sd_fence_settle(sd_replication_t *replication, bool done)
     pthread_mutex_lock(&replication->mutex);
     if (done) {
         replication->fence_done = replication->fence_target;
+        replication->fence_done_term = replication->fence_term;
     } else {
         replication->fence_failed = replication->fence_target;
     }
@@ -404,6 +406,9 @@ static void sd_fence_pump(sd_replication_t *replication)
         return;
     }
     replication->fence_barrier.data = replication;
+    pthread_mutex_lock(&replication->mutex);
+    replication->fence_term = raft_current_term(&replication->raft);
+    pthread_mutex_unlock(&replication->mutex);
     if (raft_state(&replication->raft) == RAFT_LEADER &&
         raft_barrier(&replication->raft, &replication->fence_barrier, sd_on_fence) == 0) {
         replication->fence_in_flight = true;
@@ -413,7 +418,7 @@ static void sd_fence_pump(sd_replication_t *replication)
 }
 
 sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication,
-                                                   int64_t timeout_ms)
+                                                   int64_t timeout_ms, uint64_t *term_out)
 {
     struct timespec until = sd_monotonic_after(timeout_ms);
     pthread_mutex_lock(&replication->mutex);
@@ -429,6 +434,9 @@ sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication
         }
     }
     bool done = replication->fence_done >= generation;
+    if (term_out != NULL) {
+        *term_out = replication->fence_done_term;
+    }
     pthread_mutex_unlock(&replication->mutex);
     return done ? SD_REPLICATION_DONE : SD_REPLICATION_NOT_LEADER;
 }

@@ -88,9 +88,9 @@ sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, ui
 /* Any thread (GetStock, ListStock): DONE once this replica has proved it still leads, after the
  * call, and has applied everything committed before (a Raft barrier, shared by every read
  * waiting for one): a read after it is linearizable. NOT_LEADER otherwise, or after
- * timeout_ms. */
+ * timeout_ms. *term_out (may be NULL): the term that barrier committed in. */
 sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication,
-                                                   int64_t timeout_ms);
+                                                   int64_t timeout_ms, uint64_t *term_out);
 
 typedef struct {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;

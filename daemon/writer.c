@@ -236,8 +236,11 @@ static sd_status_t sd_writer_commit_replicated(sd_writer_t *writer, size_t taken
  * Replays were read from stored (committed) records: facts either way. */
 static void sd_writer_confirm_refusals(sd_writer_t *writer, size_t taken)
 {
-    if (sd_replication_read_fence(writer->options.replication, SD_REPLICATION_FENCE_WAIT_MS) !=
-        SD_REPLICATION_DONE) {
+    /* and still in the term the batch was judged in (not deposed and elected again since) */
+    uint64_t term = 0;
+    if (sd_replication_read_fence(writer->options.replication, SD_REPLICATION_FENCE_WAIT_MS,
+                                  &term) != SD_REPLICATION_DONE ||
+        term != writer->lead_term) {
         writer->lead_term = 0;
         sd_writer_refuse_evaluated(writer, taken, true);
     }

@@ -286,6 +286,31 @@ static bool gw_worth_sending_again(const gw_pending_t *pending, int code, const 
     return strstr(message, "not applied") != NULL || (id != NULL && id[0] != '\0');
 }
 
+/* The Batch's answer of a write that is sent again. */
+typedef struct {
+    int code;
+    char message[256];
+} gw_batch_answer_t;
+
+/* Sends writes of a Batch again, alone, one after the other; one whose deadline passed
+ * meanwhile is not sent (a 1 ms call would come back "deadline exceeded", outcome unknown,
+ * though it was not even sent): it keeps the Batch's answer. */
+static void gw_send_again(gw_coalescer_t *coalescer, gw_pending_t *const *taken,
+                          const gw_batch_answer_t *answers, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (gw_left_ms(taken[i]) <= 0) {
+            gw_settle_locked(coalescer, taken[i], answers[i].code, answers[i].message);
+            continue;
+        }
+        sc_status_t status;
+        int code = GRPC_STATUS_INTERNAL;
+        gw_send_lone(coalescer, taken[i], &code, &status);
+        gw_settle_locked(coalescer, taken[i], code, status.message);
+        sc_status_free(&status);
+    }
+}
+
 /* Each call alone, one after the other (a stockd without Batch, or a lone call). */
 static void gw_send_each_alone(gw_coalescer_t *coalescer, gw_pending_t *const *taken, size_t count)
 {
@@ -336,12 +361,16 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, 
         return;
     }
     size_t again = 0;
+    gw_batch_answer_t *answers = malloc(count * sizeof(*answers)); /* of the writes sent again */
     pthread_mutex_lock(&coalescer->mutex);
     for (size_t i = 0; i < count; i++) {
         int code = response ? sc_batch_result_code(response->results[i]) : status.code;
         const char *message =
             response ? sc_batch_result_message(response->results[i]) : status.message;
-        if (response != NULL && gw_worth_sending_again(taken[i], code, message)) {
+        if (response != NULL && answers != NULL &&
+            gw_worth_sending_again(taken[i], code, message)) {
+            answers[again].code = code;
+            snprintf(answers[again].message, sizeof(answers[again].message), "%s", message);
             taken[again++] = taken[i];
         } else {
             gw_settle(taken[i], code, message);
@@ -352,7 +381,8 @@ static void gw_send_and_settle(gw_coalescer_t *coalescer, gw_pending_t **taken, 
         stockd__v1__batch_response__free_unpacked(response, NULL);
     }
     sc_status_free(&status);
-    gw_send_each_alone(coalescer, taken, again); /* they follow the leader and retry */
+    gw_send_again(coalescer, taken, answers, again); /* they follow the leader and retry */
+    free(answers);
 }
 
 /* Wakes the first queued call whose thread is not itself sending, to take a free sender
