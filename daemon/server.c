@@ -45,6 +45,13 @@ typedef struct {
     void *owner;
 } sd_tag_t;
 
+/* A serialized HealthCheckResponse (a status enum): a few bytes. */
+#define SD_HEALTH_MESSAGE_BYTES 16
+
+typedef struct sd_server sd_server_t;
+typedef struct sd_call sd_call_t;
+static void sd_server_health_catch_up(sd_server_t *server, sd_call_t *call);
+
 struct sd_call {
     sd_server_t *server;
     const sd_method_t *method; /* NULL for unknown methods */
@@ -80,6 +87,9 @@ struct sd_call {
     bool metadata_sent;
     grpc_byte_buffer *stream_message; /* the message in flight */
     _Atomic bool send_in_flight;      /* between sd_call_stream_send and its SENT event */
+    /* Health/Watch: the last status message sent on this stream (under the server mutex) */
+    uint8_t health_sent[SD_HEALTH_MESSAGE_BYTES];
+    size_t health_sent_length;
     sd_stream_event_fn *on_stream_event;
     void *stream_context;
     sd_grant_t grant; /* who the caller is, while the call lives */
@@ -115,6 +125,10 @@ struct sd_server {
     sd_call_t **watches; /* every open stream, for shutdown: watches_max + health_watches_max */
     size_t watches_count;
     size_t open_streams[2]; /* [health]: open Inventory/Watch and Health/Watch streams */
+    /* the last status broadcast to Health/Watch streams (under mutex; length 0 = none yet): a
+     * stream that was busy sending gets it when its send completes */
+    uint8_t health_latest[SD_HEALTH_MESSAGE_BYTES];
+    size_t health_latest_length;
     grpc_resource_quota *quota;
 };
 
@@ -519,6 +533,10 @@ bool sd_call_stream_send(sd_call_t *call, const uint8_t *bytes, size_t length)
     if (call->stream_message != NULL) {
         grpc_byte_buffer_destroy(call->stream_message);
     }
+    if (call->method->health && length <= SD_HEALTH_MESSAGE_BYTES) {
+        memcpy(call->health_sent, bytes, length); /* what sd_server_health_catch_up compares */
+        call->health_sent_length = length;
+    }
     grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, length);
     call->stream_message = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
@@ -563,7 +581,10 @@ void sd_call_stream_hold(sd_call_t *call, const ProtobufCMessage *first_message)
     uint8_t *bytes = malloc(length ? length : 1);
     if (bytes != NULL) {
         protobuf_c_message_pack(first_message, bytes);
+        /* under the server mutex: a health broadcast must not send on this stream meanwhile */
+        pthread_mutex_lock(&call->server->mutex);
         sd_call_stream_send(call, bytes, length);
+        pthread_mutex_unlock(&call->server->mutex);
         free(bytes);
     }
     sd_call_unref(call); /* nothing more to send: the close batch keeps the call alive */
@@ -810,6 +831,11 @@ static void sd_server_on_event(sd_server_t *server, grpc_event event)
         return;
     case SD_TAG_STREAM_SENT:
         atomic_store(&call->send_in_flight, false);
+        if (call->method->health && event.success) {
+            pthread_mutex_lock(&server->mutex);
+            sd_server_health_catch_up(server, call); /* a change came while it was busy */
+            pthread_mutex_unlock(&server->mutex);
+        }
         if (call->on_stream_event != NULL) {
             call->on_stream_event(call->stream_context, SD_STREAM_SENT, event.success);
         }
@@ -977,16 +1003,29 @@ sd_server_t *sd_server_start(const sd_server_options_t *options, const sd_servic
     return server;
 }
 
+/* Sends the latest broadcast status on a health stream that has not seen it (server mutex
+ * held; one message in flight per stream: a busy one is caught up when its send completes). */
+static void sd_server_health_catch_up(sd_server_t *server, sd_call_t *call)
+{
+    if (!call->method->health || !call->watching || server->health_latest_length == 0 ||
+        atomic_load(&call->send_in_flight) ||
+        (call->health_sent_length == server->health_latest_length &&
+         memcmp(call->health_sent, server->health_latest, call->health_sent_length) == 0)) {
+        return;
+    }
+    sd_call_stream_send(call, server->health_latest, server->health_latest_length);
+}
+
 void sd_server_broadcast_health(sd_server_t *server, const uint8_t *message, size_t length)
 {
+    if (length > SD_HEALTH_MESSAGE_BYTES) {
+        return; /* a status message is a few bytes */
+    }
     pthread_mutex_lock(&server->mutex);
+    memcpy(server->health_latest, message, length);
+    server->health_latest_length = length;
     for (size_t i = 0; i < server->watches_count; i++) {
-        sd_call_t *call = server->watches[i];
-        /* one message in flight per stream: a stream still sending its first status is
-         * skipped (it ends with the process a moment later anyway) */
-        if (call->method->health && !atomic_load(&call->send_in_flight)) {
-            sd_call_stream_send(call, message, length);
-        }
+        sd_server_health_catch_up(server, server->watches[i]);
     }
     pthread_mutex_unlock(&server->mutex);
 }
