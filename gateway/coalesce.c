@@ -289,7 +289,7 @@ static bool gw_worth_sending_again(const gw_pending_t *pending, int code, const 
 /* The Batch's answer of a write that is sent again. */
 typedef struct {
     int code;
-    char message[256];
+    char message[sizeof(((sc_status_t *)0)->message)]; /* as long as a call's message */
 } gw_batch_answer_t;
 
 /* Sends writes of a Batch again, alone, one after the other; one whose deadline passed
