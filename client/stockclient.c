@@ -424,6 +424,19 @@ grpc_channel *sc_client_channel(sc_client_t *client)
     return client->channels[atomic_load(&client->current) % client->targets_count];
 }
 
+/* Where to go after target `tried` answered status: the leader it named when that is one of
+ * the client's targets, else the next target. */
+static size_t sc_client_target_after(const sc_client_t *client, size_t tried,
+                                     const sc_status_t *status)
+{
+    for (size_t i = 0; status->leader[0] != '\0' && i < client->targets_count; i++) {
+        if (strcmp(client->targets[i], status->leader) == 0) {
+            return i;
+        }
+    }
+    return (tried + 1) % client->targets_count;
+}
+
 /* The first pause before sending a request of unknown outcome again (doubling, to 32x). */
 #define SC_RETRY_PAUSE_MS 25
 
@@ -445,12 +458,7 @@ static bool sc_client_next_target(sc_client_t *client, size_t tried, const sc_st
     if (!refused && !unreachable) {
         return false;
     }
-    *next_out = (tried + 1) % client->targets_count;
-    for (size_t i = 0; refused && status->leader[0] != '\0' && i < client->targets_count; i++) {
-        if (strcmp(client->targets[i], status->leader) == 0) {
-            *next_out = i;
-        }
-    }
+    *next_out = sc_client_target_after(client, tried, status);
     return true;
 }
 
@@ -746,10 +754,7 @@ static bool sc_client_retry_unknown(sc_client_t *client, size_t tried, const sc_
     }
     struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
     nanosleep(&pause, NULL);
-    *next_out = (tried + 1) % client->targets_count;
-    for (size_t i = 0; status->leader[0] != '\0' && i < client->targets_count; i++) {
-        *next_out = strcmp(client->targets[i], status->leader) == 0 ? i : *next_out;
-    }
+    *next_out = sc_client_target_after(client, tried, status);
     return true;
 }
 

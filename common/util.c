@@ -29,6 +29,16 @@ double util_monotonic_ms(void)
     return (double)now.tv_sec * 1000.0 + (double)now.tv_nsec / 1e6;
 }
 
+struct timespec util_time_after_us(clockid_t clock, int64_t us)
+{
+    struct timespec at;
+    clock_gettime(clock, &at);
+    int64_t nanoseconds = (int64_t)at.tv_nsec + us % 1000000 * 1000;
+    at.tv_sec += (time_t)(us / 1000000 + nanoseconds / 1000000000);
+    at.tv_nsec = (long)(nanoseconds % 1000000000);
+    return at;
+}
+
 /* Returns the length of the UTF-8 sequence starting at bytes[0], or 0 when malformed. */
 static size_t util_utf8_sequence_length(const unsigned char *bytes, size_t remaining)
 {

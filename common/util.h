@@ -13,6 +13,10 @@ int64_t util_now_us(void);
 int64_t util_now_s(void);
 /* Monotonic time in milliseconds, as a double for latency measurements. */
 double util_monotonic_ms(void);
+/* The time `clock` will read `us` microseconds from now: the absolute deadline that
+ * pthread_cond_timedwait (CLOCK_MONOTONIC with a condvar from util_cond_init_monotonic) and
+ * sem_timedwait (CLOCK_REALTIME) take. */
+struct timespec util_time_after_us(clockid_t clock, int64_t us);
 
 /* True when bytes[0..length) is well-formed UTF-8 (no overlongs, no surrogates) without NUL. */
 bool util_utf8_valid(const char *bytes, size_t length);

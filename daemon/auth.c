@@ -523,11 +523,8 @@ static void *sd_auth_watch(void *argument)
     sd_auth_t *auth = argument;
     pthread_mutex_lock(&auth->mutex);
     while (!auth->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        int64_t nanoseconds = until.tv_nsec + (auth->reload_interval_ms % 1000) * 1000000;
-        until.tv_sec += auth->reload_interval_ms / 1000 + nanoseconds / 1000000000;
-        until.tv_nsec = nanoseconds % 1000000000;
+        struct timespec until =
+            util_time_after_us(CLOCK_REALTIME, (int64_t)auth->reload_interval_ms * 1000);
         pthread_cond_timedwait(&auth->wake, &auth->mutex, &until);
         if (auth->stopping) {
             break;

@@ -350,20 +350,6 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
     sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
 }
 
-/* The monotonic time timeout_ms from now, for waits on `changed` (a monotonic condvar). */
-static struct timespec sd_monotonic_after(int64_t timeout_ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    return until;
-}
-
 /* ---- read fences (loop thread) ---- */
 
 static void sd_fence_pump(sd_replication_t *replication);
@@ -420,7 +406,7 @@ static void sd_fence_pump(sd_replication_t *replication)
 sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication,
                                                    int64_t timeout_ms, uint64_t *term_out)
 {
-    struct timespec until = sd_monotonic_after(timeout_ms);
+    struct timespec until = util_time_after_us(CLOCK_MONOTONIC, timeout_ms * 1000);
     pthread_mutex_lock(&replication->mutex);
     if (replication->stopping) {
         pthread_mutex_unlock(&replication->mutex);
@@ -491,7 +477,7 @@ static void sd_on_wake(uv_async_t *async)
 static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd_request_t *request,
                                                int64_t timeout_ms, uint64_t *term_out)
 {
-    struct timespec until = sd_monotonic_after(timeout_ms);
+    struct timespec until = util_time_after_us(CLOCK_MONOTONIC, timeout_ms * 1000);
     pthread_mutex_lock(&replication->mutex);
     bool queued = !replication->stopping;
     if (queued) {

@@ -125,11 +125,7 @@ static void gw_wait_for_announced(gw_coalescer_t *coalescer)
     if (coalescer->options.wait_us <= 0 || coalescer->announced == 0) {
         return;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t nanoseconds = until.tv_nsec + coalescer->options.wait_us * 1000;
-    until.tv_sec += nanoseconds / 1000000000;
-    until.tv_nsec = nanoseconds % 1000000000;
+    struct timespec until = util_time_after_us(CLOCK_MONOTONIC, coalescer->options.wait_us);
     while (coalescer->announced > 0 && coalescer->queued < SD_BATCH_WRITES_MAX) {
         if (pthread_cond_timedwait(&coalescer->arrivals, &coalescer->mutex, &until) == ETIMEDOUT) {
             break;

@@ -363,11 +363,8 @@ static void *gw_watchdog_main(void *argument)
     pthread_mutex_lock(&http->lock);
     while (!http->stopping) {
         gw_cut_late_connections(http, util_monotonic_ms());
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += GW_WATCHDOG_INTERVAL_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until =
+            util_time_after_us(CLOCK_MONOTONIC, (int64_t)GW_WATCHDOG_INTERVAL_MS * 1000);
         pthread_cond_timedwait(&http->wake, &http->lock, &until);
     }
     pthread_mutex_unlock(&http->lock);

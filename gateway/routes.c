@@ -43,11 +43,8 @@ bool gw_slots_acquire(gw_slots_t *slots, int64_t wait_ms)
     if (slots->slots_max == 0) {
         return true;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until); /* sem_timedwait takes a CLOCK_REALTIME time */
-    int64_t nanoseconds = (int64_t)until.tv_nsec + wait_ms % 1000 * 1000000;
-    until.tv_sec += (time_t)(wait_ms / 1000 + nanoseconds / 1000000000);
-    until.tv_nsec = (long)(nanoseconds % 1000000000);
+    /* sem_timedwait takes a CLOCK_REALTIME time */
+    struct timespec until = util_time_after_us(CLOCK_REALTIME, wait_ms * 1000);
     while (sem_timedwait(&slots->free, &until) != 0) {
         if (errno != EINTR) {
             return false; /* ETIMEDOUT: every slot stayed taken */
