@@ -110,6 +110,19 @@ def stockbench(address, pids):
     return json.loads(line)
 
 
+def snapshot_stats(work, size):
+    """What the replicas logged of their snapshots (replication_snapshot_taken events)."""
+    taken = []
+    for i in range(size):
+        with open(os.path.join(work, "node%d.log" % (i + 1))) as log:
+            for line in log:
+                if '"replication_snapshot_taken"' in line:
+                    taken.append(json.loads(line))
+    return {"snapshots": len(taken),
+            "snapshot_max_ms": max((t["ms"] for t in taken), default=0),
+            "snapshot_max_bytes": max((t["bytes"] for t in taken), default=0)}
+
+
 def throughput_run(size):
     work = tempfile.mkdtemp(prefix="stockd-bench-repl-")
     group = Group(size, work)
@@ -117,6 +130,8 @@ def throughput_run(size):
         leader = group.leader() if size > 1 else 0
         result = stockbench(group.addresses[leader], [p.pid for p in group.procs])
         result.update(run="replication", replicas=size)
+        group.stop()
+        result.update(snapshot_stats(work, size))
         return result
     finally:
         group.stop()
@@ -222,6 +237,11 @@ def main():
             " / ".join("%.1f" % r["p99_ms"] for r in rs),
             sum(r["check_mismatches"] for r in rs)))
     print("\n3 replicas / one node (best rounds): %.2f" % (three[-1] / one[-1]))
+    snapshots = [r for r in runs if r["replicas"] == 3]
+    print("snapshots per 3-replica run (all replicas): %s; the longest held the loop %.1f ms "
+          "for %.1f MB" % (" / ".join(str(r["snapshots"]) for r in snapshots),
+                           max(r["snapshot_max_ms"] for r in snapshots),
+                           max(r["snapshot_max_bytes"] for r in snapshots) / 1e6))
     print("failover: first acknowledged write %.2f s after the leader's SIGKILL; %d checked "
           "mismatches" % (failover["first_ack_after_kill_s"] or -1,
                           failover["check_mismatches"]))

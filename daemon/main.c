@@ -62,6 +62,7 @@ typedef struct {
     const char *raft_listen;
     const char *peers;
     int64_t election_timeout_ms;
+    int64_t snapshot_threshold, snapshot_trailing;
 } sd_config_t;
 
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
@@ -158,6 +159,13 @@ static const cfg_option_t sd_options[] = {
            "included)"),
     SD_OPT("election-timeout-ms", "STOCKD_ELECTION_TIMEOUT_MS", CFG_INT, election_timeout_ms,
            "1000", 100, 60000, NULL, "replication: Raft's election timeout in milliseconds"),
+    SD_OPT("snapshot-threshold", "STOCKD_SNAPSHOT_THRESHOLD", CFG_INT, snapshot_threshold, "8192",
+           16, 1048576, NULL,
+           "replication: take a snapshot (a copy of the whole state) after this many applied "
+           "Raft entries, so the log stays bounded"),
+    SD_OPT("snapshot-trailing", "STOCKD_SNAPSHOT_TRAILING", CFG_INT, snapshot_trailing, "2048", 8,
+           1048576, NULL,
+           "replication: Raft entries kept behind a snapshot, for followers a little behind"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -328,18 +336,20 @@ static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
                                           sizeof(error))) {
         char dir[4096];
         snprintf(dir, sizeof(dir), "%s/raft", config->data_dir);
-        sd_replication_options_t options = {.node_id = (uint64_t)config->node_id,
-                                            .raft_listen = config->raft_listen,
-                                            .peers = peers,
-                                            .peers_count = peers_count,
-                                            .dir = dir,
-                                            .storage = daemon->storage,
-                                            .on_applied = sd_writer_on_applied,
-                                            .on_applied_context = daemon->writer,
-                                            .on_failed = sd_on_storage_failed,
-                                            .on_ready_changed = sd_on_ready_changed,
-                                            .election_timeout_ms =
-                                                (unsigned)config->election_timeout_ms};
+        sd_replication_options_t options = {
+            .node_id = (uint64_t)config->node_id,
+            .raft_listen = config->raft_listen,
+            .peers = peers,
+            .peers_count = peers_count,
+            .dir = dir,
+            .storage = daemon->storage,
+            .on_applied = sd_writer_on_applied,
+            .on_applied_context = daemon->writer,
+            .on_failed = sd_on_storage_failed,
+            .on_ready_changed = sd_on_ready_changed,
+            .election_timeout_ms = (unsigned)config->election_timeout_ms,
+            .snapshot_threshold = (unsigned)config->snapshot_threshold,
+            .snapshot_trailing = (unsigned)config->snapshot_trailing};
         if (!net_address_is_loopback(config->raft_listen)) {
             SD_LOG(LOG_WARN, "raft_plaintext", LF_STR("address", config->raft_listen),
                    LF_STR("warning", "replication traffic is neither encrypted nor "

@@ -213,6 +213,31 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 (double)status.applied_index);
     prom_single(buffer, "stockd_raft_last_index", "gauge",
                 "The last index of this replica's Raft log.", (double)status.last_index);
+    uint64_t lag = 0; /* known on the leader: how far the slowest follower's log is behind */
+    for (size_t i = 0; status.leader && i < status.members_count; i++) {
+        uint64_t behind = status.last_index > status.match_index[i]
+                              ? status.last_index - status.match_index[i]
+                              : 0;
+        lag = status.members[i].id != status.node_id && behind > lag ? behind : lag;
+    }
+    prom_single(buffer, "stockd_raft_replication_lag_entries", "gauge",
+                "On the leader: entries the slowest follower's log is behind (0 elsewhere).",
+                (double)lag);
+    prom_single(buffer, "stockd_raft_snapshots_taken_total", "counter",
+                "Snapshots this process took (each lets Raft drop the log before it).",
+                (double)status.snapshots_taken);
+    prom_single(buffer, "stockd_raft_snapshots_restored_total", "counter",
+                "Snapshots this process restored (sent by a leader to a replica too far "
+                "behind for its log).",
+                (double)status.snapshots_restored);
+    prom_single(buffer, "stockd_raft_snapshot_index", "gauge",
+                "The Raft index of the last snapshot this process took (0: none yet).",
+                (double)status.snapshot_index);
+    prom_single(buffer, "stockd_raft_snapshot_bytes", "gauge",
+                "The size of the last snapshot this process took.", (double)status.snapshot_bytes);
+    prom_single(buffer, "stockd_raft_snapshot_seconds", "gauge",
+                "How long taking the last snapshot held the replication loop.",
+                status.snapshot_ms / 1000.0);
 }
 
 /* One gauge family with a sample per column family; unknown figures are left out. */

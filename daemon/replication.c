@@ -16,6 +16,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "replication_snapshot.h"
 #include "util.h"
 
 /* An entry: magic "SDR", format, the WriteBatch's length (u32) and the last ledger seq it
@@ -202,19 +203,70 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
     return 0;
 }
 
-/* No snapshots yet (the threshold is never reached): the log is kept whole. */
+/* Raft replaces the applied part of its log with a copy of the state once it grew by
+ * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is taken while
+ * no entry is being applied, so it holds exactly the entries applied so far. */
 static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
                            unsigned *buffers_count)
 {
-    (void)fsm, (void)buffers, (void)buffers_count;
-    return RAFT_NOTFOUND;
+    sd_replication_t *replication = fsm->data;
+    if (replication->failed) {
+        return RAFT_IOERR;
+    }
+    double started_ms = util_monotonic_ms();
+    sd_snapshot_info_t info;
+    sd_status_t status =
+        sd_snapshot_take(replication->options.storage, buffers, buffers_count, &info);
+    double took_ms = util_monotonic_ms() - started_ms;
+    if (status != SD_OK) {
+        SD_LOG(LOG_WARN, "replication_snapshot_failed", LF_STR("status", sd_status_name(status)));
+        return status == SD_RESOURCE_EXHAUSTED ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    SD_LOG(LOG_INFO, "replication_snapshot_taken",
+           LF_UINT("raft_index", raft_last_applied(&replication->raft)),
+           LF_UINT("applied_index", info.applied_index), LF_UINT("records", info.records),
+           LF_UINT("bytes", info.bytes), LF_DBL("ms", took_ms));
+    pthread_mutex_lock(&replication->mutex);
+    replication->status.snapshots_taken++;
+    replication->status.snapshot_index = raft_last_applied(&replication->raft);
+    replication->status.snapshot_bytes = info.bytes;
+    replication->status.snapshot_ms = took_ms;
+    pthread_mutex_unlock(&replication->mutex);
+    return 0;
 }
 
+/* A snapshot from the leader (this replica was too far behind for its log), or at start the
+ * last one this replica took. Runs on the loop thread, or on the starting thread. */
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
-    (void)buffer;
-    sd_replication_fail(fsm->data, "a snapshot to restore, which this version never takes");
-    return RAFT_MALFORMED;
+    sd_replication_t *replication = fsm->data;
+    char error[256];
+    sd_snapshot_info_t info;
+    bool restored = false;
+    double started_ms = util_monotonic_ms();
+    sd_status_t status = sd_snapshot_restore(replication->options.storage, buffer->base,
+                                             buffer->len, &info, &restored, error, sizeof(error));
+    if (status != SD_OK) {
+        SD_LOG(LOG_ERROR, "replication_snapshot_restore_failed", LF_STR("error", error));
+        sd_replication_fail(replication, "a snapshot could not be restored");
+        return status == SD_INVALID_ARGUMENT ? RAFT_MALFORMED : RAFT_IOERR;
+    }
+    raft_free(buffer->base); /* restored: the buffer is the state machine's to free */
+    if (!restored) {
+        return 0;
+    }
+    replication->applied_index = info.applied_index;
+    uint64_t last_seq = sd_storage_read_last_seq(replication->options.storage);
+    SD_LOG(LOG_INFO, "replication_snapshot_restored", LF_UINT("applied_index", info.applied_index),
+           LF_UINT("records", info.records), LF_UINT("bytes", info.bytes),
+           LF_UINT("last_seq", last_seq), LF_DBL("ms", util_monotonic_ms() - started_ms));
+    pthread_mutex_lock(&replication->mutex);
+    replication->status.snapshots_restored++;
+    pthread_mutex_unlock(&replication->mutex);
+    if (replication->options.on_applied != NULL) {
+        replication->options.on_applied(replication->options.on_applied_context, last_seq);
+    }
+    return 0;
 }
 
 /* ---- status snapshot (loop thread writes, any thread reads) ---- */
@@ -623,7 +675,13 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
     }
     if (rv == 0) {
         replication->raft.data = replication;
-        raft_set_snapshot_threshold(&replication->raft, UINT_MAX);
+        raft_set_snapshot_threshold(&replication->raft,
+                                    replication->options.snapshot_threshold > 0
+                                        ? replication->options.snapshot_threshold
+                                        : SD_REPLICATION_SNAPSHOT_THRESHOLD);
+        raft_set_snapshot_trailing(&replication->raft, replication->options.snapshot_trailing > 0
+                                                           ? replication->options.snapshot_trailing
+                                                           : SD_REPLICATION_SNAPSHOT_TRAILING);
         if (replication->options.election_timeout_ms > 0) {
             /* the library asserts heartbeat < election: a tenth, as its defaults (100/1000) */
             unsigned election = replication->options.election_timeout_ms;

@@ -8,6 +8,9 @@
  * applied once even when Raft replays its log at start. Business logic runs on the leader only:
  * replicas cannot diverge through clocks, versions or caches.
  *
+ * Every snapshot_threshold entries the state is copied into a Raft snapshot and the log before
+ * it dropped (replication_snapshot.h); a replica behind the leader's log restores the leader's.
+ *
  * The library is not thread-safe: every raft call runs on this module's libuv loop thread.
  * The writer hands work over with uv_async_send and waits; other threads read a status snapshot
  * the loop thread refreshes (role, term, leader, indexes). */
@@ -52,7 +55,14 @@ typedef struct {
     void (*on_failed)(void *context);
     void *on_failed_context;
     unsigned election_timeout_ms; /* 0 = the library's default */
+    /* A snapshot replaces the log every snapshot_threshold applied entries, keeping the last
+     * snapshot_trailing of them (followers a little behind catch up from the log); 0 = the
+     * defaults below. */
+    unsigned snapshot_threshold, snapshot_trailing;
 } sd_replication_options_t;
+
+#define SD_REPLICATION_SNAPSHOT_THRESHOLD 8192
+#define SD_REPLICATION_SNAPSHOT_TRAILING 2048
 
 typedef struct sd_replication sd_replication_t;
 
@@ -101,6 +111,10 @@ typedef struct {
     size_t members_count;
     const sd_replication_peer_t *members;
     uint64_t match_index[SD_REPLICATION_PEERS_MAX];
+    /* snapshots this process took and restored; the last one taken: its Raft index, size and
+     * how long the copy held the loop */
+    uint64_t snapshots_taken, snapshots_restored, snapshot_index, snapshot_bytes;
+    double snapshot_ms;
 } sd_replication_status_t;
 
 /* Any thread: the last snapshot of the replica's state (refreshed every few milliseconds). */

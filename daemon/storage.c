@@ -791,6 +791,107 @@ uint64_t sd_storage_read_last_seq(sd_storage_t *storage)
     return seq;
 }
 
+/* ---- whole-state copies (replication snapshots) ---- */
+
+/* Visits every record of one column family through `options` (which may pin a snapshot). */
+static sd_status_t sd_storage_visit_cf(sd_storage_t *storage, rocksdb_readoptions_t *options,
+                                       sd_cf_t cf, sd_export_fn *visit, void *context,
+                                       bool *stopped_out)
+{
+    rocksdb_iterator_t *iterator =
+        rocksdb_create_iterator_cf(storage->db, options, storage->cf[cf]);
+    for (rocksdb_iter_seek_to_first(iterator); rocksdb_iter_valid(iterator);
+         rocksdb_iter_next(iterator)) {
+        size_t key_length = 0, value_length = 0;
+        const char *key = rocksdb_iter_key(iterator, &key_length);
+        const char *value = rocksdb_iter_value(iterator, &value_length);
+        if (!visit(context, cf, (const uint8_t *)key, key_length, (const uint8_t *)value,
+                   value_length)) {
+            *stopped_out = true;
+            break;
+        }
+    }
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error(iterator, &rocks_error);
+    rocksdb_iter_destroy(iterator);
+    if (rocks_error != NULL) {
+        SD_LOG(LOG_ERROR, "storage_export_failed", LF_STR("cf", sd_cf_names[cf]),
+               LF_STR("error", rocks_error));
+        rocksdb_free(rocks_error);
+        return SD_UNAVAILABLE;
+    }
+    return SD_OK;
+}
+
+/* The applied Raft index as of `options` (0 when absent). */
+static sd_status_t sd_storage_read_applied(sd_storage_t *storage, rocksdb_readoptions_t *options,
+                                           uint64_t *index_out)
+{
+    char *rocks_error = NULL;
+    size_t length = 0;
+    char *value =
+        rocksdb_get_cf(storage->db, options, storage->cf[SD_CF_DEFAULT], sd_meta_raft_applied_key,
+                       sizeof(sd_meta_raft_applied_key) - 1, &length, &rocks_error);
+    *index_out = value != NULL && length == 8 ? sd_be64_get((const uint8_t *)value) : 0;
+    sd_status_t status = rocks_error != NULL            ? SD_UNAVAILABLE
+                         : value != NULL && length != 8 ? SD_INTERNAL
+                                                        : SD_OK;
+    rocksdb_free(rocks_error);
+    rocksdb_free(value);
+    return status;
+}
+
+sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *context,
+                              uint64_t *applied_index_out)
+{
+    /* one RocksDB snapshot for every family: the copy is of a single point in time even while
+     * entries are applied and retention prunes */
+    const rocksdb_snapshot_t *snapshot = rocksdb_create_snapshot(storage->db);
+    rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(options, snapshot);
+    rocksdb_readoptions_set_fill_cache(options, 0); /* a one-off pass: keep the hot blocks */
+    uint64_t applied = 0;
+    sd_status_t status = sd_storage_read_applied(storage, options, &applied);
+    if (applied_index_out != NULL) {
+        *applied_index_out = applied;
+    }
+    bool stopped = false;
+    for (int cf = 0; cf < SD_CF_COUNT && status == SD_OK && !stopped; cf++) {
+        status = sd_storage_visit_cf(storage, options, (sd_cf_t)cf, visit, context, &stopped);
+    }
+    rocksdb_readoptions_destroy(options);
+    rocksdb_release_snapshot(storage->db, snapshot);
+    return status == SD_OK && stopped ? SD_CANCELLED : status;
+}
+
+typedef struct {
+    sd_storage_t *storage;
+    sd_write_batch_t *batch;
+} sd_clear_t;
+
+static bool sd_storage_clear_visit(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                                   const uint8_t *value, size_t value_length)
+{
+    sd_clear_t *clear = context;
+    (void)value, (void)value_length;
+    sd_write_batch_delete(clear->storage, clear->batch, cf, key, key_length);
+    return true;
+}
+
+sd_status_t sd_storage_batch_delete_all(sd_storage_t *storage, sd_write_batch_t *batch)
+{
+    sd_clear_t clear = {storage, batch};
+    return sd_storage_export(storage, sd_storage_clear_visit, &clear, NULL);
+}
+
+sd_status_t sd_storage_reload_meta(sd_storage_t *storage)
+{
+    uint64_t pruned = 0;
+    sd_status_t status = sd_storage_load_meta(storage, sd_meta_pruned_key, &pruned);
+    atomic_store(&storage->pruned_through, pruned);
+    return status;
+}
+
 sd_status_t sd_storage_flush_and_compact(sd_storage_t *storage, sd_cf_t cf)
 {
     char *rocks_error = NULL;

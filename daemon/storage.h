@@ -115,6 +115,22 @@ uint64_t sd_storage_applied_index(sd_storage_t *storage);
 /* The last ledger seq as stored now (replicas apply entries written by other nodes). */
 uint64_t sd_storage_read_last_seq(sd_storage_t *storage);
 
+/* Called for each record of an export; return false to stop. key/value are valid only during
+ * the call. */
+typedef bool sd_export_fn(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                          const uint8_t *value, size_t value_length);
+/* Visits every record of every column family, family by family in key order, as of one point
+ * in time (a RocksDB snapshot), while writes go on; *applied_index_out (may be NULL) gets the
+ * Raft index applied at that point. SD_CANCELLED when visit stopped it. */
+sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *context,
+                              uint64_t *applied_index_out);
+/* Adds a delete of every record stored now, in every column family, to batch (restoring a
+ * replication snapshot replaces the whole state in one write). */
+sd_status_t sd_storage_batch_delete_all(sd_storage_t *storage, sd_write_batch_t *batch);
+/* Reloads what storage keeps in memory of its metadata records (how far retention pruned)
+ * after they were replaced underneath it. */
+sd_status_t sd_storage_reload_meta(sd_storage_t *storage);
+
 /* Called for each entry of a scan; return false to stop. key/value are valid only during
  * the call. */
 typedef bool sd_scan_fn(void *context, const uint8_t *key, size_t key_length, const uint8_t *value,

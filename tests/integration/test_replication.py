@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 STOCKD = sys.argv[1]
 sys.path.insert(0, sys.argv[2])
@@ -48,6 +49,7 @@ class Node:
     def __init__(self, cluster, node_id):
         self.cluster, self.id = cluster, node_id
         self.raft_port, self.grpc_port, self.admin_port = free_port(), free_port(), free_port()
+        self.metrics_port = free_port()
         self.address = "127.0.0.1:%d" % self.grpc_port
         self.data = os.path.join(cluster.dir, "node%d" % node_id)
         self.log_path = os.path.join(cluster.dir, "node%d.log" % node_id)
@@ -60,7 +62,8 @@ class Node:
             [STOCKD, "--node-id", str(self.id), "--raft-listen", "127.0.0.1:%d" % self.raft_port,
              "--peers", self.cluster.peers(), "--listen", self.address, "--data-dir", self.data,
              "--admin-listen", "127.0.0.1:%d" % self.admin_port,
-             "--election-timeout-ms", "1000"], stderr=log, stdout=log)
+             "--metrics-listen", "127.0.0.1:%d" % self.metrics_port,
+             "--election-timeout-ms", "1000"] + self.cluster.extra_flags, stderr=log, stdout=log)
         log.close()
         self.channel = grpc.insecure_channel(self.address)
         grpc.channel_ready_future(self.channel).result(timeout=20)
@@ -82,6 +85,14 @@ class Node:
                 return entries
             after = r.entries[-1].seq
 
+    def metric(self, name):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                    timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise AssertionError("%s is not exported" % name)
+
     def kill(self, sig=signal.SIGKILL):
         self.proc.send_signal(sig)
         if sig == signal.SIGKILL:
@@ -99,8 +110,9 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, size=3):
+    def __init__(self, size=3, extra_flags=()):
         self.dir = tempfile.mkdtemp(prefix="stockd-raft-")
+        self.extra_flags = list(extra_flags)
         self.nodes = [Node(self, i + 1) for i in range(size)]
 
     def peers(self):
@@ -375,6 +387,108 @@ class Replication(unittest.TestCase):
         self.assertEqual(len(histories[0]), 3)
 
 
+class Snapshots(unittest.TestCase):
+    """With a tiny --snapshot-threshold, Raft replaces its log with snapshots every few dozen
+    entries: a replica down past the leader's log catches up from a snapshot, one that lost its
+    store rebuilds it from its own last snapshot, and restarts keep everything."""
+    THRESHOLD, TRAILING = 32, 8
+
+    def setUp(self):
+        self.cluster = Cluster(extra_flags=["--snapshot-threshold", str(self.THRESHOLD),
+                                            "--snapshot-trailing", str(self.TRAILING)])
+        self.cluster.start()
+
+    def tearDown(self):
+        self.cluster.stop(self)
+
+    def decrement_many(self, leader, count, prefix):
+        for i in range(count):
+            code, _, message = write(leader, "s", 1, "%s-%d" % (prefix, i))
+            self.assertEqual(code, grpc.StatusCode.OK, message)
+
+    def level(self, node):
+        got = node.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("s")]),
+                        pb.GetStockResponse)
+        return got.levels[0].available
+
+    def wait_for(self, what, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if what():
+                    return
+            except (OSError, AssertionError):
+                pass  # the replica's metrics listener is not up yet
+            self.assertLess(time.time(), deadline, "timed out")
+            time.sleep(0.1)
+
+    def same_history(self, nodes, entries):
+        histories = Replication.wait_same_history(self, nodes)
+        for h in histories:
+            self.assertEqual(len(h), entries)
+            self.assertEqual(h, histories[0])
+
+    def test_a_replica_down_past_the_log_catches_up_from_a_snapshot(self):
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "s", 1000)
+        self.decrement_many(leader, 10, "before")
+        behind = next(n for n in self.cluster.nodes if n is not leader)
+        self.assertEqual(behind.stop(), 0)
+        # five thresholds' worth: the leader's log no longer reaches back to where behind stopped
+        self.decrement_many(leader, 5 * self.THRESHOLD, "while-down")
+        self.assertGreaterEqual(leader.metric("stockd_raft_snapshots_taken_total"), 4)
+        self.assertGreater(leader.metric("stockd_raft_snapshot_index"), 5 * self.THRESHOLD - 10)
+        raft_files = os.listdir(os.path.join(leader.data, "raft"))
+        self.assertTrue(any(f.startswith("snapshot-") for f in raft_files), raft_files)
+        behind.start()
+        self.wait_for(lambda: behind.metric("stockd_raft_snapshots_restored_total") >= 1)
+        # the log after the snapshot applies on top of it
+        self.decrement_many(leader, 5, "after")
+        entries = 1 + 10 + 5 * self.THRESHOLD + 5
+        self.same_history(self.cluster.nodes, entries)
+        self.assertEqual(self.level(leader), 1000 - (entries - 1))
+        # the replica that caught up leads with the same state
+        code, moved = stockctl(leader, "cluster", "transfer-leader", str(behind.id))
+        self.assertEqual(code, 0, moved)
+        self.assertIs(self.cluster.leader(), behind)
+        self.assertEqual(self.level(behind), 1000 - (entries - 1))
+        self.assertEqual(write(behind, "s", 1, "on-the-restored")[0], grpc.StatusCode.OK)
+        self.same_history(self.cluster.nodes, entries + 1)
+
+    def test_a_replica_that_lost_its_store_rebuilds_it_from_its_snapshot(self):
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "s", 1000)
+        self.decrement_many(leader, 3 * self.THRESHOLD, "first")
+        lost = next(n for n in self.cluster.nodes if n is not leader)
+        self.wait_for(lambda: lost.metric("stockd_raft_snapshots_taken_total") >= 1)
+        self.assertEqual(lost.stop(), 0)
+        # the RocksDB files go (a wiped volume would take the Raft directory along; this is
+        # the store being behind its own snapshot, as after a crash of the machine)
+        for name in os.listdir(lost.data):
+            if name != "raft":
+                path = os.path.join(lost.data, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        lost.start()
+        self.wait_for(lambda: lost.metric("stockd_raft_snapshots_restored_total") >= 1)
+        self.same_history(self.cluster.nodes, 1 + 3 * self.THRESHOLD)
+
+    def test_restart_of_every_replica_after_snapshots_keeps_the_data(self):
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "s", 1000)
+        self.decrement_many(leader, 3 * self.THRESHOLD + 5, "first")
+        for n in self.cluster.nodes:
+            self.assertEqual(n.stop(), 0)
+        self.cluster.start()
+        leader = self.cluster.leader()
+        self.assertEqual(self.level(leader), 1000 - (3 * self.THRESHOLD + 5))
+        for n in self.cluster.nodes:  # each store held its snapshot: nothing was restored
+            self.assertEqual(n.metric("stockd_raft_snapshots_restored_total"), 0)
+        # a replayed request_id is still known after the snapshot (idempotency records)
+        self.assertEqual(write(leader, "s", 1, "first-0")[0], grpc.StatusCode.OK)
+        self.assertEqual(self.level(leader), 1000 - (3 * self.THRESHOLD + 5))
+        self.same_history(self.cluster.nodes, 1 + 3 * self.THRESHOLD + 5)
+
+
 STOCKCTL = os.path.join(os.path.dirname(os.path.abspath(STOCKD)), "stockctl")
 
 
@@ -603,9 +717,13 @@ class Flags(unittest.TestCase):
               "1=127.0.0.1:1=127.0.0.1:2,1=127.0.0.1:3=127.0.0.1:4"], "id 1 appears twice"),
             (["--node-id", "1", "--peers", "1=127.0.0.1:1=127.0.0.1:2"], "needs --raft-listen"),
         ]
-        for args, message in cases:
+        usage = [  # out of range: a usage error (exit 2), as every flag's
+            (["--snapshot-threshold", "0"], "--snapshot-threshold"),
+            (["--snapshot-trailing", "4"], "--snapshot-trailing"),
+        ]
+        for args, message in cases + usage:
             code, stderr = self.run_stockd(*args)
-            self.assertEqual(code, 1, (args, stderr[-2000:]))
+            self.assertEqual(code, 2 if (args, message) in usage else 1, (args, stderr[-2000:]))
             self.assertIn(message, stderr, args)
 
 

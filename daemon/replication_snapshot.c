@@ -1,0 +1,238 @@
+/* replication_snapshot.c — see replication_snapshot.h. */
+#include "replication_snapshot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+
+#define SD_SNAPSHOT_MAGIC "SDS"
+#define SD_SNAPSHOT_FORMAT 1
+#define SD_SNAPSHOT_RECORD_HEADER_BYTES 9 /* cf u8, key length u32, value length u32 */
+
+static void sd_be32_put(uint8_t *out, uint32_t value)
+{
+    out[0] = (uint8_t)(value >> 24);
+    out[1] = (uint8_t)(value >> 16);
+    out[2] = (uint8_t)(value >> 8);
+    out[3] = (uint8_t)value;
+}
+
+static uint32_t sd_be32_get(const uint8_t *in)
+{
+    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) | in[3];
+}
+
+/* ---- taking ---- */
+
+typedef struct {
+    struct raft_buffer *buffers;
+    unsigned count, capacity;
+    size_t chunk_capacity; /* of the last buffer */
+    uint64_t records, payload;
+    bool out_of_memory;
+} sd_snapshot_builder_t;
+
+/* Makes room for `need` more bytes at the end of the last buffer (a new buffer when it is
+ * full: a record never spans two). */
+static uint8_t *sd_snapshot_room(sd_snapshot_builder_t *builder, size_t need)
+{
+    struct raft_buffer *last = builder->count > 0 ? &builder->buffers[builder->count - 1] : NULL;
+    if (last != NULL && builder->chunk_capacity - last->len >= need) {
+        return (uint8_t *)last->base + last->len;
+    }
+    if (builder->count == builder->capacity) {
+        unsigned capacity = builder->capacity > 0 ? 2 * builder->capacity : 8;
+        struct raft_buffer *grown =
+            raft_realloc(builder->buffers, capacity * sizeof(*builder->buffers));
+        if (grown == NULL) {
+            return NULL;
+        }
+        builder->buffers = grown;
+        builder->capacity = capacity;
+    }
+    /* 8 spare bytes: the padding at the end always fits */
+    size_t capacity = (need > SD_SNAPSHOT_CHUNK_BYTES ? need : SD_SNAPSHOT_CHUNK_BYTES) + 8;
+    void *base = raft_malloc(capacity);
+    if (base == NULL) {
+        return NULL;
+    }
+    builder->buffers[builder->count++] = (struct raft_buffer){base, 0};
+    builder->chunk_capacity = capacity - 8;
+    return base;
+}
+
+static bool sd_snapshot_add(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                            const uint8_t *value, size_t value_length)
+{
+    sd_snapshot_builder_t *builder = context;
+    size_t need = SD_SNAPSHOT_RECORD_HEADER_BYTES + key_length + value_length;
+    uint8_t *out = key_length <= UINT32_MAX && value_length <= UINT32_MAX
+                       ? sd_snapshot_room(builder, need)
+                       : NULL;
+    if (out == NULL) {
+        builder->out_of_memory = true;
+        return false;
+    }
+    out[0] = (uint8_t)cf;
+    sd_be32_put(out + 1, (uint32_t)key_length);
+    sd_be32_put(out + 5, (uint32_t)value_length);
+    memcpy(out + SD_SNAPSHOT_RECORD_HEADER_BYTES, key, key_length);
+    memcpy(out + SD_SNAPSHOT_RECORD_HEADER_BYTES + key_length, value, value_length);
+    builder->buffers[builder->count - 1].len += need;
+    builder->records++;
+    builder->payload += need;
+    return true;
+}
+
+static void sd_snapshot_builder_free(sd_snapshot_builder_t *builder)
+{
+    for (unsigned i = 0; i < builder->count; i++) {
+        raft_free(builder->buffers[i].base);
+    }
+    raft_free(builder->buffers);
+}
+
+sd_status_t sd_snapshot_take(sd_storage_t *storage, struct raft_buffer **buffers_out,
+                             unsigned *count_out, sd_snapshot_info_t *info_out)
+{
+    sd_snapshot_builder_t builder = {0};
+    uint8_t *header = sd_snapshot_room(&builder, SD_SNAPSHOT_HEADER_BYTES);
+    if (header == NULL) {
+        sd_snapshot_builder_free(&builder);
+        return SD_RESOURCE_EXHAUSTED;
+    }
+    builder.buffers[0].len = SD_SNAPSHOT_HEADER_BYTES;
+    uint64_t applied = 0;
+    sd_status_t status = sd_storage_export(storage, sd_snapshot_add, &builder, &applied);
+    if (status != SD_OK) {
+        sd_snapshot_builder_free(&builder);
+        return builder.out_of_memory ? SD_RESOURCE_EXHAUSTED : status;
+    }
+    header = builder.buffers[0].base; /* the first buffer never moves */
+    memset(header, 0, SD_SNAPSHOT_HEADER_BYTES);
+    memcpy(header, SD_SNAPSHOT_MAGIC, 3);
+    header[3] = SD_SNAPSHOT_FORMAT;
+    sd_be64_put(header + 8, applied);
+    sd_be64_put(header + 16, builder.records);
+    sd_be64_put(header + 24, builder.payload);
+    /* the library's files want 8-byte multiples; the spare room of the last buffer holds it */
+    uint64_t total = SD_SNAPSHOT_HEADER_BYTES + builder.payload;
+    size_t padding = (size_t)((8 - total % 8) % 8);
+    struct raft_buffer *last = &builder.buffers[builder.count - 1];
+    memset((uint8_t *)last->base + last->len, 0, padding);
+    last->len += padding;
+    *buffers_out = builder.buffers;
+    *count_out = builder.count;
+    *info_out = (sd_snapshot_info_t){applied, builder.records, total + padding};
+    return SD_OK;
+}
+
+/* ---- checking and restoring ---- */
+
+/* Walks the records (checked by sd_snapshot_check first), as an export of the state would. */
+static void sd_snapshot_each(const uint8_t *bytes, const sd_snapshot_info_t *info,
+                             sd_export_fn *visit, void *context)
+{
+    const uint8_t *at = bytes + SD_SNAPSHOT_HEADER_BYTES;
+    for (uint64_t i = 0; i < info->records; i++) {
+        uint32_t key_length = sd_be32_get(at + 1), value_length = sd_be32_get(at + 5);
+        const uint8_t *key = at + SD_SNAPSHOT_RECORD_HEADER_BYTES;
+        if (!visit(context, (sd_cf_t)at[0], key, key_length, key + key_length, value_length)) {
+            return;
+        }
+        at = key + key_length + value_length;
+    }
+}
+
+sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_t *info_out,
+                              char *error, size_t error_capacity)
+{
+    const uint8_t *bytes = data;
+    if (length < SD_SNAPSHOT_HEADER_BYTES || memcmp(bytes, SD_SNAPSHOT_MAGIC, 3) != 0 ||
+        bytes[3] != SD_SNAPSHOT_FORMAT) {
+        snprintf(error, error_capacity, "not a stockd snapshot of format %d", SD_SNAPSHOT_FORMAT);
+        return SD_INVALID_ARGUMENT;
+    }
+    sd_snapshot_info_t info = {sd_be64_get(bytes + 8), sd_be64_get(bytes + 16), length};
+    uint64_t payload = sd_be64_get(bytes + 24);
+    if (payload > length - SD_SNAPSHOT_HEADER_BYTES) {
+        snprintf(error, error_capacity, "a snapshot shorter than its header says");
+        return SD_INVALID_ARGUMENT;
+    }
+    const uint8_t *at = bytes + SD_SNAPSHOT_HEADER_BYTES;
+    size_t left = (size_t)payload;
+    for (uint64_t i = 0; i < info.records; i++) {
+        if (left < SD_SNAPSHOT_RECORD_HEADER_BYTES || at[0] >= SD_CF_COUNT) {
+            snprintf(error, error_capacity, "snapshot record %llu is cut off or of no family",
+                     (unsigned long long)i + 1);
+            return SD_INVALID_ARGUMENT;
+        }
+        size_t record =
+            (size_t)SD_SNAPSHOT_RECORD_HEADER_BYTES + sd_be32_get(at + 1) + sd_be32_get(at + 5);
+        if (record > left) {
+            snprintf(error, error_capacity, "snapshot record %llu runs past the end",
+                     (unsigned long long)i + 1);
+            return SD_INVALID_ARGUMENT;
+        }
+        at += record;
+        left -= record;
+    }
+    if (left != 0) {
+        snprintf(error, error_capacity, "a snapshot with bytes after its last record");
+        return SD_INVALID_ARGUMENT;
+    }
+    *info_out = info;
+    return SD_OK;
+}
+
+typedef struct {
+    sd_storage_t *storage;
+    sd_write_batch_t *batch;
+} sd_restore_t;
+
+static bool sd_snapshot_put(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                            const uint8_t *value, size_t value_length)
+{
+    sd_restore_t *restore = context;
+    sd_write_batch_put(restore->storage, restore->batch, cf, key, key_length, value, value_length);
+    return true;
+}
+
+sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t length,
+                                sd_snapshot_info_t *info_out, bool *restored_out, char *error,
+                                size_t error_capacity)
+{
+    *restored_out = false;
+    sd_status_t status = sd_snapshot_check(data, length, info_out, error, error_capacity);
+    if (status != SD_OK) {
+        return status;
+    }
+    if (info_out->applied_index <= sd_storage_applied_index(storage)) {
+        return SD_OK; /* held already: Raft's own last snapshot, handed back at start */
+    }
+    sd_write_batch_t *batch = sd_write_batch_new();
+    if (batch == NULL) {
+        snprintf(error, error_capacity, "out of memory for a snapshot's write");
+        return SD_RESOURCE_EXHAUSTED;
+    }
+    /* deletes first, then puts: a key in both ends up put (a WriteBatch applies in order) */
+    status = sd_storage_batch_delete_all(storage, batch);
+    if (status == SD_OK) {
+        sd_restore_t restore = {storage, batch};
+        sd_snapshot_each(data, info_out, sd_snapshot_put, &restore);
+        status = sd_storage_write(storage, batch, true);
+        if (status == SD_OK) {
+            status = sd_storage_reload_meta(storage);
+        }
+    }
+    sd_write_batch_free(batch);
+    if (status != SD_OK) {
+        snprintf(error, error_capacity, "storage could not replace its state (%s)",
+                 sd_status_name(status));
+        return status;
+    }
+    *restored_out = true;
+    return SD_OK;
+}

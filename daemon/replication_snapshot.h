@@ -1,0 +1,61 @@
+/* replication_snapshot.h — a replica's whole state as one Raft snapshot, and back.
+ *
+ * Raft keeps its log bounded by replacing the entries a replica has applied with a snapshot
+ * of the state they produced; a replica too far behind for the leader's log (down for long,
+ * or new) is sent the snapshot instead of the entries. The state is every record of every
+ * column family, read through one RocksDB snapshot (a single point in time while entries are
+ * applied), including the Raft index it reflects (meta:raft_applied_index), so the copy says
+ * exactly which entries it holds.
+ *
+ * Format (big-endian): "SDS", format 1, 4 zero bytes, the applied index (u64), the record count
+ * (u64), the records' byte length (u64); then each record: column family (u8), key length
+ * (u32), value length (u32), key, value; zeros to a multiple of 8 bytes. A snapshot is checked
+ * whole before anything is written.
+ *
+ * Restoring replaces the state in one synced RocksDB write (every record deleted, every record
+ * of the snapshot put), so a crash leaves either the old state or the new one. A snapshot no
+ * newer than what the store has applied is not restored: at start Raft hands back the last
+ * snapshot it took, which the store already holds (entries applied after it are replayed past
+ * the stored index as before). */
+#ifndef STOCKD_REPLICATION_SNAPSHOT_H
+#define STOCKD_REPLICATION_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <raft.h>
+
+#include "status.h"
+#include "storage.h"
+
+#define SD_SNAPSHOT_HEADER_BYTES 32
+/* Records are gathered into buffers of about this size (the library writes them one after
+ * the other, and hands a restore one contiguous buffer). */
+#define SD_SNAPSHOT_CHUNK_BYTES (4u << 20)
+
+typedef struct {
+    uint64_t applied_index; /* the last Raft entry the state holds */
+    uint64_t records;
+    uint64_t bytes; /* the whole snapshot, header and padding included */
+} sd_snapshot_info_t;
+
+/* Copies the state into raft_malloc'ed buffers (*buffers_out, itself raft_malloc'ed, holds
+ * *count_out of them: the library frees them after writing). SD_UNAVAILABLE on a read error,
+ * SD_RESOURCE_EXHAUSTED when out of memory; nothing is returned then. */
+sd_status_t sd_snapshot_take(sd_storage_t *storage, struct raft_buffer **buffers_out,
+                             unsigned *count_out, sd_snapshot_info_t *info_out);
+
+/* Checks a snapshot's framing (header, every record inside the buffer, known column families,
+ * the counts it declares). SD_INVALID_ARGUMENT with the reason in error otherwise. */
+sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_t *info_out,
+                              char *error, size_t error_capacity);
+
+/* Replaces the store's state with the snapshot's, unless the store has applied that far
+ * already (*restored_out = false). Nothing changes on an invalid snapshot (SD_INVALID_ARGUMENT)
+ * or a failed read; a failed write is the storage's failure (fail-stop). */
+sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t length,
+                                sd_snapshot_info_t *info_out, bool *restored_out, char *error,
+                                size_t error_capacity);
+
+#endif

@@ -1,0 +1,315 @@
+/* Unit tests for replication snapshots (replication_snapshot.h) over real RocksDB stores: a
+ * snapshot taken from one store and restored into another makes every column family of the
+ * second identical to the first (records it did not have removed), across several buffers;
+ * a snapshot the store already holds is not restored; a damaged snapshot changes nothing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replication_snapshot.h"
+#include "test_helpers.h"
+
+/* ---- a store's whole content, as text, to compare two stores ---- */
+
+typedef struct {
+    char *text;
+    size_t length, capacity;
+} dump_t;
+
+static bool dump_record(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
+                        const uint8_t *value, size_t value_length)
+{
+    dump_t *dump = context;
+    size_t need = dump->length + 2 * (key_length + (value_length > 64 ? 0 : value_length)) + 96;
+    if (need > dump->capacity) {
+        dump->capacity = 2 * need;
+        dump->text = realloc(dump->text, dump->capacity);
+        assert_non_null(dump->text);
+    }
+    dump->length += (size_t)sprintf(dump->text + dump->length, "%d:", (int)cf);
+    for (size_t i = 0; i < key_length; i++) {
+        dump->length += (size_t)sprintf(dump->text + dump->length, "%02x", key[i]);
+    }
+    dump->text[dump->length++] = '=';
+    if (value_length > 64) { /* large values by length and FNV-1a hash: the dump stays small */
+        uint64_t hash = 14695981039346656037ULL;
+        for (size_t i = 0; i < value_length; i++) {
+            hash = (hash ^ value[i]) * 1099511628211ULL;
+        }
+        dump->length += (size_t)sprintf(dump->text + dump->length, "%zu#%016llx", value_length,
+                                        (unsigned long long)hash);
+        value_length = 0;
+    }
+    for (size_t i = 0; i < value_length; i++) {
+        dump->length += (size_t)sprintf(dump->text + dump->length, "%02x", value[i]);
+    }
+    dump->text[dump->length++] = '\n';
+    dump->text[dump->length] = '\0';
+    return true;
+}
+
+static char *dump_store(sd_storage_t *storage)
+{
+    dump_t dump = {calloc(1, 1), 0, 1};
+    assert_int_equal(sd_storage_export(storage, dump_record, &dump, NULL), SD_OK);
+    return dump.text;
+}
+
+/* Applies one replicated entry putting `count` records of value_bytes each into every column
+ * family, keys prefixed with `prefix`. */
+static void fill(sd_storage_t *storage, const char *prefix, int count, size_t value_bytes,
+                 uint64_t raft_index)
+{
+    sd_write_batch_t *batch = sd_write_batch_new();
+    uint8_t *value = malloc(value_bytes);
+    assert_non_null(value);
+    for (int i = 0; i < count; i++) {
+        char key[64];
+        int key_length = snprintf(key, sizeof(key), "%s-%06d", prefix, i);
+        memset(value, 'a' + i % 26, value_bytes);
+        for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+            sd_write_batch_put(storage, batch, (sd_cf_t)cf, (const uint8_t *)key,
+                               (size_t)key_length, value, value_bytes);
+        }
+    }
+    size_t length = 0;
+    const void *data = sd_write_batch_data(batch, &length);
+    assert_int_equal(sd_storage_apply_replicated(storage, data, length, raft_index, 0), SD_OK);
+    sd_write_batch_free(batch);
+    free(value);
+}
+
+/* The buffers of a snapshot, one after the other (as the library hands them to a restore). */
+static uint8_t *take(sd_storage_t *storage, size_t *length_out, sd_snapshot_info_t *info_out,
+                     unsigned *buffers_count_out)
+{
+    struct raft_buffer *buffers = NULL;
+    unsigned count = 0;
+    assert_int_equal(sd_snapshot_take(storage, &buffers, &count, info_out), SD_OK);
+    size_t total = 0;
+    for (unsigned i = 0; i < count; i++) {
+        total += buffers[i].len;
+    }
+    uint8_t *joined = raft_malloc(total);
+    assert_non_null(joined);
+    size_t at = 0;
+    for (unsigned i = 0; i < count; i++) {
+        memcpy(joined + at, buffers[i].base, buffers[i].len);
+        at += buffers[i].len;
+        raft_free(buffers[i].base);
+    }
+    raft_free(buffers);
+    assert_int_equal(total, info_out->bytes);
+    assert_int_equal(total % 8, 0);
+    *length_out = total;
+    *buffers_count_out = count;
+    return joined;
+}
+
+typedef struct {
+    char *dirs[2];
+    sd_storage_t *stores[2];
+} pair_t;
+
+static int pair_setup(void **state)
+{
+    pair_t *pair = calloc(1, sizeof(*pair));
+    for (int i = 0; i < 2; i++) {
+        pair->dirs[i] = th_temp_dir();
+        pair->stores[i] = th_open_storage(pair->dirs[i]);
+        assert_non_null(pair->stores[i]);
+    }
+    *state = pair;
+    return 0;
+}
+
+static int pair_teardown(void **state)
+{
+    pair_t *pair = *state;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sd_storage_close(pair->stores[i]), SD_OK);
+        th_remove_tree(pair->dirs[i]);
+        free(pair->dirs[i]);
+    }
+    free(pair);
+    return 0;
+}
+
+static void test_restore_makes_the_stores_identical(void **state)
+{
+    pair_t *pair = *state;
+    sd_storage_t *leader = pair->stores[0], *behind = pair->stores[1];
+    fill(leader, "shared", 50, 16, 10);
+    fill(leader, "only-leader", 20, 40, 11);
+    fill(behind, "shared", 50, 8, 4); /* older values of the same keys */
+    fill(behind, "only-behind", 30, 8, 5);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(leader, &length, &info, &buffers);
+    assert_int_equal(info.applied_index, 11);
+    /* every record of 5 families, plus the applied index and last-seq metadata */
+    assert_true(info.records >= 5 * 70);
+    sd_snapshot_info_t restored_info;
+    bool restored = false;
+    char error[256] = "";
+    assert_int_equal(sd_snapshot_restore(behind, snapshot, length, &restored_info, &restored, error,
+                                         sizeof(error)),
+                     SD_OK);
+    assert_true(restored);
+    assert_int_equal(restored_info.applied_index, 11);
+    assert_int_equal(sd_storage_applied_index(behind), 11);
+    char *want = dump_store(leader), *got = dump_store(behind);
+    assert_string_equal(got, want);
+    assert_null(strstr(got, "6f6e6c792d626568696e64")); /* "only-behind": gone */
+    free(want);
+    free(got);
+    raft_free(snapshot);
+}
+
+static void test_a_large_state_spans_several_buffers(void **state)
+{
+    pair_t *pair = *state;
+    /* 5 families x 3 records x 1 MiB: past one buffer of SD_SNAPSHOT_CHUNK_BYTES */
+    fill(pair->stores[0], "big", 3, 1 << 20, 3);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
+    assert_true(buffers >= 3);
+    bool restored = false;
+    char error[256] = "";
+    assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
+                                         sizeof(error)),
+                     SD_OK);
+    assert_true(restored);
+    char *want = dump_store(pair->stores[0]), *got = dump_store(pair->stores[1]);
+    assert_true(strcmp(got, want) == 0);
+    free(want);
+    free(got);
+    raft_free(snapshot);
+}
+
+static void test_a_snapshot_the_store_holds_is_not_restored(void **state)
+{
+    pair_t *pair = *state;
+    fill(pair->stores[0], "old", 5, 8, 7);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
+    /* the store went on applying after the snapshot (at start Raft hands its last one back) */
+    fill(pair->stores[0], "newer", 5, 8, 9);
+    char *before = dump_store(pair->stores[0]);
+    bool restored = true;
+    char error[256] = "";
+    assert_int_equal(sd_snapshot_restore(pair->stores[0], snapshot, length, &info, &restored, error,
+                                         sizeof(error)),
+                     SD_OK);
+    assert_false(restored);
+    char *after = dump_store(pair->stores[0]);
+    assert_string_equal(after, before);
+    assert_int_equal(sd_storage_applied_index(pair->stores[0]), 9);
+    free(before);
+    free(after);
+    raft_free(snapshot);
+}
+
+/* Restores `bytes` into the second store and checks it was refused with nothing changed. */
+static void assert_refused(pair_t *pair, const uint8_t *bytes, size_t length, const char *reason)
+{
+    char *before = dump_store(pair->stores[1]);
+    sd_snapshot_info_t info;
+    bool restored = true;
+    char error[256] = "";
+    assert_int_equal(
+        sd_snapshot_restore(pair->stores[1], bytes, length, &info, &restored, error, sizeof(error)),
+        SD_INVALID_ARGUMENT);
+    assert_false(restored);
+    assert_non_null(strstr(error, reason));
+    char *after = dump_store(pair->stores[1]);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
+static void test_a_damaged_snapshot_changes_nothing(void **state)
+{
+    pair_t *pair = *state;
+    fill(pair->stores[0], "k", 4, 8, 20);
+    fill(pair->stores[1], "mine", 3, 8, 2);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
+    uint8_t *copy = malloc(length);
+    /* cut anywhere: never a partial restore */
+    for (size_t cut = 0; cut < length; cut += cut < 64 ? 1 : 37) {
+        char error[256] = "";
+        sd_snapshot_info_t ignored;
+        assert_int_equal(sd_snapshot_check(snapshot, cut, &ignored, error, sizeof(error)),
+                         SD_INVALID_ARGUMENT);
+    }
+    assert_refused(pair, snapshot, 16, "not a stockd snapshot");
+    memcpy(copy, snapshot, length);
+    copy[0] = 'X';
+    assert_refused(pair, copy, length, "not a stockd snapshot");
+    memcpy(copy, snapshot, length);
+    copy[3] = 2; /* a format this version does not know */
+    assert_refused(pair, copy, length, "not a stockd snapshot");
+    memcpy(copy, snapshot, length);
+    copy[SD_SNAPSHOT_HEADER_BYTES] = SD_CF_COUNT; /* the first record's family */
+    assert_refused(pair, copy, length, "record 1");
+    memcpy(copy, snapshot, length);
+    copy[SD_SNAPSHOT_HEADER_BYTES + 1] = 0x7f; /* the first record's key length */
+    assert_refused(pair, copy, length, "record 1 runs past the end");
+    memcpy(copy, snapshot, length);
+    copy[23] += 1; /* one record more than there is */
+    assert_refused(pair, copy, length, "record");
+    memcpy(copy, snapshot, length);
+    copy[23] -= 1; /* one record less: bytes left over */
+    assert_refused(pair, copy, length, "after its last record");
+    memcpy(copy, snapshot, length);
+    copy[24] = 0xff; /* a record length past the buffer */
+    assert_refused(pair, copy, length, "shorter than its header says");
+    free(copy);
+    raft_free(snapshot);
+}
+
+static void test_an_empty_store_round_trips(void **state)
+{
+    pair_t *pair = *state;
+    fill(pair->stores[1], "mine", 3, 8, 0); /* index 0: the empty store is not behind */
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
+    assert_int_equal(info.applied_index, 0);
+    bool restored = true;
+    char error[256] = "";
+    assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
+                                         sizeof(error)),
+                     SD_OK);
+    assert_false(restored);
+    raft_free(snapshot);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_restore_makes_the_stores_identical, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_large_state_spans_several_buffers, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_snapshot_the_store_holds_is_not_restored, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_damaged_snapshot_changes_nothing, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_an_empty_store_round_trips, pair_setup, pair_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
