@@ -181,25 +181,36 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "  3  nothing answers at --admin (is it stockd's --admin-listen?), too slow, or the last\n"
      "     checkpoint was taken too recently (RESOURCE_EXHAUSTED)\n"
      "  4  anything else (UNIMPLEMENTED: --admin is not the admin listener)\n" CTL_EXITS_DENIED},
-    {"cluster", "cluster status | cluster transfer-leader [NODE_ID]",
+    {"cluster",
+     "cluster status | cluster transfer-leader [NODE_ID] | cluster add-member NODE_ID "
+     "RAFT_ADDRESS GRPC_ADDRESS | cluster remove-member NODE_ID",
      "The replication group (README \"Replication\"), through a replica's admin listener,\n"
      "--admin ADDR (its --admin-listen).\n\n"
      "  cluster status            that replica's view: a line \"node N: ROLE, term T, commit C,\n"
      "                            applied A, last L\" and a table NODE ROLE RAFT GRPC MATCH LAG\n"
+     "                            (ROLE: leader, voter, standby or spare)\n"
      "                            (MATCH and LAG, how far each member's log has come, only\n"
      "                            from the leader); --json: {\"node_id\",\"role\",\"term\",\n"
      "                            \"leader_id\",\"leader_address\",\"commit_index\",\n"
      "                            \"applied_index\",\"last_index\",\"members\":[{\"node_id\",\n"
-     "                            \"raft_address\",\"grpc_address\",\"leader\",\"match_index\",\n"
+     "                            \"raft_address\",\"grpc_address\",\"role\",\"leader\",\n"
+     "                            \"match_index\",\n"
      "                            \"lag\"}]}.\n"
      "  cluster transfer-leader [NODE_ID]  asks the leader (--admin must be the leader's) to\n"
      "                            hand leadership to NODE_ID, or to the most up-to-date\n"
-     "                            follower; prints the new leader; --json: {\"leader_id\"}.\n",
+     "                            follower; prints the new leader; --json: {\"leader_id\"}.\n"
+     "  cluster add-member NODE_ID RAFT_ADDRESS GRPC_ADDRESS  asks the leader to add a replica\n"
+     "                            started with --join (a new id, never one used before): it\n"
+     "                            catches up by log or snapshot, then votes; --json:\n"
+     "                            {\"done\":true}. Asking again finishes an unfinished add.\n"
+     "  cluster remove-member NODE_ID  asks the leader to drop a member (not itself: transfer\n"
+     "                            leadership first); --json: {\"done\":true}.\n",
      false,
      "  0  done\n"
-     "  1  stockd runs as one node; transfer-leader: --admin is not the leader, or leadership\n"
-     "     did not move within an election timeout (ABORTED)\n"
-     "  2  invalid input (NODE_ID not another member)\n"
+     "  1  stockd runs as one node; --admin is not the leader; transfer-leader: leadership\n"
+     "     did not move within an election timeout (ABORTED); add/remove: another membership\n"
+     "     change is under way, or the leader itself was to be removed\n"
+     "  2  invalid input (NODE_ID not another member, an id or address in use)\n"
      "  3  nothing answers at --admin, or too slow\n"
      "  4  anything else\n" CTL_EXITS_DENIED},
     {"wix-sign", "wix-sign FILE [--key PEM] [--app-id ID] [--alg ALG] [--ttl T]",
@@ -244,6 +255,8 @@ const char ctl_help_summary[] =
     "  backup remove NAME        delete a checkpoint\n"
     "  cluster status            the replication group as a replica sees it (via --admin)\n"
     "  cluster transfer-leader [ID]  hand leadership to member ID (default: any) (via --admin)\n"
+    "  cluster add-member ID RAFT GRPC  add a replica started with --join (via --admin)\n"
+    "  cluster remove-member ID  drop a member from the group (via --admin)\n"
     "  wix-sign FILE             sign a Wix request/claims JSON file as Wix would\n"
     "  help [COMMAND]            this list, or one command's arguments, output and exit\n"
     "                            codes (also: stockctl COMMAND --help)\n\n"

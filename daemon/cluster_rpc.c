@@ -1,6 +1,8 @@
 /* cluster_rpc.c — stockd.v1.Admin's replication methods (docs/api.md 7): the group as this
  * replica sees it, and handing leadership over. */
+#include <raft.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "handlers.h"
 #include "replication.h"
@@ -15,6 +17,15 @@ static sd_replication_t *sd_cluster_of(sd_call_t *call)
                              "this stockd runs as one node (no --node-id): it has no cluster");
     }
     return replication;
+}
+
+/* FAILED_PRECONDITION naming the leader: changes to the group are the leader's to make. */
+static void sd_cluster_refuse_off_leader(sd_call_t *call, const sd_replication_status_t *status)
+{
+    char message[512];
+    snprintf(message, sizeof(message), "this replica is not the leader; send it to the leader (%s)",
+             status->leader_grpc[0] ? status->leader_grpc : "none known now");
+    sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
 }
 
 void sd_handle_cluster_status(sd_call_t *call, const uint8_t *bytes, size_t length)
@@ -37,6 +48,7 @@ void sd_handle_cluster_status(sd_call_t *call, const uint8_t *bytes, size_t leng
         members[i].raft_address = (char *)peer->raft_address;
         members[i].grpc_address = (char *)peer->grpc_address;
         members[i].leader = peer->id == status.leader_id;
+        members[i].role = (char *)status.member_roles[i];
         members[i].match_index = status.match_index[i];
         members[i].lag = status.leader && status.last_index > status.match_index[i]
                              ? status.last_index - status.match_index[i]
@@ -82,10 +94,7 @@ void sd_handle_transfer_leadership(sd_call_t *call, const uint8_t *bytes, size_t
     sd_replication_outcome_t outcome = sd_replication_transfer(replication, request->node_id);
     sd_replication_status(replication, &status);
     if (outcome == SD_REPLICATION_NOT_LEADER) {
-        snprintf(message, sizeof(message),
-                 "this replica is not the leader; send it to the leader (%s)",
-                 status.leader_grpc[0] ? status.leader_grpc : "none known now");
-        sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
+        sd_cluster_refuse_off_leader(call, &status);
         return;
     }
     if (outcome != SD_REPLICATION_DONE) {
@@ -96,5 +105,210 @@ void sd_handle_transfer_leadership(sd_call_t *call, const uint8_t *bytes, size_t
     Stockd__V1__TransferLeadershipResponse response =
         STOCKD__V1__TRANSFER_LEADERSHIP_RESPONSE__INIT;
     response.leader_id = status.leader_id;
+    sd_call_reply_message(call, &response.base);
+}
+
+/* ---- membership ---- */
+
+/* A catching-up replica may need a snapshot and the whole log after it. */
+#define SD_MEMBER_PROMOTE_WAIT_MS 60000
+#define SD_MEMBER_CHANGE_WAIT_MS 10000
+
+/* HOST:PORT as the other replicas and clients reach it: printable, no list separators. */
+static bool sd_cluster_address_valid(const char *address)
+{
+    size_t length = strlen(address);
+    if (length == 0 || length >= SD_REPLICATION_ADDRESS_MAX || strchr(address, ':') == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < length; i++) {
+        if (address[i] <= ' ' || address[i] > '~' || address[i] == ',' || address[i] == '=') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* INVALID_ARGUMENT naming the field when node_id is out of range (what --peers accepts). */
+static bool sd_cluster_check_id(sd_call_t *call, uint64_t node_id)
+{
+    if (node_id == 0 || node_id > UINT32_MAX) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, "node_id: must be 1..4294967295");
+        return false;
+    }
+    return true;
+}
+
+/* Answers a change that did not complete (true), or returns false when it did. */
+static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *replication,
+                                        sd_replication_outcome_t outcome, int raft_status,
+                                        const char *what)
+{
+    char message[512];
+    if (outcome == SD_REPLICATION_DONE) {
+        return false;
+    }
+    if (outcome == SD_REPLICATION_UNKNOWN) {
+        snprintf(message, sizeof(message),
+                 "%s: outcome unknown (leadership changed, or the replica did not catch up in "
+                 "time%s%s); see `stockctl cluster status` and ask again",
+                 what, raft_status ? ": " : "", raft_status ? raft_strerror(raft_status) : "");
+        sd_call_reply_status(call, SD_UNAVAILABLE, message);
+    } else if (raft_status == 0) {
+        sd_replication_status_t status;
+        sd_replication_status(replication, &status);
+        sd_cluster_refuse_off_leader(call, &status);
+    } else if (raft_status == RAFT_CANTCHANGE) {
+        snprintf(message, sizeof(message),
+                 "%s: another membership change is under way; ask again once it is done", what);
+        sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
+    } else {
+        snprintf(message, sizeof(message), "%s refused: %s; nothing changed", what,
+                 raft_strerror(raft_status));
+        sd_call_reply_status(call,
+                             raft_status == RAFT_DUPLICATEID || raft_status == RAFT_DUPLICATEADDRESS
+                                 ? SD_INVALID_ARGUMENT
+                                 : SD_FAILED_PRECONDITION,
+                             message);
+    }
+    return true;
+}
+
+/* The member of that id in status, or -1. */
+static int sd_cluster_member_index(const sd_replication_status_t *status, uint64_t node_id)
+{
+    for (size_t i = 0; i < status->members_count; i++) {
+        if (status->members[i].id == node_id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Checks an AddMember against the group as the leader sees it; false after answering. *known:
+ * the id is a member already (at the same raft address). */
+static bool sd_cluster_check_new_member(sd_call_t *call, const sd_replication_status_t *status,
+                                        const Stockd__V1__AddMemberRequest *request, bool *known)
+{
+    char message[512];
+    int at = sd_cluster_member_index(status, request->node_id);
+    *known = at >= 0;
+    if (at >= 0 && strcmp(status->members[at].raft_address, request->raft_address) != 0) {
+        snprintf(message, sizeof(message),
+                 "node_id: %llu is already a member, at %s (an id is never reused; pick a new "
+                 "one)",
+                 (unsigned long long)request->node_id, status->members[at].raft_address);
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
+        return false;
+    }
+    for (size_t i = 0; at < 0 && i < status->members_count; i++) {
+        if (strcmp(status->members[i].raft_address, request->raft_address) == 0) {
+            snprintf(message, sizeof(message), "raft_address: %s is member %llu's",
+                     request->raft_address, (unsigned long long)status->members[i].id);
+            sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
+            return false;
+        }
+    }
+    if (at < 0 && status->members_count >= SD_REPLICATION_PEERS_MAX) {
+        snprintf(message, sizeof(message), "the group has %zu members, the most supported",
+                 status->members_count);
+        sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
+        return false;
+    }
+    return true;
+}
+
+void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__AddMemberRequest *request = (Stockd__V1__AddMemberRequest *)sd_unpack(
+        call, &stockd__v1__add_member_request__descriptor, bytes, length);
+    sd_replication_t *replication = request ? sd_cluster_of(call) : NULL;
+    if (replication == NULL || !sd_cluster_check_id(call, request->node_id)) {
+        return;
+    }
+    if (!sd_cluster_address_valid(request->raft_address) ||
+        !sd_cluster_address_valid(request->grpc_address)) {
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT,
+                             sd_cluster_address_valid(request->raft_address)
+                                 ? "grpc_address: must be HOST:PORT (printable, no ',' or '=')"
+                                 : "raft_address: must be HOST:PORT (printable, no ',' or '=')");
+        return;
+    }
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    bool known = false;
+    if (!status.leader) {
+        sd_cluster_refuse_off_leader(call, &status);
+        return;
+    }
+    if (!sd_cluster_check_new_member(call, &status, request, &known)) {
+        return;
+    }
+    int at = sd_cluster_member_index(&status, request->node_id);
+    if (at >= 0 && strcmp(status.member_roles[at], "voter") == 0) {
+        Stockd__V1__AddMemberResponse done = STOCKD__V1__ADD_MEMBER_RESPONSE__INIT;
+        sd_call_reply_message(call, &done.base); /* asked again after it finished */
+        return;
+    }
+    /* its gRPC address first, so every replica can name it as soon as it may lead */
+    sd_replication_outcome_t outcome =
+        sd_replication_record_member(replication, request->node_id, request->grpc_address);
+    int raft_status = 0;
+    if (sd_cluster_reply_unfinished(call, replication, outcome, 0, "recording its address")) {
+        return;
+    }
+    if (!known) {
+        outcome = sd_replication_change_member(replication, SD_MEMBER_ADD, request->node_id,
+                                               request->raft_address, SD_MEMBER_CHANGE_WAIT_MS,
+                                               &raft_status);
+        if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "adding it")) {
+            return;
+        }
+    }
+    outcome = sd_replication_change_member(replication, SD_MEMBER_PROMOTE, request->node_id, NULL,
+                                           SD_MEMBER_PROMOTE_WAIT_MS, &raft_status);
+    if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "making it a voter")) {
+        return;
+    }
+    Stockd__V1__AddMemberResponse response = STOCKD__V1__ADD_MEMBER_RESPONSE__INIT;
+    sd_call_reply_message(call, &response.base);
+}
+
+void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t length)
+{
+    Stockd__V1__RemoveMemberRequest *request = (Stockd__V1__RemoveMemberRequest *)sd_unpack(
+        call, &stockd__v1__remove_member_request__descriptor, bytes, length);
+    sd_replication_t *replication = request ? sd_cluster_of(call) : NULL;
+    if (replication == NULL || !sd_cluster_check_id(call, request->node_id)) {
+        return;
+    }
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    char message[512];
+    if (!status.leader) {
+        sd_cluster_refuse_off_leader(call, &status);
+        return;
+    }
+    if (request->node_id == status.node_id) {
+        sd_call_reply_status(call, SD_FAILED_PRECONDITION,
+                             "node_id: this replica leads; hand leadership over first "
+                             "(stockctl cluster transfer-leader), then remove it at the new "
+                             "leader");
+        return;
+    }
+    if (sd_cluster_member_index(&status, request->node_id) < 0) {
+        snprintf(message, sizeof(message), "node_id: %llu is not a member",
+                 (unsigned long long)request->node_id);
+        sd_call_reply_status(call, SD_NOT_FOUND, message);
+        return;
+    }
+    int raft_status = 0;
+    sd_replication_outcome_t outcome =
+        sd_replication_change_member(replication, SD_MEMBER_REMOVE, request->node_id, NULL,
+                                     SD_MEMBER_CHANGE_WAIT_MS, &raft_status);
+    if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "removing it")) {
+        return;
+    }
+    Stockd__V1__RemoveMemberResponse response = STOCKD__V1__REMOVE_MEMBER_RESPONSE__INIT;
     sd_call_reply_message(call, &response.base);
 }

@@ -38,8 +38,11 @@ const char *sd_write_refusal_message(sd_status_t status);
 
 /* Inventory/Batch (batch_rpc.c). */
 void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length);
-/* stockd.v1.Admin/ClusterStatus and /TransferLeadership (cluster_rpc.c). */
+/* stockd.v1.Admin/ClusterStatus, /TransferLeadership, /AddMember, /RemoveMember
+ * (cluster_rpc.c). */
 void sd_handle_cluster_status(sd_call_t *call, const uint8_t *bytes, size_t length);
 void sd_handle_transfer_leadership(sd_call_t *call, const uint8_t *bytes, size_t length);
+void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length);
+void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t length);
 
 #endif

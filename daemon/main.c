@@ -63,6 +63,7 @@ typedef struct {
     const char *peers;
     int64_t election_timeout_ms;
     int64_t snapshot_threshold, snapshot_trailing;
+    bool join;
 } sd_config_t;
 
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
@@ -166,6 +167,9 @@ static const cfg_option_t sd_options[] = {
     SD_OPT("snapshot-trailing", "STOCKD_SNAPSHOT_TRAILING", CFG_INT, snapshot_trailing, "2048", 8,
            1048576, NULL,
            "replication: Raft entries kept behind a snapshot, for followers a little behind"),
+    SD_OPT("join", "STOCKD_JOIN", CFG_BOOL, join, "false", 0, 0, NULL,
+           "replication: a new replica with an empty log waits to be added by the leader "
+           "(stockctl cluster add-member) instead of starting a group of --peers"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -320,9 +324,9 @@ static void sd_on_ready_changed(void *context, bool ready)
 static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
 {
     if (config->node_id == 0) {
-        if (config->peers[0] != '\0' || config->raft_listen[0] != '\0') {
+        if (config->peers[0] != '\0' || config->raft_listen[0] != '\0' || config->join) {
             SD_LOG(LOG_ERROR, "replication_config_invalid",
-                   LF_STR("error", "--peers and --raft-listen need --node-id"));
+                   LF_STR("error", "--peers, --raft-listen and --join need --node-id"));
             return false;
         }
         return true;
@@ -349,7 +353,8 @@ static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
             .on_ready_changed = sd_on_ready_changed,
             .election_timeout_ms = (unsigned)config->election_timeout_ms,
             .snapshot_threshold = (unsigned)config->snapshot_threshold,
-            .snapshot_trailing = (unsigned)config->snapshot_trailing};
+            .snapshot_trailing = (unsigned)config->snapshot_trailing,
+            .join = config->join};
         if (!net_address_is_loopback(config->raft_listen)) {
             SD_LOG(LOG_WARN, "raft_plaintext", LF_STR("address", config->raft_listen),
                    LF_STR("warning", "replication traffic is neither encrypted nor "

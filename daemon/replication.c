@@ -27,7 +27,15 @@
 #define SD_ENTRY_HEADER_BYTES 16
 #define SD_STATUS_REFRESH_MS 20
 
-typedef enum { SD_REQUEST_BARRIER, SD_REQUEST_APPLY, SD_REQUEST_TRANSFER } sd_request_kind_t;
+typedef enum {
+    SD_REQUEST_BARRIER,
+    SD_REQUEST_APPLY,
+    SD_REQUEST_TRANSFER,
+    SD_REQUEST_MEMBER, /* a configuration change: member_change */
+} sd_request_kind_t;
+
+/* gRPC addresses the loop knows by node id: --peers, then those recorded when members joined */
+#define SD_REPLICATION_KNOWN_MAX (2 * SD_REPLICATION_PEERS_MAX)
 
 typedef struct {
     sd_request_kind_t kind;
@@ -36,6 +44,11 @@ typedef struct {
     struct raft_apply apply;
     struct raft_barrier barrier;
     struct raft_transfer transfer;
+    struct raft_change change;
+    sd_member_change_t member_change;
+    uint64_t member_id;
+    char member_address[SD_REPLICATION_ADDRESS_MAX];
+    int raft_status; /* why the library refused, or 0 */
     sd_replication_outcome_t outcome;
     bool done;
     bool abandoned; /* the writer stopped waiting: whoever finishes it frees it */
@@ -64,8 +77,10 @@ struct sd_replication {
     bool closing;    /* loop thread: raft_close was called */
     bool ready_told; /* loop thread: the readiness on_ready_changed last reported */
     bool stopping;
-    sd_replication_status_t status; /* the snapshot other threads read */
-    uint64_t applied_index;         /* the last entry stored (loop thread) */
+    sd_replication_status_t status;                        /* the snapshot other threads read */
+    sd_replication_peer_t known[SD_REPLICATION_KNOWN_MAX]; /* loop thread */
+    size_t known_count;
+    uint64_t applied_index; /* the last entry stored (loop thread) */
     bool failed;
     /* read fences: readers take generation numbers; one barrier at a time covers every
      * generation requested before it started (under mutex, except the barrier itself) */
@@ -144,14 +159,28 @@ bool sd_replication_parse_peers(const char *text, sd_replication_peer_t *peers, 
     return true;
 }
 
-static const sd_replication_peer_t *sd_peer_find(const sd_replication_t *replication, uint64_t id)
+/* Loop thread: node_id's gRPC address ("" when unknown): --peers, else the member directory
+ * (remembered once found; a miss is looked up again at the next refresh). */
+static const char *sd_replication_grpc_of(sd_replication_t *replication, uint64_t node_id)
 {
-    for (size_t i = 0; i < replication->options.peers_count; i++) {
-        if (replication->peers[i].id == id) {
-            return &replication->peers[i];
+    for (size_t i = 0; i < replication->known_count; i++) {
+        if (replication->known[i].id == node_id) {
+            return replication->known[i].grpc_address;
         }
     }
-    return NULL;
+    char address[SD_REPLICATION_ADDRESS_MAX];
+    if (node_id == 0 || sd_storage_get_member(replication->options.storage, node_id, address,
+                                              sizeof(address)) != SD_OK) {
+        return "";
+    }
+    /* full: a recorded entry gives way (the --peers ones stay) */
+    size_t slot = replication->known_count < SD_REPLICATION_KNOWN_MAX
+                      ? replication->known_count++
+                      : replication->options.peers_count;
+    replication->known[slot].id = node_id;
+    snprintf(replication->known[slot].grpc_address, sizeof(replication->known[slot].grpc_address),
+             "%s", address);
+    return replication->known[slot].grpc_address;
 }
 
 /* ---- the state machine (loop thread) ---- */
@@ -187,7 +216,7 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
         return RAFT_MALFORMED;
     }
     if (index <= replication->applied_index) {
-        return 0; /* stored before a restart: Raft replays its log from the start */
+        return 0; /* stored before a restart: Raft replays its log past its snapshot */
     }
     uint64_t last_seq = sd_be64_get(bytes + 8);
     if (replication->failed ||
@@ -197,7 +226,7 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
         return RAFT_IOERR;
     }
     replication->applied_index = index;
-    if (replication->options.on_applied != NULL) {
+    if (replication->options.on_applied != NULL && last_seq != SD_REPLICATION_NO_LEDGER_SEQ) {
         replication->options.on_applied(replication->options.on_applied_context, last_seq);
     }
     return 0;
@@ -271,13 +300,39 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 
 /* ---- status snapshot (loop thread writes, any thread reads) ---- */
 
+static const char *sd_member_role_name(int role)
+{
+    return role == RAFT_VOTER ? "voter" : role == RAFT_STANDBY ? "standby" : "spare";
+}
+
+/* Loop thread: the members of the configuration in effect, with their gRPC addresses. */
+static void sd_replication_fill_members(sd_replication_t *replication,
+                                        sd_replication_status_t *status)
+{
+    const struct raft_configuration *configuration = &replication->raft.configuration;
+    status->members_count = 0;
+    for (unsigned i = 0; i < configuration->n && i < SD_REPLICATION_PEERS_MAX; i++) {
+        const struct raft_server *server = &configuration->servers[i];
+        sd_replication_peer_t *member = &status->members[status->members_count];
+        member->id = server->id;
+        snprintf(member->raft_address, sizeof(member->raft_address), "%s", server->address);
+        snprintf(member->grpc_address, sizeof(member->grpc_address), "%s",
+                 sd_replication_grpc_of(replication, server->id));
+        status->member_roles[status->members_count] = sd_member_role_name(server->role);
+        raft_index match = 0;
+        status->match_index[status->members_count] =
+            raft_match_index(&replication->raft, server->id, &match) == 0 ? match : 0;
+        status->members_count++;
+    }
+}
+
 static void sd_replication_refresh_status(sd_replication_t *replication)
 {
     struct raft *raft = &replication->raft;
     raft_id leader_id = 0;
     const char *leader_address = NULL;
     raft_leader(raft, &leader_id, &leader_address);
-    const sd_replication_peer_t *leader = sd_peer_find(replication, leader_id);
+    const char *leader_grpc = sd_replication_grpc_of(replication, leader_id);
     pthread_mutex_lock(&replication->mutex);
     if (replication->stopping) {
         pthread_mutex_unlock(&replication->mutex);
@@ -291,15 +346,8 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
     status->role = raft_state_name(raft_state(raft));
-    status->members_count = replication->options.peers_count;
-    status->members = replication->peers;
-    for (size_t i = 0; i < status->members_count; i++) {
-        raft_index match = 0;
-        status->match_index[i] =
-            raft_match_index(raft, replication->peers[i].id, &match) == 0 ? match : 0;
-    }
-    snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s",
-             leader ? leader->grpc_address : "");
+    sd_replication_fill_members(replication, status);
+    snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s", leader_grpc);
     bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index;
     pthread_mutex_unlock(&replication->mutex);
     if (ready != replication->ready_told && replication->options.on_ready_changed != NULL) {
@@ -363,10 +411,44 @@ static void sd_on_transfer(struct raft_transfer *transfer)
     sd_request_finish(transfer->data, SD_REPLICATION_DONE);
 }
 
+static void sd_on_change(struct raft_change *change, int status)
+{
+    sd_request_t *request = change->data;
+    request->raft_status = status;
+    /* failed after it started (leadership lost, the member did not catch up): the new
+     * configuration may or may not be committed */
+    sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN);
+}
+
+/* Loop thread: starts a configuration change (0), or returns why the library refused it. */
+static int sd_member_change_start(sd_replication_t *replication, sd_request_t *request)
+{
+    struct raft *raft = &replication->raft;
+    request->change.data = request;
+    switch (request->member_change) {
+    case SD_MEMBER_ADD:
+        return raft_add(raft, &request->change, request->member_id, request->member_address,
+                        sd_on_change);
+    case SD_MEMBER_PROMOTE:
+        return raft_assign(raft, &request->change, request->member_id, RAFT_VOTER, sd_on_change);
+    case SD_MEMBER_REMOVE:
+        return raft_remove(raft, &request->change, request->member_id, sd_on_change);
+    }
+    return RAFT_INVALID;
+}
+
 static void sd_request_start(sd_replication_t *replication, sd_request_t *request)
 {
     struct raft *raft = &replication->raft;
     bool leads = raft_state(raft) == RAFT_LEADER && !replication->failed;
+    if (request->kind == SD_REQUEST_MEMBER) {
+        int rv = leads ? sd_member_change_start(replication, request) : RAFT_NOTLEADER;
+        if (rv != 0) {
+            request->raft_status = rv == RAFT_NOTLEADER ? 0 : rv;
+            sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
+        }
+        return;
+    }
     if (request->kind == SD_REQUEST_TRANSFER) {
         request->transfer.data = request;
         if (!leads || raft_transfer(raft, &request->transfer, request->term, sd_on_transfer) != 0) {
@@ -525,9 +607,10 @@ static void sd_on_wake(uv_async_t *async)
 
 /* Hands a request to the loop and waits for its outcome (at most timeout_ms; then it is
  * abandoned to the loop, which frees it, and its outcome is unknown). *term_out: the term a
- * barrier was reached in. */
+ * barrier was reached in; *raft_status_out (may be NULL): why the library refused. */
 static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd_request_t *request,
-                                               int64_t timeout_ms, uint64_t *term_out)
+                                               int64_t timeout_ms, uint64_t *term_out,
+                                               int *raft_status_out)
 {
     struct timespec until = util_time_after_us(CLOCK_MONOTONIC, timeout_ms * 1000);
     pthread_mutex_lock(&replication->mutex);
@@ -550,6 +633,9 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
     bool done = request->done;
     sd_replication_outcome_t outcome = request->outcome;
     *term_out = request->term;
+    if (raft_status_out != NULL) {
+        *raft_status_out = done ? request->raft_status : 0;
+    }
     request->abandoned = queued && !done;
     pthread_mutex_unlock(&replication->mutex);
     if (!queued) {
@@ -563,7 +649,9 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
         free(request);
         return outcome;
     }
-    return request->kind == SD_REQUEST_APPLY ? SD_REPLICATION_UNKNOWN : SD_REPLICATION_NOT_LEADER;
+    return request->kind == SD_REQUEST_APPLY || request->kind == SD_REQUEST_MEMBER
+               ? SD_REPLICATION_UNKNOWN
+               : SD_REPLICATION_NOT_LEADER;
 }
 
 sd_replication_outcome_t sd_replication_lead(sd_replication_t *replication, uint64_t *term_io)
@@ -583,7 +671,7 @@ sd_replication_outcome_t sd_replication_lead(sd_replication_t *replication, uint
     request->kind = SD_REQUEST_BARRIER;
     request->replication = replication;
     uint64_t reached = 0;
-    sd_replication_outcome_t outcome = sd_request_run(replication, request, 10000, &reached);
+    sd_replication_outcome_t outcome = sd_request_run(replication, request, 10000, &reached, NULL);
     if (outcome == SD_REPLICATION_DONE) {
         *term_io = reached;
     }
@@ -616,7 +704,7 @@ sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, ui
     request->buffer = (struct raft_buffer){base, size};
     request->replication = replication;
     uint64_t unused = 0;
-    return sd_request_run(replication, request, timeout_ms, &unused);
+    return sd_request_run(replication, request, timeout_ms, &unused, NULL);
 }
 
 /* ---- start and stop ---- */
@@ -690,7 +778,7 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
         }
         raft_set_pre_vote(&replication->raft, true);
         step = "bootstrap";
-        rv = sd_replication_bootstrap(replication);
+        rv = replication->options.join ? 0 : sd_replication_bootstrap(replication);
     }
     if (rv == 0) {
         step = "raft_start";
@@ -729,6 +817,8 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     replication->options = *options;
     memcpy(replication->peers, options->peers, options->peers_count * sizeof(*options->peers));
     replication->options.peers = replication->peers;
+    memcpy(replication->known, options->peers, options->peers_count * sizeof(*options->peers));
+    replication->known_count = options->peers_count;
     snprintf(replication->dir, sizeof(replication->dir), "%s", options->dir);
     snprintf(replication->raft_listen, sizeof(replication->raft_listen), "%s",
              options->raft_listen);
@@ -768,6 +858,56 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     return SD_OK;
 }
 
+sd_replication_outcome_t sd_replication_change_member(sd_replication_t *replication,
+                                                      sd_member_change_t change, uint64_t node_id,
+                                                      const char *raft_address, int64_t timeout_ms,
+                                                      int *raft_status_out)
+{
+    if (raft_status_out != NULL) {
+        *raft_status_out = 0;
+    }
+    sd_request_t *request = calloc(1, sizeof(*request));
+    if (request == NULL) {
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    request->kind = SD_REQUEST_MEMBER;
+    request->member_change = change;
+    request->member_id = node_id;
+    snprintf(request->member_address, sizeof(request->member_address), "%s",
+             raft_address != NULL ? raft_address : "");
+    request->replication = replication;
+    uint64_t unused = 0;
+    sd_replication_outcome_t outcome =
+        sd_request_run(replication, request, timeout_ms, &unused, raft_status_out);
+    SD_LOG(LOG_INFO, "replication_member_change",
+           LF_STR("change", change == SD_MEMBER_ADD       ? "add"
+                            : change == SD_MEMBER_PROMOTE ? "promote"
+                                                          : "remove"),
+           LF_UINT("node_id", node_id),
+           LF_STR("outcome", outcome == SD_REPLICATION_DONE         ? "done"
+                             : outcome == SD_REPLICATION_NOT_LEADER ? "not_applied"
+                                                                    : "unknown"));
+    return outcome;
+}
+
+sd_replication_outcome_t sd_replication_record_member(sd_replication_t *replication,
+                                                      uint64_t node_id, const char *grpc_address)
+{
+    sd_replication_status_t status;
+    sd_replication_status(replication, &status);
+    sd_write_batch_t *batch = status.leader ? sd_write_batch_new() : NULL;
+    if (batch == NULL) {
+        return SD_REPLICATION_NOT_LEADER;
+    }
+    sd_storage_batch_put_member(replication->options.storage, batch, node_id, grpc_address);
+    size_t length = 0;
+    const void *data = sd_write_batch_data(batch, &length);
+    sd_replication_outcome_t outcome = sd_replication_commit(replication, status.term, data, length,
+                                                             SD_REPLICATION_NO_LEDGER_SEQ, 10000);
+    sd_write_batch_free(batch);
+    return outcome;
+}
+
 sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, uint64_t node_id)
 {
     sd_replication_status_t status;
@@ -783,7 +923,7 @@ sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, 
     /* the library gives a transfer one election timeout */
     int64_t wait_ms = 2 * (int64_t)replication->options.election_timeout_ms;
     sd_replication_outcome_t outcome =
-        sd_request_run(replication, request, wait_ms > 3000 ? wait_ms : 3000, &unused);
+        sd_request_run(replication, request, wait_ms > 3000 ? wait_ms : 3000, &unused, NULL);
     if (outcome == SD_REPLICATION_NOT_LEADER) {
         return outcome;
     }

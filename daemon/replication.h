@@ -59,7 +59,13 @@ typedef struct {
      * snapshot_trailing of them (followers a little behind catch up from the log); 0 = the
      * defaults below. */
     unsigned snapshot_threshold, snapshot_trailing;
+    /* --join: on an empty log, wait to be added by the leader (sd_replication_change_member)
+     * instead of starting a group of the --peers members. */
+    bool join;
 } sd_replication_options_t;
+
+/* The last_seq of an entry that writes no ledger entry (a member record). */
+#define SD_REPLICATION_NO_LEDGER_SEQ UINT64_MAX
 
 #define SD_REPLICATION_SNAPSHOT_THRESHOLD 8192
 #define SD_REPLICATION_SNAPSHOT_TRAILING 2048
@@ -107,9 +113,12 @@ typedef struct {
     bool leader;                                  /* this replica */
     char leader_grpc[SD_REPLICATION_ADDRESS_MAX]; /* "" when no leader is known */
     const char *role;                             /* "leader", "follower", "candidate", … */
-    /* the members (--peers order); match indexes are known on the leader only (else 0) */
+    /* the members of the Raft configuration, with their gRPC addresses where known (--peers,
+     * or recorded when they joined); roles "voter", "standby", "spare"; match indexes are
+     * known on the leader only (else 0) */
     size_t members_count;
-    const sd_replication_peer_t *members;
+    sd_replication_peer_t members[SD_REPLICATION_PEERS_MAX];
+    const char *member_roles[SD_REPLICATION_PEERS_MAX];
     uint64_t match_index[SD_REPLICATION_PEERS_MAX];
     /* snapshots this process took and restored; the last one taken: its Raft index, size and
      * how long the copy held the loop */
@@ -123,6 +132,26 @@ void sd_replication_status(sd_replication_t *replication, sd_replication_status_
  * up-to-date follower) and waits until that is done or an election timeout passed. DONE when
  * another replica leads afterwards; NOT_LEADER when this replica did not lead. */
 sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, uint64_t node_id);
+
+typedef enum {
+    SD_MEMBER_ADD,     /* into the configuration, as a spare */
+    SD_MEMBER_PROMOTE, /* to voter, once its log has caught up (the library runs the rounds) */
+    SD_MEMBER_REMOVE,
+} sd_member_change_t;
+
+/* Any thread, sent to the leader: changes the Raft configuration and waits at most timeout_ms.
+ * DONE once the new configuration is committed; NOT_LEADER when nothing changed: this replica
+ * does not lead, or the library refused (*raft_status_out, may be NULL: RAFT_CANTCHANGE while
+ * another change is under way, RAFT_DUPLICATEID, RAFT_DUPLICATEADDRESS, RAFT_NOTFOUND,
+ * RAFT_BADROLE, ...; 0 otherwise); UNKNOWN when it started and leadership or time ran out. */
+sd_replication_outcome_t sd_replication_change_member(sd_replication_t *replication,
+                                                      sd_member_change_t change, uint64_t node_id,
+                                                      const char *raft_address, int64_t timeout_ms,
+                                                      int *raft_status_out);
+/* Any thread, sent to the leader: commits node_id's gRPC address to the member directory
+ * (replicated state: every replica can then name that member as the leader). */
+sd_replication_outcome_t sd_replication_record_member(sd_replication_t *replication,
+                                                      uint64_t node_id, const char *grpc_address);
 
 /* Any thread: a leader is known and this replica has applied every entry it knows to be
  * committed (what Health and /readyz report as serving, docs/api.md 7). */

@@ -17,6 +17,9 @@ static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledge
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
 static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
 static const char sd_meta_raft_applied_key[] = "meta:raft_applied_index";
+/* replication's member directory: + node id (big-endian u64) -> the member's gRPC address */
+static const char sd_meta_member_prefix[] = "meta:member:";
+#define SD_MEMBER_KEY_BYTES (sizeof(sd_meta_member_prefix) - 1 + 8)
 /* the index of the ledger (keys.h): built (a version byte), the build's position while it
  * runs, and how far pruning has removed its keys */
 static const char sd_meta_index_built_key[] = "meta:ledger_index_built";
@@ -789,6 +792,42 @@ uint64_t sd_storage_read_last_seq(sd_storage_t *storage)
     uint64_t seq = 0;
     sd_storage_load_meta(storage, sd_meta_last_seq_key, &seq);
     return seq;
+}
+
+static void sd_member_key(uint64_t node_id, uint8_t key[SD_MEMBER_KEY_BYTES])
+{
+    memcpy(key, sd_meta_member_prefix, sizeof(sd_meta_member_prefix) - 1);
+    sd_be64_put(key + sizeof(sd_meta_member_prefix) - 1, node_id);
+}
+
+void sd_storage_batch_put_member(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t node_id,
+                                 const char *grpc_address)
+{
+    uint8_t key[SD_MEMBER_KEY_BYTES];
+    sd_member_key(node_id, key);
+    sd_write_batch_put(storage, batch, SD_CF_DEFAULT, key, sizeof(key),
+                       (const uint8_t *)grpc_address, strlen(grpc_address));
+}
+
+sd_status_t sd_storage_get_member(sd_storage_t *storage, uint64_t node_id, char *grpc_address_out,
+                                  size_t capacity)
+{
+    uint8_t key[SD_MEMBER_KEY_BYTES];
+    sd_member_key(node_id, key);
+    char *value = NULL;
+    size_t length = 0;
+    sd_status_t status = sd_storage_get(storage, SD_CF_DEFAULT, key, sizeof(key), &value, &length);
+    grpc_address_out[0] = '\0';
+    if (status == SD_OK && value == NULL) {
+        status = SD_NOT_FOUND;
+    } else if (status == SD_OK && length >= capacity) {
+        status = SD_INTERNAL;
+    } else if (status == SD_OK) {
+        memcpy(grpc_address_out, value, length);
+        grpc_address_out[length] = '\0';
+    }
+    sd_storage_free(value);
+    return status;
 }
 
 /* ---- whole-state copies (replication snapshots) ---- */

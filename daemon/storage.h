@@ -115,6 +115,14 @@ uint64_t sd_storage_applied_index(sd_storage_t *storage);
 /* The last ledger seq as stored now (replicas apply entries written by other nodes). */
 uint64_t sd_storage_read_last_seq(sd_storage_t *storage);
 
+/* Replication's member directory: the gRPC address of each member that joined the group (so
+ * every replica can name the leader to clients), written through the Raft log like any state. */
+void sd_storage_batch_put_member(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t node_id,
+                                 const char *grpc_address);
+/* SD_NOT_FOUND when no address is recorded for node_id. */
+sd_status_t sd_storage_get_member(sd_storage_t *storage, uint64_t node_id, char *grpc_address_out,
+                                  size_t capacity);
+
 /* Called for each record of an export; return false to stop. key/value are valid only during
  * the call. */
 typedef bool sd_export_fn(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,

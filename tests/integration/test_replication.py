@@ -11,6 +11,7 @@ decrements (an "outcome unknown" answer may or may not have been applied) and th
 ledgers are compared entry by entry.
 Usage: test_replication.py PATH-TO-STOCKD PYGEN-DIR
 """
+import json
 import os
 import shutil
 import signal
@@ -55,6 +56,7 @@ class Node:
         self.log_path = os.path.join(cluster.dir, "node%d.log" % node_id)
         self.proc = None
         self.channel = None
+        self.flags = []  # this replica's own extra flags
 
     def start(self):
         log = open(self.log_path, "a")
@@ -63,7 +65,8 @@ class Node:
              "--peers", self.cluster.peers(), "--listen", self.address, "--data-dir", self.data,
              "--admin-listen", "127.0.0.1:%d" % self.admin_port,
              "--metrics-listen", "127.0.0.1:%d" % self.metrics_port,
-             "--election-timeout-ms", "1000"] + self.cluster.extra_flags, stderr=log, stdout=log)
+             "--election-timeout-ms", "1000"] + self.cluster.extra_flags + self.flags,
+            stderr=log, stdout=log)
         log.close()
         self.channel = grpc.insecure_channel(self.address)
         grpc.channel_ready_future(self.channel).result(timeout=20)
@@ -494,7 +497,6 @@ STOCKCTL = os.path.join(os.path.dirname(os.path.abspath(STOCKD)), "stockctl")
 
 def stockctl(node, *args):
     """stockctl against a replica's admin listener; returns (exit code, parsed JSON or text)."""
-    import json
     proc = subprocess.run([STOCKCTL, "--admin", "127.0.0.1:%d" % node.admin_port, "--json",
                            *args], capture_output=True, text=True, timeout=60)
     try:
@@ -562,6 +564,102 @@ class ClusterCommands(unittest.TestCase):
 APP_ID = "228540bd-2509-4dfa-90c5-bcc6b493e7d4"
 STORES = "215238eb-22a5-4c36-9e7b-e7c08025e04e"
 INSTANCE = "8469f2fd-764b-4ea0-b748-13520b1f453b"
+
+
+class Membership(unittest.TestCase):
+    """add-member / remove-member: a replica on an empty volume joins under a new id (--join),
+    catches up (here by snapshot: the group snapshots every 16 entries), votes and can lead; a
+    member is removed and the group goes on without it. Refusals name the field or the leader."""
+
+    def setUp(self):
+        self.cluster = Cluster(extra_flags=["--snapshot-threshold", "16",
+                                            "--snapshot-trailing", "8"])
+        self.cluster.start()
+
+    def tearDown(self):
+        self.cluster.stop(self)
+
+    def joiner(self, node_id):
+        """A fourth replica, on an empty volume, told the group's addresses but not a member."""
+        node = Node(self.cluster, node_id)
+        self.cluster.nodes.append(node)
+        node.flags = ["--join"]
+        return node
+
+    def members(self, node):
+        code, status = stockctl(node, "cluster", "status")
+        self.assertEqual(code, 0, status)
+        return {m["node_id"]: m for m in status["members"]}
+
+    def test_a_new_replica_joins_catches_up_leads_and_a_member_is_removed(self):
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "m", 500)
+        for i in range(40):
+            self.assertEqual(write(leader, "m", 1, "before-%d" % i)[0], grpc.StatusCode.OK)
+        new = self.joiner(7)
+        new.start()
+        # the joiner is nobody's member yet: it serves no reads and knows no leader
+        self.assertEqual(self.members(new), {})
+        follower = next(n for n in self.cluster.nodes[:3] if n is not leader)
+        code, refused = stockctl(follower, "cluster", "add-member", "7",
+                                 "127.0.0.1:%d" % new.raft_port, new.address)
+        self.assertEqual(code, 1, refused)
+        self.assertIn(leader.address, refused["error"]["message"])
+        code, added = stockctl(leader, "cluster", "add-member", "7",
+                               "127.0.0.1:%d" % new.raft_port, new.address)
+        self.assertEqual((code, added), (0, {"done": True}))
+        members = self.members(leader)
+        self.assertEqual(sorted(members), [1, 2, 3, 7])
+        self.assertEqual(members[7]["role"], "voter")
+        self.assertEqual(members[7]["grpc_address"], new.address)
+        # asked again: already done
+        self.assertEqual(stockctl(leader, "cluster", "add-member", "7",
+                                  "127.0.0.1:%d" % new.raft_port, new.address)[0], 0)
+        for i in range(5):
+            self.assertEqual(write(leader, "m", 1, "after-%d" % i)[0], grpc.StatusCode.OK)
+        Snapshots.same_history(self, self.cluster.nodes, 1 + 45)
+        self.assertGreaterEqual(new.metric("stockd_raft_snapshots_restored_total"), 1)
+        # every replica names the new member as the leader once it leads (its recorded address)
+        code, moved = stockctl(leader, "cluster", "transfer-leader", "7")
+        self.assertEqual((code, moved), (0, {"leader_id": 7}))
+        self.assertIs(self.cluster.leader(), new)
+        code, _, _ = write(follower, "m", 1, "to-a-follower")
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(write(follower, "m", 1, "to-a-follower")[1].get("stockd-leader"),
+                         new.address)
+        # the old leader leaves: the group of three goes on
+        code, removed = stockctl(new, "cluster", "remove-member", str(leader.id))
+        self.assertEqual((code, removed), (0, {"done": True}))
+        self.assertEqual(leader.stop(), 0)
+        self.assertEqual(sorted(self.members(new)), sorted(n.id for n in self.cluster.nodes
+                                                           if n is not leader))
+        self.assertEqual(write(new, "m", 1, "without-the-old")[0], grpc.StatusCode.OK)
+        got = new.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("m")]),
+                       pb.GetStockResponse)
+        self.assertEqual(got.levels[0].available, 500 - 46)
+
+    def test_refusals_name_the_field(self):
+        leader = self.cluster.leader()
+        other = next(n for n in self.cluster.nodes if n is not leader)
+        raft = "127.0.0.1:%d" % other.raft_port
+        cases = [
+            (("add-member", "0", "h:1", "h:2"), 2, "NODE_ID"),
+            (("add-member", "4294967296", "h:1", "h:2"), 2, "NODE_ID"),
+            (("add-member", "9", "nocolon", "h:2"), 2, "raft_address"),
+            (("add-member", "9", "h:1", "a,b:2"), 2, "grpc_address"),
+            (("add-member", str(other.id), "h:9", "h:2"), 2, "already a member"),
+            (("add-member", "9", raft, "h:2"), 2, "raft_address"),
+            (("remove-member", str(leader.id)), 1, "transfer-leader"),
+            (("remove-member", "99"), None, "not a member"),
+            (("add-member", "9"), 2, "add-member NODE_ID RAFT_ADDRESS GRPC_ADDRESS"),
+        ]
+        for args, want_code, text in cases:
+            code, answer = stockctl(leader, "cluster", *args)
+            if want_code is not None:
+                self.assertEqual(code, want_code, (args, answer))
+            self.assertNotEqual(code, 0, (args, answer))
+            self.assertIn(text, json.dumps(answer), args)
+        self.assertEqual(sorted(self.members(leader)), [1, 2, 3])
 
 
 class GatewayRollingRestart(unittest.TestCase):
@@ -716,6 +814,7 @@ class Flags(unittest.TestCase):
             (["--node-id", "1", "--raft-listen", "127.0.0.1:0", "--peers",
               "1=127.0.0.1:1=127.0.0.1:2,1=127.0.0.1:3=127.0.0.1:4"], "id 1 appears twice"),
             (["--node-id", "1", "--peers", "1=127.0.0.1:1=127.0.0.1:2"], "needs --raft-listen"),
+            (["--join"], "--join need --node-id"),
         ]
         usage = [  # out of range: a usage error (exit 2), as every flag's
             (["--snapshot-threshold", "0"], "--snapshot-threshold"),
