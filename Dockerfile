@@ -11,7 +11,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
       libprotobuf-dev grpc-proto libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev \
-      libuv1-dev \
+      libuv1-dev zlib1g-dev \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       -t bookworm-backports libraft-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -35,7 +35,7 @@ RUN sh /usr/local/sbin/add-backports.sh
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 librocksdb7.8 libmicrohttpd12 libjansson4 libssl3 ca-certificates \
-      libuv1 \
+      libuv1 zlib1g \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       -t bookworm-backports libraft0 \
  && rm -rf /var/lib/apt/lists/* \

@@ -9,6 +9,8 @@
    stockd-leader hint; the leader is SIGKILLed; reported is the time from the kill to the first
    acknowledged write, and every SKU is checked (acknowledged <= taken <= acknowledged + unknown).
 
+Each 3-replica run also reports the snapshots the replicas took (how many, the longest time one
+held the replication loop, the largest size); SNAPSHOT_THRESHOLD=N passes --snapshot-threshold N.
 Prints a table and one JSON line per run (also appended to BUILD/bench-replication.jsonl).
 usage: bench/replication.py BUILD_DIR
 """
@@ -31,6 +33,9 @@ from stockd.v1 import inventory_pb2 as pb  # noqa: E402
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 DURATION = os.environ.get("DURATION", "10s")
 OUT = os.path.join(BUILD, "bench-replication.jsonl")
+# stockd's --snapshot-threshold for the replicas ("" = its default); a lower one shows what
+# taking snapshots costs within a short run
+SNAPSHOT_THRESHOLD = os.environ.get("SNAPSHOT_THRESHOLD", "")
 
 
 def free_port():
@@ -68,6 +73,8 @@ class Group:
             if size > 1:
                 args += ["--node-id", str(i + 1), "--raft-listen", "127.0.0.1:%d" % raft,
                          "--peers", peers]
+                if SNAPSHOT_THRESHOLD:
+                    args += ["--snapshot-threshold", SNAPSHOT_THRESHOLD]
             log = open(os.path.join(work, "node%d.log" % (i + 1)), "w")
             self.procs.append(subprocess.Popen(args, stderr=log, stdout=log))
         for address in self.addresses:

@@ -230,6 +230,10 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 "Snapshots this process restored (sent by a leader to a replica too far "
                 "behind for its log).",
                 (double)status.snapshots_restored);
+    prom_single(buffer, "stockd_raft_snapshots_dropped_total", "counter",
+                "Snapshots from a leader dropped because one was being installed or taken here "
+                "(the leader sends them again).",
+                (double)status.snapshots_dropped);
     prom_single(buffer, "stockd_raft_snapshot_index", "gauge",
                 "The Raft index of the last snapshot this process took (0: none yet).",
                 (double)status.snapshot_index);

@@ -26,6 +26,7 @@
 #define SD_ENTRY_FORMAT 1
 #define SD_ENTRY_HEADER_BYTES 16
 #define SD_STATUS_REFRESH_MS 20
+#define SD_SNAPSHOT_RETRY_MS 10000
 
 typedef enum {
     SD_REQUEST_BARRIER,
@@ -66,6 +67,9 @@ struct sd_replication {
     uv_timer_t refresh;
     struct raft_uv_transport transport;
     struct raft_io io;
+    /* the transport's start and the library's receive callback, wrapped (sd_on_raft_message) */
+    int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb library_recv;
     struct raft_fsm fsm;
     struct raft raft;
     pthread_t thread;
@@ -80,7 +84,8 @@ struct sd_replication {
     sd_replication_status_t status;                        /* the snapshot other threads read */
     sd_replication_peer_t known[SD_REPLICATION_KNOWN_MAX]; /* loop thread */
     size_t known_count;
-    uint64_t applied_index; /* the last entry stored (loop thread) */
+    uint64_t applied_index;   /* the last entry stored (loop thread) */
+    double snapshot_retry_ms; /* loop thread: no snapshot before this (after a failed one) */
     bool failed;
     /* read fences: readers take generation numbers; one barrier at a time covers every
      * generation requested before it started (under mutex, except the barrier itself) */
@@ -239,16 +244,20 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
                            unsigned *buffers_count)
 {
     sd_replication_t *replication = fsm->data;
-    if (replication->failed) {
+    double started_ms = util_monotonic_ms();
+    /* the library asks again after every event: a copy that failed is not retried at once */
+    if (replication->failed || sd_storage_failed(replication->options.storage) ||
+        started_ms < replication->snapshot_retry_ms) {
         return RAFT_IOERR;
     }
-    double started_ms = util_monotonic_ms();
     sd_snapshot_info_t info;
     sd_status_t status =
         sd_snapshot_take(replication->options.storage, buffers, buffers_count, &info);
     double took_ms = util_monotonic_ms() - started_ms;
     if (status != SD_OK) {
-        SD_LOG(LOG_WARN, "replication_snapshot_failed", LF_STR("status", sd_status_name(status)));
+        replication->snapshot_retry_ms = util_monotonic_ms() + SD_SNAPSHOT_RETRY_MS;
+        SD_LOG(LOG_WARN, "replication_snapshot_failed", LF_STR("status", sd_status_name(status)),
+               LF_INT("retry_in_ms", SD_SNAPSHOT_RETRY_MS));
         return status == SD_RESOURCE_EXHAUSTED ? RAFT_NOMEM : RAFT_IOERR;
     }
     SD_LOG(LOG_INFO, "replication_snapshot_taken",
@@ -281,11 +290,16 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
         return status == SD_INVALID_ARGUMENT ? RAFT_MALFORMED : RAFT_IOERR;
     }
     raft_free(buffer->base); /* restored: the buffer is the state machine's to free */
+    buffer->base = NULL;
     if (!restored) {
         return 0;
     }
     replication->applied_index = info.applied_index;
     uint64_t last_seq = sd_storage_read_last_seq(replication->options.storage);
+    if (sd_storage_failed(replication->options.storage)) {
+        sd_replication_fail(replication, "storage failed after restoring a snapshot");
+        return RAFT_IOERR;
+    }
     SD_LOG(LOG_INFO, "replication_snapshot_restored", LF_UINT("applied_index", info.applied_index),
            LF_UINT("records", info.records), LF_UINT("bytes", info.bytes),
            LF_UINT("last_seq", last_seq), LF_DBL("ms", util_monotonic_ms() - started_ms));
@@ -296,6 +310,40 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
         replication->options.on_applied(replication->options.on_applied_context, last_seq);
     }
     return 0;
+}
+
+/* ---- messages, before the library sees them (loop thread) ---- */
+
+/* libraft 0.22.1 mishandles a snapshot (InstallSnapshot) that reaches a replica still
+ * installing an earlier one: it drops the data without freeing it, and the leader sends the
+ * snapshot again after every heartbeat rejected meanwhile, so a large state leaks many times
+ * its size (fixed upstream after 0.22.1, cowsql/raft 2ee8f4d). One that arrives while the
+ * replica writes a snapshot of its own is parked, and then dereferenced as NULL (legacy.c,
+ * takeSnapshotCb). Such a message is freed and dropped here; the leader sends it again later. */
+static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
+{
+    struct raft *raft = io->data;
+    sd_replication_t *replication = raft->data;
+    if (message->type == RAFT_INSTALL_SNAPSHOT &&
+        (raft->snapshot.installing || raft->legacy.snapshot_install ||
+         raft->legacy.snapshot_taking)) {
+        raft_configuration_close(&message->install_snapshot.conf);
+        raft_free(message->install_snapshot.data.base);
+        pthread_mutex_lock(&replication->mutex);
+        replication->status.snapshots_dropped++;
+        pthread_mutex_unlock(&replication->mutex);
+        return;
+    }
+    replication->library_recv(io, message);
+}
+
+static int sd_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct raft *raft = io->data;
+    sd_replication_t *replication = raft->data;
+    replication->library_recv = recv;
+    return replication->io_start(io, msecs, tick, sd_on_raft_message);
 }
 
 /* ---- status snapshot (loop thread writes, any thread reads) ---- */
@@ -763,6 +811,8 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
     }
     if (rv == 0) {
         replication->raft.data = replication;
+        replication->io_start = replication->io.start;
+        replication->io.start = sd_io_start;
         raft_set_snapshot_threshold(&replication->raft,
                                     replication->options.snapshot_threshold > 0
                                         ? replication->options.snapshot_threshold
@@ -827,7 +877,11 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
                                          .apply = sd_fsm_apply,
                                          .snapshot = sd_fsm_snapshot,
                                          .restore = sd_fsm_restore};
-    replication->applied_index = sd_storage_applied_index(options->storage);
+    if (sd_storage_load_applied_index(options->storage, &replication->applied_index) != SD_OK) {
+        snprintf(error, error_capacity, "replication: cannot read the applied Raft index");
+        free(replication);
+        return SD_UNAVAILABLE;
+    }
     replication->status.node_id = options->node_id;
     pthread_mutex_init(&replication->mutex, NULL);
     /* waits are timed on the monotonic clock: a wall-clock jump must not cut one short */

@@ -123,6 +123,7 @@ typedef struct {
     /* snapshots this process took and restored; the last one taken: its Raft index, size and
      * how long the copy held the loop */
     uint64_t snapshots_taken, snapshots_restored, snapshot_index, snapshot_bytes;
+    uint64_t snapshots_dropped; /* received while installing or taking one: sent again later */
     double snapshot_ms;
 } sd_replication_status_t;
 

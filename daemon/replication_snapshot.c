@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "keys.h"
 
@@ -114,6 +115,13 @@ sd_status_t sd_snapshot_take(sd_storage_t *storage, struct raft_buffer **buffers
     memset(header, 0, SD_SNAPSHOT_HEADER_BYTES);
     memcpy(header, SD_SNAPSHOT_MAGIC, 3);
     header[3] = SD_SNAPSHOT_FORMAT;
+    uLong crc = crc32_z(0L, Z_NULL, 0);
+    crc = crc32_z(crc, (const Bytef *)header + SD_SNAPSHOT_HEADER_BYTES,
+                  builder.buffers[0].len - SD_SNAPSHOT_HEADER_BYTES);
+    for (unsigned i = 1; i < builder.count; i++) {
+        crc = crc32_z(crc, builder.buffers[i].base, builder.buffers[i].len);
+    }
+    sd_be32_put(header + 4, (uint32_t)crc);
     sd_be64_put(header + 8, applied);
     sd_be64_put(header + 16, builder.records);
     sd_be64_put(header + 24, builder.payload);
@@ -146,6 +154,35 @@ static void sd_snapshot_each(const uint8_t *bytes, const sd_snapshot_info_t *inf
     }
 }
 
+/* Walks the records' framing: each inside the payload, of a known family, as many as the
+ * header says, none after them. */
+static bool sd_snapshot_check_records(const uint8_t *at, uint64_t payload, uint64_t records,
+                                      char *error, size_t error_capacity)
+{
+    uint64_t left = payload;
+    for (uint64_t i = 0; i < records; i++) {
+        if (left < SD_SNAPSHOT_RECORD_HEADER_BYTES || at[0] >= SD_CF_COUNT) {
+            snprintf(error, error_capacity, "snapshot record %llu is cut off or of no family",
+                     (unsigned long long)i + 1);
+            return false;
+        }
+        uint64_t key_length = sd_be32_get(at + 1), value_length = sd_be32_get(at + 5);
+        left -= SD_SNAPSHOT_RECORD_HEADER_BYTES;
+        if (key_length > left || value_length > left - key_length) {
+            snprintf(error, error_capacity, "snapshot record %llu runs past the end",
+                     (unsigned long long)i + 1);
+            return false;
+        }
+        left -= key_length + value_length;
+        at += SD_SNAPSHOT_RECORD_HEADER_BYTES + key_length + value_length;
+    }
+    if (left != 0) {
+        snprintf(error, error_capacity, "a snapshot with bytes after its last record");
+        return false;
+    }
+    return true;
+}
+
 sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_t *info_out,
                               char *error, size_t error_capacity)
 {
@@ -157,30 +194,26 @@ sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_
     }
     sd_snapshot_info_t info = {sd_be64_get(bytes + 8), sd_be64_get(bytes + 16), length};
     uint64_t payload = sd_be64_get(bytes + 24);
-    if (payload > length - SD_SNAPSHOT_HEADER_BYTES) {
-        snprintf(error, error_capacity, "a snapshot shorter than its header says");
+    uint64_t padding = length - SD_SNAPSHOT_HEADER_BYTES - payload;
+    if (payload > length - SD_SNAPSHOT_HEADER_BYTES || padding >= 8) {
+        snprintf(error, error_capacity, "a snapshot %s than its header says",
+                 payload > length - SD_SNAPSHOT_HEADER_BYTES ? "shorter" : "longer");
         return SD_INVALID_ARGUMENT;
     }
-    const uint8_t *at = bytes + SD_SNAPSHOT_HEADER_BYTES;
-    size_t left = (size_t)payload;
-    for (uint64_t i = 0; i < info.records; i++) {
-        if (left < SD_SNAPSHOT_RECORD_HEADER_BYTES || at[0] >= SD_CF_COUNT) {
-            snprintf(error, error_capacity, "snapshot record %llu is cut off or of no family",
-                     (unsigned long long)i + 1);
-            return SD_INVALID_ARGUMENT;
-        }
-        size_t record =
-            (size_t)SD_SNAPSHOT_RECORD_HEADER_BYTES + sd_be32_get(at + 1) + sd_be32_get(at + 5);
-        if (record > left) {
-            snprintf(error, error_capacity, "snapshot record %llu runs past the end",
-                     (unsigned long long)i + 1);
-            return SD_INVALID_ARGUMENT;
-        }
-        at += record;
-        left -= record;
+    const uint8_t *records = bytes + SD_SNAPSHOT_HEADER_BYTES;
+    /* the library's snapshot files carry no checksum of their data */
+    uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), records, (size_t)payload);
+    if ((uint32_t)crc != sd_be32_get(bytes + 4)) {
+        snprintf(error, error_capacity, "a snapshot whose checksum does not match: damaged");
+        return SD_INVALID_ARGUMENT;
     }
-    if (left != 0) {
-        snprintf(error, error_capacity, "a snapshot with bytes after its last record");
+    for (uint64_t i = 0; i < padding; i++) {
+        if (records[payload + i] != 0) {
+            snprintf(error, error_capacity, "a snapshot with bytes after its last record");
+            return SD_INVALID_ARGUMENT;
+        }
+    }
+    if (!sd_snapshot_check_records(records, payload, info.records, error, error_capacity)) {
         return SD_INVALID_ARGUMENT;
     }
     *info_out = info;
@@ -188,16 +221,14 @@ sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_
 }
 
 typedef struct {
-    sd_storage_t *storage;
-    sd_write_batch_t *batch;
+    const uint8_t *bytes;
+    const sd_snapshot_info_t *info;
 } sd_restore_t;
 
-static bool sd_snapshot_put(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
-                            const uint8_t *value, size_t value_length)
+static void sd_snapshot_records(void *context, sd_export_fn *emit, void *emit_context)
 {
-    sd_restore_t *restore = context;
-    sd_write_batch_put(restore->storage, restore->batch, cf, key, key_length, value, value_length);
-    return true;
+    const sd_restore_t *restore = context;
+    sd_snapshot_each(restore->bytes, restore->info, emit, emit_context);
 }
 
 sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t length,
@@ -209,25 +240,18 @@ sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t 
     if (status != SD_OK) {
         return status;
     }
-    if (info_out->applied_index <= sd_storage_applied_index(storage)) {
+    uint64_t applied = 0;
+    status = sd_storage_load_applied_index(storage, &applied);
+    if (status != SD_OK) {
+        snprintf(error, error_capacity, "storage could not say what it holds (%s)",
+                 sd_status_name(status));
+        return status;
+    }
+    if (info_out->applied_index <= applied) {
         return SD_OK; /* held already: Raft's own last snapshot, handed back at start */
     }
-    sd_write_batch_t *batch = sd_write_batch_new();
-    if (batch == NULL) {
-        snprintf(error, error_capacity, "out of memory for a snapshot's write");
-        return SD_RESOURCE_EXHAUSTED;
-    }
-    /* deletes first, then puts: a key in both ends up put (a WriteBatch applies in order) */
-    status = sd_storage_batch_delete_all(storage, batch);
-    if (status == SD_OK) {
-        sd_restore_t restore = {storage, batch};
-        sd_snapshot_each(data, info_out, sd_snapshot_put, &restore);
-        status = sd_storage_write(storage, batch, true);
-        if (status == SD_OK) {
-            status = sd_storage_reload_meta(storage);
-        }
-    }
-    sd_write_batch_free(batch);
+    sd_restore_t restore = {data, info_out};
+    status = sd_storage_replace_all(storage, sd_snapshot_records, &restore);
     if (status != SD_OK) {
         snprintf(error, error_capacity, "storage could not replace its state (%s)",
                  sd_status_name(status));

@@ -7,10 +7,10 @@
  * applied), including the Raft index it reflects (meta:raft_applied_index), so the copy says
  * exactly which entries it holds.
  *
- * Format (big-endian): "SDS", format 1, 4 zero bytes, the applied index (u64), the record count
- * (u64), the records' byte length (u64); then each record: column family (u8), key length
- * (u32), value length (u32), key, value; zeros to a multiple of 8 bytes. A snapshot is checked
- * whole before anything is written.
+ * Format (big-endian): "SDS", format 1, the CRC-32 of the records (u32), the applied index
+ * (u64), the record count (u64), the records' byte length (u64); then each record: column
+ * family (u8), key length (u32), value length (u32), key, value; zeros to a multiple of 8
+ * bytes. A snapshot is checked whole (checksum, framing) before anything is written.
  *
  * Restoring replaces the state in one synced RocksDB write (every record deleted, every record
  * of the snapshot put), so a crash leaves either the old state or the new one. A snapshot no
@@ -46,8 +46,8 @@ typedef struct {
 sd_status_t sd_snapshot_take(sd_storage_t *storage, struct raft_buffer **buffers_out,
                              unsigned *count_out, sd_snapshot_info_t *info_out);
 
-/* Checks a snapshot's framing (header, every record inside the buffer, known column families,
- * the counts it declares). SD_INVALID_ARGUMENT with the reason in error otherwise. */
+/* Checks a snapshot: header, checksum, every record inside the buffer and of a known column
+ * family, the counts it declares. SD_INVALID_ARGUMENT with the reason in error otherwise. */
 sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_t *info_out,
                               char *error, size_t error_capacity);
 

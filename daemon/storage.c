@@ -1,6 +1,7 @@
 /* storage.c — RocksDB setup and access; see storage.h. All options are set explicitly. */
 #include "storage.h"
 
+#include <pthread.h>
 #include <rocksdb/c.h>
 
 #include <stdatomic.h>
@@ -58,7 +59,10 @@ struct sd_storage {
     atomic_bool failed; /* a write failed: see sd_storage_failed */
     int64_t wal_bytes_max;
     _Atomic int64_t wal_bytes_since_flush; /* the writer, and the Raft thread (replication) */
-    sd_index_prune_t index_prune;          /* writer thread only */
+    sd_index_prune_t index_prune;          /* under maintenance */
+    /* held by a retention pass (writer thread) and by a replacement of the whole state (a
+     * replication snapshot, Raft thread): neither sees the other half done */
+    pthread_mutex_t maintenance;
 };
 
 #define SD_ROCKSDB_INFO_LOG_INFO 1        /* InfoLogLevel::INFO_LEVEL */
@@ -468,6 +472,7 @@ sd_status_t sd_storage_open(const sd_storage_options_t *options, sd_storage_t **
         return SD_UNAVAILABLE;
     }
     sd_storage_configure(storage, options);
+    pthread_mutex_init(&storage->maintenance, NULL);
     char *rocks_error = NULL;
     storage->db = rocksdb_open_column_families(
         storage->db_options, options->data_dir, SD_CF_COUNT, (const char *const *)sd_cf_names,
@@ -562,6 +567,7 @@ sd_status_t sd_storage_close(sd_storage_t *storage)
     rocksdb_writeoptions_destroy(storage->write_sync);
     rocksdb_writeoptions_destroy(storage->write_nosync);
 
+    pthread_mutex_destroy(&storage->maintenance);
     free(storage);
     return failed ? SD_UNAVAILABLE : SD_OK;
 }
@@ -780,11 +786,15 @@ sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data,
     return status;
 }
 
+sd_status_t sd_storage_load_applied_index(sd_storage_t *storage, uint64_t *index_out)
+{
+    return sd_storage_load_meta(storage, sd_meta_raft_applied_key, index_out);
+}
+
 uint64_t sd_storage_applied_index(sd_storage_t *storage)
 {
     uint64_t index = 0;
-    sd_storage_load_meta(storage, sd_meta_raft_applied_key, &index);
-    return index;
+    return sd_storage_load_applied_index(storage, &index) == SD_OK ? index : 0;
 }
 
 uint64_t sd_storage_read_last_seq(sd_storage_t *storage)
@@ -906,28 +916,55 @@ sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *
 typedef struct {
     sd_storage_t *storage;
     sd_write_batch_t *batch;
-} sd_clear_t;
+    uint64_t pruned_through; /* the replacement's, when it has the record */
+} sd_replace_t;
 
 static bool sd_storage_clear_visit(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
                                    const uint8_t *value, size_t value_length)
 {
-    sd_clear_t *clear = context;
+    sd_replace_t *replace = context;
     (void)value, (void)value_length;
-    sd_write_batch_delete(clear->storage, clear->batch, cf, key, key_length);
+    sd_write_batch_delete(replace->storage, replace->batch, cf, key, key_length);
     return true;
 }
 
-sd_status_t sd_storage_batch_delete_all(sd_storage_t *storage, sd_write_batch_t *batch)
+static bool sd_storage_replace_visit(void *context, sd_cf_t cf, const uint8_t *key,
+                                     size_t key_length, const uint8_t *value, size_t value_length)
 {
-    sd_clear_t clear = {storage, batch};
-    return sd_storage_export(storage, sd_storage_clear_visit, &clear, NULL);
+    sd_replace_t *replace = context;
+    sd_write_batch_put(replace->storage, replace->batch, cf, key, key_length, value, value_length);
+    if (cf == SD_CF_DEFAULT && key_length == sizeof(sd_meta_pruned_key) - 1 &&
+        memcmp(key, sd_meta_pruned_key, key_length) == 0 && value_length == 8) {
+        replace->pruned_through = sd_be64_get(value);
+    }
+    return true;
 }
 
-sd_status_t sd_storage_reload_meta(sd_storage_t *storage)
+sd_status_t sd_storage_replace_all(sd_storage_t *storage, sd_records_fn *source, void *context)
 {
-    uint64_t pruned = 0;
-    sd_status_t status = sd_storage_load_meta(storage, sd_meta_pruned_key, &pruned);
-    atomic_store(&storage->pruned_through, pruned);
+    sd_replace_t replace = {storage, sd_write_batch_new(), 0};
+    if (replace.batch == NULL) {
+        return SD_RESOURCE_EXHAUSTED;
+    }
+    pthread_mutex_lock(&storage->maintenance);
+    /* deletes first, then puts: a key in both ends up put (a WriteBatch applies in order) */
+    sd_status_t status = sd_storage_export(storage, sd_storage_clear_visit, &replace, NULL);
+    if (status == SD_OK) {
+        source(context, sd_storage_replace_visit, &replace);
+        /* History and Watch answer OUT_OF_RANGE below pruned_through: raised before the new
+         * state is visible, so no reader takes entries the replacement lacks for a gap */
+        uint64_t before = atomic_load(&storage->pruned_through);
+        atomic_store(&storage->pruned_through,
+                     replace.pruned_through > before ? replace.pruned_through : before);
+        status = sd_storage_write(storage, replace.batch, true);
+        atomic_store(&storage->pruned_through, status == SD_OK ? replace.pruned_through : before);
+    }
+    if (status == SD_OK) {
+        storage->index_prune = (sd_index_prune_t){0};
+        status = sd_storage_load_index_prune(storage);
+    }
+    pthread_mutex_unlock(&storage->maintenance);
+    sd_write_batch_free(replace.batch);
     return status;
 }
 
@@ -1288,8 +1325,11 @@ static sd_status_t sd_storage_prune_ledger_index(sd_storage_t *storage)
 
 sd_status_t sd_storage_prune_ledger(sd_storage_t *storage, int64_t cutoff_us)
 {
+    pthread_mutex_lock(&storage->maintenance);
     sd_status_t status = sd_storage_prune_ledger_entries(storage, cutoff_us);
-    return status == SD_OK ? sd_storage_prune_ledger_index(storage) : status;
+    status = status == SD_OK ? sd_storage_prune_ledger_index(storage) : status;
+    pthread_mutex_unlock(&storage->maintenance);
+    return status;
 }
 
 sd_status_t sd_storage_checkpoint(sd_storage_t *storage, const char *directory, char *error,

@@ -110,7 +110,10 @@ const void *sd_write_batch_data(sd_write_batch_t *batch, size_t *length_out);
  * record, replayed at start past sd_storage_applied_index). */
 sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data, size_t length,
                                         uint64_t raft_index, uint64_t last_seq);
-/* The Raft index of the last entry applied (0 for none). */
+/* The Raft index of the last entry applied (0 for none); SD_UNAVAILABLE/SD_INTERNAL when it
+ * cannot be read. */
+sd_status_t sd_storage_load_applied_index(sd_storage_t *storage, uint64_t *index_out);
+/* The same, 0 when it cannot be read (tests, logs). */
 uint64_t sd_storage_applied_index(sd_storage_t *storage);
 /* The last ledger seq as stored now (replicas apply entries written by other nodes). */
 uint64_t sd_storage_read_last_seq(sd_storage_t *storage);
@@ -132,12 +135,13 @@ typedef bool sd_export_fn(void *context, sd_cf_t cf, const uint8_t *key, size_t 
  * Raft index applied at that point. SD_CANCELLED when visit stopped it. */
 sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *context,
                               uint64_t *applied_index_out);
-/* Adds a delete of every record stored now, in every column family, to batch (restoring a
- * replication snapshot replaces the whole state in one write). */
-sd_status_t sd_storage_batch_delete_all(sd_storage_t *storage, sd_write_batch_t *batch);
-/* Reloads what storage keeps in memory of its metadata records (how far retention pruned)
- * after they were replaced underneath it. */
-sd_status_t sd_storage_reload_meta(sd_storage_t *storage);
+/* Hands every record of a replacement state to emit (see sd_storage_replace_all). */
+typedef void sd_records_fn(void *context, sd_export_fn *emit, void *emit_context);
+/* Replaces the whole state (every record of every column family) with the records `source`
+ * emits, in one synced write: after a crash the old state or the new, whole. Retention passes
+ * wait meanwhile, and what storage keeps in memory of the metadata is reloaded. A failed
+ * write is the storage's failure (fail-stop). */
+sd_status_t sd_storage_replace_all(sd_storage_t *storage, sd_records_fn *source, void *context);
 
 /* Called for each entry of a scan; return false to stop. key/value are valid only during
  * the call. */

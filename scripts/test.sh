@@ -51,6 +51,5 @@ cmake -S . -B "$BUILD_ASAN" -DCMAKE_BUILD_TYPE=Debug -DSTOCKD_WERROR=ON -DSTOCKD
 cmake --build "$BUILD_ASAN" -j "$JOBS"
 echo "== ASan+UBSan tests"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$BUILD_ASAN" && ctest --output-on-failure --timeout 900 -LE valgrind)

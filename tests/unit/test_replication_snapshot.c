@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "replication_snapshot.h"
 #include "test_helpers.h"
@@ -81,6 +82,33 @@ static void fill(sd_storage_t *storage, const char *prefix, int count, size_t va
     assert_int_equal(sd_storage_apply_replicated(storage, data, length, raft_index, 0), SD_OK);
     sd_write_batch_free(batch);
     free(value);
+}
+
+/* Reads one record with a point read (not through an export, which snapshots are made of). */
+static char *get(sd_storage_t *storage, sd_cf_t cf, const char *key, size_t *length_out)
+{
+    char *value = NULL;
+    assert_int_equal(
+        sd_storage_get(storage, cf, (const uint8_t *)key, strlen(key), &value, length_out), SD_OK);
+    return value;
+}
+
+/* The end of a snapshot's records (before its padding). */
+static size_t records_end(const uint8_t *snapshot)
+{
+    return SD_SNAPSHOT_HEADER_BYTES + (size_t)sd_be64_get(snapshot + 24);
+}
+
+/* Writes the checksum again after a test changed the records (to reach the framing checks). */
+static void reseal(uint8_t *snapshot)
+{
+    size_t end = records_end(snapshot);
+    uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), snapshot + SD_SNAPSHOT_HEADER_BYTES,
+                        end - SD_SNAPSHOT_HEADER_BYTES);
+    snapshot[4] = (uint8_t)(crc >> 24);
+    snapshot[5] = (uint8_t)(crc >> 16);
+    snapshot[6] = (uint8_t)(crc >> 8);
+    snapshot[7] = (uint8_t)crc;
 }
 
 /* The buffers of a snapshot, one after the other (as the library hands them to a restore). */
@@ -168,6 +196,19 @@ static void test_restore_makes_the_stores_identical(void **state)
     assert_null(strstr(got, "6f6e6c792d626568696e64")); /* "only-behind": gone */
     free(want);
     free(got);
+    /* and by point reads, family by family: the leader's values, the others gone */
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        size_t got_length = 0;
+        char *value = get(behind, (sd_cf_t)cf, "shared-000007", &got_length);
+        assert_non_null(value);
+        assert_int_equal(got_length, 16);
+        sd_storage_free(value);
+        value = get(behind, (sd_cf_t)cf, "only-leader-000019", &got_length);
+        assert_non_null(value);
+        assert_int_equal(got_length, 40);
+        sd_storage_free(value);
+        assert_null(get(behind, (sd_cf_t)cf, "only-behind-000000", &got_length));
+    }
     raft_free(snapshot);
 }
 
@@ -246,9 +287,9 @@ static void test_a_damaged_snapshot_changes_nothing(void **state)
     sd_snapshot_info_t info;
     unsigned buffers = 0;
     uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
-    uint8_t *copy = malloc(length);
-    /* cut anywhere: never a partial restore */
-    for (size_t cut = 0; cut < length; cut += cut < 64 ? 1 : 37) {
+    uint8_t *copy = malloc(length + 8);
+    /* cut anywhere before the padding: refused (cut inside the padding it is still whole) */
+    for (size_t cut = 0; cut < records_end(snapshot); cut++) {
         char error[256] = "";
         sd_snapshot_info_t ignored;
         assert_int_equal(sd_snapshot_check(snapshot, cut, &ignored, error, sizeof(error)),
@@ -262,10 +303,19 @@ static void test_a_damaged_snapshot_changes_nothing(void **state)
     copy[3] = 2; /* a format this version does not know */
     assert_refused(pair, copy, length, "not a stockd snapshot");
     memcpy(copy, snapshot, length);
+    copy[records_end(snapshot) - 1] ^= 1; /* one bit of the last value */
+    assert_refused(pair, copy, length, "checksum does not match");
+    memcpy(copy, snapshot, length);
     copy[SD_SNAPSHOT_HEADER_BYTES] = SD_CF_COUNT; /* the first record's family */
+    reseal(copy);
     assert_refused(pair, copy, length, "record 1");
     memcpy(copy, snapshot, length);
     copy[SD_SNAPSHOT_HEADER_BYTES + 1] = 0x7f; /* the first record's key length */
+    reseal(copy);
+    assert_refused(pair, copy, length, "record 1 runs past the end");
+    memcpy(copy, snapshot, length);
+    copy[SD_SNAPSHOT_HEADER_BYTES + 5] = 0xff; /* its value length: past the end on its own */
+    reseal(copy);
     assert_refused(pair, copy, length, "record 1 runs past the end");
     memcpy(copy, snapshot, length);
     copy[23] += 1; /* one record more than there is */
@@ -276,21 +326,61 @@ static void test_a_damaged_snapshot_changes_nothing(void **state)
     memcpy(copy, snapshot, length);
     copy[24] = 0xff; /* a record length past the buffer */
     assert_refused(pair, copy, length, "shorter than its header says");
+    memcpy(copy, snapshot, length);
+    memset(copy + length, 0, 8); /* 8 more bytes of padding than a snapshot has */
+    assert_refused(pair, copy, length + 8, "longer than its header says");
+    if (records_end(snapshot) < length) {
+        memcpy(copy, snapshot, length);
+        copy[length - 1] = 1; /* padding that is not zeros */
+        assert_refused(pair, copy, length, "after its last record");
+    }
     free(copy);
     raft_free(snapshot);
 }
 
-static void test_an_empty_store_round_trips(void **state)
+static void test_a_failed_restore_write_leaves_the_old_state(void **state)
 {
     pair_t *pair = *state;
-    fill(pair->stores[1], "mine", 3, 8, 0); /* index 0: the empty store is not behind */
+    fill(pair->stores[0], "new", 10, 8, 30);
+    fill(pair->stores[1], "old", 10, 8, 3);
+    char *before = dump_store(pair->stores[1]);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
+    sd_storage_fail_write_after(pair->stores[1], 1); /* the restore's write fails */
+    bool restored = true;
+    char error[256] = "";
+    assert_int_not_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored,
+                                             error, sizeof(error)),
+                         SD_OK);
+    assert_false(restored);
+    assert_true(sd_storage_failed(pair->stores[1])); /* fail-stop, as any failed write */
+    /* reopened: the old state whole (one atomic write, or none) */
+    assert_int_equal(sd_storage_close(pair->stores[1]), SD_UNAVAILABLE);
+    pair->stores[1] = th_open_storage(pair->dirs[1]);
+    assert_non_null(pair->stores[1]);
+    char *after = dump_store(pair->stores[1]);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    raft_free(snapshot);
+}
+
+static void test_an_empty_store_takes_a_valid_snapshot(void **state)
+{
+    pair_t *pair = *state;
     size_t length = 0;
     sd_snapshot_info_t info;
     unsigned buffers = 0;
     uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
     assert_int_equal(info.applied_index, 0);
-    bool restored = true;
     char error[256] = "";
+    sd_snapshot_info_t checked;
+    assert_int_equal(sd_snapshot_check(snapshot, length, &checked, error, sizeof(error)), SD_OK);
+    assert_int_equal(checked.records, info.records);
+    /* index 0 is held by every store: nothing to restore */
+    bool restored = true;
     assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
                                          sizeof(error)),
                      SD_OK);
@@ -309,7 +399,10 @@ int main(void)
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_damaged_snapshot_changes_nothing, pair_setup,
                                         pair_teardown),
-        cmocka_unit_test_setup_teardown(test_an_empty_store_round_trips, pair_setup, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_failed_restore_write_leaves_the_old_state,
+                                        pair_setup, pair_teardown),
+        cmocka_unit_test_setup_teardown(test_an_empty_store_takes_a_valid_snapshot, pair_setup,
+                                        pair_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
