@@ -97,7 +97,7 @@ static const char *const bench_presets[] = {"none", "peers", NULL};
 
 static const cfg_option_t bench_options[] = {
     BENCH_OPT("stockd", "STOCKD_ADDR", CFG_STRING, stockd, "127.0.0.1:50051", 0, 0, NULL,
-              "stockd gRPC address"),
+              "stockd gRPC address, or replicas A,B,C (calls follow the leader they name)"),
     BENCH_OPT("gateway", "STOCKD_BENCH_GATEWAY", CFG_STRING, gateway, "127.0.0.1:8080", 0, 0, NULL,
               "gateway HTTP address (wix mode)"),
     BENCH_OPT("batch", "STOCKD_BENCH_BATCH", CFG_INT, batch, "0", 0, BENCH_BATCH_MAX, NULL,
@@ -455,6 +455,7 @@ typedef struct bench_worker bench_worker_t;
 typedef struct {
     bench_worker_t *worker;
     grpc_call *call;
+    grpc_channel *channel; /* the replica the call went to */
     grpc_byte_buffer *send, *receive;
     grpc_metadata_array initial, trailing;
     grpc_status_code status;
@@ -523,9 +524,10 @@ static void bench_slot_start(bench_slot_t *slot)
     }
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(10000, GPR_TIMESPAN));
-    slot->call = grpc_channel_create_call(
-        sc_client_channel(slot->connection->client), NULL, GRPC_PROPAGATE_DEFAULTS, worker->queue,
-        grpc_slice_from_static_string(method), NULL, deadline, NULL);
+    slot->channel = sc_client_channel(slot->connection->client);
+    slot->call =
+        grpc_channel_create_call(slot->channel, NULL, GRPC_PROPAGATE_DEFAULTS, worker->queue,
+                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
     grpc_metadata_array_init(&slot->initial);
     grpc_metadata_array_init(&slot->trailing);
     slot->receive = NULL;
@@ -614,6 +616,10 @@ static void bench_slot_finish(bench_slot_t *slot)
         }
     } else {
         bench_record(results, slot->status, slot->skus, slot->count, slot->sign, latency_ms);
+    }
+    if (slot->status != GRPC_STATUS_OK) { /* replicas: the next calls go to the leader */
+        sc_client_follow(slot->connection->client, slot->channel, slot->status, slot->details,
+                         &slot->trailing);
     }
     grpc_metadata_array_destroy(&slot->initial);
     grpc_metadata_array_destroy(&slot->trailing);

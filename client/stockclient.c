@@ -667,6 +667,45 @@ static void sc_run_batch(grpc_call *call, grpc_completion_queue *queue, sc_excha
 }
 
 /* Copies the outcome of a finished exchange into status and, on OK, unpacks the answer. */
+/* The leader a replica named (trailing metadata stockd-leader), into status->leader. */
+static void sc_status_take_leader(sc_status_t *status, const grpc_metadata_array *trailing)
+{
+    for (size_t i = 0; i < trailing->count; i++) {
+        const grpc_metadata *entry = &trailing->metadata[i];
+        if (grpc_slice_str_cmp(entry->key, "stockd-leader") == 0) {
+            snprintf(status->leader, sizeof(status->leader), "%.*s",
+                     (int)GRPC_SLICE_LENGTH(entry->value),
+                     (const char *)GRPC_SLICE_START_PTR(entry->value));
+        }
+    }
+}
+
+bool sc_client_follow(sc_client_t *client, grpc_channel *channel, int code, grpc_slice details,
+                      const grpc_metadata_array *trailing)
+{
+    size_t tried = client->targets_count;
+    for (size_t i = 0; i < client->targets_count; i++) {
+        tried = client->channels[i] == channel ? i : tried;
+    }
+    if (tried == client->targets_count) {
+        return false;
+    }
+    sc_status_t status;
+    sc_status_init(&status);
+    status.code = code;
+    snprintf(status.message, sizeof(status.message), "%.*s", (int)GRPC_SLICE_LENGTH(details),
+             (const char *)GRPC_SLICE_START_PTR(details));
+    sc_status_take_leader(&status, trailing);
+    size_t next = 0;
+    if (!sc_client_next_target(client, tried, &status, &next)) {
+        return false;
+    }
+    /* only from where that call went: calls finishing together move the client once */
+    size_t expected = atomic_load(&client->current);
+    return expected % client->targets_count == tried &&
+           atomic_compare_exchange_strong(&client->current, &expected, next);
+}
+
 static void sc_exchange_outcome(sc_exchange_t *exchange,
                                 const ProtobufCMessageDescriptor *response_descriptor,
                                 ProtobufCMessage **response_out, sc_status_t *status)
@@ -683,14 +722,7 @@ static void sc_exchange_outcome(sc_exchange_t *exchange,
         }
     } else {
         sc_decode_details(&exchange->trailing, status);
-        for (size_t i = 0; i < exchange->trailing.count; i++) {
-            const grpc_metadata *entry = &exchange->trailing.metadata[i];
-            if (grpc_slice_str_cmp(entry->key, "stockd-leader") == 0) {
-                snprintf(status->leader, sizeof(status->leader), "%.*s",
-                         (int)GRPC_SLICE_LENGTH(entry->value),
-                         (const char *)GRPC_SLICE_START_PTR(entry->value));
-            }
-        }
+        sc_status_take_leader(status, &exchange->trailing);
     }
 }
 

@@ -127,6 +127,13 @@ sc_token_source_t sc_token_resolve(const char *token, const char *token_file,
  * returns how many entries it holds (0..SC_METADATA_MAX); the entries point into the client
  * and stay valid until sc_client_free. */
 grpc_channel *sc_client_channel(sc_client_t *client);
+/* Replication, for callers that make their own calls on sc_client_channel (stockbench): a call
+ * on `channel` ended with code, details and trailing metadata; when a replica refused it
+ * unapplied ("not the leader") or could not be reached, the client's later calls go to the
+ * leader it named, else to the next replica, as the library's own calls do. True when it
+ * moved. */
+bool sc_client_follow(sc_client_t *client, grpc_channel *channel, int code, grpc_slice details,
+                      const grpc_metadata_array *trailing);
 size_t sc_client_metadata(const sc_client_t *client, grpc_metadata metadata_out[SC_METADATA_MAX]);
 
 /* Frees the calling thread's completion queue now (it is freed at thread exit anyway); call

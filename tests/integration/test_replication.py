@@ -505,6 +505,34 @@ def stockctl(node, *args):
         return proc.returncode, proc.stdout + proc.stderr
 
 
+class Stockbench(unittest.TestCase):
+    """stockbench given the replicas, a follower first, follows the stockd-leader hint: its
+    load reaches the leader and its check (every SKU lost exactly what was acknowledged) holds."""
+
+    def setUp(self):
+        self.cluster = Cluster()
+        self.cluster.start()
+
+    def tearDown(self):
+        self.cluster.stop(self)
+
+    def test_stockbench_follows_the_leader(self):
+        leader = self.cluster.leader()
+        followers = [n for n in self.cluster.nodes if n is not leader]
+        targets = ",".join([followers[0].address, leader.address, followers[1].address])
+        proc = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(STOCKD)), "stockbench"),
+                               "--stockd", targets, "--mode", "decrement", "--connections", "2",
+                               "--inflight", "8", "--skus", "50", "--warmup", "0s",
+                               "--duration", "2s"],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stdout[-2000:] + proc.stderr[-2000:])
+        result = json.loads([l for l in proc.stdout.splitlines() if l.startswith("{")][-1])
+        self.assertEqual(result["check_mismatches"], 0, result)
+        self.assertGreater(result["ops"], 100, result)
+        # refused while each connection still pointed at the follower: a handful at most
+        self.assertLess(result["errors"], 50, result)
+
+
 class ClusterCommands(unittest.TestCase):
     def setUp(self):
         self.cluster = Cluster()
