@@ -71,6 +71,8 @@ static int ctl_cluster_status(const ctl_config_t *config, sc_client_t *client)
     return exit_code;
 }
 
+#define CTL_ADD_MEMBER_DEADLINE_MS 90000
+
 /* NODE_ID as a number (false after reporting it invalid). */
 static bool ctl_cluster_node_id(const ctl_config_t *config, const char *id, uint64_t *id_out,
                                 int *exit_code_out)
@@ -147,7 +149,12 @@ static int ctl_cluster_add(const ctl_config_t *config, sc_client_t *client, char
     }
     request.raft_address = args[1];
     request.grpc_address = args[2];
-    return ctl_cluster_change(config, client, "/stockd.v1.Admin/AddMember", &request.base,
+    /* stockd waits for the new replica to catch up (up to a minute) before it answers */
+    ctl_config_t patient = *config;
+    patient.deadline_ms = config->deadline_ms > CTL_ADD_MEMBER_DEADLINE_MS
+                              ? config->deadline_ms
+                              : CTL_ADD_MEMBER_DEADLINE_MS;
+    return ctl_cluster_change(&patient, client, "/stockd.v1.Admin/AddMember", &request.base,
                               &stockd__v1__add_member_response__descriptor,
                               "added: the member votes");
 }

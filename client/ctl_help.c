@@ -203,6 +203,7 @@ static const ctl_help_page_t ctl_help_pages[] = {
      "                            started with --join (a new id, never one used before): it\n"
      "                            catches up by log or snapshot, then votes; --json:\n"
      "                            {\"done\":true}. Asking again finishes an unfinished add.\n"
+     "                            Waits up to 90 s (or --deadline-ms when longer).\n"
      "  cluster remove-member NODE_ID  asks the leader to drop a member (not itself: transfer\n"
      "                            leadership first); --json: {\"done\":true}.\n",
      false,

@@ -80,13 +80,15 @@ void sd_handle_transfer_leadership(sd_call_t *call, const uint8_t *bytes, size_t
     }
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    bool member = request->node_id == 0;
+    bool voter = request->node_id == 0;
     for (size_t i = 0; i < status.members_count; i++) {
-        member = member || status.members[i].id == request->node_id;
+        voter = voter || (status.members[i].id == request->node_id &&
+                          strcmp(status.member_roles[i], "voter") == 0);
     }
     char message[512];
-    if (!member || request->node_id == status.node_id) {
-        snprintf(message, sizeof(message), "node_id: %llu is not another member of the group",
+    if (!voter || request->node_id == status.node_id) {
+        snprintf(message, sizeof(message),
+                 "node_id: %llu is not another voting member of the group",
                  (unsigned long long)request->node_id);
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
         return;
@@ -113,12 +115,17 @@ void sd_handle_transfer_leadership(sd_call_t *call, const uint8_t *bytes, size_t
 /* A catching-up replica may need a snapshot and the whole log after it. */
 #define SD_MEMBER_PROMOTE_WAIT_MS 60000
 #define SD_MEMBER_CHANGE_WAIT_MS 10000
+/* A voter is keeping up while its log is at most this many entries behind the leader's. */
+#define SD_MEMBER_KEEPING_UP_ENTRIES 1024
 
-/* HOST:PORT as the other replicas and clients reach it: printable, no list separators. */
+/* HOST:PORT as the other replicas and clients reach it: a printable host without list
+ * separators, a port 1..65535. */
 static bool sd_cluster_address_valid(const char *address)
 {
     size_t length = strlen(address);
-    if (length == 0 || length >= SD_REPLICATION_ADDRESS_MAX || strchr(address, ':') == NULL) {
+    const char *colon = strrchr(address, ':');
+    if (length == 0 || length >= SD_REPLICATION_ADDRESS_MAX || colon == NULL || colon == address ||
+        colon[1] == '\0' || strlen(colon + 1) > 5) {
         return false;
     }
     for (size_t i = 0; i < length; i++) {
@@ -126,7 +133,14 @@ static bool sd_cluster_address_valid(const char *address)
             return false;
         }
     }
-    return true;
+    long port = 0;
+    for (const char *digit = colon + 1; *digit != '\0'; digit++) {
+        if (*digit < '0' || *digit > '9') {
+            return false;
+        }
+        port = port * 10 + (*digit - '0');
+    }
+    return port >= 1 && port <= 65535;
 }
 
 /* INVALID_ARGUMENT naming the field when node_id is out of range (what --peers accepts). */
@@ -148,10 +162,17 @@ static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *repli
     if (outcome == SD_REPLICATION_DONE) {
         return false;
     }
-    if (outcome == SD_REPLICATION_UNKNOWN) {
+    if (outcome == SD_REPLICATION_UNKNOWN && raft_status == RAFT_NOCONNECTION) {
         snprintf(message, sizeof(message),
-                 "%s: outcome unknown (leadership changed, or the replica did not catch up in "
-                 "time%s%s); see `stockctl cluster status` and ask again",
+                 "%s: the replica did not catch up (is it running with --join, and does the "
+                 "leader reach its raft_address?); it stays a spare, nothing else changed; ask "
+                 "again",
+                 what);
+        sd_call_reply_status(call, SD_UNAVAILABLE, message);
+    } else if (outcome == SD_REPLICATION_UNKNOWN) {
+        snprintf(message, sizeof(message),
+                 "%s: outcome unknown (leadership changed, or it took longer than this call "
+                 "waits%s%s); see `stockctl cluster status` and ask again",
                  what, raft_status ? ": " : "", raft_status ? raft_strerror(raft_status) : "");
         sd_call_reply_status(call, SD_UNAVAILABLE, message);
     } else if (raft_status == 0) {
@@ -163,8 +184,11 @@ static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *repli
                  "%s: another membership change is under way; ask again once it is done", what);
         sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
     } else {
-        snprintf(message, sizeof(message), "%s refused: %s; nothing changed", what,
-                 raft_strerror(raft_status));
+        snprintf(message, sizeof(message), "%s%s refused: %s; nothing changed",
+                 raft_status == RAFT_DUPLICATEID        ? "node_id: "
+                 : raft_status == RAFT_DUPLICATEADDRESS ? "raft_address: "
+                                                        : "",
+                 what, raft_strerror(raft_status));
         sd_call_reply_status(call,
                              raft_status == RAFT_DUPLICATEID || raft_status == RAFT_DUPLICATEADDRESS
                                  ? SD_INVALID_ARGUMENT
@@ -185,14 +209,32 @@ static int sd_cluster_member_index(const sd_replication_status_t *status, uint64
     return -1;
 }
 
-/* Checks an AddMember against the group as the leader sees it; false after answering. *known:
- * the id is a member already (at the same raft address). */
-static bool sd_cluster_check_new_member(sd_call_t *call, const sd_replication_status_t *status,
-                                        const Stockd__V1__AddMemberRequest *request, bool *known)
+/* INVALID_ARGUMENT when another member has the address (false after answering). */
+static bool sd_cluster_check_address_free(sd_call_t *call, const sd_replication_status_t *status,
+                                          uint64_t node_id, const char *field, const char *address,
+                                          bool raft)
+{
+    for (size_t i = 0; i < status->members_count; i++) {
+        const sd_replication_peer_t *member = &status->members[i];
+        if (member->id != node_id &&
+            strcmp(raft ? member->raft_address : member->grpc_address, address) == 0) {
+            char message[512];
+            snprintf(message, sizeof(message), "%s: %s is member %llu's", field, address,
+                     (unsigned long long)member->id);
+            sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Checks an AddMember against the group as the leader sees it; false after answering. */
+static bool sd_cluster_check_new_member(sd_call_t *call, sd_replication_t *replication,
+                                        const sd_replication_status_t *status,
+                                        const Stockd__V1__AddMemberRequest *request)
 {
     char message[512];
     int at = sd_cluster_member_index(status, request->node_id);
-    *known = at >= 0;
     if (at >= 0 && strcmp(status->members[at].raft_address, request->raft_address) != 0) {
         snprintf(message, sizeof(message),
                  "node_id: %llu is already a member, at %s (an id is never reused; pick a new "
@@ -201,13 +243,21 @@ static bool sd_cluster_check_new_member(sd_call_t *call, const sd_replication_st
         sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
         return false;
     }
-    for (size_t i = 0; at < 0 && i < status->members_count; i++) {
-        if (strcmp(status->members[i].raft_address, request->raft_address) == 0) {
-            snprintf(message, sizeof(message), "raft_address: %s is member %llu's",
-                     request->raft_address, (unsigned long long)status->members[i].id);
-            sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
-            return false;
-        }
+    if (!sd_cluster_check_address_free(call, status, request->node_id, "raft_address",
+                                       request->raft_address, true) ||
+        !sd_cluster_check_address_free(call, status, request->node_id, "grpc_address",
+                                       request->grpc_address, false)) {
+        return false;
+    }
+    char recorded[SD_REPLICATION_ADDRESS_MAX];
+    if (at < 0 && sd_replication_member_record(replication, request->node_id, recorded,
+                                               sizeof(recorded)) != SD_NOT_FOUND) {
+        snprintf(message, sizeof(message),
+                 "node_id: %llu was a member of this group; ids are never reused (a replica "
+                 "that lost its volume comes back under a new id)",
+                 (unsigned long long)request->node_id);
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
+        return false;
     }
     if (at < 0 && status->members_count >= SD_REPLICATION_PEERS_MAX) {
         snprintf(message, sizeof(message), "the group has %zu members, the most supported",
@@ -216,6 +266,22 @@ static bool sd_cluster_check_new_member(sd_call_t *call, const sd_replication_st
         return false;
     }
     return true;
+}
+
+/* An AddMember for a member that votes already: OK when it is the same member (asked again
+ * after it finished), INVALID_ARGUMENT when the gRPC address differs. */
+static void sd_cluster_reply_voter(sd_call_t *call, const sd_replication_peer_t *member,
+                                   const Stockd__V1__AddMemberRequest *request)
+{
+    if (strcmp(member->grpc_address, request->grpc_address) != 0) {
+        char message[512];
+        snprintf(message, sizeof(message), "grpc_address: member %llu is recorded at %s",
+                 (unsigned long long)member->id, member->grpc_address);
+        sd_call_reply_status(call, SD_INVALID_ARGUMENT, message);
+        return;
+    }
+    Stockd__V1__AddMemberResponse done = STOCKD__V1__ADD_MEMBER_RESPONSE__INIT;
+    sd_call_reply_message(call, &done.base);
 }
 
 void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
@@ -230,40 +296,38 @@ void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
         !sd_cluster_address_valid(request->grpc_address)) {
         sd_call_reply_status(call, SD_INVALID_ARGUMENT,
                              sd_cluster_address_valid(request->raft_address)
-                                 ? "grpc_address: must be HOST:PORT (printable, no ',' or '=')"
-                                 : "raft_address: must be HOST:PORT (printable, no ',' or '=')");
+                                 ? "grpc_address: must be HOST:PORT, a port 1..65535"
+                                 : "raft_address: must be HOST:PORT, a port 1..65535");
         return;
     }
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    bool known = false;
     if (!status.leader) {
         sd_cluster_refuse_off_leader(call, &status);
         return;
     }
-    if (!sd_cluster_check_new_member(call, &status, request, &known)) {
+    if (!sd_cluster_check_new_member(call, replication, &status, request)) {
         return;
     }
     int at = sd_cluster_member_index(&status, request->node_id);
     if (at >= 0 && strcmp(status.member_roles[at], "voter") == 0) {
-        Stockd__V1__AddMemberResponse done = STOCKD__V1__ADD_MEMBER_RESPONSE__INIT;
-        sd_call_reply_message(call, &done.base); /* asked again after it finished */
+        sd_cluster_reply_voter(call, &status.members[at], request);
         return;
     }
-    /* its gRPC address first, so every replica can name it as soon as it may lead */
-    sd_replication_outcome_t outcome =
-        sd_replication_record_member(replication, request->node_id, request->grpc_address);
     int raft_status = 0;
-    if (sd_cluster_reply_unfinished(call, replication, outcome, 0, "recording its address")) {
-        return;
-    }
-    if (!known) {
+    sd_replication_outcome_t outcome = SD_REPLICATION_DONE;
+    if (at < 0) { /* first as a spare: it cannot lead, so its address may follow */
         outcome = sd_replication_change_member(replication, SD_MEMBER_ADD, request->node_id,
                                                request->raft_address, SD_MEMBER_CHANGE_WAIT_MS,
                                                &raft_status);
-        if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "adding it")) {
-            return;
-        }
+    }
+    if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "adding it")) {
+        return;
+    }
+    /* its gRPC address before it may lead, so every replica can name it as the leader */
+    outcome = sd_replication_record_member(replication, request->node_id, request->grpc_address);
+    if (sd_cluster_reply_unfinished(call, replication, outcome, 0, "recording its address")) {
+        return;
     }
     outcome = sd_replication_change_member(replication, SD_MEMBER_PROMOTE, request->node_id, NULL,
                                            SD_MEMBER_PROMOTE_WAIT_MS, &raft_status);
@@ -272,6 +336,45 @@ void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
     }
     Stockd__V1__AddMemberResponse response = STOCKD__V1__ADD_MEMBER_RESPONSE__INIT;
     sd_call_reply_message(call, &response.base);
+}
+
+/* Checks a RemoveMember against the group as the leader sees it; false after answering.
+ * *member_out: whether node_id is in the configuration (else it was removed before). */
+static bool sd_cluster_check_removal(sd_call_t *call, sd_replication_t *replication,
+                                     const sd_replication_status_t *status, uint64_t node_id,
+                                     bool *member_out)
+{
+    char message[512];
+    int at = sd_cluster_member_index(status, node_id);
+    *member_out = at >= 0;
+    char recorded[SD_REPLICATION_ADDRESS_MAX];
+    if (at < 0 &&
+        sd_replication_member_record(replication, node_id, recorded, sizeof(recorded)) != SD_OK) {
+        snprintf(message, sizeof(message), "node_id: %llu is not a member",
+                 (unsigned long long)node_id);
+        sd_call_reply_status(call, SD_NOT_FOUND, message);
+        return false;
+    }
+    /* what is left must still be able to commit: a majority of its voters keeping up */
+    size_t voters = 0, keeping_up = 0;
+    for (size_t i = 0; at >= 0 && i < status->members_count; i++) {
+        if ((int)i == at || strcmp(status->member_roles[i], "voter") != 0) {
+            continue;
+        }
+        voters++;
+        bool self = status->members[i].id == status->node_id;
+        keeping_up +=
+            self || status->last_index - status->match_index[i] <= SD_MEMBER_KEEPING_UP_ENTRIES;
+    }
+    if (at >= 0 && 2 * keeping_up <= voters) {
+        snprintf(message, sizeof(message),
+                 "node_id: without it the group keeps %zu voters of which only %zu keep up: no "
+                 "majority could commit; bring the others back first",
+                 voters, keeping_up);
+        sd_call_reply_status(call, SD_FAILED_PRECONDITION, message);
+        return false;
+    }
+    return true;
 }
 
 void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t length)
@@ -284,7 +387,6 @@ void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t lengt
     }
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    char message[512];
     if (!status.leader) {
         sd_cluster_refuse_off_leader(call, &status);
         return;
@@ -296,17 +398,23 @@ void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t lengt
                              "leader");
         return;
     }
-    if (sd_cluster_member_index(&status, request->node_id) < 0) {
-        snprintf(message, sizeof(message), "node_id: %llu is not a member",
-                 (unsigned long long)request->node_id);
-        sd_call_reply_status(call, SD_NOT_FOUND, message);
+    bool member = false;
+    if (!sd_cluster_check_removal(call, replication, &status, request->node_id, &member)) {
         return;
     }
     int raft_status = 0;
-    sd_replication_outcome_t outcome =
-        sd_replication_change_member(replication, SD_MEMBER_REMOVE, request->node_id, NULL,
-                                     SD_MEMBER_CHANGE_WAIT_MS, &raft_status);
+    sd_replication_outcome_t outcome = SD_REPLICATION_DONE;
+    if (member) {
+        outcome = sd_replication_change_member(replication, SD_MEMBER_REMOVE, request->node_id,
+                                               NULL, SD_MEMBER_CHANGE_WAIT_MS, &raft_status);
+    }
     if (sd_cluster_reply_unfinished(call, replication, outcome, raft_status, "removing it")) {
+        return;
+    }
+    /* its id retired in the replicated directory (an empty address): never added again */
+    outcome = sd_replication_record_member(replication, request->node_id, "");
+    if (sd_cluster_reply_unfinished(call, replication, outcome, 0,
+                                    "removed; recording its id as retired")) {
         return;
     }
     Stockd__V1__RemoveMemberResponse response = STOCKD__V1__REMOVE_MEMBER_RESPONSE__INIT;

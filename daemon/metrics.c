@@ -218,7 +218,8 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
         uint64_t behind = status.last_index > status.match_index[i]
                               ? status.last_index - status.match_index[i]
                               : 0;
-        lag = status.members[i].id != status.node_id && behind > lag ? behind : lag;
+        bool voter = strcmp(status.member_roles[i], "voter") == 0; /* a spare gets no log */
+        lag = status.members[i].id != status.node_id && voter && behind > lag ? behind : lag;
     }
     prom_single(buffer, "stockd_raft_replication_lag_entries", "gauge",
                 "On the leader: entries the slowest follower's log is behind (0 elsewhere).",

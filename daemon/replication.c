@@ -27,6 +27,7 @@
 #define SD_ENTRY_HEADER_BYTES 16
 #define SD_STATUS_REFRESH_MS 20
 #define SD_SNAPSHOT_RETRY_MS 10000
+#define SD_CATCH_UP_ROUND_MS 30000
 
 typedef enum {
     SD_REQUEST_BARRIER,
@@ -34,9 +35,6 @@ typedef enum {
     SD_REQUEST_TRANSFER,
     SD_REQUEST_MEMBER, /* a configuration change: member_change */
 } sd_request_kind_t;
-
-/* gRPC addresses the loop knows by node id: --peers, then those recorded when members joined */
-#define SD_REPLICATION_KNOWN_MAX (2 * SD_REPLICATION_PEERS_MAX)
 
 typedef struct {
     sd_request_kind_t kind;
@@ -81,11 +79,9 @@ struct sd_replication {
     bool closing;    /* loop thread: raft_close was called */
     bool ready_told; /* loop thread: the readiness on_ready_changed last reported */
     bool stopping;
-    sd_replication_status_t status;                        /* the snapshot other threads read */
-    sd_replication_peer_t known[SD_REPLICATION_KNOWN_MAX]; /* loop thread */
-    size_t known_count;
-    uint64_t applied_index;   /* the last entry stored (loop thread) */
-    double snapshot_retry_ms; /* loop thread: no snapshot before this (after a failed one) */
+    sd_replication_status_t status; /* the snapshot other threads read */
+    uint64_t applied_index;         /* the last entry stored (loop thread) */
+    double snapshot_retry_ms;       /* loop thread: no snapshot before this (after a failed one) */
     bool failed;
     /* read fences: readers take generation numbers; one barrier at a time covers every
      * generation requested before it started (under mutex, except the barrier itself) */
@@ -164,28 +160,26 @@ bool sd_replication_parse_peers(const char *text, sd_replication_peer_t *peers, 
     return true;
 }
 
-/* Loop thread: node_id's gRPC address ("" when unknown): --peers, else the member directory
- * (remembered once found; a miss is looked up again at the next refresh). */
-static const char *sd_replication_grpc_of(sd_replication_t *replication, uint64_t node_id)
+/* Loop thread: node_id's gRPC address into out ("" when unknown): the member directory (the
+ * address recorded when it joined, the latest if recorded again), else --peers. Read each
+ * time (a point read per joined member): nothing to go stale. */
+static void sd_replication_grpc_of(sd_replication_t *replication, uint64_t node_id, char *out,
+                                   size_t capacity)
 {
-    for (size_t i = 0; i < replication->known_count; i++) {
-        if (replication->known[i].id == node_id) {
-            return replication->known[i].grpc_address;
+    out[0] = '\0';
+    if (node_id == 0) {
+        return;
+    }
+    if (sd_storage_get_member(replication->options.storage, node_id, out, capacity) == SD_OK &&
+        out[0] != '\0') {
+        return;
+    }
+    out[0] = '\0'; /* a removed member's record is empty */
+    for (size_t i = 0; i < replication->options.peers_count; i++) {
+        if (replication->peers[i].id == node_id) {
+            snprintf(out, capacity, "%s", replication->peers[i].grpc_address);
         }
     }
-    char address[SD_REPLICATION_ADDRESS_MAX];
-    if (node_id == 0 || sd_storage_get_member(replication->options.storage, node_id, address,
-                                              sizeof(address)) != SD_OK) {
-        return "";
-    }
-    /* full: a recorded entry gives way (the --peers ones stay) */
-    size_t slot = replication->known_count < SD_REPLICATION_KNOWN_MAX
-                      ? replication->known_count++
-                      : replication->options.peers_count;
-    replication->known[slot].id = node_id;
-    snprintf(replication->known[slot].grpc_address, sizeof(replication->known[slot].grpc_address),
-             "%s", address);
-    return replication->known[slot].grpc_address;
 }
 
 /* ---- the state machine (loop thread) ---- */
@@ -320,15 +314,91 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
  * its size (fixed upstream after 0.22.1, cowsql/raft 2ee8f4d). One that arrives while the
  * replica writes a snapshot of its own is parked, and then dereferenced as NULL (legacy.c,
  * takeSnapshotCb). Such a message is freed and dropped here; the leader sends it again later. */
+/* True when configuration counts node_id as a voter. */
+static bool sd_configuration_has_voter(const struct raft_configuration *configuration,
+                                       uint64_t node_id)
+{
+    for (unsigned i = 0; i < configuration->n; i++) {
+        if (configuration->servers[i].id == node_id &&
+            configuration->servers[i].role == RAFT_VOTER) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool sd_entries_have_voter(const struct raft_append_entries *append, uint64_t node_id)
+{
+    bool voter = false;
+    for (unsigned i = 0; i < append->n_entries && !voter; i++) {
+        struct raft_configuration configuration;
+        raft_configuration_init(&configuration);
+        if (append->entries[i].type == RAFT_CHANGE &&
+            raft_configuration_decode(&append->entries[i].buf, &configuration) == 0) {
+            voter = sd_configuration_has_voter(&configuration, node_id);
+        }
+        raft_configuration_close(&configuration);
+    }
+    return voter;
+}
+
+/* Frees a received message the library will not see (as it does while closing). */
+static void sd_raft_message_free(struct raft_message *message)
+{
+    if (message->type == RAFT_INSTALL_SNAPSHOT) {
+        raft_configuration_close(&message->install_snapshot.conf);
+        raft_free(message->install_snapshot.data.base);
+    } else if (message->type == RAFT_APPEND_ENTRIES && message->append_entries.n_entries > 0) {
+        void *batch = NULL; /* entries received together share batches */
+        for (unsigned i = 0; i < message->append_entries.n_entries; i++) {
+            if (message->append_entries.entries[i].batch != batch) {
+                batch = message->append_entries.entries[i].batch;
+                raft_free(batch);
+            }
+        }
+        raft_free(message->append_entries.entries);
+    }
+}
+
+/* --join on an empty log: this replica has never held the group's log, so it must not vote
+ * (it cannot know whom it voted for under this id before), and a group that counts its id as
+ * a voter already knew a replica of this id — one whose volume was lost. Ids are never reused
+ * (Raft's safety rests on a voter's memory of its votes): stop, saying what to do. True when
+ * the message was consumed. */
+static bool sd_join_guard(sd_replication_t *replication, struct raft_message *message)
+{
+    uint64_t self = replication->options.node_id;
+    bool reused = (message->type == RAFT_INSTALL_SNAPSHOT &&
+                   sd_configuration_has_voter(&message->install_snapshot.conf, self)) ||
+                  (message->type == RAFT_APPEND_ENTRIES &&
+                   sd_entries_have_voter(&message->append_entries, self));
+    if (!reused && message->type != RAFT_REQUEST_VOTE) {
+        return false;
+    }
+    sd_raft_message_free(message);
+    if (reused && !replication->failed) {
+        SD_LOG(LOG_ERROR, "replication_id_reused", LF_UINT("node_id", self),
+               LF_STR("error", "the group counts this id as a voter, but this replica's log is "
+                               "empty: the id was used before (a lost volume?). Ids are never "
+                               "reused: start it with a new --node-id and --join, add that id "
+                               "(stockctl cluster add-member) and remove this one"));
+        sd_replication_fail(replication, "this replica's id was used before");
+    }
+    return true;
+}
+
 static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
 {
     struct raft *raft = io->data;
     sd_replication_t *replication = raft->data;
+    if (replication->options.join && raft_last_index(raft) == 0 &&
+        sd_join_guard(replication, message)) {
+        return;
+    }
     if (message->type == RAFT_INSTALL_SNAPSHOT &&
         (raft->snapshot.installing || raft->legacy.snapshot_install ||
          raft->legacy.snapshot_taking)) {
-        raft_configuration_close(&message->install_snapshot.conf);
-        raft_free(message->install_snapshot.data.base);
+        sd_raft_message_free(message);
         pthread_mutex_lock(&replication->mutex);
         replication->status.snapshots_dropped++;
         pthread_mutex_unlock(&replication->mutex);
@@ -353,7 +423,8 @@ static const char *sd_member_role_name(int role)
     return role == RAFT_VOTER ? "voter" : role == RAFT_STANDBY ? "standby" : "spare";
 }
 
-/* Loop thread: the members of the configuration in effect, with their gRPC addresses. */
+/* Loop thread: the members of the configuration in effect, with their gRPC addresses (read
+ * before the status mutex is taken: storage reads must not hold up its readers). */
 static void sd_replication_fill_members(sd_replication_t *replication,
                                         sd_replication_status_t *status)
 {
@@ -364,8 +435,8 @@ static void sd_replication_fill_members(sd_replication_t *replication,
         sd_replication_peer_t *member = &status->members[status->members_count];
         member->id = server->id;
         snprintf(member->raft_address, sizeof(member->raft_address), "%s", server->address);
-        snprintf(member->grpc_address, sizeof(member->grpc_address), "%s",
-                 sd_replication_grpc_of(replication, server->id));
+        sd_replication_grpc_of(replication, server->id, member->grpc_address,
+                               sizeof(member->grpc_address));
         status->member_roles[status->members_count] = sd_member_role_name(server->role);
         raft_index match = 0;
         status->match_index[status->members_count] =
@@ -380,7 +451,9 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     raft_id leader_id = 0;
     const char *leader_address = NULL;
     raft_leader(raft, &leader_id, &leader_address);
-    const char *leader_grpc = sd_replication_grpc_of(replication, leader_id);
+    static sd_replication_status_t fresh; /* loop thread only; too big for its stack frame */
+    sd_replication_fill_members(replication, &fresh);
+    sd_replication_grpc_of(replication, leader_id, fresh.leader_grpc, sizeof(fresh.leader_grpc));
     pthread_mutex_lock(&replication->mutex);
     if (replication->stopping) {
         pthread_mutex_unlock(&replication->mutex);
@@ -394,9 +467,15 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
     status->role = raft_state_name(raft_state(raft));
-    sd_replication_fill_members(replication, status);
-    snprintf(status->leader_grpc, sizeof(status->leader_grpc), "%s", leader_grpc);
-    bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index;
+    status->members_count = fresh.members_count;
+    memcpy(status->members, fresh.members, sizeof(status->members));
+    memcpy((void *)status->member_roles, fresh.member_roles, sizeof(status->member_roles));
+    memcpy(status->match_index, fresh.match_index, sizeof(status->match_index));
+    memcpy(status->leader_grpc, fresh.leader_grpc, sizeof(status->leader_grpc));
+    /* a --join replica that holds no log yet has nothing to serve, whatever it knows */
+    bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index &&
+                 (!replication->options.join || status->last_index > 0);
+    status->ready = ready;
     pthread_mutex_unlock(&replication->mutex);
     if (ready != replication->ready_told && replication->options.on_ready_changed != NULL) {
         replication->ready_told = ready; /* Health/Watch streams hear of the change */
@@ -420,7 +499,7 @@ bool sd_replication_ready(sd_replication_t *replication)
 {
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    return status.leader_id != 0 && status.applied_index >= status.commit_index;
+    return status.ready;
 }
 
 /* ---- requests from the writer ---- */
@@ -459,10 +538,14 @@ static void sd_on_transfer(struct raft_transfer *transfer)
     sd_request_finish(transfer->data, SD_REPLICATION_DONE);
 }
 
+static void sd_replication_refresh_status(sd_replication_t *replication);
+
 static void sd_on_change(struct raft_change *change, int status)
 {
     sd_request_t *request = change->data;
     request->raft_status = status;
+    /* the caller reads the members from the status next: bring it up to date first */
+    sd_replication_refresh_status(request->replication);
     /* failed after it started (leadership lost, the member did not catch up): the new
      * configuration may or may not be committed */
     sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_UNKNOWN);
@@ -477,8 +560,15 @@ static int sd_member_change_start(sd_replication_t *replication, sd_request_t *r
     case SD_MEMBER_ADD:
         return raft_add(raft, &request->change, request->member_id, request->member_address,
                         sd_on_change);
-    case SD_MEMBER_PROMOTE:
-        return raft_assign(raft, &request->change, request->member_id, RAFT_VOTER, sd_on_change);
+    case SD_MEMBER_PROMOTE: {
+        int rv = raft_assign(raft, &request->change, request->member_id, RAFT_VOTER, sd_on_change);
+        if (rv != 0 && raft->legacy.change == &request->change) {
+            /* libraft 0.22.1 keeps the request as its pending change when submitting it fails
+             * (legacy.c raft_assign); left there, it would be called back after it is freed */
+            raft->legacy.change = NULL;
+        }
+        return rv;
+    }
     case SD_MEMBER_REMOVE:
         return raft_remove(raft, &request->change, request->member_id, sd_on_change);
     }
@@ -680,6 +770,8 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
     }
     bool done = request->done;
     sd_replication_outcome_t outcome = request->outcome;
+    /* read while the mutex is held: once abandoned, the loop frees it as soon as it ends */
+    sd_request_kind_t kind = request->kind;
     *term_out = request->term;
     if (raft_status_out != NULL) {
         *raft_status_out = done ? request->raft_status : 0;
@@ -697,9 +789,8 @@ static sd_replication_outcome_t sd_request_run(sd_replication_t *replication, sd
         free(request);
         return outcome;
     }
-    return request->kind == SD_REQUEST_APPLY || request->kind == SD_REQUEST_MEMBER
-               ? SD_REPLICATION_UNKNOWN
-               : SD_REPLICATION_NOT_LEADER;
+    return kind == SD_REQUEST_APPLY || kind == SD_REQUEST_MEMBER ? SD_REPLICATION_UNKNOWN
+                                                                 : SD_REPLICATION_NOT_LEADER;
 }
 
 sd_replication_outcome_t sd_replication_lead(sd_replication_t *replication, uint64_t *term_io)
@@ -827,6 +918,9 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
             raft_set_heartbeat_timeout(&replication->raft, election / 10 > 0 ? election / 10 : 1);
         }
         raft_set_pre_vote(&replication->raft, true);
+        /* a catch-up round may have to send and install a whole snapshot (the library's 5 s
+         * would give up on large states, and the new member would stay a spare) */
+        raft_set_max_catch_up_round_duration(&replication->raft, SD_CATCH_UP_ROUND_MS);
         step = "bootstrap";
         rv = replication->options.join ? 0 : sd_replication_bootstrap(replication);
     }
@@ -867,8 +961,6 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     replication->options = *options;
     memcpy(replication->peers, options->peers, options->peers_count * sizeof(*options->peers));
     replication->options.peers = replication->peers;
-    memcpy(replication->known, options->peers, options->peers_count * sizeof(*options->peers));
-    replication->known_count = options->peers_count;
     snprintf(replication->dir, sizeof(replication->dir), "%s", options->dir);
     snprintf(replication->raft_listen, sizeof(replication->raft_listen), "%s",
              options->raft_listen);
@@ -960,6 +1052,12 @@ sd_replication_outcome_t sd_replication_record_member(sd_replication_t *replicat
                                                              SD_REPLICATION_NO_LEDGER_SEQ, 10000);
     sd_write_batch_free(batch);
     return outcome;
+}
+
+sd_status_t sd_replication_member_record(sd_replication_t *replication, uint64_t node_id,
+                                         char *grpc_address_out, size_t capacity)
+{
+    return sd_storage_get_member(replication->options.storage, node_id, grpc_address_out, capacity);
 }
 
 sd_replication_outcome_t sd_replication_transfer(sd_replication_t *replication, uint64_t node_id)

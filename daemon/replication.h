@@ -111,6 +111,7 @@ sd_replication_outcome_t sd_replication_read_fence(sd_replication_t *replication
 typedef struct {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
     bool leader;                                  /* this replica */
+    bool ready;                                   /* see sd_replication_ready */
     char leader_grpc[SD_REPLICATION_ADDRESS_MAX]; /* "" when no leader is known */
     const char *role;                             /* "leader", "follower", "candidate", … */
     /* the members of the Raft configuration, with their gRPC addresses where known (--peers,
@@ -154,8 +155,14 @@ sd_replication_outcome_t sd_replication_change_member(sd_replication_t *replicat
 sd_replication_outcome_t sd_replication_record_member(sd_replication_t *replication,
                                                       uint64_t node_id, const char *grpc_address);
 
+/* Any thread: what the member directory holds for node_id: SD_OK with its gRPC address (""
+ * for an id RemoveMember retired), SD_NOT_FOUND for an id no AddMember or RemoveMember named. */
+sd_status_t sd_replication_member_record(sd_replication_t *replication, uint64_t node_id,
+                                         char *grpc_address_out, size_t capacity);
+
 /* Any thread: a leader is known and this replica has applied every entry it knows to be
- * committed (what Health and /readyz report as serving, docs/api.md 7). */
+ * committed, and (--join) holds a log at all (what Health and /readyz report as serving,
+ * docs/api.md 7). */
 bool sd_replication_ready(sd_replication_t *replication);
 
 #endif

@@ -659,12 +659,53 @@ class Membership(unittest.TestCase):
         code, removed = stockctl(new, "cluster", "remove-member", str(leader.id))
         self.assertEqual((code, removed), (0, {"done": True}))
         self.assertEqual(leader.stop(), 0)
+        # its id is retired: asked again, removing it is done; adding it back is refused
+        self.assertEqual(stockctl(new, "cluster", "remove-member", str(leader.id))[0], 0)
+        code, refused = stockctl(new, "cluster", "add-member", str(leader.id),
+                                 "127.0.0.1:%d" % leader.raft_port, leader.address)
+        self.assertEqual(code, 2, refused)
+        self.assertIn("ids are never reused", refused["error"]["message"])
         self.assertEqual(sorted(self.members(new)), sorted(n.id for n in self.cluster.nodes
                                                            if n is not leader))
         self.assertEqual(write(new, "m", 1, "without-the-old")[0], grpc.StatusCode.OK)
         got = new.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("m")]),
                        pb.GetStockResponse)
         self.assertEqual(got.levels[0].available, 500 - 46)
+
+    def test_a_wiped_replica_cannot_come_back_under_its_id(self):
+        """A voter whose volume is lost, started again under its id with --join: its log is
+        empty, so it votes for nobody and is not ready (Health NOT_SERVING); when the leader
+        sends it a configuration counting it as a voter it stops, saying why. The group goes
+        on without it."""
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "w", 10)
+        wiped = next(n for n in self.cluster.nodes if n is not leader)
+        self.assertEqual(wiped.stop(), 0)
+        shutil.rmtree(wiped.data)
+        log = open(wiped.log_path, "a")
+        proc = subprocess.Popen(
+            [STOCKD, "--node-id", str(wiped.id), "--join", "--raft-listen",
+             "127.0.0.1:%d" % wiped.raft_port, "--peers", self.cluster.peers(), "--listen",
+             wiped.address, "--data-dir", wiped.data], stderr=log, stdout=log)
+        log.close()
+        channel = grpc.insecure_channel(wiped.address)
+        health = channel.unary_unary("/grpc.health.v1.Health/Check")
+        deadline = time.time() + 8
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                self.assertNotEqual(health(b"", timeout=1), b"\x08\x01", "serving")
+            except grpc.RpcError:
+                pass  # not listening yet, or stopped
+            time.sleep(0.2)
+        channel.close()
+        if proc.poll() is not None:
+            with open(wiped.log_path) as text:
+                self.assertIn("replication_id_reused", text.read())
+        else:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        self.assertEqual(write(leader, "w", 1, "still")[0], grpc.StatusCode.OK)
+        wiped.proc = None  # stopped here; the cluster's teardown skips it
 
     def test_refusals_name_the_field(self):
         leader = self.cluster.leader()
@@ -680,6 +721,11 @@ class Membership(unittest.TestCase):
             (("remove-member", str(leader.id)), 1, "transfer-leader"),
             (("remove-member", "99"), None, "not a member"),
             (("add-member", "9"), 2, "add-member NODE_ID RAFT_ADDRESS GRPC_ADDRESS"),
+            (("add-member", "9", "h:0", "h:2"), 2, "raft_address"),
+            (("add-member", "9", "h:abc", "h:2"), 2, "raft_address"),
+            (("add-member", "9", "h:1", "h:70000"), 2, "grpc_address"),
+            (("add-member", "9", "h:1", other.address), 2, "grpc_address"),
+            (("transfer-leader", "9"), 2, "not another voting member"),
         ]
         for args, want_code, text in cases:
             code, answer = stockctl(leader, "cluster", *args)
