@@ -83,6 +83,7 @@ struct sd_replication {
     uint64_t applied_index;         /* the last entry stored (loop thread) */
     double snapshot_retry_ms;       /* loop thread: no snapshot before this (after a failed one) */
     bool failed;
+    bool started; /* raft_start returned: the loop thread runs */
     /* read fences: readers take generation numbers; one barrier at a time covers every
      * generation requested before it started (under mutex, except the barrier itself) */
     uint64_t fence_requested, fence_done, fence_failed, fence_target;
@@ -196,6 +197,17 @@ static void sd_replication_fail(sd_replication_t *replication, const char *why)
     }
 }
 
+/* An entry this replica cannot apply stops it (fail-stop). The entry stays in the Raft log and
+ * is applied from it on the next start, past the stored index. The library is told it was
+ * applied: libraft 0.22.1's path for a failed apply frees memory twice (it aborted stockd in
+ * the storage-fault test), and nothing this replica does before it exits depends on it —
+ * writes, reads and barriers are refused once `failed` is set. */
+static int sd_fsm_apply_failed(sd_replication_t *replication, const char *why)
+{
+    sd_replication_fail(replication, why);
+    return 0;
+}
+
 static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, void **result)
 {
     sd_replication_t *replication = fsm->data;
@@ -203,26 +215,25 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
     /* the library applies entry last_applied + 1 (and sets last_applied after this returns) */
     uint64_t index = raft_last_applied(&replication->raft) + 1;
     const uint8_t *bytes = buffer->base;
+    if (replication->failed) {
+        return 0; /* stopping: see sd_fsm_apply_failed */
+    }
     if (buffer->len < SD_ENTRY_HEADER_BYTES || memcmp(bytes, SD_ENTRY_MAGIC, 3) != 0 ||
         bytes[3] != SD_ENTRY_FORMAT) {
-        sd_replication_fail(replication, "a log entry of an unknown format");
-        return RAFT_MALFORMED;
+        return sd_fsm_apply_failed(replication, "a log entry of an unknown format");
     }
     size_t length =
         ((size_t)bytes[4] << 24) | ((size_t)bytes[5] << 16) | ((size_t)bytes[6] << 8) | bytes[7];
     if (length > buffer->len - SD_ENTRY_HEADER_BYTES) {
-        sd_replication_fail(replication, "a log entry shorter than its length says");
-        return RAFT_MALFORMED;
+        return sd_fsm_apply_failed(replication, "a log entry shorter than its length says");
     }
     if (index <= replication->applied_index) {
         return 0; /* stored before a restart: Raft replays its log past its snapshot */
     }
     uint64_t last_seq = sd_be64_get(bytes + 8);
-    if (replication->failed ||
-        sd_storage_apply_replicated(replication->options.storage, bytes + SD_ENTRY_HEADER_BYTES,
+    if (sd_storage_apply_replicated(replication->options.storage, bytes + SD_ENTRY_HEADER_BYTES,
                                     length, index, last_seq) != SD_OK) {
-        sd_replication_fail(replication, "storage refused a committed entry");
-        return RAFT_IOERR;
+        return sd_fsm_apply_failed(replication, "storage refused a committed entry");
     }
     replication->applied_index = index;
     if (replication->options.on_applied != NULL && last_seq != SD_REPLICATION_NO_LEDGER_SEQ) {
@@ -281,7 +292,14 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
     if (status != SD_OK) {
         SD_LOG(LOG_ERROR, "replication_snapshot_restore_failed", LF_STR("error", error));
         sd_replication_fail(replication, "a snapshot could not be restored");
-        return status == SD_INVALID_ARGUMENT ? RAFT_MALFORMED : RAFT_IOERR;
+        if (!replication->started) { /* at start: raft_start fails with it */
+            return status == SD_INVALID_ARGUMENT ? RAFT_MALFORMED : RAFT_IOERR;
+        }
+        /* a leader's snapshot: as a failed apply (sd_fsm_apply_failed), the replica stops
+         * and the library is not taken down its error path */
+        raft_free(buffer->base);
+        buffer->base = NULL;
+        return 0;
     }
     raft_free(buffer->base); /* restored: the buffer is the state machine's to free */
     buffer->base = NULL;
@@ -667,7 +685,7 @@ static void sd_fence_pump(sd_replication_t *replication)
     pthread_mutex_lock(&replication->mutex);
     replication->fence_term = raft_current_term(&replication->raft);
     pthread_mutex_unlock(&replication->mutex);
-    if (raft_state(&replication->raft) == RAFT_LEADER &&
+    if (raft_state(&replication->raft) == RAFT_LEADER && !replication->failed &&
         raft_barrier(&replication->raft, &replication->fence_barrier, sd_on_fence) == 0) {
         replication->fence_in_flight = true;
         return;
@@ -986,6 +1004,7 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
         /* the library's handles may be half open: the process exits on this error */
         return SD_UNAVAILABLE;
     }
+    replication->started = true;
     replication->wake.data = replication;
     replication->refresh.data = replication;
     uv_async_init(&replication->loop, &replication->wake, sd_on_wake);
