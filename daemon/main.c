@@ -541,6 +541,20 @@ static void sd_stop(const sd_config_t *config, sd_daemon_t *daemon)
     sd_tls_free(daemon->tls);
 }
 
+#define SD_FAILURE_WATCHDOG_S 15
+
+/* The fail-stop exit joins threads and waits for calls to end; none of that may keep a failed
+ * stockd alive (it was seen once not to exit): the process exits anyway. */
+static void *sd_failure_watchdog(void *argument)
+{
+    const sd_config_t *config = argument;
+    sleep((unsigned)(config->failure_exit_delay_s + SD_FAILURE_WATCHDOG_S));
+    SD_LOG(LOG_ERROR, "shutdown_forced",
+           LF_STR("reason", "the fail-stop exit did not finish in time"),
+           LF_INT("exit_code", SD_EXIT_STORAGE_FAILED));
+    _exit(SD_EXIT_STORAGE_FAILED);
+}
+
 /* Fail-stop: answer the calls in flight (writes: "not taking writes", or "outcome unknown" for
  * the failed batch), then exit without touching RocksDB again. After a failed write or WAL
  * sync its in-memory state cannot be trusted, so nothing is flushed or closed: the next start
@@ -550,6 +564,13 @@ _Noreturn static void sd_exit_after_storage_failure(const sd_config_t *config, s
     SD_LOG(LOG_ERROR, "shutdown_started", LF_STR("reason", "storage failed"),
            LF_INT("exit_code", SD_EXIT_STORAGE_FAILED),
            LF_INT("exit_delay_s", config->failure_exit_delay_s));
+    /* whatever the steps below wait for, the process is gone a little after the delay */
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, sd_failure_watchdog, (void *)config) == 0) {
+        pthread_detach(watchdog);
+    }
+    /* a leader hands leadership over now, not after the delay (its Raft log is sound) */
+    sd_replication_step_down(daemon->replication);
     /* Health answers NOT_SERVING meanwhile (Check, and Watch streams are told), so probes,
      * the gateway's /readyz and load balancers see the failure before the process is gone. */
     sd_health_servers_set(NULL, NULL); /* replication news would say SERVING: no more */

@@ -283,6 +283,11 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
     sd_replication_t *replication = fsm->data;
+    if (replication->failed) { /* stopping: nothing more is written (sd_fsm_apply_failed) */
+        raft_free(buffer->base);
+        buffer->base = NULL;
+        return 0;
+    }
     char error[256];
     sd_snapshot_info_t info;
     bool restored = false;
@@ -310,7 +315,7 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
     uint64_t last_seq = sd_storage_read_last_seq(replication->options.storage);
     if (sd_storage_failed(replication->options.storage)) {
         sd_replication_fail(replication, "storage failed after restoring a snapshot");
-        return RAFT_IOERR;
+        return replication->started ? 0 : RAFT_IOERR; /* as in sd_fsm_apply_failed */
     }
     SD_LOG(LOG_INFO, "replication_snapshot_restored", LF_UINT("applied_index", info.applied_index),
            LF_UINT("records", info.records), LF_UINT("bytes", info.bytes),
@@ -492,7 +497,7 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     memcpy(status->leader_grpc, fresh.leader_grpc, sizeof(status->leader_grpc));
     /* a --join replica that holds no log yet has nothing to serve, whatever it knows */
     bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index &&
-                 (!replication->options.join || status->last_index > 0);
+                 (!replication->options.join || status->last_index > 0) && !replication->failed;
     status->ready = ready;
     pthread_mutex_unlock(&replication->mutex);
     if (ready != replication->ready_told && replication->options.on_ready_changed != NULL) {
@@ -539,7 +544,9 @@ static void sd_request_finish(sd_request_t *request, sd_replication_outcome_t ou
 static void sd_on_barrier(struct raft_barrier *barrier, int status)
 {
     sd_request_t *request = barrier->data;
-    sd_request_finish(request, status == 0 ? SD_REPLICATION_DONE : SD_REPLICATION_NOT_LEADER);
+    /* reached, but an entry before it may have failed to apply here (sd_fsm_apply_failed) */
+    bool done = status == 0 && !request->replication->failed;
+    sd_request_finish(request, done ? SD_REPLICATION_DONE : SD_REPLICATION_NOT_LEADER);
 }
 
 static void sd_on_apply(struct raft_apply *apply, int status, void *result)
@@ -606,8 +613,10 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
         return;
     }
     if (request->kind == SD_REQUEST_TRANSFER) {
+        /* a failed leader may still hand leadership over: its log is sound */
         request->transfer.data = request;
-        if (!leads || raft_transfer(raft, &request->transfer, request->term, sd_on_transfer) != 0) {
+        if (raft_state(raft) != RAFT_LEADER ||
+            raft_transfer(raft, &request->transfer, request->term, sd_on_transfer) != 0) {
             sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
         }
         return;
@@ -661,7 +670,8 @@ static void sd_on_fence(struct raft_barrier *barrier, int status)
 {
     sd_replication_t *replication = barrier->data;
     replication->fence_in_flight = false;
-    sd_fence_settle(replication, status == 0);
+    /* a failed apply before the barrier leaves this store without an entry it covers */
+    sd_fence_settle(replication, status == 0 && !replication->failed);
     sd_fence_pump(replication);
 }
 
