@@ -143,6 +143,19 @@ static bool sd_cluster_address_valid(const char *address)
     return port >= 1 && port <= 65535;
 }
 
+/* The group as this replica sees it, when it leads; false after refusing (membership changes
+ * are the leader's to make). */
+static bool sd_cluster_status_of_leader(sd_call_t *call, sd_replication_t *replication,
+                                        sd_replication_status_t *status)
+{
+    sd_replication_status(replication, status);
+    if (!status->leader) {
+        sd_cluster_refuse_off_leader(call, status);
+        return false;
+    }
+    return true;
+}
+
 /* INVALID_ARGUMENT naming the field when node_id is out of range (what --peers accepts). */
 static bool sd_cluster_check_id(sd_call_t *call, uint64_t node_id)
 {
@@ -301,12 +314,8 @@ void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
         return;
     }
     sd_replication_status_t status;
-    sd_replication_status(replication, &status);
-    if (!status.leader) {
-        sd_cluster_refuse_off_leader(call, &status);
-        return;
-    }
-    if (!sd_cluster_check_new_member(call, replication, &status, request)) {
+    if (!sd_cluster_status_of_leader(call, replication, &status) ||
+        !sd_cluster_check_new_member(call, replication, &status, request)) {
         return;
     }
     int at = sd_cluster_member_index(&status, request->node_id);
@@ -386,9 +395,7 @@ void sd_handle_remove_member(sd_call_t *call, const uint8_t *bytes, size_t lengt
         return;
     }
     sd_replication_status_t status;
-    sd_replication_status(replication, &status);
-    if (!status.leader) {
-        sd_cluster_refuse_off_leader(call, &status);
+    if (!sd_cluster_status_of_leader(call, replication, &status)) {
         return;
     }
     if (request->node_id == status.node_id) {

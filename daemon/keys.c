@@ -28,6 +28,23 @@ uint64_t sd_be64_get(const uint8_t in[8])
     return value;
 }
 
+void sd_be32_put(uint8_t out[4], uint32_t value)
+{
+    for (int i = 3; i >= 0; i--) {
+        out[i] = (uint8_t)(value & 0xFF);
+        value >>= 8;
+    }
+}
+
+uint32_t sd_be32_get(const uint8_t in[4])
+{
+    uint32_t value = 0;
+    for (int i = 0; i < 4; i++) {
+        value = (value << 8) | in[i];
+    }
+    return value;
+}
+
 static void sd_le64_put(uint8_t *out, uint64_t value)
 {
     for (int i = 0; i < 8; i++) {

@@ -169,6 +169,8 @@ static inline bool sd_idempotency_expired(int64_t created_us, int64_t now_us, in
 
 void sd_be64_put(uint8_t out[8], uint64_t value);
 uint64_t sd_be64_get(const uint8_t in[8]);
+void sd_be32_put(uint8_t out[4], uint32_t value);
+uint32_t sd_be32_get(const uint8_t in[4]);
 
 static inline sd_bytes_t sd_bytes_of(const char *text)
 {

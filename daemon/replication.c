@@ -222,8 +222,7 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
         bytes[3] != SD_ENTRY_FORMAT) {
         return sd_fsm_apply_failed(replication, "a log entry of an unknown format");
     }
-    size_t length =
-        ((size_t)bytes[4] << 24) | ((size_t)bytes[5] << 16) | ((size_t)bytes[6] << 8) | bytes[7];
+    size_t length = sd_be32_get(bytes + 4);
     if (length > buffer->len - SD_ENTRY_HEADER_BYTES) {
         return sd_fsm_apply_failed(replication, "a log entry shorter than its length says");
     }
@@ -860,10 +859,7 @@ sd_replication_outcome_t sd_replication_commit(sd_replication_t *replication, ui
     uint8_t *bytes = base;
     memcpy(bytes, SD_ENTRY_MAGIC, 3);
     bytes[3] = SD_ENTRY_FORMAT;
-    bytes[4] = (uint8_t)(length >> 24);
-    bytes[5] = (uint8_t)(length >> 16);
-    bytes[6] = (uint8_t)(length >> 8);
-    bytes[7] = (uint8_t)length;
+    sd_be32_put(bytes + 4, (uint32_t)length);
     sd_be64_put(bytes + 8, last_seq);
     memcpy(bytes + SD_ENTRY_HEADER_BYTES, data, length);
     request->kind = SD_REQUEST_APPLY;

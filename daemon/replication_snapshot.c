@@ -12,19 +12,6 @@
 #define SD_SNAPSHOT_FORMAT 1
 #define SD_SNAPSHOT_RECORD_HEADER_BYTES 9 /* cf u8, key length u32, value length u32 */
 
-static void sd_be32_put(uint8_t *out, uint32_t value)
-{
-    out[0] = (uint8_t)(value >> 24);
-    out[1] = (uint8_t)(value >> 16);
-    out[2] = (uint8_t)(value >> 8);
-    out[3] = (uint8_t)value;
-}
-
-static uint32_t sd_be32_get(const uint8_t *in)
-{
-    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) | in[3];
-}
-
 /* ---- taking ---- */
 
 typedef struct {

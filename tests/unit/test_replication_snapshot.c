@@ -105,10 +105,7 @@ static void reseal(uint8_t *snapshot)
     size_t end = records_end(snapshot);
     uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), snapshot + SD_SNAPSHOT_HEADER_BYTES,
                         end - SD_SNAPSHOT_HEADER_BYTES);
-    snapshot[4] = (uint8_t)(crc >> 24);
-    snapshot[5] = (uint8_t)(crc >> 16);
-    snapshot[6] = (uint8_t)(crc >> 8);
-    snapshot[7] = (uint8_t)crc;
+    sd_be32_put(snapshot + 4, (uint32_t)crc);
 }
 
 /* The buffers of a snapshot, one after the other (as the library hands them to a restore). */
