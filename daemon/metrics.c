@@ -329,16 +329,19 @@ size_t sd_metrics_render(sd_metrics_t *metrics, char *data, size_t capacity)
 /* The probes behind /healthz (live: storage has not failed) and /readyz (also serving: started
  * and not shutting down). They answer over plain HTTP, which the kubelet can always speak,
  * whereas its gRPC probes cannot speak TLS. */
-static bool sd_metrics_probe(sd_metrics_t *metrics, bool ready)
+static bool sd_metrics_probe(sd_metrics_t *metrics, bool readiness)
 {
     pthread_mutex_lock(&metrics->sources_mutex);
     bool failed = metrics->attached && sd_writer_failed(metrics->sources.writer);
-    /* a replica without a leader, or behind what it knows is committed, is not ready */
+    /* a replica without a leader, behind what it knows is committed, or not (yet) a member of
+     * the group is not ready */
     bool behind = metrics->attached && metrics->sources.replication != NULL &&
                   !sd_replication_ready(metrics->sources.replication);
-    ready = ready && !behind;
     pthread_mutex_unlock(&metrics->sources_mutex);
-    return !failed && (!ready || atomic_load(&metrics->serving));
+    if (!readiness) {
+        return !failed;
+    }
+    return !failed && !behind && atomic_load(&metrics->serving);
 }
 
 void sd_metrics_set_serving(sd_metrics_t *metrics, bool serving)

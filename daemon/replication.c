@@ -494,9 +494,17 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     memcpy((void *)status->member_roles, fresh.member_roles, sizeof(status->member_roles));
     memcpy(status->match_index, fresh.match_index, sizeof(status->match_index));
     memcpy(status->leader_grpc, fresh.leader_grpc, sizeof(status->leader_grpc));
-    /* a --join replica that holds no log yet has nothing to serve, whatever it knows */
+    /* A --join replica that holds no log yet has nothing to serve, whatever it knows; nor does
+     * a replica outside the configuration it holds: one removed, or one that came up at an old
+     * member's address under a new id and is sent the group's log meant for that member (its
+     * acknowledgements count for nobody: the leader knows no member by its id). */
+    bool member = false;
+    for (size_t i = 0; i < status->members_count; i++) {
+        member = member || status->members[i].id == replication->options.node_id;
+    }
     bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index &&
-                 (!replication->options.join || status->last_index > 0) && !replication->failed;
+                 (!replication->options.join || status->last_index > 0) && member &&
+                 !replication->failed;
     status->ready = ready;
     pthread_mutex_unlock(&replication->mutex);
     if (ready != replication->ready_told && replication->options.on_ready_changed != NULL) {
@@ -960,6 +968,43 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
     return true;
 }
 
+/* Whether DIR holds a Raft log: the library writes its metadata (term and vote) when it
+ * bootstraps and before it takes a term, so before any entry or snapshot, and never removes
+ * it. */
+static bool sd_raft_dir_has_log(const char *dir)
+{
+    for (int version = 1; version <= 2; version++) {
+        char path[PATH_MAX];
+        struct stat info;
+        snprintf(path, sizeof(path), "%s/metadata%d", dir, version);
+        if (stat(path, &info) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A replica's store must be what its Raft log applied, from the group's first entry. A store
+ * with data but no log beside it (the log deleted, a one-node data directory, a restored
+ * backup) would have the group's entries applied on top of what it holds already: starting
+ * a group with it leaves the other replicas without that data, and joining one applies the
+ * entries after its applied index — or from the first, everything twice. Refused. */
+static bool sd_store_matches_log(const sd_replication_options_t *options, uint64_t applied_index,
+                                 char *error, size_t error_capacity)
+{
+    uint64_t last_seq = sd_storage_last_seq(options->storage);
+    if (sd_raft_dir_has_log(options->dir) || (applied_index == 0 && last_seq == 0)) {
+        return true;
+    }
+    snprintf(error, error_capacity,
+             "replication: the store holds data (ledger seq %" PRIu64
+             ", applied Raft index %" PRIu64
+             ") but %s holds no Raft log: a replica starts a group, or joins one, on an empty data "
+             "directory (README \"Replication\")",
+             last_seq, applied_index, options->dir);
+    return false;
+}
+
 sd_status_t sd_replication_start(const sd_replication_options_t *options,
                                  sd_replication_t **replication_out, char *error,
                                  size_t error_capacity)
@@ -997,6 +1042,10 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
         snprintf(error, error_capacity, "replication: cannot read the applied Raft index");
         free(replication);
         return SD_UNAVAILABLE;
+    }
+    if (!sd_store_matches_log(options, replication->applied_index, error, error_capacity)) {
+        free(replication);
+        return SD_FAILED_PRECONDITION;
     }
     replication->status.node_id = options->node_id;
     pthread_mutex_init(&replication->mutex, NULL);

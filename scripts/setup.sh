@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev grpc-proto
   libmicrohttpd-dev librocksdb-dev libjansson-dev libssl-dev libcmocka-dev
   python3 python3-grpcio python3-protobuf python3-jwt python3-cryptography
-  python3-yaml yamllint libuv1-dev zlib1g-dev
+  python3-yaml yamllint shellcheck libuv1-dev zlib1g-dev
   curl openssl valgrind clang libclang-rt-14-dev clang-format clang-tidy
 )
 

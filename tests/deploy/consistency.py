@@ -2,7 +2,8 @@
 """Consistency of the rendered Kubernetes manifests with the binaries.
 
 Goal: a manifest that passes the schema can still be wrong for stockd; this catches that.
-Every flag and environment variable the manifests pass exists in the binary's --help; every
+Every flag and environment variable the manifests pass exists in the binary's --help (or, for
+stockd, is read by the script that starts it, stockd-replica); every
 container port matches the address the binary is told to listen on; every Service,
 NetworkPolicy, Ingress, HPA and PDB points at ports and pods that exist; every probe
 targets an endpoint the binaries really serve. Checked live: the real stockd and gateway are
@@ -11,10 +12,18 @@ locally: a CA and certificates shaped as components/cert-manager issues them, th
 policy deploy/auth-policy.example.json), each probe is exercised (stockd's are HTTP on its
 metrics port: its gRPC port speaks TLS only, which the kubelet's gRPC probe cannot; the
 gateway's /readyz reaches stockd over mutual TLS), and stockd lets the gateway's certificate
-write and refuses a caller without credentials and plaintext. tests/deploy/security.py
+write and refuses a caller without credentials and plaintext. stockd runs as the declared
+number of replicas, each started by the declared stockd-replica script (from the rendered
+ConfigMap) on loopback ports: they elect a leader and the gateway writes through it; then
+the script's id rules are exercised with the real stockd: a restarted replica keeps its id,
+a replica whose Raft log is lost comes back under a new id with --join and waits until it is
+added, a damaged or missing id file is refused, and the declared preStop hook hands
+leadership over. tests/deploy/security.py
 checks the TLS, policy and NetworkPolicy side of the manifests themselves.
 Usage: consistency.py BUILD-DIR RENDERED.yaml...
 """
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -40,6 +49,26 @@ def fail(message):
     print("FAIL:", message)
 
 
+# what a container runs, by the basename of its command: stockd-replica execs stockd
+RUNS = {"stockd-replica": "stockd"}
+
+
+def binary_of(container):
+    name = os.path.basename(container["command"][0])
+    return RUNS.get(name, name)
+
+
+def script_text(objects, container):
+    """The script a container's command runs from a ConfigMap volume ("" when it runs a binary)."""
+    if os.path.basename(container["command"][0]) not in RUNS:
+        return ""
+    for o in objects:
+        if o["kind"] == "ConfigMap" and os.path.basename(container["command"][0]) in o.get("data", {}):
+            return o["data"][os.path.basename(container["command"][0])]
+    fail("%s: the script it runs is in no ConfigMap" % container["command"][0])
+    return ""
+
+
 def help_text(binary):
     return subprocess.run([os.path.join(BUILD, binary), "--help"], capture_output=True,
                           text=True, check=True).stdout
@@ -62,8 +91,9 @@ def check_flags_and_env(objects):
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
     for workload, template in pod_templates(objects):
         for c in template["spec"]["containers"]:
-            binary = os.path.basename(c["command"][0])
+            binary = binary_of(c)
             text = help_text(binary)
+            script = script_text(objects, c)
             for arg in c.get("args", []):
                 flag = arg.split("=", 1)[0]
                 if not re.search(r"^\s+%s\s" % re.escape(flag), text, re.M):
@@ -74,8 +104,11 @@ def check_flags_and_env(objects):
                 if ref not in configmaps:
                     fail("%s: envFrom ConfigMap %s does not exist" % (binary, ref))
                 names += list(configmaps.get(ref, {}))
+            # a variable the manifest's own values use, $(NAME), is read by the kubelet
+            expanded = " ".join(e.get("value", "") for e in c.get("env", []))
             for name in names:
-                if "(env %s;" % name not in text:
+                if "(env %s;" % name not in text and not re.search(r"\b%s\b" % name, script) \
+                        and "$(%s)" % name not in expanded:
                     fail("%s: environment variable %s is not read by %s" % (binary, name, binary))
 
 
@@ -96,11 +129,13 @@ def check_ports_and_probes(objects):
     for workload, template in pod_templates(objects):
         ports = container_ports(template)
         for c in template["spec"]["containers"]:
-            binary = os.path.basename(c["command"][0])
+            binary = binary_of(c)
             args = c.get("args", [])
             expected = {"grpc": listen_port(args, "listen")} if binary == "stockd" else {"http": listen_port(args, "listen")}
             if binary == "stockd":
                 expected["metrics"] = listen_port(args, "metrics-listen")
+                if listen_port(args, "raft-listen") is not None:
+                    expected["raft"] = listen_port(args, "raft-listen")
             for name, port in expected.items():
                 if ports.get(name) != port:
                     fail("%s: containerPort %s is %s but the binary listens on %s" % (binary, name, ports.get(name), port))
@@ -227,40 +262,75 @@ def make_pki(work):
     openssl(work, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "wix.key")
     openssl(work, "pkey", "-in", "wix.key", "-pubout", "-out", "wix.pem")
     read = lambda name: open(os.path.join(work, name), "rb").read()
-    return {"ca.crt": read("ca.crt"), "public-key.pem": read("wix.pem"),
-            "policy.json": open(os.path.join(SRC, "deploy/auth-policy.example.json"), "rb").read(),
+    # the example policy plus an operator with the admin role (deploy/README.md, section 10),
+    # whose token the optional Secret stockd-ops-token gives the preStop hook
+    token = b"deploy-check-ops-token"
+    policy = json.load(open(os.path.join(SRC, "deploy/auth-policy.example.json")))
+    policy["identities"].append({"name": "ops", "token_sha256": hashlib.sha256(token).hexdigest(),
+                                 "tenants": ["*"], "roles": ["admin"]})
+    return {"ca.crt": read("ca.crt"), "public-key.pem": read("wix.pem"), "token": token,
+            "policy.json": json.dumps(policy).encode(),
             ("stockd", "tls.crt"): read("server.crt"), ("stockd", "tls.key"): read("server.key"),
             ("stockd-gateway", "tls.crt"): read("client.crt"), ("stockd-gateway", "tls.key"): read("client.key")}
 
 
-def launch_as_declared(objects, template, c, work, pki, overrides):
-    """Runs a container's binary with its manifest's args and environment, each mounted Secret
-    file replaced by a local file and each address by a loopback one (OVERRIDES: flag -> value)."""
-    binary = os.path.basename(c["command"][0])
+def mount_files(objects, template, c, directory, pki):
+    """Each mounted Secret and ConfigMap volume as a local directory (the Secrets' keys from
+    PKI, the ConfigMaps' from the rendered objects); returns {mount path: local directory}."""
     volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
     mounts = {}
     for mount in c.get("volumeMounts", []):
-        secret = volumes.get(mount["name"], {}).get("secret")
-        if secret is None:
-            continue
-        directory = os.path.join(work, binary, mount["name"])
-        os.makedirs(directory)
-        for item in secret.get("items", []):
-            content = pki.get((binary, item["key"]), pki.get(item["key"]))
-            if content is None:
-                fail("%s: no test content for Secret %s key %s" % (binary, secret["secretName"], item["key"]))
+        volume = volumes.get(mount["name"], {})
+        local = os.path.join(directory, mount["name"])
+        if "secret" in volume:
+            secret = volume["secret"]
+            os.makedirs(local)
+            for item in secret.get("items", []):
+                content = pki.get((binary_of(c), item["key"]), pki.get(item["key"]))
+                if content is None:
+                    if not secret.get("optional"):
+                        fail("%s: no test content for Secret %s key %s" % (binary_of(c), secret["secretName"], item["key"]))
+                    continue
+                with open(os.path.join(local, item["path"]), "wb") as f:
+                    f.write(content)
+        elif "configMap" in volume:
+            os.makedirs(local)
+            data = configmaps.get(volume["configMap"]["name"])
+            if data is None:
+                fail("%s: ConfigMap %s is not in the manifests" % (binary_of(c), volume["configMap"]["name"]))
                 continue
-            with open(os.path.join(directory, item["path"]), "wb") as f:
-                f.write(content)
-        mounts[mount["mountPath"].rstrip("/")] = directory
+            for key, content in data.items():
+                path = os.path.join(local, key)
+                with open(path, "w") as f:
+                    f.write(content)
+                os.chmod(path, volume["configMap"].get("defaultMode", 0o644))
+        else:
+            continue
+        mounts[mount["mountPath"].rstrip("/")] = local
+    return mounts
+
+
+def local_path(value, mounts):
+    for mount_path, directory in mounts.items():
+        if value.startswith(mount_path + "/"):
+            return directory + value[len(mount_path):]
+    return value
+
+
+def launch_as_declared(objects, template, c, directory, pki, overrides, env_overrides=None, expect_exit=False):
+    """Runs a container's command with its manifest's args and environment, each mounted Secret
+    and ConfigMap file replaced by a local file and each address by a loopback one (OVERRIDES:
+    flag -> value; ENV_OVERRIDES: what the kubelet would fill in). A script from a ConfigMap
+    runs as declared, finding the binaries in the build directory."""
+    binary = binary_of(c)
+    mounts = mount_files(objects, template, c, directory, pki)
     args = []
     for arg in c.get("args", []):
         flag, _, value = arg.partition("=")
         if flag in overrides:
             continue
-        for mount_path, directory in mounts.items():
-            if value.startswith(mount_path + "/"):
-                value = directory + value[len(mount_path):]
+        value = local_path(value, mounts)
         args.append("%s=%s" % (flag, value) if value else flag)
     args += ["%s=%s" % item for item in overrides.items()]
     env = dict(os.environ)
@@ -269,9 +339,14 @@ def launch_as_declared(objects, template, c, work, pki, overrides):
         env.update(configmaps.get(source.get("configMapRef", {}).get("name"), {}))
     for e in c.get("env", []):
         env[e["name"]] = e.get("value", "deploy-check")  # a Secret's value: any will do
+    env.update(env_overrides or {})
+    env.update(STOCKD_BIN=os.path.join(BUILD, "stockd"), STOCKCTL_BIN=os.path.join(BUILD, "stockctl"))
+    command = [local_path(part, mounts) for part in c["command"]]
+    if os.path.basename(command[0]) not in RUNS:
+        command[0] = os.path.join(BUILD, binary)
     log = []
-    proc, port = start([os.path.join(BUILD, binary)] + args, log, env)
-    if port is None:
+    proc, port = start(command + args, log, env)
+    if port is None and not expect_exit:
         fail("%s does not start with the manifest's flags: %s" % (binary, "".join(log[-3:]).strip()))
     return proc, port, "".join(log)
 
@@ -308,50 +383,274 @@ def check_grpc_as_declared(grpc, port, admin_port, pki):
             fail("stockd as declared: %s with %s answers %s, expected %s" % (method, who, code, expected))
 
 
+def http_get(port, path):
+    """(status, body) of a plain-HTTP GET on loopback."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return None, ""
+
+
+def wait_for(predicate, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    fail(what)
+    return False
+
+
+def free_port_prefix(count):
+    """A four-digit P whose ports P0..P(count-1) and (P+1)0..(P+1)(count-1) are all free: the
+    replicas' gRPC and Raft ports, written in the address templates as "127.0.0.1:P@"."""
+    import random
+    import socket
+    for _ in range(200):
+        prefix = random.randrange(2000, 6000, 2)
+        sockets = []
+        try:
+            for port in [prefix * 10 + i for i in range(count)] + [(prefix + 1) * 10 + i for i in range(count)]:
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return prefix
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+class Replicas:
+    """stockd's StatefulSet run as declared on loopback: replica I has the pod name stockd-I,
+    a directory standing for its volume, and gRPC/Raft ports from the address templates."""
+
+    def __init__(self, objects, template, c, work, pki):
+        self.objects, self.template, self.c, self.work, self.pki = objects, template, c, work, pki
+        self.count = next(o for o in objects if o["kind"] == "StatefulSet")["spec"]["replicas"]
+        self.prefix = free_port_prefix(self.count)
+        self.procs, self.metrics, self.admin, self.logs = {}, {}, {}, {}
+
+    def grpc_port(self, i):
+        return self.prefix * 10 + i
+
+    def raft_port(self, i):
+        return (self.prefix + 1) * 10 + i
+
+    def volume(self, i):
+        return os.path.join(self.work, "volume-%d" % i)
+
+    def node_id(self, i):
+        try:
+            return open(os.path.join(self.volume(i), "node-id")).read().split()
+        except OSError:
+            return None
+
+    def declared(self, i, env=None, ports=None):
+        """The overrides and environment replica I runs with."""
+        grpc_port, raft_port = ports or (self.grpc_port(i), self.raft_port(i))
+        overrides = {"--listen": "127.0.0.1:%d" % grpc_port, "--raft-listen": "127.0.0.1:%d" % raft_port,
+                     "--metrics-listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0",
+                     "--data-dir": os.path.join(self.volume(i), "data"),
+                     "--backup-dir": os.path.join(self.volume(i), "backups")}
+        kubelet = {"STOCKD_POD_NAME": "stockd-%d" % i, "STOCKD_POD_NAMESPACE": "deploy-check",
+                   "STOCKD_RAFT_ADDRESS_TEMPLATE": "127.0.0.1:%d@" % (self.prefix + 1),
+                   "STOCKD_GRPC_ADDRESS_TEMPLATE": "127.0.0.1:%d@" % self.prefix}
+        kubelet.update(env or {})
+        return overrides, kubelet
+
+    def launch(self, i, env=None, ports=None):
+        overrides, kubelet = self.declared(i, env, ports)
+        mounts = tempfile.mkdtemp(dir=self.work, prefix="mounts-%d-" % i)
+        proc, port, log = launch_as_declared(self.objects, self.template, self.c, mounts, self.pki,
+                                             overrides, kubelet)
+        self.procs[i], self.logs[i] = proc, log
+        if port is None:
+            return False
+        self.metrics[i] = int(re.search(r'"event":"metrics_listening".*?"port":(\d+)', log).group(1))
+        admin = re.search(r'"event":"admin_listening","address":"[^"]*:(\d+)"', log)
+        self.admin[i] = admin and int(admin.group(1))
+        return True
+
+    def refused(self, i, env=None):
+        """Runs replica I's start expecting the script to refuse it: (exit status, its log)."""
+        overrides, kubelet = self.declared(i, env)
+        mounts = tempfile.mkdtemp(dir=self.work, prefix="mounts-%d-" % i)
+        proc, port, log = launch_as_declared(self.objects, self.template, self.c, mounts, self.pki,
+                                             overrides, kubelet, expect_exit=True)
+        return proc.returncode, log
+
+    def stop(self, i, sig=signal.SIGTERM):
+        proc = self.procs.pop(i, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        return proc.returncode if proc else None
+
+    def leaders(self):
+        return [i for i in self.procs if "\nstockd_raft_leader 1" in http_get(self.metrics[i], "/metrics")[1]]
+
+    def ready(self, i):
+        return i in self.procs and http_get(self.metrics[i], "/readyz")[0] == 200
+
+    def stockctl(self, i, *args):
+        tls = os.path.join(self.work, "ops")
+        os.makedirs(tls, exist_ok=True)
+        with open(os.path.join(tls, "ca.crt"), "wb") as f:
+            f.write(self.pki["ca.crt"])
+        with open(os.path.join(tls, "token"), "wb") as f:
+            f.write(self.pki["token"])
+        return subprocess.run([os.path.join(BUILD, "stockctl"), "--admin", "127.0.0.1:%d" % self.admin[i],
+                               "--tls-ca", os.path.join(tls, "ca.crt"), "--token-file",
+                               os.path.join(tls, "token"), "--json", "--deadline-ms", "60000"] + list(args),
+                              capture_output=True, text=True, timeout=120)
+
+    def close(self):
+        for i in list(self.procs):
+            self.stop(i)
+
+
+def check_replica_ids(replicas):
+    """The stockd-replica script's id rules, with the real stockd: first start, restart, a
+    lost Raft log, refusals; then the declared preStop hook."""
+    r = replicas
+    for i in range(r.count):
+        if r.node_id(i) != [str(i + 1), "bootstrap"]:
+            fail("stockd-replica: replica %d started the group with id file %s, not '%d bootstrap'"
+                 % (i, r.node_id(i), i + 1))
+    leader = r.leaders()[0]
+    follower = next(i for i in range(r.count) if i != leader)
+    # a restart keeps the id
+    if r.stop(follower) != 0:
+        fail("stockd-replica: replica %d did not stop cleanly on SIGTERM" % follower)
+    r.launch(follower)
+    wait_for(lambda: r.ready(follower), 30, "stockd-replica: replica %d not Ready again after a restart" % follower)
+    if r.node_id(follower) != [str(follower + 1), "bootstrap"]:
+        fail("stockd-replica: a restart changed the id file to %s" % r.node_id(follower))
+    # its Raft log lost (the id file left): never again under its id, even while the state is "new"
+    r.stop(follower, signal.SIGKILL)
+    shutil.rmtree(os.path.join(r.volume(follower), "data"))
+    r.launch(follower)
+    new_id = r.node_id(follower)
+    if not new_id or new_id[1] != "join" or int(new_id[0]) < 1000:
+        fail("stockd-replica: after the Raft log was lost the id file is %s, not a new id with join" % new_id)
+        return
+    for event in ('"event":"raft_log_lost"', '"event":"waiting_to_be_added"'):
+        if event not in r.logs[follower]:
+            fail("stockd-replica: no %s in the log of a replica that lost its Raft log" % event)
+    time.sleep(2)
+    if r.ready(follower):
+        fail("stockd-replica: a replica waiting to be added reports Ready")
+    out = r.stockctl(leader, "cluster", "remove-member", str(follower + 1))
+    if out.returncode != 0:
+        fail("stockctl cluster remove-member %d: %s" % (follower + 1, out.stdout + out.stderr))
+    out = r.stockctl(leader, "cluster", "add-member", new_id[0], "127.0.0.1:%d" % r.raft_port(follower),
+                     "127.0.0.1:%d" % r.grpc_port(follower))
+    if out.returncode != 0:
+        fail("stockctl cluster add-member %s: %s" % (new_id[0], out.stdout + out.stderr))
+    wait_for(lambda: r.ready(follower), 60, "stockd-replica: the new member %s never became Ready" % new_id[0])
+    # refusals: a damaged id file; a Raft log without its id file
+    scratch = r.count + 1
+    os.makedirs(os.path.join(r.volume(scratch), "data", "raft"))
+    with open(os.path.join(r.volume(scratch), "node-id"), "w") as f:
+        f.write("seven\n")
+    status, log = r.refused(scratch)
+    if status != 2 or "start_refused" not in log:
+        fail("stockd-replica: a damaged id file was not refused (status %s)" % status)
+    os.remove(os.path.join(r.volume(scratch), "node-id"))
+    open(os.path.join(r.volume(scratch), "data", "raft", "metadata1"), "w").close()
+    status, log = r.refused(scratch)
+    if status != 2 or "start_refused" not in log:
+        fail("stockd-replica: a Raft log without its id file was not refused (status %s)" % status)
+    # STOCKD_CLUSTER_STATE=existing: even the first pod's empty volume joins under a new id
+    shutil.rmtree(r.volume(scratch))
+    import socket
+    with socket.socket() as s1, socket.socket() as s2:
+        s1.bind(("127.0.0.1", 0))
+        s2.bind(("127.0.0.1", 0))
+        ports = (s1.getsockname()[1], s2.getsockname()[1])
+    # the scratch volume stands for stockd-0's replacement
+    overrides, kubelet = r.declared(scratch, {"STOCKD_CLUSTER_STATE": "existing", "STOCKD_POD_NAME": "stockd-0"}, ports)
+    r.launch(scratch, kubelet, ports)
+    joined = r.node_id(scratch)
+    if not joined or joined[1] != "join" or int(joined[0]) < 1000:
+        fail("stockd-replica: STOCKD_CLUSTER_STATE=existing on an empty volume gave id file %s" % joined)
+    r.stop(scratch)
+    # the declared preStop hook on the leader hands leadership to another replica
+    pre_stop = r.c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    if not pre_stop:
+        return
+    mounts = mount_files(r.objects, r.template, r.c, tempfile.mkdtemp(dir=r.work, prefix="prestop-"), r.pki)
+    command = []
+    for part in pre_stop:
+        flag, _, value = part.partition("=")
+        if flag == "--admin":
+            value = "127.0.0.1:%d" % r.admin[leader]
+        command.append("%s=%s" % (flag, local_path(value, mounts)) if value else local_path(part, mounts))
+    env = dict(os.environ, STOCKCTL_BIN=os.path.join(BUILD, "stockctl"))
+    hook = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    if hook.returncode != 0:
+        fail("the preStop hook exits %d: %s" % (hook.returncode, hook.stderr))
+    if wait_for(lambda: r.leaders() and leader not in r.leaders(), 15,
+                "the preStop hook did not hand leadership over: %s" % hook.stderr.strip()):
+        print("stockd-replica: %d replicas started the group (ids 1..%d), a restart kept its id, a lost "
+              "Raft log came back as %s (--join) and was added, damaged ids refused, preStop handed "
+              "leadership from replica %d to %d" % (r.count, r.count, new_id[0], leader, r.leaders()[0]))
+
+
 def check_live(objects, probes):
-    """Starts the real binaries as the manifests declare them (flags, environment, Secret
-    files) and exercises every probe they declare, and stockd's mutual TLS and policy."""
+    """Starts the real binaries as the manifests declare them (flags, environment, Secret and
+    ConfigMap files): stockd as its StatefulSet's replicas, the gateway given all of them.
+    Exercises every probe they declare, stockd's mutual TLS and policy, and the replicas'
+    id rules and preStop hook."""
     sys.path.insert(0, os.path.join(BUILD, "pygen"))
     import grpc
     work = tempfile.mkdtemp(prefix="stockd-deploy-")
     pki = make_pki(work)
-    declared = {os.path.basename(c["command"][0]): (t, c) for _, t in pod_templates(objects)
-                for c in t["spec"]["containers"]}
+    declared = {binary_of(c): (t, c) for _, t in pod_templates(objects) for c in t["spec"]["containers"]}
     template, c = declared["stockd"]
-    stockd, grpc_port, log = launch_as_declared(objects, template, c, work, pki, {
-        "--listen": "0.0.0.0:0", "--metrics-listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0",
-        "--data-dir": os.path.join(work, "data"), "--backup-dir": os.path.join(work, "backups")})
-    if grpc_port is None:
-        shutil.rmtree(work, ignore_errors=True)
-        return
-    http = {"stockd": int(re.search(r'"event":"metrics_listening".*?"port":(\d+)', log).group(1))}
-    admin = re.search(r'"event":"admin_listening","address":"[^"]*:(\d+)"', log)
-    if admin is None and any(a.startswith("--admin-listen=") for a in c.get("args", [])):
-        fail("stockd: --admin-listen declared, but no admin_listening before listening in its log")
-    template, c = declared["stockd-gateway"]
-    gateway, http["stockd-gateway"], _ = launch_as_declared(objects, template, c, work, pki, {
-        "--listen": "127.0.0.1:0", "--stockd": "127.0.0.1:%d" % grpc_port})
+    replicas = Replicas(objects, template, c, work, pki)
+    gateway = None
     try:
-        check_grpc_as_declared(grpc, grpc_port, admin and int(admin.group(1)), pki)
+        if not all([replicas.launch(i) for i in range(replicas.count)]):
+            return
+        if not wait_for(lambda: len(replicas.leaders()) == 1 and all(replicas.ready(i) for i in range(replicas.count)),
+                        60, "stockd: the %d replicas as declared elected no leader or are not all Ready" % replicas.count):
+            return
+        leader = replicas.leaders()[0]
+        if replicas.admin[leader] is None and any(a.startswith("--admin-listen=") for a in c.get("args", [])):
+            fail("stockd: --admin-listen declared, but no admin_listening before listening in its log")
+        template, c = declared["stockd-gateway"]
+        stockd_list = ",".join("127.0.0.1:%d" % replicas.grpc_port(i) for i in range(replicas.count))
+        gateway, gateway_port, _ = launch_as_declared(objects, template, c, tempfile.mkdtemp(dir=work), pki, {
+            "--listen": "127.0.0.1:0", "--stockd": stockd_list})
+        http = {"stockd": [replicas.metrics[i] for i in range(replicas.count)], "stockd-gateway": [gateway_port]}
+        check_grpc_as_declared(grpc, replicas.grpc_port(leader), replicas.admin[leader], pki)
         for binary, protocol, path in sorted(set(probes), key=str):
             if protocol == "grpc":
                 fail("%s: a gRPC probe; stockd's gRPC port speaks TLS only" % binary)
-            elif http.get(binary) is not None:
-                # /readyz of the gateway asks stockd's health: over mutual TLS, as declared
-                try:
-                    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (http[binary], path), timeout=5) as r:
-                        status = r.status
-                except urllib.error.HTTPError as error:
-                    status = error.code
+                continue
+            # /readyz of the gateway asks stockd's health: over mutual TLS, as declared
+            for port in http.get(binary) or []:
+                status = http_get(port, path)[0]
                 if status != 200:
-                    fail("%s probe %s answers %s" % (binary, path, status))
+                    fail("%s probe %s on port %s answers %s" % (binary, path, port, status))
+        check_replica_ids(replicas)
     except Exception as error:  # an unreachable or failing endpoint
-        fail("live check failed: %s" % error)
+        fail("live check failed: %r" % error)
     finally:
-        for proc in (gateway, stockd):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=30)
+        replicas.close()
+        if failures and os.environ.get("STOCKD_KEEP_LOGS"):
+            for i, log in replicas.logs.items():
+                print("--- replica %s ---\n%s" % (i, log))
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -11,10 +11,17 @@ network, and keep the probes working over a TLS-only gRPC port. For every render
   - the gateway dials stockd with --tls-ca, --tls-cert and --tls-key from a Secret volume;
   - a NetworkPolicy selects the gateway for Ingress and Egress: in only from selected
     namespaces to its HTTP port, out only to stockd's gRPC port and DNS; stockd's policies
-    let the gateway in and nothing but DNS out;
+    let the gateway in, let only stockd's own pods reach the (plaintext) Raft port, and let
+    nothing out but DNS and the other replicas' Raft port;
+  - replication: the StatefulSet runs an odd number (3+) of replicas started together
+    (Parallel), through stockd-replica (ids kept on the volume) with as many initial members,
+    spread over nodes, with a preStop hand-over; its headless Service publishes replicas that
+    are not Ready (they must find each other to elect a leader); a PodDisruptionBudget keeps
+    a majority; the gateway is given every replica;
   - with cert-manager objects (the optional component): every Certificate's Issuer exists,
     stockd's and the gateway's Secrets are issued by one CA Issuer, stockd's certificate
-    names the host the gateway dials and serves "server auth", the gateway's names its
+    names every host the gateway dials and every replica's leader-hint name and serves
+    "server auth", the gateway's names its
     policy identity and serves "client auth", and no pod mounts the CA's key pair;
   - the example policy (--policy FILE) is well formed and gives the gateway's identity
     write, not admin.
@@ -31,10 +38,21 @@ import sys
 import yaml
 
 GATEWAY_SUBJECT = "stockd-gateway"
+# what a container runs, by the basename of its command: stockd-replica execs stockd
+RUNS = {"stockd-replica": "stockd"}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 STOCKD_FILES = ("tls-cert", "tls-key", "tls-client-ca", "auth-policy")
 GATEWAY_FILES = ("tls-ca", "tls-cert", "tls-key")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def runs(container):
+    name = container["command"][0].rsplit("/", 1)[-1]
+    return RUNS.get(name, name)
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1]) if address else None
 
 
 class Checker:
@@ -54,9 +72,16 @@ class Checker:
         for o in self.kind("Deployment") + self.kind("StatefulSet"):
             template = o["spec"]["template"]
             for c in template["spec"]["containers"]:
-                if c.get("command") and c["command"][0].rsplit("/", 1)[-1] == binary:
+                if c.get("command") and runs(c) == binary:
                     return template, c
         return None, None
+
+    def statefulset(self, binary):
+        for o in self.kind("StatefulSet"):
+            for c in o["spec"]["template"]["spec"]["containers"]:
+                if runs(c) == binary:
+                    return o
+        return None
 
     def setting(self, container, flag, env):
         """The value a flag gets from args, env or an envFrom ConfigMap (None when unset)."""
@@ -164,7 +189,7 @@ class Checker:
         if self.setting(c, "token", "STOCKD_GATEWAY_TOKEN") not in (None, "<from ['secretKeyRef']>"):
             self.fail("gateway: a literal --token in the manifest (use --token-file from a Secret)")
         target = self.setting(c, "stockd", "STOCKD_GATEWAY_STOCKD") or ""
-        self.gateway_target_host = target.rsplit(":", 1)[0]
+        self.gateway_target_hosts = [t.rsplit(":", 1)[0] for t in target.split(",") if t]
 
     # ---- NetworkPolicies ----
     def pod_labels(self, binary):
@@ -244,12 +269,35 @@ class Checker:
             self.fail("no NetworkPolicy selects the stockd pods")
             return
         gateway_labels = self.pod_labels("stockd-gateway")
+        stockd_labels = self.pod_labels("stockd")
+        _, stockd = self.workload("stockd")
+        raft_port = port_of(self.setting(stockd, "raft-listen", "STOCKD_RAFT_LISTEN")) if stockd else None
         if not any("Egress" in p["spec"].get("policyTypes", []) for p in policies):
             self.fail("stockd's NetworkPolicy does not restrict egress")
+
+        def only_replicas(rule, direction):
+            peers = rule.get(direction, [])
+            return bool(peers) and all(set(peer) == {"podSelector"} and peer["podSelector"] and
+                                       self.selects(peer["podSelector"], stockd_labels) for peer in peers)
+        raft_in = False
         for policy in policies:
+            name = policy["metadata"]["name"]
             for rule in policy["spec"].get("egress", []):
-                if not self.is_dns(rule):
-                    self.fail("NetworkPolicy %s: stockd egress beyond DNS: %s" % (policy["metadata"]["name"], rule))
+                ports = [p.get("port") for p in rule.get("ports", [])]
+                if self.is_dns(rule):
+                    continue
+                if raft_port is None or not ports or set(ports) != {raft_port} or not only_replicas(rule, "to"):
+                    self.fail("NetworkPolicy %s: stockd egress beyond DNS and the replicas' Raft port: %s" % (name, rule))
+            for rule in policy["spec"].get("ingress", []):
+                ports = [p.get("port") for p in rule.get("ports", [])]
+                if raft_port is not None and (not ports or raft_port in ports):
+                    if not only_replicas(rule, "from") or set(ports) != {raft_port}:
+                        self.fail("NetworkPolicy %s: the Raft port %s (plaintext) is open beyond "
+                                  "stockd's own pods: %s" % (name, raft_port, rule))
+                    else:
+                        raft_in = True
+        if raft_port is not None and not raft_in:
+            self.fail("stockd's NetworkPolicy does not let the replicas reach each other's Raft port %s" % raft_port)
         let_in = [peer for p in policies for r in p["spec"].get("ingress", []) for peer in r.get("from", [])]
         if not any("podSelector" in peer and "namespaceSelector" not in peer
                    and self.selects(peer["podSelector"], gateway_labels) for peer in let_in):
@@ -286,9 +334,10 @@ class Checker:
         issuer = issuers.get(server["spec"]["issuerRef"]["name"], {})
         if server["spec"]["issuerRef"].get("kind", "Issuer") == "Issuer" and "ca" not in issuer.get("spec", {}):
             self.fail("Certificate %s: Issuer is not a CA Issuer" % server["metadata"]["name"])
-        if self.gateway_target_host not in server["spec"].get("dnsNames", []):
-            self.fail("Certificate %s: dnsNames %s lack %s, the host the gateway dials"
-                      % (server["metadata"]["name"], server["spec"].get("dnsNames"), self.gateway_target_host))
+        for host in self.gateway_target_hosts + getattr(self, "hint_hosts", []):
+            if host not in server["spec"].get("dnsNames", []):
+                self.fail("Certificate %s: dnsNames %s lack %s, a host the gateway dials or a "
+                          "leader hint names" % (server["metadata"]["name"], server["spec"].get("dnsNames"), host))
         admin_host = getattr(self, "admin_host", None)
         if admin_host and admin_host not in server["spec"].get("ipAddresses", []) + server["spec"].get("dnsNames", []):
             self.fail("Certificate %s: names no %s, where stockctl reaches Admin (over TLS) inside the pod"
@@ -302,9 +351,61 @@ class Checker:
         if "client auth" not in client["spec"].get("usages", []):
             self.fail("Certificate %s: no 'client auth' usage" % client["metadata"]["name"])
 
+    # ---- replication ----
+    def check_replication(self):
+        workload = self.statefulset("stockd")
+        _, c = self.workload("stockd")
+        if workload is None or c is None:
+            self.fail("stockd does not run as a StatefulSet")
+            return
+        spec = workload["spec"]
+        replicas = spec.get("replicas", 1)
+        if replicas < 3 or replicas % 2 == 0:
+            self.fail("stockd: %s replicas; a Raft group needs an odd number, 3 or more" % replicas)
+        if spec.get("podManagementPolicy") != "Parallel":
+            self.fail("stockd: podManagementPolicy %s; OrderedReady waits for stockd-0 to be Ready, "
+                      "which needs a leader, which needs a second replica" % spec.get("podManagementPolicy"))
+        if c["command"][0].rsplit("/", 1)[-1] != "stockd-replica" or self.setting(c, "raft-listen", "STOCKD_RAFT_LISTEN") is None:
+            self.fail("stockd: not started through stockd-replica with --raft-listen (ids kept on the volume)")
+        initial = self.setting(c, "initial-members", "STOCKD_INITIAL_MEMBERS")
+        if initial != str(replicas):
+            self.fail("stockd: STOCKD_INITIAL_MEMBERS %s, but %s replicas" % (initial, replicas))
+        headless = [o for o in self.kind("Service") if o["metadata"]["name"] == spec.get("serviceName")]
+        if not headless or headless[0]["spec"].get("clusterIP") != "None" or \
+                not headless[0]["spec"].get("publishNotReadyAddresses"):
+            self.fail("stockd: the headless Service %s must publish replicas that are not Ready: "
+                      "they find each other by it before any is Ready" % spec.get("serviceName"))
+        template = self.setting(c, "grpc-address-template", "STOCKD_GRPC_ADDRESS_TEMPLATE") or ""
+        if "@.%s." % spec.get("serviceName") not in template:
+            self.fail("stockd: STOCKD_GRPC_ADDRESS_TEMPLATE %r does not name pods of the headless Service" % template)
+        namespace = workload["metadata"].get("namespace", "stockd")
+        self.hint_hosts = [template.rsplit(":", 1)[0].replace("@", str(i)).replace(
+            "$(STOCKD_POD_NAMESPACE)", namespace) for i in range(replicas)]
+        majority = replicas // 2 + 1
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        budgets = [p for p in self.kind("PodDisruptionBudget")
+                   if self.selects(p["spec"].get("selector", {}), labels)]
+        if not budgets or not all(p["spec"].get("minAvailable", 0) >= majority or
+                                  0 < p["spec"].get("maxUnavailable", replicas) <= replicas - majority
+                                  for p in budgets):
+            self.fail("stockd: no PodDisruptionBudget keeps a majority (%d of %d) available" % (majority, replicas))
+        spread = workload["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+        if not any(s["topologyKey"] == "kubernetes.io/hostname" and s["whenUnsatisfiable"] == "DoNotSchedule"
+                   and s.get("maxSkew") == 1 for s in spread):
+            self.fail("stockd: replicas not spread over nodes (topologySpreadConstraints on "
+                      "kubernetes.io/hostname, DoNotSchedule)")
+        pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        if pre_stop[:2] != [c["command"][0], "pre-stop"]:
+            self.fail("stockd: no preStop hook handing leadership over (stockd-replica pre-stop)")
+        _, gateway = self.workload("stockd-gateway")
+        if gateway is not None and len(getattr(self, "gateway_target_hosts", [])) != replicas:
+            self.fail("gateway: --stockd lists %s, not each of the %d replicas"
+                      % (getattr(self, "gateway_target_hosts", []), replicas))
+
     def run(self):
         self.check_stockd()
         self.check_gateway()
+        self.check_replication()
         self.check_gateway_policy()
         self.check_stockd_policy()
         self.check_cert_manager()
@@ -409,6 +510,48 @@ def stockd_egress_anywhere(objects):
     policy(objects, "stockd")["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]})
 
 
+def stockd_set(objects):
+    return next(o for o in objects if o["kind"] == "StatefulSet")
+
+
+def set_spec(change):
+    def mutate(objects):
+        change(stockd_set(objects)["spec"])
+    return mutate
+
+
+def raft_from_anyone(objects):
+    for rule in policy(objects, "stockd")["spec"]["ingress"]:
+        if any(p["port"] == 50053 for p in rule["ports"]):
+            rule["from"].append({"namespaceSelector": {"matchLabels": {"team": "x"}}})
+
+
+def stockd_egress_to_gateway(objects):
+    policy(objects, "stockd")["spec"]["egress"].append(
+        {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "stockd-gateway"}}}],
+         "ports": [{"port": 8080}]})
+
+
+def budget(change):
+    def mutate(objects):
+        change(next(o for o in objects if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "stockd")["spec"])
+    return mutate
+
+
+def headless_ready_only(objects):
+    next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "stockd-headless")["spec"].pop(
+        "publishNotReadyAddresses")
+
+
+def no_pre_stop(objects):
+    stockd_container(objects).pop("lifecycle")
+
+
+def gateway_one_replica(objects):
+    gateway = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "stockd-gateway")
+    gateway["data"]["STOCKD_GATEWAY_STOCKD"] = gateway["data"]["STOCKD_GATEWAY_STOCKD"].split(",")[0]
+
+
 def certificate(objects, secret):
     return next((o for o in objects if o["kind"] == "Certificate" and o["spec"]["secretName"] == secret), None)
 
@@ -442,7 +585,19 @@ MUTATIONS = [
     ("gateway takes HTTP from anyone", gateway_ingress_anyone),
     ("stockd has no NetworkPolicy", drop_policy("stockd")),
     ("stockd may call anywhere", stockd_egress_anywhere),
-    ("stockd's certificate lacks the gateway's target host",
+    ("stockd may call the gateway", stockd_egress_to_gateway),
+    ("the Raft port is open to another namespace", raft_from_anyone),
+    ("two replicas", set_spec(lambda s: s.update(replicas=2))),
+    ("replicas started in order", set_spec(lambda s: s.update(podManagementPolicy="OrderedReady"))),
+    ("a disruption budget that lets a majority go", budget(lambda s: s.update(minAvailable=1))),
+    ("replicas not spread over nodes",
+     set_spec(lambda s: s["template"]["spec"].pop("topologySpreadConstraints"))),
+    ("not-Ready replicas unpublished", headless_ready_only),
+    ("no preStop hand-over", no_pre_stop),
+    ("the gateway knows one replica", gateway_one_replica),
+    ("stockd's certificate lacks a replica's name",
+     cert_mutation("stockd-tls", lambda s: s.update(dnsNames=[n for n in s["dnsNames"] if "stockd-2" not in n]))),
+    ("stockd's certificate lacks the gateway's target hosts",
      cert_mutation("stockd-tls", lambda s: s.update(dnsNames=["elsewhere"]))),
     ("gateway certificate lacks its identity",
      cert_mutation("stockd-gateway-client-tls", lambda s: s.update(dnsNames=["someone"]))),

@@ -5,11 +5,13 @@
 #     check that it renders the very same objects; render overlays/prod-cert-manager (prod
 #     plus the optional component components/cert-manager) with the current kustomize
 #     (components need kustomize 3.7+: without one this check fails);
-#  2. lint every YAML file with yamllint;
+#  2. lint every YAML file with yamllint, and stockd-replica.sh with shellcheck;
 #  3. validate every rendered object against the Kubernetes schemas (npm kubernetes-models;
 #     cert-manager's objects against its CRD schemas, npm @kubernetes-models/cert-manager),
 #     and check that deliberately broken manifests are refused;
-#  4. check that flags, env variables, ports and probes agree with the binaries;
+#  4. check that flags, env variables, ports and probes agree with the binaries, and run
+#     stockd's StatefulSet as declared (three replicas through stockd-replica on loopback:
+#     leader election, the gateway through them, the id rules, the preStop hand-over);
 #  4b. check the security properties (tests/deploy/security.py): mutual TLS and the policy
 #     from Secrets, Admin on loopback, HTTP probes on the metrics port, NetworkPolicies for
 #     stockd and the gateway, the cert-manager component's certificates; and that each of a
@@ -85,6 +87,10 @@ echo "$CURRENT renders overlays/prod-cert-manager with components/cert-manager"
 yamllint -c "$SRC/.yamllint" "$SRC/deploy" "$SRC/tests/deploy/broken.yaml" \
   "$SRC/tests/deploy/broken-cert-manager.yaml"
 echo "yamllint: clean"
+
+# the script that starts each stockd replica (ConfigMap stockd-scripts)
+shellcheck "$SRC/deploy/k8s/base/stockd-replica.sh"
+echo "shellcheck: clean"
 
 node "$SRC/tests/deploy/validate.mjs" "${rendered[@]}"
 node "$SRC/tests/deploy/validate.mjs" --expect-invalid "$SRC/tests/deploy/broken.yaml"

@@ -97,6 +97,17 @@ class Node:
                     return float(line.split()[1])
         raise AssertionError("%s is not exported" % name)
 
+    def readyz(self):
+        """The HTTP status of /readyz (the kubelet's readiness probe), None when unreachable."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.metrics_port,
+                                        timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
+
     def kill(self, sig=signal.SIGKILL):
         self.proc.send_signal(sig)
         if sig == signal.SIGKILL:
@@ -362,15 +373,19 @@ class Replication(unittest.TestCase):
         others = self.cluster.nodes[1:]
         stream = watched.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=60)
         self.assertEqual(next(stream), b"\x08\x01")  # SERVING
+        self.assertEqual(watched.readyz(), 200)
         for n in others:
             n.kill(signal.SIGSTOP)
         try:
             self.assertEqual(next(stream), b"\x08\x02")  # NOT_SERVING: no leader any more
+            # the kubelet's readiness probe says the same (it answered 200 here before)
+            self.assertEqual(watched.readyz(), 503)
         finally:
             for n in others:
                 n.proc.send_signal(signal.SIGCONT)
         self.assertEqual(next(stream), b"\x08\x01")
         stream.cancel()
+        self.assertEqual(watched.readyz(), 200)
 
     def test_restart_of_every_replica_keeps_the_data(self):
         leader = self.cluster.leader()
@@ -753,6 +768,37 @@ class Membership(unittest.TestCase):
         self.assertEqual(write(leader, "w", 1, "still")[0], grpc.StatusCode.OK)
         wiped.proc = None  # stopped here; the cluster's teardown skips it
 
+    def test_a_replacement_at_an_old_members_address_is_not_ready_until_added(self):
+        """What Kubernetes does when a pod's volume is lost: the replacement comes up at the old
+        member's addresses (and metrics port) under a new id with --join, while the leader still
+        counts the old id. It is no member, so it is not ready (/readyz 503 — it answered 200
+        before: /readyz ignored replication — and Health NOT_SERVING) until the old id is
+        removed and it is added."""
+        leader = self.cluster.leader()
+        Replication.set_level(self, leader, "r", 10)
+        old = next(n for n in self.cluster.nodes if n is not leader)
+        self.assertEqual(old.stop(), 0)
+        shutil.rmtree(old.data)
+        new = self.joiner(8)
+        new.raft_port, new.grpc_port, new.metrics_port = old.raft_port, old.grpc_port, old.metrics_port
+        new.admin_port, new.address, new.data = old.admin_port, old.address, old.data
+        new.start()
+        for _ in range(3):  # across the leader's heartbeats and reconnects
+            time.sleep(1)
+            self.assertEqual(new.readyz(), 503)
+        health = new.channel.unary_unary("/grpc.health.v1.Health/Check")
+        self.assertEqual(health(b"", timeout=5), b"\x08\x02")
+        self.assertEqual(stockctl(leader, "cluster", "remove-member", str(old.id))[0], 0)
+        self.cluster.nodes.remove(old)
+        code, added = stockctl(leader, "cluster", "add-member", "8",
+                               "127.0.0.1:%d" % new.raft_port, new.address)
+        self.assertEqual((code, added), (0, {"done": True}))
+        deadline = time.time() + 10
+        while time.time() < deadline and new.readyz() != 200:
+            time.sleep(0.1)
+        self.assertEqual(new.readyz(), 200)
+        self.assertEqual(health(b"", timeout=5), b"\x08\x01")
+
     def test_refusals_name_the_field(self):
         leader = self.cluster.leader()
         other = next(n for n in self.cluster.nodes if n is not leader)
@@ -923,6 +969,42 @@ class Flags(unittest.TestCase):
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
             shutil.rmtree(data, ignore_errors=True)
+
+    def test_a_store_without_its_raft_log_is_refused(self):
+        """A data directory with data but no Raft log beside it — one stockd's (no --node-id),
+        or a replica's whose raft/ was deleted — is refused as a replica, with --join or
+        without: the group's entries would be applied on top of what it holds (twice, or with
+        the other replicas lacking it). Before, both started and diverged."""
+        top = tempfile.mkdtemp(prefix="stockd-raft-store-")
+        grpc_port, raft_port = free_port(), free_port()
+        address = "127.0.0.1:%d" % grpc_port
+        replica = ["--node-id", "1", "--raft-listen", "127.0.0.1:%d" % raft_port, "--peers",
+                   "1=127.0.0.1:%d=%s" % (raft_port, address)]
+        try:
+            for flags in ([], replica):  # one stockd's data, then a replica's
+                data = os.path.join(top, "replica" if flags else "one")
+                proc = subprocess.Popen([STOCKD, "--listen", address, "--data-dir", data] + flags,
+                                        stderr=subprocess.DEVNULL)
+                channel = grpc.insecure_channel(address)
+                deadline, code = time.time() + 20, None
+                while time.time() < deadline and code != grpc.StatusCode.OK:
+                    code = write(type("N", (), {"channel": channel})(), "s", 1,
+                                 "r%d" % len(flags), restrict=False)[0]
+                    time.sleep(0.05)
+                self.assertEqual(code, grpc.StatusCode.OK)
+                channel.close()
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+                if flags:
+                    shutil.rmtree(os.path.join(data, "raft"))
+                for extra in ([], ["--join"]):
+                    refused = subprocess.run([STOCKD, "--listen", address, "--data-dir", data] +
+                                             replica + extra, capture_output=True, text=True,
+                                             timeout=30)
+                    self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+                    self.assertIn("holds no Raft log", refused.stderr)
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
 
     def test_bad_replication_flags_are_refused_at_start(self):
         cases = [

@@ -1,0 +1,161 @@
+#!/bin/bash
+# stockd-replica: one stockd replica of the StatefulSet (deploy/README.md, section 5).
+#
+#   stockd-replica start STOCKD-FLAGS...  choose this replica's Raft id, then exec stockd
+#   stockd-replica pre-stop STOCKCTL-FLAGS...  hand leadership away if this replica leads
+#
+# Why a script: a Raft id must never be reused with an empty log (a replica that forgot its
+# log and its votes could vote twice in one term). So the id lives on the pod's volume, beside
+# the Raft log (VOLUME/node-id, VOLUME being the parent of --data-dir), and:
+#   - a volume with a Raft log starts under the id stored with it;
+#   - while STOCKD_CLUSTER_STATE is "new" (creating the group), an empty volume of one of the
+#     first STOCKD_INITIAL_MEMBERS pods starts the group under id ORDINAL+1 (each of them does
+#     the same, with the same --peers, whenever it comes up);
+#   - any other empty volume (STOCKD_CLUSTER_STATE "existing": a replacement; a scale-up; a
+#     volume whose Raft log is gone but whose id file is left) gets a new random id and waits
+#     with --join until an operator adds it (`stockctl cluster add-member`; the command is
+#     logged as waiting_to_be_added).
+# Like etcd's initial-cluster-state: set "existing" once the group has formed, or a replica
+# whose volume is lost later would start a group of its own under its old id.
+#
+# Environment (the StatefulSet sets it): STOCKD_POD_NAME (NAME-ORDINAL), STOCKD_INITIAL_MEMBERS,
+# STOCKD_CLUSTER_STATE (new|existing), STOCKD_RAFT_ADDRESS_TEMPLATE and
+# STOCKD_GRPC_ADDRESS_TEMPLATE (HOST:PORT with "@" standing for a pod's ordinal), and
+# optionally STOCKD_BIN and STOCKCTL_BIN (the binaries).
+set -euo pipefail
+
+STOCKD_BIN=${STOCKD_BIN:-/usr/local/bin/stockd}
+STOCKCTL_BIN=${STOCKCTL_BIN:-/usr/local/bin/stockctl}
+# Raft ids are 1..2^32-1; new ids are drawn above every id the first members could have
+ID_MIN_NEW=1000
+
+log() { # EVENT [JSON-FIELDS]: one line in stockd's log format
+  printf '{"time":"%s","level":"%s","component":"stockd-replica","event":"%s"%s}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" "${LEVEL:-info}" "$1" "${2:+,$2}" >&2
+}
+
+die() {
+  LEVEL=error log start_refused "\"error\":\"$1\""
+  exit 2
+}
+
+address_of() { # TEMPLATE ORDINAL
+  printf '%s' "${1//@/$2}"
+}
+
+# A Raft log exists once the library has written its metadata (term and vote) or a segment or
+# snapshot; a --join replica that was never added has written none.
+has_raft_state() { # DATA-DIR
+  local file
+  for file in "$1"/raft/metadata1 "$1"/raft/metadata2 "$1"/raft/snapshot-* "$1"/raft/open-* \
+    "$1"/raft/[0-9]*-[0-9]*; do
+    [ -e "$file" ] && return 0
+  done
+  return 1
+}
+
+new_random_id() {
+  local id
+  id=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+  echo $((ID_MIN_NEW + id % (4294967295 - ID_MIN_NEW)))
+}
+
+# Written before stockd starts, synced, replaced atomically: the id must outlive a crash that
+# comes right after the log's first write.
+store_id() { # FILE ID KIND
+  printf '%s %s\n' "$2" "$3" > "$1.tmp"
+  sync "$1.tmp"
+  mv "$1.tmp" "$1"
+  sync "$(dirname "$1")"
+}
+
+start() {
+  local data_dir="" arg
+  for arg in "$@"; do
+    case $arg in --data-dir=*) data_dir=${arg#--data-dir=} ;; esac
+  done
+  [ -n "$data_dir" ] || die "start needs --data-dir=DIR"
+  local name=${STOCKD_POD_NAME:?STOCKD_POD_NAME (the pod name) is not set}
+  local ordinal=${name##*-}
+  [[ $ordinal =~ ^[0-9]{1,4}$ ]] || die "pod name $name does not end in -ORDINAL"
+  ordinal=$((10#$ordinal))
+  [[ ${STOCKD_INITIAL_MEMBERS:-} =~ ^[1-9]$ ]] || die "STOCKD_INITIAL_MEMBERS must be 1..9"
+  local raft_template=${STOCKD_RAFT_ADDRESS_TEMPLATE:?} grpc_template=${STOCKD_GRPC_ADDRESS_TEMPLATE:?}
+  local state=${STOCKD_CLUSTER_STATE:-new}
+  [[ $state == new || $state == existing ]] || die "STOCKD_CLUSTER_STATE must be new or existing"
+
+  local id_file
+  id_file=$(dirname "$data_dir")/node-id
+  local id="" kind="" lost=""
+  if [ -f "$id_file" ]; then
+    read -r id kind < "$id_file" || true
+    [[ $id =~ ^[1-9][0-9]{0,9}$ && ($kind == bootstrap || $kind == join) ]] ||
+      die "$id_file is damaged; it must hold 'ID bootstrap' or 'ID join'"
+  fi
+  if has_raft_state "$data_dir"; then
+    [ -n "$id" ] || die "$data_dir/raft holds a Raft log but $id_file is missing: restore it"
+  elif [ "$kind" = bootstrap ]; then
+    # the log this id voted with is gone: the id must not come back
+    LEVEL=warn log raft_log_lost "\"node_id\":$id,\"action\":\"a new id\""
+    id="" kind="" lost=yes
+  fi
+  if [ -z "$id" ]; then
+    if [ "$state" = new ] && [ -z "$lost" ] && [ "$ordinal" -lt "$STOCKD_INITIAL_MEMBERS" ]; then
+      id=$((ordinal + 1)) kind=bootstrap
+    else
+      id=$(new_random_id) kind=join
+    fi
+    mkdir -p "$(dirname "$id_file")"
+    store_id "$id_file" "$id" "$kind"
+  fi
+
+  # The first members (ids 1..N), then this replica when it joined under an id of its own.
+  local peers="" i
+  for ((i = 0; i < STOCKD_INITIAL_MEMBERS; i++)); do
+    peers+="${peers:+,}$((i + 1))=$(address_of "$raft_template" "$i")=$(address_of "$grpc_template" "$i")"
+  done
+  local raft_address grpc_address
+  raft_address=$(address_of "$raft_template" "$ordinal")
+  grpc_address=$(address_of "$grpc_template" "$ordinal")
+  local flags=(--node-id="$id" --peers="$peers")
+  if [ "$kind" = join ]; then
+    flags[1]="--peers=$peers,$id=$raft_address=$grpc_address"
+    flags+=(--join)
+    if ! has_raft_state "$data_dir"; then
+      log waiting_to_be_added "\"node_id\":$id,\"command\":\"stockctl --admin LEADER_ADMIN cluster add-member $id $raft_address $grpc_address\""
+    fi
+  fi
+  log starting "\"node_id\":$id,\"kind\":\"$kind\",\"pod\":\"$name\""
+  exec "$STOCKD_BIN" "$@" "${flags[@]}"
+}
+
+# preStop: the kubelet runs this before it sends SIGTERM. stockd hands leadership over on
+# SIGTERM by itself; doing it here first means the new leader is elected while this replica
+# still answers (with a leader hint) instead of while it shuts down. Needs an admin identity
+# (--token-file); without one, or on any error, it does nothing: the pod stops regardless.
+pre_stop() {
+  local arg token=""
+  for arg in "$@"; do
+    case $arg in --token-file=*) token=${arg#--token-file=} ;; esac
+  done
+  if [ -z "$token" ] || [ ! -s "$token" ]; then
+    log pre_stop_skipped '"reason":"no admin token mounted"'
+    return 0
+  fi
+  local status
+  status=$("$STOCKCTL_BIN" "$@" --json --deadline-ms=3000 cluster status 2>/dev/null) || {
+    LEVEL=warn log pre_stop_skipped '"reason":"cluster status failed"'
+    return 0
+  }
+  if [[ $status == *'"role":"leader"'* ]]; then
+    "$STOCKCTL_BIN" "$@" --json --deadline-ms=10000 cluster transfer-leader >&2 ||
+      LEVEL=warn log pre_stop_transfer_failed
+  fi
+  return 0
+}
+
+case ${1:-} in
+  start) shift && start "$@" ;;
+  pre-stop) shift && pre_stop "$@" ;;
+  *) echo "usage: stockd-replica start STOCKD-FLAGS... | pre-stop STOCKCTL-FLAGS..." >&2 && exit 2 ;;
+esac
