@@ -22,6 +22,7 @@ leadership over. tests/deploy/security.py
 checks the TLS, policy and NetworkPolicy side of the manifests themselves.
 Usage: consistency.py BUILD-DIR RENDERED.yaml...
 """
+import copy
 import hashlib
 import json
 import os
@@ -483,6 +484,10 @@ class Replicas:
         mounts = tempfile.mkdtemp(dir=self.work, prefix="mounts-%d-" % i)
         proc, port, log = launch_as_declared(self.objects, self.template, self.c, mounts, self.pki,
                                              overrides, kubelet, expect_exit=True)
+        if proc.poll() is None:  # it was not refused: it runs
+            proc.kill()
+            proc.wait(timeout=30)
+            return None, log
         return proc.returncode, log
 
     def stop(self, i, sig=signal.SIGTERM):
@@ -520,22 +525,29 @@ def check_replica_ids(replicas):
     lost Raft log, refusals; then the declared preStop hook."""
     r = replicas
     for i in range(r.count):
-        if r.node_id(i) != [str(i + 1), "bootstrap"]:
-            fail("stockd-replica: replica %d started the group with id file %s, not '%d bootstrap'"
-                 % (i, r.node_id(i), i + 1))
+        if r.node_id(i) != [str(i + 1), "bootstrap", "stockd-%d" % i]:
+            fail("stockd-replica: replica %d started the group with id file %s, not '%d bootstrap stockd-%d'"
+                 % (i, r.node_id(i), i + 1, i))
+    if "cluster_state_still_new" in "".join(r.logs.values()):
+        fail("stockd-replica: warned that the state is still new on a first start")
     leader = r.leaders()[0]
     follower = next(i for i in range(r.count) if i != leader)
-    # a restart keeps the id
+    # a restart keeps the id (and, the group having formed, says the state should be existing)
     if r.stop(follower) != 0:
         fail("stockd-replica: replica %d did not stop cleanly on SIGTERM" % follower)
-    r.launch(follower)
+    if not r.launch(follower):
+        return
     wait_for(lambda: r.ready(follower), 30, "stockd-replica: replica %d not Ready again after a restart" % follower)
-    if r.node_id(follower) != [str(follower + 1), "bootstrap"]:
+    if r.node_id(follower) != [str(follower + 1), "bootstrap", "stockd-%d" % follower]:
         fail("stockd-replica: a restart changed the id file to %s" % r.node_id(follower))
+    if "cluster_state_still_new" not in r.logs[follower]:
+        fail("stockd-replica: no cluster_state_still_new warning on a restart while the state is new")
     # its Raft log lost (the id file left): never again under its id, even while the state is "new"
     r.stop(follower, signal.SIGKILL)
+    shutil.rmtree(os.path.join(r.volume(follower), "data", "raft"))
     shutil.rmtree(os.path.join(r.volume(follower), "data"))
-    r.launch(follower)
+    if not r.launch(follower):
+        return
     new_id = r.node_id(follower)
     if not new_id or new_id[1] != "join" or int(new_id[0]) < 1000:
         fail("stockd-replica: after the Raft log was lost the id file is %s, not a new id with join" % new_id)
@@ -554,33 +566,8 @@ def check_replica_ids(replicas):
     if out.returncode != 0:
         fail("stockctl cluster add-member %s: %s" % (new_id[0], out.stdout + out.stderr))
     wait_for(lambda: r.ready(follower), 60, "stockd-replica: the new member %s never became Ready" % new_id[0])
-    # refusals: a damaged id file; a Raft log without its id file
-    scratch = r.count + 1
-    os.makedirs(os.path.join(r.volume(scratch), "data", "raft"))
-    with open(os.path.join(r.volume(scratch), "node-id"), "w") as f:
-        f.write("seven\n")
-    status, log = r.refused(scratch)
-    if status != 2 or "start_refused" not in log:
-        fail("stockd-replica: a damaged id file was not refused (status %s)" % status)
-    os.remove(os.path.join(r.volume(scratch), "node-id"))
-    open(os.path.join(r.volume(scratch), "data", "raft", "metadata1"), "w").close()
-    status, log = r.refused(scratch)
-    if status != 2 or "start_refused" not in log:
-        fail("stockd-replica: a Raft log without its id file was not refused (status %s)" % status)
-    # STOCKD_CLUSTER_STATE=existing: even the first pod's empty volume joins under a new id
-    shutil.rmtree(r.volume(scratch))
-    import socket
-    with socket.socket() as s1, socket.socket() as s2:
-        s1.bind(("127.0.0.1", 0))
-        s2.bind(("127.0.0.1", 0))
-        ports = (s1.getsockname()[1], s2.getsockname()[1])
-    # the scratch volume stands for stockd-0's replacement
-    overrides, kubelet = r.declared(scratch, {"STOCKD_CLUSTER_STATE": "existing", "STOCKD_POD_NAME": "stockd-0"}, ports)
-    r.launch(scratch, kubelet, ports)
-    joined = r.node_id(scratch)
-    if not joined or joined[1] != "join" or int(joined[0]) < 1000:
-        fail("stockd-replica: STOCKD_CLUSTER_STATE=existing on an empty volume gave id file %s" % joined)
-    r.stop(scratch)
+    check_refusals(r)
+    check_first_start_failures(r)
     # the declared preStop hook on the leader hands leadership to another replica
     pre_stop = r.c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
     if not pre_stop:
@@ -601,6 +588,77 @@ def check_replica_ids(replicas):
         print("stockd-replica: %d replicas started the group (ids 1..%d), a restart kept its id, a lost "
               "Raft log came back as %s (--join) and was added, damaged ids refused, preStop handed "
               "leadership from replica %d to %d" % (r.count, r.count, new_id[0], leader, r.leaders()[0]))
+
+
+def check_refusals(r):
+    """Id files the script must refuse: damaged, a directory, another pod's, and a Raft log
+    without its id file or sentinel."""
+    scratch = r.count + 1
+    volume = r.volume(scratch)
+    os.makedirs(os.path.join(volume, "data", "raft"))
+    cases = [("a damaged id file", "seven\n"), ("another pod's id file", "1 bootstrap stockd-0\n"),
+             ("an id file of an old format", "1 bootstrap\n")]
+    for what, text in cases:
+        with open(os.path.join(volume, "node-id"), "w") as f:
+            f.write(text)
+        status, log = r.refused(scratch)
+        if status != 2 or "start_refused" not in log:
+            fail("stockd-replica: %s was not refused (status %s)" % (what, status))
+    os.remove(os.path.join(volume, "node-id"))
+    os.mkdir(os.path.join(volume, "node-id"))
+    status, log = r.refused(scratch)
+    if status != 2 or "start_refused" not in log:
+        fail("stockd-replica: a directory as the id file was not refused (status %s)" % status)
+    os.rmdir(os.path.join(volume, "node-id"))
+    open(os.path.join(volume, "data", "raft", "metadata1"), "w").close()
+    status, log = r.refused(scratch)
+    if status != 2 or "start_refused" not in log:
+        fail("stockd-replica: a Raft log without its id file was not refused (status %s)" % status)
+    with open(os.path.join(volume, "node-id"), "w") as f:
+        f.write("%d bootstrap stockd-%d\n" % (scratch + 1, scratch))
+    status, log = r.refused(scratch)
+    if status != 2 or "start_refused" not in log:
+        fail("stockd-replica: a Raft log without the sentinel of its id was not refused (status %s)" % status)
+    shutil.rmtree(volume)
+
+
+def check_first_start_failures(r):
+    """A first start that fails before the Raft library writes anything (here: a bad flag)
+    keeps the bootstrap id; so does a --join replica that restarts before it is added; a
+    joined replica whose data is lost takes a new id."""
+    scratch = 1  # stands for stockd-1 on a fresh volume while the state is "new"
+    r2 = Replicas.__new__(Replicas)
+    r2.__dict__.update(r.__dict__)
+    r2.work = os.path.join(r.work, "first-start")
+    os.makedirs(r2.work)
+    r2.c = copy.deepcopy(r.c)
+    r2.c["args"] = r2.c.get("args", []) + ["--shutdown-grace=soon"]  # stockd refuses it at once
+    for attempt in range(2):
+        status, log = r2.refused(scratch)
+        if status == 0 or r2.node_id(scratch) != [str(scratch + 1), "bootstrap", "stockd-%d" % scratch]:
+            fail("stockd-replica: after a failed first start (attempt %d) the id file is %s, not the "
+                 "bootstrap id %d" % (attempt + 1, r2.node_id(scratch), scratch + 1))
+    # STOCKD_CLUSTER_STATE=existing: even stockd-0's empty volume joins under a new id, and
+    # waits to be added (started, then stopped here); restarted before it is added it keeps
+    # the id; its data lost, it takes another
+    r3 = Replicas.__new__(Replicas)
+    r3.__dict__.update(r.__dict__)
+    r3.work, r3.procs = os.path.join(r.work, "join"), {}
+    os.makedirs(r3.work)
+    replacement = {"STOCKD_CLUSTER_STATE": "existing", "STOCKD_POD_NAME": "stockd-0"}
+    ids = []
+    for lose_data in (False, False, True):
+        if lose_data:
+            shutil.rmtree(os.path.join(r3.volume(5), "data"))
+        if r3.launch(5, replacement):
+            ids.append(r3.node_id(5))
+        r3.stop(5)
+    if len(ids) != 3 or not ids[0] or ids[0][1] != "join" or int(ids[0][0]) < 1000 or ids[1] != ids[0]:
+        fail("stockd-replica: under STOCKD_CLUSTER_STATE=existing, stockd-0 on an empty volume, "
+             "restarted once, then its data lost, had the ids %s (want a new join id, the same, "
+             "another)" % ids)
+    elif ids[2] == ids[0] or ids[2][1] != "join":
+        fail("stockd-replica: a --join replica whose data was lost kept its id %s" % ids[0])
 
 
 def check_live(objects, probes):

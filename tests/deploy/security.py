@@ -188,8 +188,15 @@ class Checker:
         self.gateway_tls_secret = secrets.get("tls-cert")
         if self.setting(c, "token", "STOCKD_GATEWAY_TOKEN") not in (None, "<from ['secretKeyRef']>"):
             self.fail("gateway: a literal --token in the manifest (use --token-file from a Secret)")
-        target = self.setting(c, "stockd", "STOCKD_GATEWAY_STOCKD") or ""
-        self.gateway_target_hosts = [t.rsplit(":", 1)[0] for t in target.split(",") if t]
+        target = self.namespaced(self.setting(c, "stockd", "STOCKD_GATEWAY_STOCKD") or "")
+        self.gateway_targets = [t for t in target.split(",") if t]
+        self.gateway_target_hosts = [t.rsplit(":", 1)[0] for t in self.gateway_targets]
+
+    def namespaced(self, value):
+        """VALUE with the kubelet's $(...NAMESPACE) expansion done (the rendered namespace)."""
+        namespace = next((o["metadata"]["namespace"] for o in self.objects
+                          if o["metadata"].get("namespace")), "default")
+        return re.sub(r"\$\([A-Z_]*NAMESPACE\)", namespace, value)
 
     # ---- NetworkPolicies ----
     def pod_labels(self, binary):
@@ -279,6 +286,11 @@ class Checker:
             peers = rule.get(direction, [])
             return bool(peers) and all(set(peer) == {"podSelector"} and peer["podSelector"] and
                                        self.selects(peer["podSelector"], stockd_labels) for peer in peers)
+        def covers_raft(rule):
+            ports = rule.get("ports", [])
+            return not ports or any(p.get("port") in (raft_port, "raft") or
+                                    (isinstance(p.get("port"), int) and p.get("endPort") and
+                                     p["port"] <= raft_port <= p["endPort"]) for p in ports)
         raft_in = False
         for policy in policies:
             name = policy["metadata"]["name"]
@@ -286,12 +298,14 @@ class Checker:
                 ports = [p.get("port") for p in rule.get("ports", [])]
                 if self.is_dns(rule):
                     continue
-                if raft_port is None or not ports or set(ports) != {raft_port} or not only_replicas(rule, "to"):
+                if raft_port is None or not ports or set(ports) != {raft_port} or not only_replicas(rule, "to") \
+                        or any(p.get("endPort") for p in rule.get("ports", [])):
                     self.fail("NetworkPolicy %s: stockd egress beyond DNS and the replicas' Raft port: %s" % (name, rule))
             for rule in policy["spec"].get("ingress", []):
                 ports = [p.get("port") for p in rule.get("ports", [])]
-                if raft_port is not None and (not ports or raft_port in ports):
-                    if not only_replicas(rule, "from") or set(ports) != {raft_port}:
+                if raft_port is not None and covers_raft(rule):
+                    if not only_replicas(rule, "from") or set(ports) != {raft_port} or \
+                            any(p.get("endPort") for p in rule.get("ports", [])):
                         self.fail("NetworkPolicy %s: the Raft port %s (plaintext) is open beyond "
                                   "stockd's own pods: %s" % (name, raft_port, rule))
                     else:
@@ -367,9 +381,10 @@ class Checker:
                       "which needs a leader, which needs a second replica" % spec.get("podManagementPolicy"))
         if c["command"][0].rsplit("/", 1)[-1] != "stockd-replica" or self.setting(c, "raft-listen", "STOCKD_RAFT_LISTEN") is None:
             self.fail("stockd: not started through stockd-replica with --raft-listen (ids kept on the volume)")
-        initial = self.setting(c, "initial-members", "STOCKD_INITIAL_MEMBERS")
-        if initial != str(replicas):
-            self.fail("stockd: STOCKD_INITIAL_MEMBERS %s, but %s replicas" % (initial, replicas))
+        # the group starts with the first N pods (ids 1..N); pods past them join under new ids
+        initial = self.setting(c, "initial-members", "STOCKD_INITIAL_MEMBERS") or ""
+        if not initial.isdigit() or int(initial) % 2 == 0 or not 3 <= int(initial) <= replicas:
+            self.fail("stockd: STOCKD_INITIAL_MEMBERS %r: an odd 3..%d (the replicas)" % (initial, replicas))
         headless = [o for o in self.kind("Service") if o["metadata"]["name"] == spec.get("serviceName")]
         if not headless or headless[0]["spec"].get("clusterIP") != "None" or \
                 not headless[0]["spec"].get("publishNotReadyAddresses"):
@@ -378,16 +393,21 @@ class Checker:
         template = self.setting(c, "grpc-address-template", "STOCKD_GRPC_ADDRESS_TEMPLATE") or ""
         if "@.%s." % spec.get("serviceName") not in template:
             self.fail("stockd: STOCKD_GRPC_ADDRESS_TEMPLATE %r does not name pods of the headless Service" % template)
-        namespace = workload["metadata"].get("namespace", "stockd")
-        self.hint_hosts = [template.rsplit(":", 1)[0].replace("@", str(i)).replace(
-            "$(STOCKD_POD_NAMESPACE)", namespace) for i in range(replicas)]
+        hints = [self.namespaced(template).replace("@", str(i)) for i in range(replicas)]
+        self.hint_hosts = [h.rsplit(":", 1)[0] for h in hints]
         majority = replicas // 2 + 1
         labels = workload["spec"]["template"]["metadata"].get("labels", {})
         budgets = [p for p in self.kind("PodDisruptionBudget")
                    if self.selects(p["spec"].get("selector", {}), labels)]
-        if not budgets or not all(p["spec"].get("minAvailable", 0) >= majority or
-                                  0 < p["spec"].get("maxUnavailable", replicas) <= replicas - majority
-                                  for p in budgets):
+
+        def keeps_majority(spec):
+            least, most = spec.get("minAvailable"), spec.get("maxUnavailable")
+            if isinstance(least, str) or isinstance(most, str):  # a percentage: rounded by the cluster
+                percent = int(str(least or most).rstrip("%"))
+                least = -(-replicas * percent // 100) if least is not None else None
+                most = -(-replicas * percent // 100) if most is not None else None
+            return (least or 0) >= majority or (most is not None and 0 < most <= replicas - majority)
+        if not budgets or not all(keeps_majority(p["spec"]) for p in budgets):
             self.fail("stockd: no PodDisruptionBudget keeps a majority (%d of %d) available" % (majority, replicas))
         spread = workload["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
         if not any(s["topologyKey"] == "kubernetes.io/hostname" and s["whenUnsatisfiable"] == "DoNotSchedule"
@@ -397,10 +417,14 @@ class Checker:
         pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
         if pre_stop[:2] != [c["command"][0], "pre-stop"]:
             self.fail("stockd: no preStop hook handing leadership over (stockd-replica pre-stop)")
+        admin = self.setting(c, "admin-listen", "STOCKD_ADMIN_LISTEN")
+        if "--admin=%s" % admin not in pre_stop:
+            self.fail("stockd: the preStop hook does not call Admin where stockd listens (%s): %s" % (admin, pre_stop))
+        # the gateway must name the replicas as their leader hints do, or it never matches one
         _, gateway = self.workload("stockd-gateway")
-        if gateway is not None and len(getattr(self, "gateway_target_hosts", [])) != replicas:
-            self.fail("gateway: --stockd lists %s, not each of the %d replicas"
-                      % (getattr(self, "gateway_target_hosts", []), replicas))
+        if gateway is not None and sorted(getattr(self, "gateway_targets", [])) != sorted(hints):
+            self.fail("gateway: --stockd lists %s, not the %d replicas by their hint names %s"
+                      % (getattr(self, "gateway_targets", []), replicas, hints))
 
     def run(self):
         self.check_stockd()
@@ -547,9 +571,16 @@ def no_pre_stop(objects):
     stockd_container(objects).pop("lifecycle")
 
 
-def gateway_one_replica(objects):
-    gateway = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "stockd-gateway")
-    gateway["data"]["STOCKD_GATEWAY_STOCKD"] = gateway["data"]["STOCKD_GATEWAY_STOCKD"].split(",")[0]
+def gateway_stockd(change):
+    def mutate(objects):
+        entry = next(e for e in gateway_container(objects)["env"] if e["name"] == "STOCKD_GATEWAY_STOCKD")
+        entry["value"] = change(entry["value"])
+    return mutate
+
+
+def raft_range_open(objects):
+    policy(objects, "stockd")["spec"]["ingress"].append(
+        {"from": [{"namespaceSelector": {"matchLabels": {"team": "x"}}}], "ports": [{"port": 50000, "endPort": 50100}]})
 
 
 def certificate(objects, secret):
@@ -594,7 +625,13 @@ MUTATIONS = [
      set_spec(lambda s: s["template"]["spec"].pop("topologySpreadConstraints"))),
     ("not-Ready replicas unpublished", headless_ready_only),
     ("no preStop hand-over", no_pre_stop),
-    ("the gateway knows one replica", gateway_one_replica),
+    ("the gateway knows one replica", gateway_stockd(lambda v: v.split(",")[0])),
+    ("the gateway names replicas otherwise than their hints", gateway_stockd(lambda v: v.replace(".svc:", ":"))),
+    ("a port range over the Raft port open to another namespace", raft_range_open),
+    ("a disruption budget of 33 % (1 of 3)", budget(lambda s: s.update(minAvailable="33%"))),
+    ("initial members even", lambda objects: next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "stockd")["data"].update(STOCKD_INITIAL_MEMBERS="2")),
+    ("the preStop hook calls Admin elsewhere",
+     lambda objects: stockd_container(objects)["lifecycle"]["preStop"]["exec"]["command"].__setitem__(2, "--admin=127.0.0.1:1")),
     ("stockd's certificate lacks a replica's name",
      cert_mutation("stockd-tls", lambda s: s.update(dnsNames=[n for n in s["dnsNames"] if "stockd-2" not in n]))),
     ("stockd's certificate lacks the gateway's target hosts",

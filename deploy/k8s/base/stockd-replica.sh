@@ -5,18 +5,24 @@
 #   stockd-replica pre-stop STOCKCTL-FLAGS...  hand leadership away if this replica leads
 #
 # Why a script: a Raft id must never be reused with an empty log (a replica that forgot its
-# log and its votes could vote twice in one term). So the id lives on the pod's volume, beside
-# the Raft log (VOLUME/node-id, VOLUME being the parent of --data-dir), and:
-#   - a volume with a Raft log starts under the id stored with it;
+# log and its votes could vote twice in one term). So the id is kept twice on the pod's volume:
+# VOLUME/node-id ("ID KIND POD", VOLUME being the parent of --data-dir) and, as a sentinel,
+# DATA_DIR/raft/stockd-replica-id ("ID"), inside the Raft log's own directory, so that it goes
+# wherever the log goes. The Raft library writes its metadata (term, vote) there before it
+# votes or holds an entry. Then:
+#   - a Raft log (metadata) present: the replica starts under the id in node-id;
+#   - no log, but node-id and the sentinel agree: the id was never used (a first start that
+#     failed, or a --join replica not yet added): it is kept;
+#   - node-id without its sentinel: the log is gone (the data or raft directory deleted):
+#     the id must not come back; the replica takes a new one;
 #   - while STOCKD_CLUSTER_STATE is "new" (creating the group), an empty volume of one of the
-#     first STOCKD_INITIAL_MEMBERS pods starts the group under id ORDINAL+1 (each of them does
-#     the same, with the same --peers, whenever it comes up);
-#   - any other empty volume (STOCKD_CLUSTER_STATE "existing": a replacement; a scale-up; a
-#     volume whose Raft log is gone but whose id file is left) gets a new random id and waits
-#     with --join until an operator adds it (`stockctl cluster add-member`; the command is
-#     logged as waiting_to_be_added).
+#     first STOCKD_INITIAL_MEMBERS pods starts the group under id ORDINAL+1 (each does the same,
+#     with the same --peers);
+#   - any other volume without an id (STOCKD_CLUSTER_STATE "existing": a replacement, a
+#     scale-up; or a lost log) gets a new random id and waits with --join until an operator
+#     adds it (`stockctl cluster add-member`; the command is logged as waiting_to_be_added).
 # Like etcd's initial-cluster-state: set "existing" once the group has formed, or a replica
-# whose volume is lost later would start a group of its own under its old id.
+# whose whole volume is lost later would start a group of its own under its old id.
 #
 # Environment (the StatefulSet sets it): STOCKD_POD_NAME (NAME-ORDINAL), STOCKD_INITIAL_MEMBERS,
 # STOCKD_CLUSTER_STATE (new|existing), STOCKD_RAFT_ADDRESS_TEMPLATE and
@@ -60,12 +66,12 @@ new_random_id() {
   echo $((ID_MIN_NEW + id % (4294967295 - ID_MIN_NEW)))
 }
 
-# Written before stockd starts, synced, replaced atomically: the id must outlive a crash that
-# comes right after the log's first write.
-store_id() { # FILE ID KIND
-  printf '%s %s\n' "$2" "$3" > "$1.tmp"
+# Written synced and replaced atomically: the id must outlive a crash that comes right after
+# the log's first write.
+write_synced() { # FILE TEXT
+  printf '%s\n' "$2" > "$1.tmp"
   sync "$1.tmp"
-  mv "$1.tmp" "$1"
+  mv -T "$1.tmp" "$1"
   sync "$(dirname "$1")"
 }
 
@@ -80,22 +86,34 @@ start() {
   [[ $ordinal =~ ^[0-9]{1,4}$ ]] || die "pod name $name does not end in -ORDINAL"
   ordinal=$((10#$ordinal))
   [[ ${STOCKD_INITIAL_MEMBERS:-} =~ ^[1-9]$ ]] || die "STOCKD_INITIAL_MEMBERS must be 1..9"
-  local raft_template=${STOCKD_RAFT_ADDRESS_TEMPLATE:?} grpc_template=${STOCKD_GRPC_ADDRESS_TEMPLATE:?}
+  local raft_template=${STOCKD_RAFT_ADDRESS_TEMPLATE:-} grpc_template=${STOCKD_GRPC_ADDRESS_TEMPLATE:-}
+  [[ $raft_template == *@* && $raft_template == *:* && $grpc_template == *@* && $grpc_template == *:* ]] ||
+    die "STOCKD_RAFT_ADDRESS_TEMPLATE and STOCKD_GRPC_ADDRESS_TEMPLATE must be HOST:PORT with @ for the ordinal"
   local state=${STOCKD_CLUSTER_STATE:-new}
   [[ $state == new || $state == existing ]] || die "STOCKD_CLUSTER_STATE must be new or existing"
 
-  local id_file
+  local id_file sentinel="$data_dir/raft/stockd-replica-id"
   id_file=$(dirname "$data_dir")/node-id
-  local id="" kind="" lost=""
-  if [ -f "$id_file" ]; then
-    read -r id kind < "$id_file" || true
-    [[ $id =~ ^[1-9][0-9]{0,9}$ && ($kind == bootstrap || $kind == join) ]] ||
-      die "$id_file is damaged; it must hold 'ID bootstrap' or 'ID join'"
+  local id="" kind="" pod="" sentinel_id="" lost=""
+  if [ -e "$id_file" ]; then
+    [ -f "$id_file" ] || die "$id_file is not a file"
+    read -r id kind pod < "$id_file" || true
+    [[ $id =~ ^[1-9][0-9]{0,9}$ && ($kind == bootstrap || $kind == join) && -n $pod ]] ||
+      die "$id_file is damaged; it must hold 'ID bootstrap|join POD'"
+    # a volume restored to another pod would run two replicas under one id
+    [ "$pod" = "$name" ] || die "$id_file belongs to pod $pod, not $name"
+  fi
+  if [ -f "$sentinel" ]; then
+    read -r sentinel_id < "$sentinel" || true
   fi
   if has_raft_state "$data_dir"; then
     [ -n "$id" ] || die "$data_dir/raft holds a Raft log but $id_file is missing: restore it"
-  elif [ "$kind" = bootstrap ]; then
-    # the log this id voted with is gone: the id must not come back
+    [ "$sentinel_id" = "$id" ] || die "$data_dir/raft holds a Raft log that is not replica $id's"
+    if [ "$state" = new ]; then
+      LEVEL=warn log cluster_state_still_new '"hint":"once the group has formed, set STOCKD_CLUSTER_STATE to existing: under new, a replica whose volume is lost starts a group under its old id"'
+    fi
+  elif [ -n "$id" ] && [ "$sentinel_id" != "$id" ]; then
+    # the directory this id kept its log in is gone: the id must not come back
     LEVEL=warn log raft_log_lost "\"node_id\":$id,\"action\":\"a new id\""
     id="" kind="" lost=yes
   fi
@@ -105,8 +123,10 @@ start() {
     else
       id=$(new_random_id) kind=join
     fi
-    mkdir -p "$(dirname "$id_file")"
-    store_id "$id_file" "$id" "$kind"
+    # the sentinel first: a crash between the two leaves them disagreeing, which means "new id"
+    mkdir -p "$data_dir/raft"
+    write_synced "$sentinel" "$id"
+    write_synced "$id_file" "$id $kind $name"
   fi
 
   # The first members (ids 1..N), then this replica when it joined under an id of its own.
