@@ -205,6 +205,10 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 "1 while this replica knows a leader (0: an election is going on, or it is cut "
                 "off).",
                 status.leader_id != 0 ? 1.0 : 0.0);
+    prom_single(buffer, "stockd_raft_ready", "gauge",
+                "1 while this replica serves (/readyz 200): it knows a leader, is a member, and "
+                "has applied what it was told is committed.",
+                status.ready ? 1.0 : 0.0);
     prom_single(buffer, "stockd_raft_commit_index", "gauge",
                 "The last Raft log index this replica knows to be committed.",
                 (double)status.commit_index);

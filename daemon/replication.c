@@ -90,6 +90,10 @@ struct sd_replication {
     uint64_t fence_term, fence_done_term; /* the term the barrier started / last succeeded in */
     bool fence_in_flight;                 /* loop thread */
     struct raft_barrier fence_barrier;
+    /* loop thread: the highest commit index a leader has told this replica of (AppendEntries,
+     * or the last index of a snapshot it sent). The library's own commit index on a follower
+     * moves only as far as the entries it holds, so it says nothing of how far behind it is. */
+    uint64_t leader_commit_seen;
 };
 
 /* ---- --peers ---- */
@@ -417,6 +421,11 @@ static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
         sd_join_guard(replication, message)) {
         return;
     }
+    uint64_t told = message->type == RAFT_APPEND_ENTRIES     ? message->append_entries.leader_commit
+                    : message->type == RAFT_INSTALL_SNAPSHOT ? message->install_snapshot.last_index
+                                                             : 0;
+    replication->leader_commit_seen =
+        told > replication->leader_commit_seen ? told : replication->leader_commit_seen;
     if (message->type == RAFT_INSTALL_SNAPSHOT &&
         (raft->snapshot.installing || raft->legacy.snapshot_install ||
          raft->legacy.snapshot_taking)) {
@@ -503,6 +512,7 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
         member = member || status->members[i].id == replication->options.node_id;
     }
     bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index &&
+                 status->applied_index >= replication->leader_commit_seen &&
                  (!replication->options.join || status->last_index > 0) && member &&
                  !replication->failed;
     status->ready = ready;
@@ -993,16 +1003,27 @@ static bool sd_store_matches_log(const sd_replication_options_t *options, uint64
                                  char *error, size_t error_capacity)
 {
     uint64_t last_seq = sd_storage_last_seq(options->storage);
-    if (sd_raft_dir_has_log(options->dir) || (applied_index == 0 && last_seq == 0)) {
-        return true;
+    bool has_log = sd_raft_dir_has_log(options->dir);
+    if (applied_index == 0 && last_seq > 0) {
+        /* a replica's every write comes with an applied index: ledger entries without one are
+         * a one-node store's, whatever log lies beside them */
+        snprintf(error, error_capacity,
+                 "replication: the store holds data written outside any Raft group (ledger seq "
+                 "%" PRIu64 ", no applied Raft index)%s: a replica starts a group, or joins one, "
+                 "on an empty data directory (README \"Replication\")",
+                 last_seq, has_log ? " beside a Raft log" : " and holds no Raft log");
+        return false;
     }
-    snprintf(error, error_capacity,
-             "replication: the store holds data (ledger seq %" PRIu64
-             ", applied Raft index %" PRIu64
-             ") but %s holds no Raft log: a replica starts a group, or joins one, on an empty data "
-             "directory (README \"Replication\")",
-             last_seq, applied_index, options->dir);
-    return false;
+    if (applied_index > 0 && !has_log) {
+        snprintf(error, error_capacity,
+                 "replication: the store holds data (ledger seq %" PRIu64
+                 ", applied Raft index %" PRIu64
+                 ") but %s holds no Raft log: a replica starts a group, or joins one, on an "
+                 "empty data directory (README \"Replication\")",
+                 last_seq, applied_index, options->dir);
+        return false;
+    }
+    return true;
 }
 
 sd_status_t sd_replication_start(const sd_replication_options_t *options,

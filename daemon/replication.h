@@ -160,9 +160,10 @@ sd_replication_outcome_t sd_replication_record_member(sd_replication_t *replicat
 sd_status_t sd_replication_member_record(sd_replication_t *replication, uint64_t node_id,
                                          char *grpc_address_out, size_t capacity);
 
-/* Any thread: a leader is known and this replica has applied every entry it knows to be
- * committed, and (--join) holds a log at all (what Health and /readyz report as serving,
- * docs/api.md 7). */
+/* Any thread: a leader is known, this replica is a member of the configuration it holds,
+ * it has applied every entry it knows to be committed and every one a leader told it is
+ * (its catch-up is over), and (--join) holds a log at all (what Health and /readyz report as
+ * serving, docs/api.md 7). */
 bool sd_replication_ready(sd_replication_t *replication);
 
 #endif

@@ -70,7 +70,7 @@ class Node:
             stderr=log, stdout=log, env=dict(os.environ, **self.env))
         log.close()
         self.channel = grpc.insecure_channel(self.address)
-        grpc.channel_ready_future(self.channel).result(timeout=20)
+        grpc.channel_ready_future(self.channel).result(timeout=60)  # slow under ASan on 2 busy cores
 
     def call(self, method, request, response_type, timeout=10):
         stub = self.channel.unary_unary(SERVICE + method,
@@ -364,6 +364,39 @@ class Replication(unittest.TestCase):
                           pb.GetStockResponse)
         self.assertIn(got.levels[0].available, (3, 4))  # the cut-off write: outcome unknown
         self.assertEqual(write(leader, "p", 1, "after")[0], grpc.StatusCode.OK)
+
+    def test_a_replica_catching_up_is_not_ready(self):
+        """A replica back after missing many writes is not ready (Health, /readyz, and so a
+        Kubernetes rolling update) until it has applied what the leader had committed: the
+        library's commit index on a follower moves only as far as the entries it holds, so
+        "applied >= commit" held after every batch of a catch-up. Sampled from one /metrics
+        scrape (stockd_raft_ready and stockd_raft_applied_index come from one status copy)."""
+        leader = self.cluster.leader()
+        self.set_level(leader, "c", 100000)
+        lagging = next(n for n in self.cluster.nodes if n is not leader)
+        self.assertEqual(lagging.stop(), 0)
+        for i in range(1500):
+            self.assertEqual(write(leader, "c", 1, "behind-%d" % i, restrict=False)[0],
+                             grpc.StatusCode.OK)
+        target = leader.metric("stockd_raft_commit_index")
+        lagging.start()
+        samples, deadline = 0, time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % lagging.metrics_port,
+                                            timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue
+            values = dict(line.split()[:2] for line in text.splitlines()
+                          if line.startswith(("stockd_raft_ready ", "stockd_raft_applied_index ")))
+            samples += 1
+            if float(values["stockd_raft_ready"]) == 1:
+                self.assertGreaterEqual(float(values["stockd_raft_applied_index"]), target,
+                                        "ready while behind (after %d samples)" % samples)
+                break
+        else:
+            self.fail("never ready again")
 
     def test_health_watch_follows_the_replica(self):
         """Health/Watch on a replica streams NOT_SERVING when it loses its leader (the other
@@ -974,7 +1007,8 @@ class Flags(unittest.TestCase):
         """A data directory with data but no Raft log beside it — one stockd's (no --node-id),
         or a replica's whose raft/ was deleted — is refused as a replica, with --join or
         without: the group's entries would be applied on top of what it holds (twice, or with
-        the other replicas lacking it). Before, both started and diverged."""
+        the other replicas lacking it). So is one stockd's store with a replica's log put
+        beside it. Before, all of them started and diverged."""
         top = tempfile.mkdtemp(prefix="stockd-raft-store-")
         grpc_port, raft_port = free_port(), free_port()
         address = "127.0.0.1:%d" % grpc_port
@@ -996,6 +1030,7 @@ class Flags(unittest.TestCase):
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=30), 0)
                 if flags:
+                    shutil.copytree(os.path.join(data, "raft"), os.path.join(top, "raft-copy"))
                     shutil.rmtree(os.path.join(data, "raft"))
                 for extra in ([], ["--join"]):
                     refused = subprocess.run([STOCKD, "--listen", address, "--data-dir", data] +
@@ -1003,6 +1038,15 @@ class Flags(unittest.TestCase):
                                              timeout=30)
                     self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
                     self.assertIn("holds no Raft log", refused.stderr)
+            # a one-node store with a replica's Raft log put beside it
+            shutil.copytree(os.path.join(top, "raft-copy"), os.path.join(top, "one", "raft"),
+                            dirs_exist_ok=True)  # the refused starts made it, empty
+            refused = subprocess.run([STOCKD, "--listen", address, "--data-dir",
+                                      os.path.join(top, "one")] + replica, capture_output=True,
+                                     text=True, timeout=30)
+            self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+            self.assertIn("written outside any Raft group", refused.stderr)
+            self.assertIn("beside a Raft log", refused.stderr)
         finally:
             shutil.rmtree(top, ignore_errors=True)
 
