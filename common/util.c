@@ -2,11 +2,15 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t util_now_us(void)
 {
@@ -346,4 +350,59 @@ bool util_file_stamp_equal(const util_file_stamp_t *a, const util_file_stamp_t *
 {
     return a->device == b->device && a->inode == b->inode && a->size == b->size &&
            a->modified.tv_sec == b->modified.tv_sec && a->modified.tv_nsec == b->modified.tv_nsec;
+}
+
+/* Writes every byte to fd, across short writes and EINTR. */
+static bool util_write_all(int fd, const unsigned char *bytes, size_t length)
+{
+    while (length > 0) {
+        ssize_t written = write(fd, bytes, length);
+        if (written < 0 && errno == EINTR) {
+            continue;
+        }
+        if (written <= 0) {
+            return false;
+        }
+        bytes += written;
+        length -= (size_t)written;
+    }
+    return true;
+}
+
+static bool util_fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    bool synced = fsync(fd) == 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return synced;
+}
+
+bool util_write_file_synced(const char *path, const void *bytes, size_t length)
+{
+    char temporary[PATH_MAX];
+    char directory[PATH_MAX];
+    if ((size_t)snprintf(temporary, sizeof(temporary), "%s.tmp", path) >= sizeof(temporary) ||
+        (size_t)snprintf(directory, sizeof(directory), "%s", path) >= sizeof(directory)) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return false;
+    }
+    bool written = util_write_all(fd, bytes, length) && fsync(fd) == 0;
+    int saved = errno;
+    close(fd);
+    if (!written || rename(temporary, path) != 0) {
+        saved = written ? errno : saved;
+        unlink(temporary);
+        errno = saved;
+        return false;
+    }
+    return util_fsync_path(dirname(directory), O_RDONLY | O_DIRECTORY);
 }

@@ -75,4 +75,9 @@ bool util_file_stamp_equal(const util_file_stamp_t *a, const util_file_stamp_t *
 char *util_read_file(const char *path, size_t bytes_max, size_t *length_out, char *error,
                      size_t error_capacity);
 
+/* Replaces path with bytes[0..length) durably: written to path.tmp, fsynced, renamed over
+ * path, and the directory fsynced, so after a crash path holds the old content or the new,
+ * whole. False (errno set) when any step fails. */
+bool util_write_file_synced(const char *path, const void *bytes, size_t length);
+
 #endif

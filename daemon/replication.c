@@ -96,6 +96,9 @@ struct sd_replication {
     uint64_t leader_commit_seen;
 };
 
+/* the file in the Raft directory naming the member whose log it is */
+#define SD_RAFT_NODE_ID_FILE "stockd-node-id"
+
 /* ---- --peers ---- */
 
 static bool sd_peer_parse(const char *entry, size_t length, sd_replication_peer_t *peer)
@@ -994,6 +997,56 @@ static bool sd_raft_dir_has_log(const char *dir)
     return false;
 }
 
+/* A Raft log holds one member's terms and votes: started under another id, that member
+ * would answer for votes it never cast (two replicas swapped volumes, a data directory copied
+ * to another member). So DIR names the id it belongs to (DIR/stockd-node-id, written synced at
+ * its first start; deploy/k8s/base/stockd-replica.sh writes the same file) and any other id
+ * is refused. Creates DIR when it does not exist. */
+static sd_status_t sd_raft_dir_claim(const char *dir, uint64_t node_id, char *error,
+                                     size_t error_capacity)
+{
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(error, error_capacity, "replication: cannot create %s", dir);
+        return SD_UNAVAILABLE;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/" SD_RAFT_NODE_ID_FILE, dir);
+    struct stat info;
+    if (stat(path, &info) != 0 && errno == ENOENT) {
+        char line[32];
+        int n = snprintf(line, sizeof(line), "%" PRIu64 "\n", node_id);
+        if (!util_write_file_synced(path, line, (size_t)n)) {
+            snprintf(error, error_capacity, "replication: cannot write %s: %s", path,
+                     strerror(errno));
+            return SD_UNAVAILABLE;
+        }
+        return SD_OK;
+    }
+    char reason[256];
+    size_t length = 0;
+    char *text = util_read_file(path, 64, &length, reason, sizeof(reason));
+    if (text == NULL) {
+        snprintf(error, error_capacity, "replication: cannot read %s: %s", path, reason);
+        return SD_UNAVAILABLE;
+    }
+    text[strcspn(text, "\n")] = '\0';
+    int64_t owner = 0;
+    bool parsed = util_parse_int64(text, &owner) && owner > 0;
+    free(text);
+    if (!parsed) {
+        snprintf(error, error_capacity, "replication: %s is damaged: it must hold a node id", path);
+        return SD_FAILED_PRECONDITION;
+    }
+    if ((uint64_t)owner != node_id) {
+        snprintf(error, error_capacity,
+                 "replication: %s holds the Raft log of node %" PRId64 ", not of --node-id %" PRIu64
+                 ": a log answers for one member's votes",
+                 dir, owner, node_id);
+        return SD_FAILED_PRECONDITION;
+    }
+    return SD_OK;
+}
+
 /* A replica's store must be what its Raft log applied, from the group's first entry. A store
  * with data but no log beside it (the log deleted, a one-node data directory, a restored
  * backup) would have the group's entries applied on top of what it holds already: starting
@@ -1039,9 +1092,9 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
                  options->node_id);
         return SD_INVALID_ARGUMENT;
     }
-    if (mkdir(options->dir, 0750) != 0 && errno != EEXIST) {
-        snprintf(error, error_capacity, "replication: cannot create %s", options->dir);
-        return SD_UNAVAILABLE;
+    sd_status_t claimed = sd_raft_dir_claim(options->dir, options->node_id, error, error_capacity);
+    if (claimed != SD_OK) {
+        return claimed;
     }
     sd_replication_t *replication = calloc(1, sizeof(*replication));
     if (replication == NULL) {

@@ -1008,7 +1008,8 @@ class Flags(unittest.TestCase):
         or a replica's whose raft/ was deleted — is refused as a replica, with --join or
         without: the group's entries would be applied on top of what it holds (twice, or with
         the other replicas lacking it). So is one stockd's store with a replica's log put
-        beside it. Before, all of them started and diverged."""
+        beside it, and a log started under another --node-id (it answers for that member's
+        votes). Before, all of them started."""
         top = tempfile.mkdtemp(prefix="stockd-raft-store-")
         grpc_port, raft_port = free_port(), free_port()
         address = "127.0.0.1:%d" % grpc_port
@@ -1047,6 +1048,20 @@ class Flags(unittest.TestCase):
             self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
             self.assertIn("written outside any Raft group", refused.stderr)
             self.assertIn("beside a Raft log", refused.stderr)
+            # a replica's log started under another id; then its id file damaged
+            shutil.copytree(os.path.join(top, "raft-copy"), os.path.join(top, "other", "raft"))
+            other = ["--node-id", "2", "--raft-listen", "127.0.0.1:%d" % raft_port, "--peers",
+                     "2=127.0.0.1:%d=%s" % (raft_port, address)]
+            for content, message in ((None, "holds the Raft log of node 1, not of --node-id 2"),
+                                     ("x\n", "is damaged")):
+                if content is not None:
+                    with open(os.path.join(top, "other", "raft", "stockd-node-id"), "w") as f:
+                        f.write(content)
+                refused = subprocess.run([STOCKD, "--listen", address, "--data-dir",
+                                          os.path.join(top, "other")] + other,
+                                         capture_output=True, text=True, timeout=30)
+                self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+                self.assertIn(message, refused.stderr)
         finally:
             shutil.rmtree(top, ignore_errors=True)
 

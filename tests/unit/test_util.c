@@ -1,5 +1,5 @@
 /* Unit tests for util.c: UTF-8 validation, JSON escaping, strict number and duration
- * parsing, checked addition. */
+ * parsing, checked addition, synced file replacement. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net.h"
 #include "util.h"
@@ -152,6 +153,32 @@ static void test_loopback_addresses(void **state)
     }
 }
 
+/* util_write_file_synced replaces the whole content, leaves no .tmp behind, and fails on a
+ * directory that does not exist (nothing written). */
+static void test_write_file_synced(void **state)
+{
+    (void)state;
+    char directory[] = "/tmp/stockd-util-XXXXXX";
+    assert_non_null(mkdtemp(directory));
+    char path[256], temporary[300], missing[300];
+    snprintf(path, sizeof(path), "%s/node-id", directory);
+    snprintf(temporary, sizeof(temporary), "%s.tmp", path);
+    snprintf(missing, sizeof(missing), "%s/no/such/file", directory);
+    char error[128];
+    size_t length = 0;
+    assert_true(util_write_file_synced(path, "12345\n", 6));
+    assert_true(util_write_file_synced(path, "7\n", 2));
+    char *text = util_read_file(path, 64, &length, error, sizeof(error));
+    assert_non_null(text);
+    assert_int_equal(length, 2);
+    assert_string_equal(text, "7\n");
+    free(text);
+    assert_int_not_equal(access(temporary, F_OK), 0);
+    assert_false(util_write_file_synced(missing, "1\n", 2));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(directory), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_json_escape),        cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_host_port),          cmocka_unit_test(test_base64url),
         cmocka_unit_test(test_identifier_span),    cmocka_unit_test(test_utf8_repair),
+        cmocka_unit_test(test_write_file_synced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,8 +7,9 @@
 # Why a script: a Raft id must never be reused with an empty log (a replica that forgot its
 # log and its votes could vote twice in one term). So the id is kept twice on the pod's volume:
 # VOLUME/node-id ("ID KIND POD", VOLUME being the parent of --data-dir) and, as a sentinel,
-# DATA_DIR/raft/stockd-replica-id ("ID"), inside the Raft log's own directory, so that it goes
-# wherever the log goes. The Raft library writes its metadata (term, vote) there before it
+# DATA_DIR/raft/stockd-node-id ("ID"), inside the Raft log's own directory, so that it goes
+# wherever the log goes (stockd writes and checks the same file: it refuses a log of another
+# id). The Raft library writes its metadata (term, vote) there before it
 # votes or holds an entry. Then:
 #   - a Raft log (metadata) present: the replica starts under the id in node-id;
 #   - no log, but node-id and the sentinel agree: the id was never used (a first start that
@@ -92,7 +93,7 @@ start() {
   local state=${STOCKD_CLUSTER_STATE:-new}
   [[ $state == new || $state == existing ]] || die "STOCKD_CLUSTER_STATE must be new or existing"
 
-  local id_file sentinel="$data_dir/raft/stockd-replica-id"
+  local id_file sentinel="$data_dir/raft/stockd-node-id"
   id_file=$(dirname "$data_dir")/node-id
   local id="" kind="" pod="" sentinel_id="" lost=""
   if [ -e "$id_file" ]; then
