@@ -212,16 +212,6 @@ static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *repli
 }
 
 /* The member of that id in status, or -1. */
-static int sd_cluster_member_index(const sd_replication_status_t *status, uint64_t node_id)
-{
-    for (size_t i = 0; i < status->members_count; i++) {
-        if (status->members[i].id == node_id) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
 /* INVALID_ARGUMENT when another member has the address (false after answering). */
 static bool sd_cluster_check_address_free(sd_call_t *call, const sd_replication_status_t *status,
                                           uint64_t node_id, const char *field, const char *address,
@@ -247,7 +237,7 @@ static bool sd_cluster_check_new_member(sd_call_t *call, sd_replication_t *repli
                                         const Stockd__V1__AddMemberRequest *request)
 {
     char message[512];
-    int at = sd_cluster_member_index(status, request->node_id);
+    int at = sd_replication_member_index(status, request->node_id);
     if (at >= 0 && strcmp(status->members[at].raft_address, request->raft_address) != 0) {
         snprintf(message, sizeof(message),
                  "node_id: %llu is already a member, at %s (an id is never reused; pick a new "
@@ -318,7 +308,7 @@ void sd_handle_add_member(sd_call_t *call, const uint8_t *bytes, size_t length)
         !sd_cluster_check_new_member(call, replication, &status, request)) {
         return;
     }
-    int at = sd_cluster_member_index(&status, request->node_id);
+    int at = sd_replication_member_index(&status, request->node_id);
     if (at >= 0 && strcmp(status.member_roles[at], "voter") == 0) {
         sd_cluster_reply_voter(call, &status.members[at], request);
         return;
@@ -354,7 +344,7 @@ static bool sd_cluster_check_removal(sd_call_t *call, sd_replication_t *replicat
                                      bool *member_out)
 {
     char message[512];
-    int at = sd_cluster_member_index(status, node_id);
+    int at = sd_replication_member_index(status, node_id);
     *member_out = at >= 0;
     char recorded[SD_REPLICATION_ADDRESS_MAX];
     if (at < 0 &&

@@ -11,38 +11,42 @@ sd_level_t sd_level_default(void)
     return level;
 }
 
-void sd_be64_put(uint8_t out[8], uint64_t value)
+/* The low `width` bytes of value, most significant first (and back). */
+static void sd_be_put(uint8_t *out, uint64_t value, int width)
 {
-    for (int i = 7; i >= 0; i--) {
+    for (int i = width - 1; i >= 0; i--) {
         out[i] = (uint8_t)(value & 0xFF);
         value >>= 8;
     }
+}
+
+static uint64_t sd_be_get(const uint8_t *in, int width)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < width; i++) {
+        value = (value << 8) | in[i];
+    }
+    return value;
+}
+
+void sd_be64_put(uint8_t out[8], uint64_t value)
+{
+    sd_be_put(out, value, 8);
 }
 
 uint64_t sd_be64_get(const uint8_t in[8])
 {
-    uint64_t value = 0;
-    for (int i = 0; i < 8; i++) {
-        value = (value << 8) | in[i];
-    }
-    return value;
+    return sd_be_get(in, 8);
 }
 
 void sd_be32_put(uint8_t out[4], uint32_t value)
 {
-    for (int i = 3; i >= 0; i--) {
-        out[i] = (uint8_t)(value & 0xFF);
-        value >>= 8;
-    }
+    sd_be_put(out, value, 4);
 }
 
 uint32_t sd_be32_get(const uint8_t in[4])
 {
-    uint32_t value = 0;
-    for (int i = 0; i < 4; i++) {
-        value = (value << 8) | in[i];
-    }
-    return value;
+    return (uint32_t)sd_be_get(in, 4);
 }
 
 static void sd_le64_put(uint8_t *out, uint64_t value)

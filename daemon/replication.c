@@ -286,12 +286,18 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
 
 /* A snapshot from the leader (this replica was too far behind for its log), or at start the
  * last one this replica took. Runs on the loop thread, or on the starting thread. */
+/* A snapshot buffer the state machine is done with: once restore returns 0 it is its to free. */
+static void sd_snapshot_buffer_release(struct raft_buffer *buffer)
+{
+    raft_free(buffer->base);
+    buffer->base = NULL;
+}
+
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
     sd_replication_t *replication = fsm->data;
     if (replication->failed) { /* stopping: nothing more is written (sd_fsm_apply_failed) */
-        raft_free(buffer->base);
-        buffer->base = NULL;
+        sd_snapshot_buffer_release(buffer);
         return 0;
     }
     char error[256];
@@ -308,12 +314,10 @@ static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
         }
         /* a leader's snapshot: as a failed apply (sd_fsm_apply_failed), the replica stops
          * and the library is not taken down its error path */
-        raft_free(buffer->base);
-        buffer->base = NULL;
+        sd_snapshot_buffer_release(buffer);
         return 0;
     }
-    raft_free(buffer->base); /* restored: the buffer is the state machine's to free */
-    buffer->base = NULL;
+    sd_snapshot_buffer_release(buffer); /* restored */
     if (!restored) {
         return 0;
     }
@@ -479,6 +483,16 @@ static void sd_replication_fill_members(sd_replication_t *replication,
     }
 }
 
+int sd_replication_member_index(const sd_replication_status_t *status, uint64_t node_id)
+{
+    for (size_t i = 0; i < status->members_count; i++) {
+        if (status->members[i].id == node_id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 static void sd_replication_refresh_status(sd_replication_t *replication)
 {
     struct raft *raft = &replication->raft;
@@ -510,10 +524,7 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
      * a replica outside the configuration it holds: one removed, or one that came up at an old
      * member's address under a new id and is sent the group's log meant for that member (its
      * acknowledgements count for nobody: the leader knows no member by its id). */
-    bool member = false;
-    for (size_t i = 0; i < status->members_count; i++) {
-        member = member || status->members[i].id == replication->options.node_id;
-    }
+    bool member = sd_replication_member_index(status, replication->options.node_id) >= 0;
     bool ready = status->leader_id != 0 && status->applied_index >= status->commit_index &&
                  status->applied_index >= replication->leader_commit_seen &&
                  (!replication->options.join || status->last_index > 0) && member &&

@@ -166,4 +166,7 @@ sd_status_t sd_replication_member_record(sd_replication_t *replication, uint64_t
  * serving, docs/api.md 7). */
 bool sd_replication_ready(sd_replication_t *replication);
 
+/* The position of member node_id in status->members, -1 when it is none of them. */
+int sd_replication_member_index(const sd_replication_status_t *status, uint64_t node_id);
+
 #endif

@@ -519,6 +519,16 @@ class Replicas:
         for i in list(self.procs):
             self.stop(i)
 
+    def variant(self, name, container=None):
+        """The same replicas' declaration (ports, PKI, objects) with volumes of their own under
+        WORK/NAME, and another container declaration if given; no process of its own yet."""
+        other = Replicas.__new__(Replicas)
+        other.__dict__.update(self.__dict__)
+        other.work, other.procs = os.path.join(self.work, name), {}
+        other.c = container if container is not None else self.c
+        os.makedirs(other.work)
+        return other
+
 
 def check_replica_ids(replicas):
     """The stockd-replica script's id rules, with the real stockd: first start, restart, a
@@ -627,12 +637,9 @@ def check_first_start_failures(r):
     keeps the bootstrap id; so does a --join replica that restarts before it is added; a
     joined replica whose data is lost takes a new id."""
     scratch = 1  # stands for stockd-1 on a fresh volume while the state is "new"
-    r2 = Replicas.__new__(Replicas)
-    r2.__dict__.update(r.__dict__)
-    r2.work = os.path.join(r.work, "first-start")
-    os.makedirs(r2.work)
-    r2.c = copy.deepcopy(r.c)
-    r2.c["args"] = r2.c.get("args", []) + ["--shutdown-grace=soon"]  # stockd refuses it at once
+    broken = copy.deepcopy(r.c)
+    broken["args"] = broken.get("args", []) + ["--shutdown-grace=soon"]  # stockd refuses it at once
+    r2 = r.variant("first-start", broken)
     for attempt in range(2):
         status, log = r2.refused(scratch)
         if status == 0 or r2.node_id(scratch) != [str(scratch + 1), "bootstrap", "stockd-%d" % scratch]:
@@ -641,10 +648,7 @@ def check_first_start_failures(r):
     # STOCKD_CLUSTER_STATE=existing: even stockd-0's empty volume joins under a new id, and
     # waits to be added (started, then stopped here); restarted before it is added it keeps
     # the id; its data lost, it takes another
-    r3 = Replicas.__new__(Replicas)
-    r3.__dict__.update(r.__dict__)
-    r3.work, r3.procs = os.path.join(r.work, "join"), {}
-    os.makedirs(r3.work)
+    r3 = r.variant("join")
     replacement = {"STOCKD_CLUSTER_STATE": "existing", "STOCKD_POD_NAME": "stockd-0"}
     ids = []
     for lose_data in (False, False, True):
