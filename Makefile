@@ -11,8 +11,9 @@
 #               time from a leader's SIGKILL to the first acknowledged write (bench/replication.py)
 #   make image  the container image, built offline with podman over a debootstrap base, then
 #               checked end to end (scripts/image.sh; IMAGE=name:tag)
-#   make soak   SIGKILL stockd under load SOAK_CYCLES times (default 100, a few minutes; not
-#               part of make test) and check what survives; SOAK_SEED repeats a run
+#   make soak   the seeded Raft group simulation over SIM_SEEDS seeds (default 200000), then
+#               SIGKILL stockd under load SOAK_CYCLES times (default 100; a few minutes each;
+#               not part of make test) and check what survives; SOAK_SEED repeats a run
 .PHONY: all setup build run test bench bench-peers bench-replication profile soak fuzz image clean
 
 BUILD ?= build
@@ -58,10 +59,15 @@ bench-history: build
 profile: build
 	/usr/bin/python3 scripts/profile.py $(BUILD) $${PROFILE_SECONDS:-10s}
 
-# tests/soak/soak.py: kill -9 under load, restart, compare acknowledged / in-doubt writes with
-# what stockd holds, re-send them, check floors; half the cycles with --write-buffer-mb 1 so
-# that compactions happen. More options: SOAK_ARGS="--help".
+# First the seeded Raft group simulation over SIM_SEEDS seeds (default 200000, a few minutes;
+# make test runs 10000; SIM_ARGS="--help" for more), then tests/soak/soak.py: kill -9 under
+# load, restart, compare acknowledged / in-doubt writes with what stockd holds, re-send them,
+# check floors; half the cycles with --write-buffer-mb 1 so that compactions happen. More
+# options: SOAK_ARGS="--help".
 soak: build
+	bash scripts/raft-source.sh build-deps/raft
+	@cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS) --target stockd_sim >/dev/null
+	$(BUILD)/tests/stockd_sim --seeds $${SIM_SEEDS:-200000} $(SIM_ARGS)
 	/usr/bin/python3 tests/soak/soak.py $(BUILD)/stockd $(BUILD)/pygen $(SOAK_ARGS)
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c), each run FUZZ_SECONDS (default 300) from a copy

@@ -15,6 +15,9 @@ echo "== npm packages for the grpc-js interop test and the manifest schema check
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error)
 
+echo "== Raft library source for the seeded simulation (tests/sim), from Debian's source package"
+bash scripts/raft-source.sh build-deps/raft
+
 echo "== release build (-Werror)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTOCKD_WERROR=ON >/dev/null
 cmake --build "$BUILD" -j "$JOBS"
