@@ -40,14 +40,15 @@ typedef enum {
 
 typedef struct {
     uint64_t seed;
-    unsigned nodes;        /* 3 or 5 */
-    unsigned clients;      /* closed-loop clients */
-    unsigned fault_ms;     /* simulated time with faults, before healing */
-    unsigned heal_ms;      /* fault-free time at the end, then the checks */
-    sim_break_t breakage;  /* SIM_BREAK_NONE normally */
-    bool trace;            /* print every fault and client answer */
-    bool reorder;          /* Raft messages on one link may overtake each other */
-    bool legacy_snapshots; /* snapshot as the library's v0 layer does (sim_node.c) */
+    unsigned nodes;              /* 3 or 5 */
+    unsigned clients;            /* closed-loop clients */
+    unsigned fault_ms;           /* simulated time with faults, before healing */
+    unsigned heal_ms;            /* fault-free time at the end, then the checks */
+    sim_break_t breakage;        /* SIM_BREAK_NONE normally */
+    bool trace;                  /* print every fault and client answer */
+    bool reorder;                /* Raft messages on one link may overtake each other */
+    bool snapshot_unpersisted;   /* old stockd: snapshots over unpersisted entries */
+    bool follower_snapshots_any; /* followers snapshot whatever their leader knows */
 } sim_options_t;
 
 /* ---- the store: what stockd keeps in RocksDB, reduced to what the checks need ---- */

@@ -47,7 +47,7 @@ typedef struct {
     unsigned nodes; /* 0: chosen per seed */
     unsigned fault_ms, heal_ms;
     sim_break_t breakage;
-    bool expect_violations, trace, verbose, reorder, legacy_snapshots;
+    bool expect_violations, trace, verbose, reorder, snapshot_unpersisted, follower_snapshots_any;
 } sim_args_t;
 
 static bool sim_parse_break(const char *name, sim_break_t *out)
@@ -98,8 +98,10 @@ static bool sim_parse_args(int argc, char **argv, sim_args_t *args)
                 args->expect_violations = true;
             } else if (strcmp(arg, "--verbose") == 0) {
                 args->verbose = true;
-            } else if (strcmp(arg, "--legacy-snapshots") == 0) {
-                args->legacy_snapshots = true;
+            } else if (strcmp(arg, "--snapshot-unpersisted") == 0) {
+                args->snapshot_unpersisted = true;
+            } else if (strcmp(arg, "--follower-snapshots-anytime") == 0) {
+                args->follower_snapshots_any = true;
             } else if (strcmp(arg, "--reorder") == 0) {
                 args->reorder = true;
             } else if (strcmp(arg, "--trace") == 0) {
@@ -119,7 +121,8 @@ int main(int argc, char **argv)
     if (!sim_parse_args(argc, argv, &args)) {
         fprintf(stderr, "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
                         "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
-                        "idempotency] [--expect-violations] [--reorder] [--legacy-snapshots] "
+                        "idempotency] [--expect-violations] [--reorder] [--snapshot-unpersisted] "
+                        "[--follower-snapshots-anytime] "
                         "[--verbose] [--trace]\n");
         return 2;
     }
@@ -138,7 +141,8 @@ int main(int argc, char **argv)
                                  .breakage = args.breakage,
                                  .trace = args.trace,
                                  .reorder = args.reorder,
-                                 .legacy_snapshots = args.legacy_snapshots};
+                                 .snapshot_unpersisted = args.snapshot_unpersisted,
+                                 .follower_snapshots_any = args.follower_snapshots_any};
         char summary[256];
         unsigned violations = sim_run(&options, summary, sizeof summary);
         if (violations > 0 || args.trace || args.verbose) {

@@ -58,7 +58,7 @@ typedef struct {
     unsigned snapshot_threshold, snapshot_trailing;
     unsigned disk_latency_ms;
     unsigned sync_failure_per_mille; /* of completed writes: the node crashes instead */
-    bool legacy_snapshots;           /* sim_node_maybe_snapshot */
+    bool snapshot_unpersisted;       /* sim_node_maybe_snapshot */
 } sim_node_config_t;
 
 void sim_node_init(sim_node_t *node, unsigned id, unsigned nodes, sim_world_t *world);

@@ -241,7 +241,7 @@ bool sim_world_follower_may_snapshot(sim_world_t *world, const sim_node_t *node,
                                      unsigned trailing)
 {
     struct raft *raft = (struct raft *)&node->raft;
-    if (world->options.legacy_snapshots || raft_state(raft) == RAFT_LEADER) {
+    if (world->options.follower_snapshots_any || raft_state(raft) == RAFT_LEADER) {
         return true;
     }
     /* the first entry the follower keeps: its log may start later (after an earlier snapshot,
@@ -266,7 +266,7 @@ void sim_world_count_snapshot_ahead(sim_world_t *world, unsigned node, raft_inde
                                     raft_index last)
 {
     world->snapshots_ahead++;
-    if (world->options.legacy_snapshots) {
+    if (world->options.snapshot_unpersisted) {
         sim_world_violation(world,
                             "node %u restarts with a snapshot at %llu ahead of its last entry "
                             "%llu (libuv's loader: RAFT_CORRUPT)",
@@ -560,7 +560,7 @@ static void sim_world_configure(sim_world_t *world)
     world->config.snapshot_trailing = 4 + sim_random_below(world, 28);
     world->config.disk_latency_ms = 1 + sim_random_below(world, 15);
     world->config.sync_failure_per_mille = sim_random_below(world, 3);
-    world->config.legacy_snapshots = world->options.legacy_snapshots;
+    world->config.snapshot_unpersisted = world->options.snapshot_unpersisted;
     world->loss_per_mille = sim_random_below(world, 80);
     world->latency_ms = 1 + sim_random_below(world, 25);
 }
