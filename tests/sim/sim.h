@@ -32,10 +32,11 @@
 /* Deliberate defects, to show the checks catch what they claim to (sim --break=NAME). */
 typedef enum {
     SIM_BREAK_NONE,
-    SIM_BREAK_BARRIER,    /* a new leader evaluates without applying its term's barrier */
-    SIM_BREAK_FENCE,      /* refusals and reads answered without a read fence */
-    SIM_BREAK_EARLY_ACK,  /* writes acknowledged when appended, before they commit */
-    SIM_BREAK_IDEMPOTENCY /* request ids not looked up: a retried write applies twice */
+    SIM_BREAK_BARRIER,     /* a new leader evaluates without applying its term's barrier */
+    SIM_BREAK_FENCE,       /* refusals and reads answered without a read fence */
+    SIM_BREAK_EARLY_ACK,   /* writes acknowledged when appended, before they commit */
+    SIM_BREAK_IDEMPOTENCY, /* request ids not looked up: a retried write applies twice */
+    SIM_BREAK_REPLAY       /* a batch not appended answers its replays as facts */
 } sim_break_t;
 
 typedef struct {

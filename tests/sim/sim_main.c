@@ -1,7 +1,7 @@
 /* sim_main.c — runs the seeded Raft group simulation over a range of seeds (sim.h).
  *
  *   stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] [--fault-ms MS] [--heal-ms MS]
- *              [--break barrier|fence|early-ack|idempotency] [--expect-violations] [--trace]
+ *              [--break barrier|fence|early-ack|idempotency|replay] [--expect-violations] [--trace]
  *
  * Each seed picks its own cluster size (3 or 5, unless --nodes), clients, timeouts, snapshot
  * thresholds, disk and network latencies and loss, clock offsets and rates; then faults
@@ -58,7 +58,8 @@ static bool sim_parse_break(const char *name, sim_break_t *out)
     } names[] = {{"barrier", SIM_BREAK_BARRIER},
                  {"fence", SIM_BREAK_FENCE},
                  {"early-ack", SIM_BREAK_EARLY_ACK},
-                 {"idempotency", SIM_BREAK_IDEMPOTENCY}};
+                 {"idempotency", SIM_BREAK_IDEMPOTENCY},
+                 {"replay", SIM_BREAK_REPLAY}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i].name) == 0) {
             *out = names[i].value;
@@ -119,11 +120,12 @@ int main(int argc, char **argv)
 {
     sim_args_t args;
     if (!sim_parse_args(argc, argv, &args)) {
-        fprintf(stderr, "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
-                        "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
-                        "idempotency] [--expect-violations] [--reorder] [--snapshot-unpersisted] "
-                        "[--follower-snapshots-anytime] "
-                        "[--verbose] [--trace]\n");
+        fprintf(stderr,
+                "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
+                "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
+                "idempotency|replay] [--expect-violations] [--reorder] [--snapshot-unpersisted] "
+                "[--follower-snapshots-anytime] "
+                "[--verbose] [--trace]\n");
         return 2;
     }
     signal(SIGABRT, sim_on_abort);

@@ -207,14 +207,26 @@ static bool sim_submit_barrier(sim_service_t *service, raft_index *index, raft_t
     return sim_world_submit(service->world, service->node, RAFT_BARRIER, data, index, term);
 }
 
-static void sim_answer_batch(sim_service_t *service, struct raft *raft, bool unknown,
-                             bool refusals_stand)
+/* How a batch is answered (daemon/writer.c): as evaluated; all "outcome unknown"
+ * (sd_writer_fail_batch); not appended — replays may have come from the batch's own records,
+ * so they are unknown, the rest "not the leader" (sd_writer_refuse_evaluated, keep_replays
+ * false); refusals unconfirmed — replays read from stored records stand, the rest "not the
+ * leader" (keep_replays true). */
+typedef enum {
+    SIM_BATCH_STANDS,
+    SIM_BATCH_UNKNOWN,
+    SIM_BATCH_NOT_APPENDED,
+    SIM_BATCH_UNCONFIRMED
+} sim_batch_fate_t;
+
+static void sim_answer_batch(sim_service_t *service, struct raft *raft, sim_batch_fate_t fate)
 {
     for (size_t i = 0; i < service->batch_len; i++) {
         sim_job_t *job = &service->batch[i];
-        if (unknown) {
+        bool replayed = job->answer.replayed;
+        if (fate == SIM_BATCH_UNKNOWN || (fate == SIM_BATCH_NOT_APPENDED && replayed)) {
             job->answer = (sim_answer_t){.kind = SIM_ANSWER_UNKNOWN};
-        } else if (!refusals_stand && !job->answer.replayed) {
+        } else if (fate != SIM_BATCH_STANDS && !replayed) {
             sim_refuse_job(service, job, raft);
             continue;
         }
@@ -233,9 +245,9 @@ static bool sim_writer_settle(sim_service_t *service, struct raft *raft)
     if (service->state == SIM_WRITER_LEADING && done) {
         service->lead_term = service->wait_term;
     } else if (service->state == SIM_WRITER_COMMITTING) {
-        sim_answer_batch(service, raft, !done, true);
+        sim_answer_batch(service, raft, done ? SIM_BATCH_STANDS : SIM_BATCH_UNKNOWN);
     } else if (service->state == SIM_WRITER_FENCING) {
-        sim_answer_batch(service, raft, false, done);
+        sim_answer_batch(service, raft, done ? SIM_BATCH_STANDS : SIM_BATCH_UNCONFIRMED);
     }
     if (!done) {
         service->lead_term = 0; /* the next batch starts from a barrier again */
@@ -272,7 +284,7 @@ static void sim_writer_run_batch(sim_service_t *service, struct raft *raft, sim_
     }
     bool writes = overlay.effects.records_len > 0;
     if (!writes && sim_breakage(service->world) == SIM_BREAK_FENCE) {
-        sim_answer_batch(service, raft, false, true);
+        sim_answer_batch(service, raft, SIM_BATCH_STANDS);
         return;
     }
     raft_index index = 0;
@@ -282,9 +294,11 @@ static void sim_writer_run_batch(sim_service_t *service, struct raft *raft, sim_
                            : sim_submit_barrier(service, &index, &term);
     if (!appended) {
         service->lead_term = 0;
-        sim_answer_batch(service, raft, false, false);
+        bool replays_stand = !writes || sim_breakage(service->world) == SIM_BREAK_REPLAY;
+        sim_answer_batch(service, raft,
+                         replays_stand ? SIM_BATCH_UNCONFIRMED : SIM_BATCH_NOT_APPENDED);
     } else if (writes && sim_breakage(service->world) == SIM_BREAK_EARLY_ACK) {
-        sim_answer_batch(service, raft, false, true);
+        sim_answer_batch(service, raft, SIM_BATCH_STANDS);
     } else {
         sim_writer_wait(service, writes ? SIM_WRITER_COMMITTING : SIM_WRITER_FENCING, index, term);
     }

@@ -385,7 +385,26 @@ static void sim_fault_restart(sim_world_t *world, sim_node_t *node)
     world->restarts++;
 }
 
-/* One random fault: crash a node (more often the leader), restart one, cut or heal links. */
+/* The leader hands leadership over (stockd does on SIGTERM and in the preStop hook). */
+static void sim_fault_transfer(sim_world_t *world)
+{
+    for (unsigned i = 0; i < world->options.nodes; i++) {
+        sim_node_t *node = &world->nodes[i];
+        if (node->running && raft_state(&node->raft) == RAFT_LEADER) {
+            struct raft_event event = {0};
+            event.type = RAFT_TRANSFER;
+            event.transfer.server_id = 0; /* the most up-to-date follower */
+            int rv = sim_node_step(world, node, &event);
+            if (world->options.trace) {
+                printf("[%lld] node %u: leadership transfer: %s\n", (long long)world->now_ms,
+                       node->id, rv == 0 ? "started" : raft_strerror(rv));
+            }
+        }
+    }
+}
+
+/* One random fault: crash a node (more often the leader), restart one, cut or heal links, or
+ * hand leadership over. */
 static void sim_fault(sim_world_t *world)
 {
     unsigned n = world->options.nodes;
@@ -406,8 +425,10 @@ static void sim_fault(sim_world_t *world)
                 break;
             }
         }
-    } else if (pick < 80) {
+    } else if (pick < 75) {
         sim_fault_partition(world);
+    } else if (pick < 85) {
+        sim_fault_transfer(world);
     } else {
         memset(world->cut, 0, sizeof world->cut);
     }
