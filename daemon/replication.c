@@ -982,7 +982,13 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
             raft_set_election_timeout(&replication->raft, election);
             raft_set_heartbeat_timeout(&replication->raft, election / 10 > 0 ? election / 10 : 1);
         }
-        raft_set_pre_vote(&replication->raft, true);
+        /* No pre-vote: in raft 0.22.1 a pre-vote answer carries the candidate's term, not the
+         * higher one it was refused for (recv_request_vote.c), so a candidate never learns it;
+         * when the highest term sits with a replica whose log is behind, no one can win an
+         * election, ever (the seeded simulation, tests/sim: stockd_sim --pre-vote, seed 21517).
+         * Without it a replica cut off from the leader raises the term when it comes back and
+         * forces one election; replicas that hear from a leader ignore its votes meanwhile. */
+        raft_set_pre_vote(&replication->raft, false);
         /* a catch-up round may have to send and install a whole snapshot (the library's 5 s
          * would give up on large states, and the new member would stay a spare) */
         raft_set_max_catch_up_round_duration(&replication->raft, SD_CATCH_UP_ROUND_MS);

@@ -48,6 +48,7 @@ typedef struct {
     sim_break_t breakage;        /* SIM_BREAK_NONE normally */
     bool trace;                  /* print every fault and client answer */
     bool reorder;                /* Raft messages on one link may overtake each other */
+    bool pre_vote;               /* Raft's pre-vote on (stockd runs without it) */
     bool snapshot_unpersisted;   /* old stockd: snapshots over unpersisted entries */
     bool follower_snapshots_any; /* followers snapshot whatever their leader knows */
 } sim_options_t;
@@ -70,7 +71,7 @@ typedef struct {
     uint64_t request;
     uint64_t first_line; /* index into the ledger */
     uint32_t lines;
-    uint32_t unused;
+    uint32_t attempt; /* the client's attempt that wrote it (checks only: stockd has none) */
 } sim_record_t;
 
 typedef struct {
@@ -104,6 +105,8 @@ typedef struct {
     uint64_t request;
     uint32_t first_line; /* within the batch's lines */
     uint32_t lines;
+    uint32_t attempt;
+    uint32_t unused;
 } sim_batch_record_t;
 
 typedef struct {
@@ -127,12 +130,14 @@ typedef enum {
     SIM_ANSWER_OK,         /* applied (or replayed: applied earlier) */
     SIM_ANSWER_SHORT,      /* restricted decrement refused: not applied */
     SIM_ANSWER_NOT_LEADER, /* not applied (by this attempt) */
-    SIM_ANSWER_UNKNOWN     /* appended, fate unknown */
+    SIM_ANSWER_UNKNOWN,    /* appended, fate unknown */
+    SIM_ANSWER_EXPIRED     /* its deadline passed before it was evaluated: not applied */
 } sim_answer_kind_t;
 
 typedef struct {
-    uint64_t request; /* the request id (reads: an id too, never recorded) */
-    uint32_t attempt; /* echoed in the answer: the client ignores stale "not applied" ones */
+    uint64_t request;    /* the request id (reads: an id too, never recorded) */
+    uint32_t attempt;    /* echoed in the answer: the client ignores stale "not applied" ones */
+    int64_t deadline_ms; /* the attempt's deadline (gRPC's): not evaluated after it */
     sim_op_kind_t kind;
     unsigned lines;
     uint32_t skus[SIM_MAX_LINES];
@@ -155,14 +160,25 @@ typedef struct sim_world sim_world_t;
 /* Runs one seed; returns the number of violations found (0 = the seed passed) and prints
  * each one with the seed. */
 unsigned sim_run(const sim_options_t *options, char *summary, size_t summary_capacity);
+/* Set by --expect-violations: a failed assertion in the library ends the run as a finding,
+ * with this exit status. */
+extern bool sim_assertion_is_a_finding;
+extern int sim_assertion_exit_status;
+
+/* The first violation of the current seed (its message), for --expect. */
+#define SIM_VIOLATION_MAX 240
+extern char sim_first_violation[SIM_VIOLATION_MAX];
+void sim_note_violation(const char *message);
 
 /* Random numbers: xoshiro-style, one stream per world. */
 uint64_t sim_random(sim_world_t *world);
 unsigned sim_random_below(sim_world_t *world, unsigned bound);
 bool sim_chance(sim_world_t *world, unsigned per_mille);
 
-/* The world's clock (global simulated ms). */
+/* The world's clock (global simulated ms), and a stamp that orders everything that happens
+ * (events run in time order; ties in the order they were scheduled). */
 int64_t sim_now(const sim_world_t *world);
+int64_t sim_stamp(sim_world_t *world);
 bool sim_tracing(const sim_world_t *world);
 sim_break_t sim_breakage(const sim_world_t *world);
 
@@ -195,8 +211,10 @@ bool sim_world_submit(sim_world_t *world, unsigned node, enum raft_entry_type ty
 
 typedef struct {
     sim_request_t request;
-    int64_t invoked_ms, completed_ms; /* completed_ms < 0: never answered for certain */
-    sim_answer_t answer;              /* the final answer (OK or SHORT), if any */
+    /* when it was first sent and when a definite answer came, as sim_stamp() values (real-time
+     * order, also within one millisecond); completed < 0: never answered for certain */
+    int64_t invoked, completed;
+    sim_answer_t answer; /* the final answer (OK or SHORT), if any */
     unsigned attempts;
 } sim_op_t;
 
@@ -213,6 +231,14 @@ void sim_clients_answer(sim_clients_t *clients, unsigned client, uint64_t reques
 void sim_clients_timer(sim_clients_t *clients, unsigned client, uint64_t token);
 const sim_op_t *sim_clients_history(const sim_clients_t *clients, size_t *count_out);
 
+/* Every "not the leader; not applied" answer an attempt got. */
+typedef struct {
+    uint64_t request;
+    uint32_t attempt;
+} sim_denial_t;
+
+const sim_denial_t *sim_clients_denials(const sim_clients_t *clients, size_t *count_out);
+
 /* Client timers go through the world's event queue. */
 void sim_schedule_client_timer(sim_world_t *world, unsigned client, int64_t at_ms, uint64_t token);
 
@@ -221,6 +247,7 @@ void sim_schedule_client_timer(sim_world_t *world, unsigned client, int64_t at_m
 /* Checks the history against the final store every replica agreed on; prints violations
  * (prefixed with the seed) and returns their number. */
 unsigned sim_check_history(uint64_t seed, const sim_op_t *ops, size_t count,
+                           const sim_denial_t *denials, size_t denials_count,
                            const sim_store_t *store);
 
 #endif

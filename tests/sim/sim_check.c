@@ -34,10 +34,11 @@ static void sim_check_fail(sim_checker_t *checker, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
-    printf("sim: seed %llu: VIOLATION: ", (unsigned long long)checker->seed);
-    vprintf(format, args);
-    printf("\n");
+    char message[SIM_VIOLATION_MAX];
+    vsnprintf(message, sizeof message, format, args);
     va_end(args);
+    printf("sim: seed %llu: VIOLATION: %s\n", (unsigned long long)checker->seed, message);
+    sim_note_violation(message);
     checker->violations++;
 }
 
@@ -116,36 +117,64 @@ static void sim_check_ledger(sim_checker_t *checker)
 
 /* Each operation against its record: answered OK = recorded with what it was answered;
  * refused = not recorded; reads never recorded. */
+/* A record's lines are the request's: its SKUs, deltas (+/- each quantity by kind) and
+ * restricted flag — the oversell check trusts that flag. */
+static bool sim_record_matches(const sim_store_t *store, const sim_record_t *record,
+                               const sim_request_t *request)
+{
+    if (record->lines != request->lines) {
+        return false;
+    }
+    const sim_line_t *lines = &store->ledger[record->first_line];
+    for (unsigned l = 0; l < record->lines; l++) {
+        int64_t delta =
+            request->kind == SIM_OP_INCREMENT ? request->quantities[l] : -request->quantities[l];
+        if (lines[l].sku != request->skus[l] || lines[l].delta != delta ||
+            lines[l].restricted != (request->kind == SIM_OP_RESTRICTED)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Each operation against its record: answered OK = recorded with what it was answered;
+ * refused = not recorded (and only restricted decrements are refused); reads never recorded;
+ * every record is its request. */
 static void sim_check_answers(sim_checker_t *checker)
 {
     const sim_store_t *store = checker->store;
     for (size_t i = 0; i < checker->count; i++) {
         const sim_op_t *op = &checker->ops[i];
+        unsigned long long id = op->request.request;
         const sim_record_t *record = sim_store_find(store, op->request.request);
         checker->position[i] = record == NULL ? SIM_NONE : (size_t)(record - store->records);
         bool read = op->request.kind == SIM_OP_READ;
-        bool ok = op->completed_ms >= 0 && op->answer.kind == SIM_ANSWER_OK;
-        bool refused = op->completed_ms >= 0 && op->answer.kind == SIM_ANSWER_SHORT;
+        bool ok = op->completed >= 0 && op->answer.kind == SIM_ANSWER_OK;
+        bool refused = op->completed >= 0 && op->answer.kind == SIM_ANSWER_SHORT;
+        if (refused && op->request.kind != SIM_OP_RESTRICTED) {
+            sim_check_fail(checker, "refused: request %llx was refused but cannot be", id);
+        }
         if (record != NULL && (read || refused)) {
-            sim_check_fail(checker, "%s: request %llx was refused but is recorded", "refused",
-                           (unsigned long long)op->request.request);
+            sim_check_fail(checker, "refused: request %llx was refused but is recorded", id);
+        }
+        if (record != NULL && !read && !sim_record_matches(store, record, &op->request)) {
+            sim_check_fail(checker, "record: request %llx is recorded with other lines", id);
         }
         if (!ok || read) {
             continue;
         }
         if (record == NULL) {
-            sim_check_fail(checker, "%s: request %llx was acknowledged but is not stored",
-                           "lost write", (unsigned long long)op->request.request);
+            sim_check_fail(checker, "lost write: request %llx was acknowledged, not stored", id);
             continue;
         }
         const sim_line_t *lines = &store->ledger[record->first_line];
         bool same = record->lines == op->request.lines && lines[0].seq == op->answer.seq;
         for (unsigned l = 0; same && l < record->lines; l++) {
-            same = lines[l].sku == op->request.skus[l] && lines[l].after == op->answer.afters[l];
+            same = lines[l].after == op->answer.afters[l];
         }
         if (!same) {
-            sim_check_fail(checker, "%s: request %llx was answered other levels than stored",
-                           "answer", (unsigned long long)op->request.request);
+            sim_check_fail(checker, "answer: request %llx was answered other levels than stored",
+                           id);
         }
     }
 }
@@ -211,9 +240,9 @@ static void sim_windows_build(const sim_checker_t *checker, sim_windows_t *windo
         if (position == SIM_NONE) {
             continue;
         }
-        windows->applied[windows->applied_len++] = (sim_mark_t){op->invoked_ms, position};
-        if (op->completed_ms >= 0 && op->answer.kind == SIM_ANSWER_OK) {
-            windows->done[windows->done_len++] = (sim_mark_t){op->completed_ms, position + 1};
+        windows->applied[windows->applied_len++] = (sim_mark_t){op->invoked, position};
+        if (op->completed >= 0 && op->answer.kind == SIM_ANSWER_OK) {
+            windows->done[windows->done_len++] = (sim_mark_t){op->completed, position + 1};
         }
     }
     qsort(windows->done, windows->done_len, sizeof *windows->done, sim_compare_marks);
@@ -245,14 +274,41 @@ static bool sim_prefix_explains(const sim_checker_t *checker, const sim_op_t *op
     return false;
 }
 
+/* The reads and refusals already placed: each at the earliest prefix that explains it. */
+typedef struct {
+    int64_t completed;
+    size_t prefix;
+} sim_placed_t;
+
+/* The prefix an operation sent at `invoked` may not precede: every read or refusal answered
+ * before it was sent saw that much. */
+static size_t sim_placed_floor(const sim_placed_t *placed, size_t count, int64_t invoked)
+{
+    size_t floor = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (placed[i].completed < invoked && placed[i].prefix > floor) {
+            floor = placed[i].prefix;
+        }
+    }
+    return floor;
+}
+
+/* Writes take effect in ledger order, which must respect real time. Reads and refusals must
+ * each match some prefix between their sending and their answer, in an order that respects
+ * real time among themselves too: taken in sending order (the history's order), each gets the
+ * earliest prefix that explains it at or after every prefix seen before it was sent — the
+ * earliest choice leaves later operations the most room, so this finds an order if one
+ * exists. */
 static void sim_check_linearizable(sim_checker_t *checker)
 {
     sim_windows_t windows;
     sim_windows_build(checker, &windows);
     size_t records = checker->store->records_len;
+    sim_placed_t *placed = malloc((checker->count + 1) * sizeof *placed);
+    size_t placed_len = 0;
     for (size_t i = 0; i < checker->count; i++) {
         const sim_op_t *op = &checker->ops[i];
-        size_t low = sim_window_low(&windows, op->invoked_ms);
+        size_t low = sim_window_low(&windows, op->invoked);
         if (checker->position[i] != SIM_NONE) {
             if (checker->position[i] < low) {
                 sim_check_fail(checker,
@@ -262,29 +318,48 @@ static void sim_check_linearizable(sim_checker_t *checker)
             }
             continue;
         }
-        bool judged = op->completed_ms >= 0 &&
+        bool judged = op->completed >= 0 &&
                       (op->request.kind == SIM_OP_READ || op->answer.kind == SIM_ANSWER_SHORT);
         if (!judged) {
             continue;
         }
-        size_t high = sim_window_high(&windows, op->completed_ms, records);
-        bool explained = false;
-        for (size_t p = low; !explained && p <= high && p <= records; p++) {
-            explained = sim_prefix_explains(checker, op, p);
+        size_t floor = sim_placed_floor(placed, placed_len, op->invoked);
+        size_t high = sim_window_high(&windows, op->completed, records);
+        size_t p = low > floor ? low : floor;
+        while (p <= high && p <= records && !sim_prefix_explains(checker, op, p)) {
+            p++;
         }
-        if (!explained) {
+        if (p > high || p > records) {
             sim_check_fail(checker,
-                           "%s: request %llx's answer matches no state between its "
-                           "sending and its answer",
+                           "%s: request %llx's answer matches no state between its sending "
+                           "and its answer, after what earlier answers showed",
                            op->request.kind == SIM_OP_READ ? "stale read" : "stale refusal",
                            (unsigned long long)op->request.request);
+            continue;
         }
+        placed[placed_len++] = (sim_placed_t){op->completed, p};
     }
+    free(placed);
     free(windows.done);
     free(windows.applied);
 }
 
+/* "Not the leader; not applied" must be true: the attempt so answered wrote no record. */
+static void sim_check_denials(sim_checker_t *checker, const sim_denial_t *denials, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const sim_record_t *record = sim_store_find(checker->store, denials[i].request);
+        if (record != NULL && record->attempt == denials[i].attempt) {
+            sim_check_fail(checker,
+                           "false refusal: request %llx's attempt %u was answered not applied "
+                           "and was applied",
+                           (unsigned long long)denials[i].request, denials[i].attempt);
+        }
+    }
+}
+
 unsigned sim_check_history(uint64_t seed, const sim_op_t *ops, size_t count,
+                           const sim_denial_t *denials, size_t denials_count,
                            const sim_store_t *store)
 {
     sim_checker_t checker = {.seed = seed, .ops = ops, .count = count, .store = store};
@@ -297,6 +372,7 @@ unsigned sim_check_history(uint64_t seed, const sim_op_t *ops, size_t count,
     sim_check_ledger(&checker);
     sim_check_answers(&checker);
     sim_check_linearizable(&checker);
+    sim_check_denials(&checker, denials, denials_count);
     free(checker.position);
     free(checker.prefix);
     return checker.violations;

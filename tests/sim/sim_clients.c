@@ -26,6 +26,8 @@ struct sim_clients {
     sim_client_t clients[SIM_MAX_CLIENTS + 1];
     sim_op_t *ops;
     size_t ops_len, ops_cap;
+    sim_denial_t *denials;
+    size_t denials_len, denials_cap;
 };
 
 sim_clients_t *sim_clients_new(sim_world_t *world, unsigned count, unsigned nodes)
@@ -44,8 +46,28 @@ void sim_clients_free(sim_clients_t *clients)
 {
     if (clients != NULL) {
         free(clients->ops);
+        free(clients->denials);
         free(clients);
     }
+}
+
+const sim_denial_t *sim_clients_denials(const sim_clients_t *clients, size_t *count_out)
+{
+    *count_out = clients->denials_len;
+    return clients->denials;
+}
+
+static void sim_clients_note_denial(sim_clients_t *clients, uint64_t request, uint32_t attempt)
+{
+    if (clients->denials_len == clients->denials_cap) {
+        clients->denials_cap = clients->denials_cap == 0 ? 256 : clients->denials_cap * 2;
+        clients->denials =
+            realloc(clients->denials, clients->denials_cap * sizeof *clients->denials);
+        if (clients->denials == NULL) {
+            abort();
+        }
+    }
+    clients->denials[clients->denials_len++] = (sim_denial_t){request, attempt};
 }
 
 const sim_op_t *sim_clients_history(const sim_clients_t *clients, size_t *count_out)
@@ -75,6 +97,7 @@ static void sim_client_attempt(sim_clients_t *clients, unsigned id)
     sim_op_t *op = &clients->ops[client->op];
     op->attempts++;
     op->request.attempt = op->attempts;
+    op->request.deadline_ms = sim_now(clients->world) + SIM_ATTEMPT_TIMEOUT_MS;
     client->token++;
     if (sim_tracing(clients->world)) {
         printf("[%lld] client %u: request %llx attempt %u to node %u\n",
@@ -120,8 +143,8 @@ static void sim_client_next(sim_clients_t *clients, unsigned id)
     memset(op, 0, sizeof *op);
     sim_request_random(clients->world, &op->request);
     op->request.request = ((uint64_t)id << 32) | ++client->counter;
-    op->invoked_ms = sim_now(clients->world);
-    op->completed_ms = -1;
+    op->invoked = sim_stamp(clients->world);
+    op->completed = -1;
     client->op = clients->ops_len++;
     client->busy = true;
     sim_client_attempt(clients, id);
@@ -152,12 +175,12 @@ static void sim_client_done(sim_clients_t *clients, unsigned id, const sim_answe
     sim_client_t *client = &clients->clients[id];
     sim_op_t *op = &clients->ops[client->op];
     op->answer = *answer;
-    op->completed_ms = sim_now(clients->world);
+    op->completed = sim_stamp(clients->world);
     client->busy = false;
     client->token++;
     if (sim_tracing(clients->world)) {
-        printf("[%lld] client %u: request %llx answered %s%s\n", (long long)op->completed_ms, id,
-               (unsigned long long)op->request.request,
+        printf("[%lld] client %u: request %llx answered %s%s\n", (long long)sim_now(clients->world),
+               id, (unsigned long long)op->request.request,
                answer->kind == SIM_ANSWER_OK ? "OK" : "short", answer->replayed ? " (replay)" : "");
     }
     sim_schedule_client_timer(clients->world, id,
@@ -168,6 +191,9 @@ static void sim_client_done(sim_clients_t *clients, unsigned id, const sim_answe
 void sim_clients_answer(sim_clients_t *clients, unsigned id, uint64_t request,
                         const sim_answer_t *answer)
 {
+    if (answer->kind == SIM_ANSWER_NOT_LEADER || answer->kind == SIM_ANSWER_EXPIRED) {
+        sim_clients_note_denial(clients, request, answer->attempt); /* whichever attempt */
+    }
     sim_client_t *client = &clients->clients[id];
     if (!client->busy || clients->ops[client->op].request.request != request) {
         return; /* an answer to an operation already decided */

@@ -1,7 +1,8 @@
 /* sim_main.c — runs the seeded Raft group simulation over a range of seeds (sim.h).
  *
  *   stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] [--fault-ms MS] [--heal-ms MS]
- *              [--break barrier|fence|early-ack|idempotency|replay] [--expect-violations] [--trace]
+ *              [--break barrier|fence|early-ack|idempotency|replay] [--expect-violations] [--expect
+ * TEXT] [--trace]
  *
  * Each seed picks its own cluster size (3 or 5, unless --nodes), clients, timeouts, snapshot
  * thresholds, disk and network latencies and loss, clock offsets and rates; then faults
@@ -47,7 +48,9 @@ typedef struct {
     unsigned nodes; /* 0: chosen per seed */
     unsigned fault_ms, heal_ms;
     sim_break_t breakage;
-    bool expect_violations, trace, verbose, reorder, snapshot_unpersisted, follower_snapshots_any;
+    const char *expect; /* --expect TEXT: the first violation must contain it */
+    bool expect_violations, trace, verbose, reorder, pre_vote, snapshot_unpersisted,
+        follower_snapshots_any;
 } sim_args_t;
 
 static bool sim_parse_break(const char *name, sim_break_t *out)
@@ -89,6 +92,9 @@ static bool sim_parse_args(int argc, char **argv, sim_args_t *args)
             args->fault_ms = (unsigned)atoi(value);
         } else if (strcmp(arg, "--heal-ms") == 0 && value != NULL) {
             args->heal_ms = (unsigned)atoi(value);
+        } else if (strcmp(arg, "--expect") == 0 && value != NULL) {
+            args->expect = value; /* implies --expect-violations */
+            args->expect_violations = true;
         } else if (strcmp(arg, "--break") == 0 && value != NULL) {
             if (!sim_parse_break(value, &args->breakage)) {
                 return false;
@@ -103,6 +109,8 @@ static bool sim_parse_args(int argc, char **argv, sim_args_t *args)
                 args->snapshot_unpersisted = true;
             } else if (strcmp(arg, "--follower-snapshots-anytime") == 0) {
                 args->follower_snapshots_any = true;
+            } else if (strcmp(arg, "--pre-vote") == 0) {
+                args->pre_vote = true;
             } else if (strcmp(arg, "--reorder") == 0) {
                 args->reorder = true;
             } else if (strcmp(arg, "--trace") == 0) {
@@ -120,19 +128,25 @@ int main(int argc, char **argv)
 {
     sim_args_t args;
     if (!sim_parse_args(argc, argv, &args)) {
-        fprintf(stderr,
-                "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
-                "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
-                "idempotency|replay] [--expect-violations] [--reorder] [--snapshot-unpersisted] "
-                "[--follower-snapshots-anytime] "
-                "[--verbose] [--trace]\n");
+        fprintf(
+            stderr,
+            "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
+            "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
+            "idempotency|replay] [--expect-violations] [--expect TEXT] [--reorder] [--pre-vote] "
+            "[--snapshot-unpersisted] "
+            "[--follower-snapshots-anytime] "
+            "[--verbose] [--trace]\n");
         return 2;
     }
     signal(SIGABRT, sim_on_abort);
+    sim_assertion_is_a_finding = args.expect_violations;
+    /* a library assertion counts as the expected finding only for --expect library */
+    sim_assertion_exit_status = args.expect == NULL || strcmp(args.expect, "library") == 0 ? 0 : 1;
     if (args.trace) {
         setvbuf(stdout, NULL, _IOLBF, 0); /* nothing lost when an assertion aborts */
     }
     uint64_t failed = 0;
+    bool found = false;
     for (uint64_t seed = args.from; seed < args.from + args.seeds; seed++) {
         sim_current_seed = seed;
         sim_options_t options = {.seed = seed,
@@ -143,6 +157,7 @@ int main(int argc, char **argv)
                                  .breakage = args.breakage,
                                  .trace = args.trace,
                                  .reorder = args.reorder,
+                                 .pre_vote = args.pre_vote,
                                  .snapshot_unpersisted = args.snapshot_unpersisted,
                                  .follower_snapshots_any = args.follower_snapshots_any};
         char summary[256];
@@ -152,14 +167,16 @@ int main(int argc, char **argv)
                    violations > 0 ? "FAILED: " : "", summary);
         }
         failed += violations > 0;
-        if (violations > 0 && args.expect_violations) {
+        bool expected = args.expect == NULL || strstr(sim_first_violation, args.expect) != NULL;
+        if (violations > 0 && args.expect_violations && expected) {
+            found = true;
             break; /* one is enough to show the checks see the defect */
         }
     }
     printf("sim: seeds %llu..%llu: %llu failed\n", (unsigned long long)args.from,
            (unsigned long long)(args.from + args.seeds - 1), (unsigned long long)failed);
     if (args.expect_violations) {
-        return failed > 0 ? 0 : 1;
+        return found ? 0 : 1;
     }
     return failed > 0 ? 1 : 0;
 }

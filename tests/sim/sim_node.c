@@ -71,6 +71,7 @@ void sim_node_init(sim_node_t *node, unsigned id, unsigned nodes, sim_world_t *w
     raft_free(entry.buf.base);
     raft_configuration_close(&configuration);
     sim_store_init(&node->store);
+    sim_store_init(&node->store_synced);
     node->service = sim_service_new(world, id);
 }
 
@@ -106,6 +107,7 @@ void sim_node_free(sim_node_t *node)
     sim_log_free(&node->disk);
     sim_log_free(&node->cache);
     sim_store_free(&node->store);
+    sim_store_free(&node->store_synced);
     sim_service_free(node->service);
 }
 
@@ -166,6 +168,7 @@ static bool sim_store_restore(sim_world_t *world, sim_node_t *node, const struct
         return false;
     }
     sim_world_check_applied(world, node->id, index, sim_store_hash(&node->store));
+    sim_store_copy(&node->store_synced, &node->store); /* a restore is written synced */
     return true;
 }
 
@@ -247,6 +250,9 @@ void sim_node_crash(sim_world_t *world, sim_node_t *node)
     }
     node->ops_len = 0;
     node->disk_free_ms = 0;
+    /* stockd applies replicated entries without syncing RocksDB's WAL (the Raft log has them):
+     * the store comes back as it was last synced, behind what it applied */
+    sim_store_copy(&node->store, &node->store_synced);
     raft_close(&node->raft, NULL);
     node->running = false;
     node->incarnation++;
@@ -312,7 +318,7 @@ void sim_node_start(sim_world_t *world, sim_node_t *node, const sim_node_config_
     raft_set_election_timeout(&node->raft, config->election_ms);
     raft_set_heartbeat_timeout(&node->raft, config->heartbeat_ms);
     raft_set_install_snapshot_timeout(&node->raft, 10 * config->election_ms);
-    raft_set_pre_vote(&node->raft, true); /* as stockd runs it */
+    raft_set_pre_vote(&node->raft, sim_world_pre_vote(world));
     raft_seed(&node->raft, (unsigned)sim_random(world));
     node->running = true;
     node->installing = false;
@@ -453,6 +459,9 @@ static void sim_node_apply(sim_world_t *world, sim_node_t *node)
         }
         node->store.applied_index = index;
         sim_world_check_applied(world, node->id, index, sim_store_hash(&node->store));
+        if (sim_chance(world, 250)) {
+            sim_store_copy(&node->store_synced, &node->store); /* a later synced write */
+        }
         sim_service_applied(node->service, &node->raft, index, entry->term);
     }
 }
@@ -494,6 +503,7 @@ static void sim_node_maybe_snapshot(sim_world_t *world, sim_node_t *node)
     node->snapshot.configuration_index = raft->configuration_committed_index;
     node->snapshot_data = sim_store_encode(&node->store);
     node->has_snapshot = true;
+    sim_store_copy(&node->store_synced, &node->store); /* a checkpoint flushes the store */
     if (index > config->snapshot_trailing) {
         sim_log_drop_prefix(&node->disk, index - config->snapshot_trailing);
         sim_log_drop_prefix(&node->cache, index - config->snapshot_trailing);

@@ -50,6 +50,7 @@ typedef struct {
     raft_index stored;             /* the last index reported persisted (still in the log) */
     /* the store (RocksDB: durable at every apply) and the service */
     sim_store_t store;
+    sim_store_t store_synced; /* what a crash keeps: replicated applies are not synced */
     sim_service_t *service;
 } sim_node_t;
 
@@ -76,6 +77,7 @@ void sim_message_release(struct raft_message *message);
 const sim_node_config_t *sim_world_config(const sim_world_t *world);
 void sim_world_send_raft(sim_world_t *world, unsigned from, struct raft_message *message);
 void sim_world_count_install(sim_world_t *world);
+bool sim_world_pre_vote(const sim_world_t *world);
 void sim_world_count_snapshot_ahead(sim_world_t *world, unsigned node, raft_index snapshot,
                                     raft_index last);
 bool sim_world_follower_may_snapshot(sim_world_t *world, const sim_node_t *node, raft_index index,

@@ -171,8 +171,8 @@ static void sim_evaluate(sim_service_t *service, const sim_store_t *store, sim_o
         }
     }
     sim_effects_t *effects = &overlay->effects;
-    effects->records[effects->records_len++] =
-        (sim_batch_record_t){request->request, (uint32_t)effects->lines_len, request->lines};
+    effects->records[effects->records_len++] = (sim_batch_record_t){
+        request->request, (uint32_t)effects->lines_len, request->lines, request->attempt, 0};
     job->answer = (sim_answer_t){.kind = SIM_ANSWER_OK, .seq = overlay->seq + 1};
     for (unsigned i = 0; i < request->lines; i++) {
         uint32_t sku = request->skus[i];
@@ -224,6 +224,10 @@ static void sim_answer_batch(sim_service_t *service, struct raft *raft, sim_batc
     for (size_t i = 0; i < service->batch_len; i++) {
         sim_job_t *job = &service->batch[i];
         bool replayed = job->answer.replayed;
+        if (job->answer.kind == SIM_ANSWER_EXPIRED) {
+            sim_answer_job(service, job); /* keeps its answer whatever the batch's fate */
+            continue;
+        }
         if (fate == SIM_BATCH_UNKNOWN || (fate == SIM_BATCH_NOT_APPENDED && replayed)) {
             job->answer = (sim_answer_t){.kind = SIM_ANSWER_UNKNOWN};
         } else if (fate != SIM_BATCH_STANDS && !replayed) {
@@ -280,7 +284,12 @@ static void sim_writer_run_batch(sim_service_t *service, struct raft *raft, sim_
             (service->queue_len - service->batch_len) * sizeof *service->queue);
     service->queue_len -= service->batch_len;
     for (size_t i = 0; i < service->batch_len; i++) {
-        sim_evaluate(service, store, &overlay, &service->batch[i]);
+        sim_job_t *job = &service->batch[i];
+        if (job->request.deadline_ms < sim_now(service->world)) {
+            job->answer = (sim_answer_t){.kind = SIM_ANSWER_EXPIRED}; /* never evaluated */
+            continue;
+        }
+        sim_evaluate(service, store, &overlay, job);
     }
     bool writes = overlay.effects.records_len > 0;
     if (!writes && sim_breakage(service->world) == SIM_BREAK_FENCE) {

@@ -72,8 +72,12 @@ void sim_store_copy(sim_store_t *dst, const sim_store_t *src)
     dst->ledger_cap = dst->records_cap = 0;
     dst->ledger = sim_grow(NULL, &dst->ledger_cap, src->ledger_len + 1, sizeof *dst->ledger);
     dst->records = sim_grow(NULL, &dst->records_cap, src->records_len + 1, sizeof *dst->records);
-    memcpy(dst->ledger, src->ledger, src->ledger_len * sizeof *src->ledger);
-    memcpy(dst->records, src->records, src->records_len * sizeof *src->records);
+    if (src->ledger_len > 0) {
+        memcpy(dst->ledger, src->ledger, src->ledger_len * sizeof *src->ledger);
+    }
+    if (src->records_len > 0) {
+        memcpy(dst->records, src->records, src->records_len * sizeof *src->records);
+    }
 }
 
 uint64_t sim_store_hash(const sim_store_t *store)
@@ -168,9 +172,9 @@ bool sim_store_apply(sim_store_t *store, const struct raft_buffer *data)
     for (uint32_t i = 0; i < header.records; i++, cursor += sizeof(sim_batch_record_t)) {
         sim_batch_record_t record;
         memcpy(&record, cursor, sizeof record);
-        sim_store_append_record(
-            store,
-            &(sim_record_t){record.request, first_line + record.first_line, record.lines, 0});
+        sim_store_append_record(store,
+                                &(sim_record_t){record.request, first_line + record.first_line,
+                                                record.lines, record.attempt});
     }
     store->last_seq = header.last_seq;
     return true;
