@@ -28,6 +28,9 @@
 #define SD_STATUS_REFRESH_MS 20
 #define SD_SNAPSHOT_RETRY_MS 10000
 #define SD_CATCH_UP_ROUND_MS 30000
+/* election timeouts without a known leader before pre-vote is set aside (sd_pre_vote_watch) */
+#define SD_PRE_VOTE_GIVE_UP_ELECTIONS 5
+#define SD_DEFAULT_ELECTION_MS 1000 /* the library's */
 
 typedef enum {
     SD_REQUEST_BARRIER,
@@ -94,6 +97,8 @@ struct sd_replication {
      * or the last index of a snapshot it sent). The library's own commit index on a follower
      * moves only as far as the entries it holds, so it says nothing of how far behind it is. */
     uint64_t leader_commit_seen;
+    double leaderless_since_ms; /* loop thread: since when no leader is known (0: one is) */
+    bool pre_vote_off;          /* loop thread: see sd_pre_vote_watch */
 };
 
 /* the file in the Raft directory naming the member whose log it is */
@@ -546,8 +551,53 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     }
 }
 
+/* Pre-vote, with a way out of its livelock in raft 0.22.1: a pre-vote answer carries the
+ * candidate's term, not the higher one it was refused for (recv_request_vote.c), so a
+ * candidate never learns it, and once the highest term sits with a replica whose log is behind
+ * no election can succeed, ever (found by the seeded simulation, tests/sim). Pre-vote stays on
+ * — it keeps a follower that lost the leader from splitting the vote with one that has not
+ * noticed yet (a failover took 1.4-2.1 s with it, 2.3-3.2 s without) — but a replica that has
+ * known no leader for SD_PRE_VOTE_GIVE_UP_ELECTIONS election timeouts runs plain elections,
+ * which carry the highest term to everyone, until it knows a leader again. */
+static void sd_pre_vote_watch(sd_replication_t *replication)
+{
+    struct raft *raft = &replication->raft;
+    raft_id leader_id = 0;
+    const char *leader_address = NULL;
+    raft_leader(raft, &leader_id, &leader_address);
+    double now_ms = util_monotonic_ms();
+    if (leader_id != 0) {
+        replication->leaderless_since_ms = 0;
+        if (replication->pre_vote_off) {
+            raft_set_pre_vote(raft, true);
+            replication->pre_vote_off = false;
+            SD_LOG(LOG_INFO, "replication_pre_vote_on", LF_UINT("leader", leader_id));
+        }
+        return;
+    }
+    if (replication->leaderless_since_ms == 0) {
+        replication->leaderless_since_ms = now_ms;
+    }
+    unsigned election = replication->options.election_timeout_ms > 0
+                            ? replication->options.election_timeout_ms
+                            : SD_DEFAULT_ELECTION_MS;
+    if (!replication->pre_vote_off &&
+        now_ms - replication->leaderless_since_ms > SD_PRE_VOTE_GIVE_UP_ELECTIONS * election) {
+        raft_set_pre_vote(raft, false);
+        if (raft_state(raft) == RAFT_CANDIDATE) {
+            /* a candidate keeps its pre-vote mode from round to round */
+            raft->candidate_state.in_pre_vote = false;
+        }
+        replication->pre_vote_off = true;
+        SD_LOG(LOG_WARN, "replication_pre_vote_off",
+               LF_DBL("leaderless_ms", now_ms - replication->leaderless_since_ms),
+               LF_UINT("term", raft_current_term(raft)));
+    }
+}
+
 static void sd_on_refresh(uv_timer_t *timer)
 {
+    sd_pre_vote_watch(timer->data);
     sd_replication_refresh_status(timer->data);
 }
 
@@ -982,13 +1032,7 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
             raft_set_election_timeout(&replication->raft, election);
             raft_set_heartbeat_timeout(&replication->raft, election / 10 > 0 ? election / 10 : 1);
         }
-        /* No pre-vote: in raft 0.22.1 a pre-vote answer carries the candidate's term, not the
-         * higher one it was refused for (recv_request_vote.c), so a candidate never learns it;
-         * when the highest term sits with a replica whose log is behind, no one can win an
-         * election, ever (the seeded simulation, tests/sim: stockd_sim --pre-vote, seed 21517).
-         * Without it a replica cut off from the leader raises the term when it comes back and
-         * forces one election; replicas that hear from a leader ignore its votes meanwhile. */
-        raft_set_pre_vote(&replication->raft, false);
+        raft_set_pre_vote(&replication->raft, true); /* see sd_pre_vote_watch */
         /* a catch-up round may have to send and install a whole snapshot (the library's 5 s
          * would give up on large states, and the new member would stay a spare) */
         raft_set_max_catch_up_round_duration(&replication->raft, SD_CATCH_UP_ROUND_MS);

@@ -32,11 +32,10 @@
 /* Deliberate defects, to show the checks catch what they claim to (sim --break=NAME). */
 typedef enum {
     SIM_BREAK_NONE,
-    SIM_BREAK_BARRIER,     /* a new leader evaluates without applying its term's barrier */
-    SIM_BREAK_FENCE,       /* refusals and reads answered without a read fence */
-    SIM_BREAK_EARLY_ACK,   /* writes acknowledged when appended, before they commit */
-    SIM_BREAK_IDEMPOTENCY, /* request ids not looked up: a retried write applies twice */
-    SIM_BREAK_REPLAY       /* a batch not appended answers its replays as facts */
+    SIM_BREAK_BARRIER,    /* a new leader evaluates without applying its term's barrier */
+    SIM_BREAK_FENCE,      /* refusals and reads answered without a read fence */
+    SIM_BREAK_EARLY_ACK,  /* writes acknowledged when appended, before they commit */
+    SIM_BREAK_IDEMPOTENCY /* request ids not looked up: a retried write applies twice */
 } sim_break_t;
 
 typedef struct {
@@ -48,7 +47,7 @@ typedef struct {
     sim_break_t breakage;        /* SIM_BREAK_NONE normally */
     bool trace;                  /* print every fault and client answer */
     bool reorder;                /* Raft messages on one link may overtake each other */
-    bool pre_vote;               /* Raft's pre-vote on (stockd runs without it) */
+    bool pre_vote_always;        /* stockd's earlier pre-vote, never set aside (livelocks) */
     bool snapshot_unpersisted;   /* old stockd: snapshots over unpersisted entries */
     bool follower_snapshots_any; /* followers snapshot whatever their leader knows */
 } sim_options_t;

@@ -97,7 +97,10 @@ static void sim_client_attempt(sim_clients_t *clients, unsigned id)
     sim_op_t *op = &clients->ops[client->op];
     op->attempts++;
     op->request.attempt = op->attempts;
-    op->request.deadline_ms = sim_now(clients->world) + SIM_ATTEMPT_TIMEOUT_MS;
+    /* every fourth client sets no deadline, as a gRPC caller may not (stockd then evaluates
+     * an attempt however late it is taken) */
+    op->request.deadline_ms =
+        id % 4 == 0 ? INT64_MAX : sim_now(clients->world) + SIM_ATTEMPT_TIMEOUT_MS;
     client->token++;
     if (sim_tracing(clients->world)) {
         printf("[%lld] client %u: request %llx attempt %u to node %u\n",

@@ -1,16 +1,24 @@
 /* sim_main.c — runs the seeded Raft group simulation over a range of seeds (sim.h).
  *
- *   stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] [--fault-ms MS] [--heal-ms MS]
- *              [--break barrier|fence|early-ack|idempotency|replay] [--expect-violations] [--expect
- * TEXT] [--trace]
+ *   stockd_sim [--seeds N] [--from S | --seed S] [--nodes 3|5] [--fault-ms MS] [--heal-ms MS]
+ *              [--verbose] [--trace]
+ *              [--break barrier|fence|early-ack|idempotency] [--expect-violations]
+ *              [--expect TEXT] [--pre-vote-always] [--snapshot-unpersisted] [--reorder]
+ *              [--follower-snapshots-anytime]
  *
  * Each seed picks its own cluster size (3 or 5, unless --nodes), clients, timeouts, snapshot
  * thresholds, disk and network latencies and loss, clock offsets and rates; then faults
- * (crashes losing unsynced writes, failed syncs, restarts, partitions, one-way cuts) for
- * --fault-ms of simulated time, then --heal-ms without faults, then the checks. A failing seed
- * prints what failed; `--seed S --trace` replays it exactly, with every fault and answer.
- * --break runs with a deliberate defect; with --expect-violations the exit status is 0 only
- * when some seed failed (the checks are not blind to that defect). */
+ * (crashes losing unsynced writes, failed syncs, restarts, partitions, one-way cuts,
+ * leadership transfers) for --fault-ms of simulated time, then --heal-ms without faults, then
+ * the checks. A failing seed prints what failed; `--seed S --trace` replays it exactly, with
+ * every fault, answer and library diagnostic.
+ *
+ * --break runs with a deliberate defect in the model of stockd; --pre-vote-always and
+ * --snapshot-unpersisted with stockd's earlier behaviours; --reorder and
+ * --follower-snapshots-anytime expose library defects (sim_world.c, sim_node.c). With
+ * --expect-violations the exit status is 0 only when some seed fails (and with --expect TEXT,
+ * when its first violation contains TEXT; "library": a library assertion): the checks are not
+ * blind to that defect. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +57,7 @@ typedef struct {
     unsigned fault_ms, heal_ms;
     sim_break_t breakage;
     const char *expect; /* --expect TEXT: the first violation must contain it */
-    bool expect_violations, trace, verbose, reorder, pre_vote, snapshot_unpersisted,
+    bool expect_violations, trace, verbose, reorder, pre_vote_always, snapshot_unpersisted,
         follower_snapshots_any;
 } sim_args_t;
 
@@ -61,8 +69,7 @@ static bool sim_parse_break(const char *name, sim_break_t *out)
     } names[] = {{"barrier", SIM_BREAK_BARRIER},
                  {"fence", SIM_BREAK_FENCE},
                  {"early-ack", SIM_BREAK_EARLY_ACK},
-                 {"idempotency", SIM_BREAK_IDEMPOTENCY},
-                 {"replay", SIM_BREAK_REPLAY}};
+                 {"idempotency", SIM_BREAK_IDEMPOTENCY}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i].name) == 0) {
             *out = names[i].value;
@@ -109,8 +116,8 @@ static bool sim_parse_args(int argc, char **argv, sim_args_t *args)
                 args->snapshot_unpersisted = true;
             } else if (strcmp(arg, "--follower-snapshots-anytime") == 0) {
                 args->follower_snapshots_any = true;
-            } else if (strcmp(arg, "--pre-vote") == 0) {
-                args->pre_vote = true;
+            } else if (strcmp(arg, "--pre-vote-always") == 0) {
+                args->pre_vote_always = true;
             } else if (strcmp(arg, "--reorder") == 0) {
                 args->reorder = true;
             } else if (strcmp(arg, "--trace") == 0) {
@@ -132,7 +139,7 @@ int main(int argc, char **argv)
             stderr,
             "usage: stockd_sim [--seeds N] [--from S] [--seed S] [--nodes 3|5] "
             "[--fault-ms MS] [--heal-ms MS] [--break barrier|fence|early-ack|"
-            "idempotency|replay] [--expect-violations] [--expect TEXT] [--reorder] [--pre-vote] "
+            "idempotency] [--expect-violations] [--expect TEXT] [--reorder] [--pre-vote-always] "
             "[--snapshot-unpersisted] "
             "[--follower-snapshots-anytime] "
             "[--verbose] [--trace]\n");
@@ -157,7 +164,7 @@ int main(int argc, char **argv)
                                  .breakage = args.breakage,
                                  .trace = args.trace,
                                  .reorder = args.reorder,
-                                 .pre_vote = args.pre_vote,
+                                 .pre_vote_always = args.pre_vote_always,
                                  .snapshot_unpersisted = args.snapshot_unpersisted,
                                  .follower_snapshots_any = args.follower_snapshots_any};
         char summary[256];

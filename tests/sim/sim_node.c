@@ -318,7 +318,9 @@ void sim_node_start(sim_world_t *world, sim_node_t *node, const sim_node_config_
     raft_set_election_timeout(&node->raft, config->election_ms);
     raft_set_heartbeat_timeout(&node->raft, config->heartbeat_ms);
     raft_set_install_snapshot_timeout(&node->raft, 10 * config->election_ms);
-    raft_set_pre_vote(&node->raft, sim_world_pre_vote(world));
+    raft_set_pre_vote(&node->raft, true);
+    node->leaderless_since_ms = -1;
+    node->pre_vote_off = false;
     raft_seed(&node->raft, (unsigned)sim_random(world));
     node->running = true;
     node->installing = false;
@@ -587,6 +589,40 @@ static void sim_node_carry_out(sim_world_t *world, sim_node_t *node,
     node->timeout_ms = sim_node_global_time(node, raft_timeout(&node->raft));
 }
 
+/* As stockd's sd_pre_vote_watch: pre-vote on, set aside after 5 election timeouts without a
+ * known leader (a livelock of raft 0.22.1's pre-vote), back on once a leader is known; never
+ * set aside with --pre-vote-always (stockd's earlier behaviour). */
+static void sim_node_pre_vote_watch(sim_world_t *world, sim_node_t *node)
+{
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&node->raft, &leader, &address);
+    if (leader != 0) {
+        node->leaderless_since_ms = -1;
+        if (node->pre_vote_off) {
+            raft_set_pre_vote(&node->raft, true);
+            node->pre_vote_off = false;
+        }
+        return;
+    }
+    if (node->leaderless_since_ms < 0) {
+        node->leaderless_since_ms = sim_now(world);
+    }
+    if (!node->pre_vote_off && !sim_world_pre_vote_always(world) &&
+        sim_now(world) - node->leaderless_since_ms >
+            5 * (int64_t)sim_world_config(world)->election_ms) {
+        raft_set_pre_vote(&node->raft, false);
+        if (raft_state(&node->raft) == RAFT_CANDIDATE) {
+            node->raft.candidate_state.in_pre_vote = false; /* kept from round to round */
+        }
+        node->pre_vote_off = true;
+        if (sim_tracing(world)) {
+            printf("[%lld] node %u: no leader for 5 election timeouts: pre-vote off\n",
+                   (long long)sim_now(world), node->id);
+        }
+    }
+}
+
 int sim_node_step(sim_world_t *world, sim_node_t *node, struct raft_event *event)
 {
     if (!node->running) {
@@ -604,6 +640,7 @@ int sim_node_step(sim_world_t *world, sim_node_t *node, struct raft_event *event
     sim_node_hand_back_configurations(world, node);
     sim_node_maybe_snapshot(world, node);
     if (node->running) {
+        sim_node_pre_vote_watch(world, node);
         sim_service_pump(node->service, &node->raft, &node->store);
     }
     return 0;

@@ -47,7 +47,9 @@ typedef struct {
     bool installing;
     raft_index configuration_seen; /* committed RAFT_CHANGE entries handed back up to here */
     raft_index submitted_index;    /* set by a RAFT_SUBMIT step */
-    raft_index stored;             /* the last index reported persisted (still in the log) */
+    int64_t leaderless_since_ms;   /* -1: a leader is known (sim_node_pre_vote_watch) */
+    bool pre_vote_off;
+    raft_index stored; /* the last index reported persisted (still in the log) */
     /* the store (RocksDB: durable at every apply) and the service */
     sim_store_t store;
     sim_store_t store_synced; /* what a crash keeps: replicated applies are not synced */
@@ -77,7 +79,7 @@ void sim_message_release(struct raft_message *message);
 const sim_node_config_t *sim_world_config(const sim_world_t *world);
 void sim_world_send_raft(sim_world_t *world, unsigned from, struct raft_message *message);
 void sim_world_count_install(sim_world_t *world);
-bool sim_world_pre_vote(const sim_world_t *world);
+bool sim_world_pre_vote_always(const sim_world_t *world);
 void sim_world_count_snapshot_ahead(sim_world_t *world, unsigned node, raft_index snapshot,
                                     raft_index last);
 bool sim_world_follower_may_snapshot(sim_world_t *world, const sim_node_t *node, raft_index index,

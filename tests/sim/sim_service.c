@@ -303,9 +303,7 @@ static void sim_writer_run_batch(sim_service_t *service, struct raft *raft, sim_
                            : sim_submit_barrier(service, &index, &term);
     if (!appended) {
         service->lead_term = 0;
-        bool replays_stand = !writes || sim_breakage(service->world) == SIM_BREAK_REPLAY;
-        sim_answer_batch(service, raft,
-                         replays_stand ? SIM_BATCH_UNCONFIRMED : SIM_BATCH_NOT_APPENDED);
+        sim_answer_batch(service, raft, writes ? SIM_BATCH_NOT_APPENDED : SIM_BATCH_UNCONFIRMED);
     } else if (writes && sim_breakage(service->world) == SIM_BREAK_EARLY_ACK) {
         sim_answer_batch(service, raft, SIM_BATCH_STANDS);
     } else {

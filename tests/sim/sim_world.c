@@ -323,9 +323,9 @@ void sim_world_count_snapshot_ahead(sim_world_t *world, unsigned node, raft_inde
                         node, (unsigned long long)snapshot, (unsigned long long)last);
 }
 
-bool sim_world_pre_vote(const sim_world_t *world)
+bool sim_world_pre_vote_always(const sim_world_t *world)
 {
-    return world->options.pre_vote;
+    return world->options.pre_vote_always;
 }
 
 void sim_world_count_install(sim_world_t *world)
