@@ -99,6 +99,10 @@ struct sd_replication {
     uint64_t leader_commit_seen;
     double leaderless_since_ms; /* loop thread: since when no leader is known (0: one is) */
     bool pre_vote_off;          /* loop thread: see sd_pre_vote_watch */
+    /* loop thread: the members whose vote answers arrived since then (reachable ones) */
+    uint64_t answered_ids[SD_REPLICATION_PEERS_MAX];
+    size_t answered_count;
+    uint64_t snapshot_deferred_at; /* loop thread: last_applied when deferring began (0: not) */
 };
 
 /* the file in the Raft directory naming the member whose log it is */
@@ -256,6 +260,37 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
 /* Raft replaces the applied part of its log with a copy of the state once it grew by
  * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is taken while
  * no entry is being applied, so it holds exactly the entries applied so far. */
+/* A follower applies entries before its own write of them completes (the library moves its
+ * commit index on the AppendEntries that carries them). A snapshot over entries not yet on
+ * disk, then a crash, leaves a snapshot newer than the last entry of the log, and libuv's
+ * loader refuses that directory at the next start (RAFT_CORRUPT). Deferred until the log has
+ * caught up (the library asks again after its next event) — for at most a snapshot threshold
+ * of entries: on a replica whose disk always has a write in flight under sustained load the
+ * log, held in memory, would otherwise grow without bound. (Found by the seeded simulation,
+ * tests/sim: stockd_sim --snapshot-unpersisted.) */
+static bool sd_snapshot_defer(sd_replication_t *replication)
+{
+    uint64_t applied = raft_last_applied(&replication->raft);
+    if (replication->raft.last_stored >= applied) {
+        replication->snapshot_deferred_at = 0;
+        return false;
+    }
+    if (replication->snapshot_deferred_at == 0) {
+        replication->snapshot_deferred_at = applied;
+    }
+    uint64_t threshold = replication->options.snapshot_threshold > 0
+                             ? replication->options.snapshot_threshold
+                             : SD_REPLICATION_SNAPSHOT_THRESHOLD;
+    if (applied - replication->snapshot_deferred_at < threshold) {
+        return true;
+    }
+    SD_LOG(LOG_WARN, "replication_snapshot_over_unpersisted", LF_UINT("applied", applied),
+           LF_UINT("stored", replication->raft.last_stored),
+           LF_UINT("deferred_since", replication->snapshot_deferred_at));
+    replication->snapshot_deferred_at = 0;
+    return false;
+}
+
 static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
                            unsigned *buffers_count)
 {
@@ -266,13 +301,7 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
         started_ms < replication->snapshot_retry_ms) {
         return RAFT_IOERR;
     }
-    /* A follower applies entries before its own write of them completes (the library moves
-     * its commit index on the AppendEntries that carries them). A snapshot over entries not
-     * yet on disk, then a crash, leaves a snapshot newer than the last entry of the log, and
-     * libuv's loader refuses that directory at the next start (RAFT_CORRUPT). Declined until
-     * the log has caught up: the library asks again after the next event. (Found by the
-     * seeded simulation, tests/sim: stockd_sim --snapshot-unpersisted.) */
-    if (replication->raft.last_stored < raft_last_applied(&replication->raft)) {
+    if (sd_snapshot_defer(replication)) {
         return RAFT_BUSY;
     }
     sd_snapshot_info_t info;
@@ -434,6 +463,8 @@ static bool sd_join_guard(sd_replication_t *replication, struct raft_message *me
     return true;
 }
 
+static void sd_pre_vote_note_answer(sd_replication_t *replication, uint64_t node_id);
+
 static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
 {
     struct raft *raft = io->data;
@@ -441,6 +472,9 @@ static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
     if (replication->options.join && raft_last_index(raft) == 0 &&
         sd_join_guard(replication, message)) {
         return;
+    }
+    if (message->type == RAFT_REQUEST_VOTE_RESULT) {
+        sd_pre_vote_note_answer(replication, message->server_id);
     }
     uint64_t told = message->type == RAFT_APPEND_ENTRIES     ? message->append_entries.leader_commit
                     : message->type == RAFT_INSTALL_SNAPSHOT ? message->install_snapshot.last_index
@@ -551,13 +585,51 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     }
 }
 
+/* A vote answer from a member while no leader is known: it is reachable (sd_pre_vote_watch). */
+static void sd_pre_vote_note_answer(sd_replication_t *replication, uint64_t node_id)
+{
+    if (replication->leaderless_since_ms == 0) {
+        return;
+    }
+    for (size_t i = 0; i < replication->answered_count; i++) {
+        if (replication->answered_ids[i] == node_id) {
+            return;
+        }
+    }
+    if (replication->answered_count < SD_REPLICATION_PEERS_MAX) {
+        replication->answered_ids[replication->answered_count++] = node_id;
+    }
+}
+
+/* Sets pre-vote aside, also for a candidate in a pre-vote round: the library keeps a
+ * candidate's mode from round to round, and the grants of that round were pre-votes, which
+ * must not count as votes (they are cleared; the next round starts a real election with its
+ * own vote). */
+static void sd_pre_vote_set_aside(struct raft *raft)
+{
+    raft_set_pre_vote(raft, false);
+    if (raft_state(raft) != RAFT_CANDIDATE || !raft->candidate_state.in_pre_vote) {
+        return;
+    }
+    raft->candidate_state.in_pre_vote = false;
+    unsigned voters = 0;
+    for (unsigned i = 0; i < raft->configuration.n; i++) {
+        voters += raft->configuration.servers[i].role == RAFT_VOTER;
+    }
+    for (unsigned i = 0; i < voters; i++) {
+        raft->candidate_state.votes[i].grant = false;
+    }
+}
+
 /* Pre-vote, with a way out of its livelock in raft 0.22.1: a pre-vote answer carries the
  * candidate's term, not the higher one it was refused for (recv_request_vote.c), so a
  * candidate never learns it, and once the highest term sits with a replica whose log is behind
  * no election can succeed, ever (found by the seeded simulation, tests/sim). Pre-vote stays on
  * — it keeps a follower that lost the leader from splitting the vote with one that has not
- * noticed yet (a failover took 1.4-2.1 s with it, 2.3-3.2 s without) — but a replica that has
- * known no leader for SD_PRE_VOTE_GIVE_UP_ELECTIONS election timeouts runs plain elections,
+ * noticed yet (a failover took 1.7-2.0 s with it, 2.3-3.2 s without), and a replica cut off
+ * from the others from raising the term and unseating the leader when it is back — but a
+ * replica that has known no leader for SD_PRE_VOTE_GIVE_UP_ELECTIONS election timeouts while a
+ * majority answered its vote requests (it is not cut off: it cannot win) runs plain elections,
  * which carry the highest term to everyone, until it knows a leader again. */
 static void sd_pre_vote_watch(sd_replication_t *replication)
 {
@@ -568,6 +640,7 @@ static void sd_pre_vote_watch(sd_replication_t *replication)
     double now_ms = util_monotonic_ms();
     if (leader_id != 0) {
         replication->leaderless_since_ms = 0;
+        replication->answered_count = 0;
         if (replication->pre_vote_off) {
             raft_set_pre_vote(raft, true);
             replication->pre_vote_off = false;
@@ -581,13 +654,14 @@ static void sd_pre_vote_watch(sd_replication_t *replication)
     unsigned election = replication->options.election_timeout_ms > 0
                             ? replication->options.election_timeout_ms
                             : SD_DEFAULT_ELECTION_MS;
-    if (!replication->pre_vote_off &&
+    unsigned voters = 0;
+    for (unsigned i = 0; i < raft->configuration.n; i++) {
+        voters += raft->configuration.servers[i].role == RAFT_VOTER;
+    }
+    bool answered_by_majority = replication->answered_count + 1 > voters / 2;
+    if (!replication->pre_vote_off && answered_by_majority &&
         now_ms - replication->leaderless_since_ms > SD_PRE_VOTE_GIVE_UP_ELECTIONS * election) {
-        raft_set_pre_vote(raft, false);
-        if (raft_state(raft) == RAFT_CANDIDATE) {
-            /* a candidate keeps its pre-vote mode from round to round */
-            raft->candidate_state.in_pre_vote = false;
-        }
+        sd_pre_vote_set_aside(raft);
         replication->pre_vote_off = true;
         SD_LOG(LOG_WARN, "replication_pre_vote_off",
                LF_DBL("leaderless_ms", now_ms - replication->leaderless_since_ms),

@@ -321,6 +321,8 @@ void sim_node_start(sim_world_t *world, sim_node_t *node, const sim_node_config_
     raft_set_pre_vote(&node->raft, true);
     node->leaderless_since_ms = -1;
     node->pre_vote_off = false;
+    node->answered = 0;
+    node->snapshot_deferred_at = 0;
     raft_seed(&node->raft, (unsigned)sim_random(world));
     node->running = true;
     node->installing = false;
@@ -403,6 +405,9 @@ void sim_node_receive(sim_world_t *world, sim_node_t *node, struct raft_message 
         sim_message_release(message);
         return;
     }
+    if (message->type == RAFT_REQUEST_VOTE_RESULT && node->leaderless_since_ms >= 0) {
+        node->answered |= 1u << message->server_id; /* the member is reachable */
+    }
     struct raft_event event = {0};
     event.type = RAFT_RECEIVE;
     event.receive.message = message;
@@ -468,6 +473,25 @@ static void sim_node_apply(sim_world_t *world, sim_node_t *node)
     }
 }
 
+/* stockd's sd_snapshot_defer: no snapshot over entries not yet persisted, for at most a
+ * threshold of entries (then one is taken anyway: the log must not grow without bound). */
+static bool sim_node_defer_snapshot(sim_node_t *node, raft_index index,
+                                    const sim_node_config_t *config)
+{
+    if (config->snapshot_unpersisted || index <= node->stored) {
+        node->snapshot_deferred_at = 0;
+        return false;
+    }
+    if (node->snapshot_deferred_at == 0) {
+        node->snapshot_deferred_at = index;
+    }
+    if (index - node->snapshot_deferred_at < config->snapshot_threshold) {
+        return true;
+    }
+    node->snapshot_deferred_at = 0;
+    return false;
+}
+
 /* Every snapshot_threshold applied entries the store is copied into a snapshot (stockd: a
  * RocksDB checkpoint) and the log behind it dropped, snapshot_trailing entries kept. */
 static void sim_node_maybe_snapshot(sim_world_t *world, sim_node_t *node)
@@ -489,13 +513,11 @@ static void sim_node_maybe_snapshot(sim_world_t *world, sim_node_t *node)
      * probe, and the leader asserts (progress.c:373; release builds walk back one entry per
      * round trip until they send a snapshot). Followers here only snapshot where that cannot
      * happen, unless --follower-snapshots-anytime, so the runs go on to test the rest. */
-    if ((!config->snapshot_unpersisted && index > node->stored) ||
-        !sim_world_follower_may_snapshot(world, node, index, config->snapshot_trailing)) {
-        return;
-    }
     if (!node->running || node->installing || index < last + config->snapshot_threshold ||
         index > raft_commit_index(raft) || entry == NULL ||
-        raft->configuration_uncommitted_index != 0 || raft->configuration_committed_index == 0) {
+        raft->configuration_uncommitted_index != 0 || raft->configuration_committed_index == 0 ||
+        sim_node_defer_snapshot(node, index, config) ||
+        !sim_world_follower_may_snapshot(world, node, index, config->snapshot_trailing)) {
         return;
     }
     sim_node_drop_snapshot(node);
@@ -589,9 +611,34 @@ static void sim_node_carry_out(sim_world_t *world, sim_node_t *node,
     node->timeout_ms = sim_node_global_time(node, raft_timeout(&node->raft));
 }
 
+static unsigned sim_node_voters(const struct raft *raft)
+{
+    unsigned voters = 0;
+    for (unsigned i = 0; i < raft->configuration.n; i++) {
+        voters += raft->configuration.servers[i].role == RAFT_VOTER;
+    }
+    return voters;
+}
+
+/* stockd's sd_pre_vote_set_aside: a candidate keeps its mode from round to round, and the
+ * grants of its pre-vote round must not count as votes. */
+static void sim_node_pre_vote_set_aside(struct raft *raft)
+{
+    raft_set_pre_vote(raft, false);
+    if (raft_state(raft) != RAFT_CANDIDATE || !raft->candidate_state.in_pre_vote) {
+        return;
+    }
+    raft->candidate_state.in_pre_vote = false;
+    unsigned voters = sim_node_voters(raft);
+    for (unsigned i = 0; i < voters; i++) {
+        raft->candidate_state.votes[i].grant = false; /* indexed by voter */
+    }
+}
+
 /* As stockd's sd_pre_vote_watch: pre-vote on, set aside after 5 election timeouts without a
- * known leader (a livelock of raft 0.22.1's pre-vote), back on once a leader is known; never
- * set aside with --pre-vote-always (stockd's earlier behaviour). */
+ * known leader while a majority answered the node's vote requests (a livelock of raft
+ * 0.22.1's pre-vote), back on once a leader is known; never set aside with --pre-vote-always
+ * (stockd's earlier behaviour). */
 static void sim_node_pre_vote_watch(sim_world_t *world, sim_node_t *node)
 {
     raft_id leader = 0;
@@ -599,6 +646,7 @@ static void sim_node_pre_vote_watch(sim_world_t *world, sim_node_t *node)
     raft_leader(&node->raft, &leader, &address);
     if (leader != 0) {
         node->leaderless_since_ms = -1;
+        node->answered = 0;
         if (node->pre_vote_off) {
             raft_set_pre_vote(&node->raft, true);
             node->pre_vote_off = false;
@@ -608,13 +656,12 @@ static void sim_node_pre_vote_watch(sim_world_t *world, sim_node_t *node)
     if (node->leaderless_since_ms < 0) {
         node->leaderless_since_ms = sim_now(world);
     }
+    unsigned answered = (unsigned)__builtin_popcount(node->answered);
     if (!node->pre_vote_off && !sim_world_pre_vote_always(world) &&
+        answered + 1 > sim_node_voters(&node->raft) / 2 &&
         sim_now(world) - node->leaderless_since_ms >
             5 * (int64_t)sim_world_config(world)->election_ms) {
-        raft_set_pre_vote(&node->raft, false);
-        if (raft_state(&node->raft) == RAFT_CANDIDATE) {
-            node->raft.candidate_state.in_pre_vote = false; /* kept from round to round */
-        }
+        sim_node_pre_vote_set_aside(&node->raft);
         node->pre_vote_off = true;
         if (sim_tracing(world)) {
             printf("[%lld] node %u: no leader for 5 election timeouts: pre-vote off\n",

@@ -49,7 +49,9 @@ typedef struct {
     raft_index submitted_index;    /* set by a RAFT_SUBMIT step */
     int64_t leaderless_since_ms;   /* -1: a leader is known (sim_node_pre_vote_watch) */
     bool pre_vote_off;
-    raft_index stored; /* the last index reported persisted (still in the log) */
+    unsigned answered;               /* bit per member whose vote answer came while leaderless */
+    raft_index snapshot_deferred_at; /* sim_node_defer_snapshot */
+    raft_index stored;               /* the last index reported persisted (still in the log) */
     /* the store (RocksDB: durable at every apply) and the service */
     sim_store_t store;
     sim_store_t store_synced; /* what a crash keeps: replicated applies are not synced */
