@@ -209,6 +209,11 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 "1 while this replica serves (/readyz 200): it knows a leader, is a member, and "
                 "has applied what it was told is committed.",
                 status.ready ? 1.0 : 0.0);
+    prom_single(buffer, "stockd_raft_pre_vote", "gauge",
+                "1 while Raft's pre-vote is on; 0 after this replica knew no leader for 5 "
+                "election timeouts with a majority answering (a way out of a pre-vote "
+                "livelock; back to 1 once it knows a leader).",
+                status.pre_vote ? 1.0 : 0.0);
     prom_single(buffer, "stockd_raft_commit_index", "gauge",
                 "The last Raft log index this replica knows to be committed.",
                 (double)status.commit_index);

@@ -986,6 +986,7 @@ class PreVote(unittest.TestCase):
                 self.assertNotIn("replication_pre_vote_off", text.read())
             self.assertEqual(alone.metric("stockd_raft_term"), term_before,
                              "a cut-off replica raised its term")
+            self.assertEqual(alone.metric("stockd_raft_pre_vote"), 1)
             for n in cluster.nodes[1:]:
                 n.start()
             leader = cluster.leader(timeout=30)
