@@ -211,7 +211,6 @@ static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *repli
     return true;
 }
 
-/* The member of that id in status, or -1. */
 /* INVALID_ARGUMENT when another member has the address (false after answering). */
 static bool sd_cluster_check_address_free(sd_call_t *call, const sd_replication_status_t *status,
                                           uint64_t node_id, const char *field, const char *address,

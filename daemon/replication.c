@@ -30,7 +30,6 @@
 #define SD_CATCH_UP_ROUND_MS 30000
 /* election timeouts without a known leader before pre-vote is set aside (sd_pre_vote_watch) */
 #define SD_PRE_VOTE_GIVE_UP_ELECTIONS 5
-#define SD_DEFAULT_ELECTION_MS 1000 /* the library's */
 
 typedef enum {
     SD_REQUEST_BARRIER,
@@ -257,9 +256,6 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
     return 0;
 }
 
-/* Raft replaces the applied part of its log with a copy of the state once it grew by
- * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is taken while
- * no entry is being applied, so it holds exactly the entries applied so far. */
 /* A follower applies entries before its own write of them completes (the library moves its
  * commit index on the AppendEntries that carries them). A snapshot over entries not yet on
  * disk, then a crash, leaves a snapshot newer than the last entry of the log, and libuv's
@@ -278,10 +274,7 @@ static bool sd_snapshot_defer(sd_replication_t *replication)
     if (replication->snapshot_deferred_at == 0) {
         replication->snapshot_deferred_at = applied;
     }
-    uint64_t threshold = replication->options.snapshot_threshold > 0
-                             ? replication->options.snapshot_threshold
-                             : SD_REPLICATION_SNAPSHOT_THRESHOLD;
-    if (applied - replication->snapshot_deferred_at < threshold) {
+    if (applied - replication->snapshot_deferred_at < replication->options.snapshot_threshold) {
         return true;
     }
     SD_LOG(LOG_WARN, "replication_snapshot_over_unpersisted", LF_UINT("applied", applied),
@@ -291,6 +284,9 @@ static bool sd_snapshot_defer(sd_replication_t *replication)
     return false;
 }
 
+/* Raft replaces the applied part of its log with a copy of the state once it grew by
+ * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is taken while
+ * no entry is being applied, so it holds exactly the entries applied so far. */
 static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
                            unsigned *buffers_count)
 {
@@ -327,8 +323,6 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
     return 0;
 }
 
-/* A snapshot from the leader (this replica was too far behind for its log), or at start the
- * last one this replica took. Runs on the loop thread, or on the starting thread. */
 /* A snapshot buffer the state machine is done with: once restore returns 0 it is its to free. */
 static void sd_snapshot_buffer_release(struct raft_buffer *buffer)
 {
@@ -336,6 +330,8 @@ static void sd_snapshot_buffer_release(struct raft_buffer *buffer)
     buffer->base = NULL;
 }
 
+/* A snapshot from the leader (this replica was too far behind for its log), or at start the
+ * last one this replica took. Runs on the loop thread, or on the starting thread. */
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
     sd_replication_t *replication = fsm->data;
@@ -602,6 +598,16 @@ static void sd_pre_vote_note_answer(sd_replication_t *replication, uint64_t node
     }
 }
 
+/* The voters of the configuration this replica holds. */
+static unsigned sd_raft_voters(const struct raft *raft)
+{
+    unsigned voters = 0;
+    for (unsigned i = 0; i < raft->configuration.n; i++) {
+        voters += raft->configuration.servers[i].role == RAFT_VOTER;
+    }
+    return voters;
+}
+
 /* Sets pre-vote aside, also for a candidate in a pre-vote round: the library keeps a
  * candidate's mode from round to round, and the grants of that round were pre-votes, which
  * must not count as votes (they are cleared; the next round starts a real election with its
@@ -613,11 +619,8 @@ static void sd_pre_vote_set_aside(struct raft *raft)
         return;
     }
     raft->candidate_state.in_pre_vote = false;
-    unsigned voters = 0;
-    for (unsigned i = 0; i < raft->configuration.n; i++) {
-        voters += raft->configuration.servers[i].role == RAFT_VOTER;
-    }
-    for (unsigned i = 0; i < voters; i++) {
+    unsigned voters = sd_raft_voters(raft);
+    for (unsigned i = 0; i < voters; i++) { /* votes[] is indexed by voter */
         raft->candidate_state.votes[i].grant = false;
     }
 }
@@ -652,16 +655,10 @@ static void sd_pre_vote_watch(sd_replication_t *replication)
     if (replication->leaderless_since_ms == 0) {
         replication->leaderless_since_ms = now_ms;
     }
-    unsigned election = replication->options.election_timeout_ms > 0
-                            ? replication->options.election_timeout_ms
-                            : SD_DEFAULT_ELECTION_MS;
-    unsigned voters = 0;
-    for (unsigned i = 0; i < raft->configuration.n; i++) {
-        voters += raft->configuration.servers[i].role == RAFT_VOTER;
-    }
-    bool answered_by_majority = replication->answered_count + 1 > voters / 2;
+    bool answered_by_majority = replication->answered_count + 1 > sd_raft_voters(raft) / 2;
+    double give_up_ms = SD_PRE_VOTE_GIVE_UP_ELECTIONS * (double)raft->election_timeout;
     if (!replication->pre_vote_off && answered_by_majority &&
-        now_ms - replication->leaderless_since_ms > SD_PRE_VOTE_GIVE_UP_ELECTIONS * election) {
+        now_ms - replication->leaderless_since_ms > give_up_ms) {
         sd_pre_vote_set_aside(raft);
         replication->pre_vote_off = true;
         SD_LOG(LOG_WARN, "replication_pre_vote_off",
@@ -1094,13 +1091,8 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
         replication->raft.data = replication;
         replication->io_start = replication->io.start;
         replication->io.start = sd_io_start;
-        raft_set_snapshot_threshold(&replication->raft,
-                                    replication->options.snapshot_threshold > 0
-                                        ? replication->options.snapshot_threshold
-                                        : SD_REPLICATION_SNAPSHOT_THRESHOLD);
-        raft_set_snapshot_trailing(&replication->raft, replication->options.snapshot_trailing > 0
-                                                           ? replication->options.snapshot_trailing
-                                                           : SD_REPLICATION_SNAPSHOT_TRAILING);
+        raft_set_snapshot_threshold(&replication->raft, replication->options.snapshot_threshold);
+        raft_set_snapshot_trailing(&replication->raft, replication->options.snapshot_trailing);
         if (replication->options.election_timeout_ms > 0) {
             /* the library asserts heartbeat < election: a tenth, as its defaults (100/1000) */
             unsigned election = replication->options.election_timeout_ms;
@@ -1224,6 +1216,25 @@ static bool sd_store_matches_log(const sd_replication_options_t *options, uint64
     return true;
 }
 
+/* The replica's own copy of its options (the caller's strings and peers need not outlive the
+ * call), with the snapshot defaults filled in. */
+static void sd_replication_keep_options(sd_replication_t *replication,
+                                        const sd_replication_options_t *options)
+{
+    replication->options = *options;
+    if (replication->options.snapshot_threshold == 0) {
+        replication->options.snapshot_threshold = SD_REPLICATION_SNAPSHOT_THRESHOLD;
+    }
+    if (replication->options.snapshot_trailing == 0) {
+        replication->options.snapshot_trailing = SD_REPLICATION_SNAPSHOT_TRAILING;
+    }
+    memcpy(replication->peers, options->peers, options->peers_count * sizeof(*options->peers));
+    replication->options.peers = replication->peers;
+    snprintf(replication->dir, sizeof(replication->dir), "%s", options->dir);
+    snprintf(replication->raft_listen, sizeof(replication->raft_listen), "%s",
+             options->raft_listen);
+}
+
 sd_status_t sd_replication_start(const sd_replication_options_t *options,
                                  sd_replication_t **replication_out, char *error,
                                  size_t error_capacity)
@@ -1246,12 +1257,7 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
         snprintf(error, error_capacity, "replication: out of memory");
         return SD_UNAVAILABLE;
     }
-    replication->options = *options;
-    memcpy(replication->peers, options->peers, options->peers_count * sizeof(*options->peers));
-    replication->options.peers = replication->peers;
-    snprintf(replication->dir, sizeof(replication->dir), "%s", options->dir);
-    snprintf(replication->raft_listen, sizeof(replication->raft_listen), "%s",
-             options->raft_listen);
+    sd_replication_keep_options(replication, options);
     replication->fsm = (struct raft_fsm){.version = 1,
                                          .data = replication,
                                          .apply = sd_fsm_apply,

@@ -185,7 +185,7 @@ sim_break_t sim_breakage(const sim_world_t *world);
  * unless lost or the node is down. */
 void sim_send_request(sim_world_t *world, unsigned client, unsigned node,
                       const sim_request_t *request);
-void sim_send_answer(sim_world_t *world, unsigned node, unsigned client, uint64_t request,
+void sim_send_answer(sim_world_t *world, unsigned client, uint64_t request,
                      const sim_answer_t *answer);
 
 /* ---- stockd's service on one node (sim_service.c) ---- */
@@ -200,8 +200,7 @@ void sim_service_receive(sim_service_t *service, unsigned client, const sim_requ
 /* After every raft_step() of the node: answers what can be answered, starts what can start. */
 void sim_service_pump(sim_service_t *service, struct raft *raft, sim_store_t *store);
 /* The node applied `index` (of `term`) to its store. */
-void sim_service_applied(sim_service_t *service, struct raft *raft, raft_index index,
-                         raft_term term);
+void sim_service_applied(sim_service_t *service, raft_index index, raft_term term);
 /* Submits one entry to the node's Raft (the world steps it); false when refused. */
 bool sim_world_submit(sim_world_t *world, unsigned node, enum raft_entry_type type,
                       struct raft_buffer data, raft_index *index_out, raft_term *term_out);

@@ -469,7 +469,7 @@ static void sim_node_apply(sim_world_t *world, sim_node_t *node)
         if (sim_chance(world, 250)) {
             sim_store_copy(&node->store_synced, &node->store); /* a later synced write */
         }
-        sim_service_applied(node->service, &node->raft, index, entry->term);
+        sim_service_applied(node->service, index, entry->term);
     }
 }
 

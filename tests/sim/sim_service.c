@@ -80,7 +80,7 @@ void sim_service_crash(sim_service_t *service)
 static void sim_answer_job(sim_service_t *service, sim_job_t *job)
 {
     job->answer.attempt = job->request.attempt;
-    sim_send_answer(service->world, service->node, job->client, job->request.request, &job->answer);
+    sim_send_answer(service->world, job->client, job->request.request, &job->answer);
 }
 
 static void sim_refuse_job(sim_service_t *service, sim_job_t *job, struct raft *raft)
@@ -106,10 +106,8 @@ void sim_service_receive(sim_service_t *service, unsigned client, const sim_requ
     jobs[(*len)++] = job;
 }
 
-void sim_service_applied(sim_service_t *service, struct raft *raft, raft_index index,
-                         raft_term term)
+void sim_service_applied(sim_service_t *service, raft_index index, raft_term term)
 {
-    (void)raft;
     if (service->state != SIM_WRITER_IDLE && index == service->wait_index) {
         service->wait_done = term == service->wait_term;
         service->wait_lost = !service->wait_done;

@@ -355,10 +355,9 @@ void sim_send_request(sim_world_t *world, unsigned client, unsigned node,
     sim_schedule(world, &event);
 }
 
-void sim_send_answer(sim_world_t *world, unsigned node, unsigned client, uint64_t request,
+void sim_send_answer(sim_world_t *world, unsigned client, uint64_t request,
                      const sim_answer_t *answer)
 {
-    (void)node;
     if (sim_chance(world, world->loss_per_mille)) {
         return;
     }
