@@ -192,6 +192,13 @@ static bool sd_cluster_reply_unfinished(sd_call_t *call, sd_replication_t *repli
         sd_replication_status_t status;
         sd_replication_status(replication, &status);
         sd_cluster_refuse_off_leader(call, &status);
+    } else if (raft_status == SD_MEMBER_REFUSED_BASE_IN_LOG) {
+        snprintf(message, sizeof(message),
+                 "%s: this group was restored from a store and has not yet taken the snapshot a "
+                 "new member must start from (it follows the next write); nothing changed, ask "
+                 "again in a moment",
+                 what);
+        sd_call_reply_status(call, SD_UNAVAILABLE, message);
     } else if (raft_status == RAFT_CANTCHANGE) {
         snprintf(message, sizeof(message),
                  "%s: another membership change is under way; ask again once it is done", what);

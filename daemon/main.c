@@ -64,6 +64,7 @@ typedef struct {
     int64_t election_timeout_ms;
     int64_t snapshot_threshold, snapshot_trailing;
     bool join;
+    bool restore_group;
 } sd_config_t;
 
 static const char *const sd_sync_choices[] = {"always", "never", NULL};
@@ -170,6 +171,10 @@ static const cfg_option_t sd_options[] = {
     SD_OPT("join", "STOCKD_JOIN", CFG_BOOL, join, "false", 0, 0, NULL,
            "replication: a new replica with an empty log waits to be added by the leader "
            "(stockctl cluster add-member) instead of starting a group of --peers"),
+    SD_OPT("restore-group", "STOCKD_RESTORE_GROUP", CFG_BOOL, restore_group, "false", 0, 0, NULL,
+           "replication: on an empty log, start a new group of this replica alone from the "
+           "store in --data-dir (a backup checkpoint or a one-node data directory), keeping its "
+           "ledger and idempotency records; the others join it (--join)"),
 };
 
 static const cfg_spec_t sd_spec = {
@@ -324,9 +329,11 @@ static void sd_on_ready_changed(void *context, bool ready)
 static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
 {
     if (config->node_id == 0) {
-        if (config->peers[0] != '\0' || config->raft_listen[0] != '\0' || config->join) {
+        if (config->peers[0] != '\0' || config->raft_listen[0] != '\0' || config->join ||
+            config->restore_group) {
             SD_LOG(LOG_ERROR, "replication_config_invalid",
-                   LF_STR("error", "--peers, --raft-listen and --join need --node-id"));
+                   LF_STR("error",
+                          "--peers, --raft-listen, --join and --restore-group need --node-id"));
             return false;
         }
         return true;
@@ -354,7 +361,8 @@ static bool sd_start_replication(const sd_config_t *config, sd_daemon_t *daemon)
             .election_timeout_ms = (unsigned)config->election_timeout_ms,
             .snapshot_threshold = (unsigned)config->snapshot_threshold,
             .snapshot_trailing = (unsigned)config->snapshot_trailing,
-            .join = config->join};
+            .join = config->join,
+            .restore_group = config->restore_group};
         if (!net_address_is_loopback(config->raft_listen)) {
             SD_LOG(LOG_WARN, "raft_plaintext", LF_STR("address", config->raft_listen),
                    LF_STR("warning", "replication traffic is neither encrypted nor "

@@ -102,6 +102,10 @@ struct sd_replication {
     uint64_t answered_ids[SD_REPLICATION_PEERS_MAX];
     size_t answered_count;
     uint64_t snapshot_deferred_at; /* loop thread: last_applied when deferring began (0: not) */
+    /* the ledger seq of the store this group was restored from (--restore-group; 0: none),
+     * and (loop thread) whether the log still reaches back to entry 1: see sd_base_watch */
+    uint64_t base_seq;
+    bool base_in_log;
 };
 
 /* the file in the Raft directory naming the member whose log it is */
@@ -667,9 +671,53 @@ static void sd_pre_vote_watch(sd_replication_t *replication)
     }
 }
 
+/* ---- a group restored from a store (--restore-group) ----
+ * Its first replica's store held data before the group's first entry, data no entry carries:
+ * a member sent the log from entry 1 would apply the group's entries without it. The library
+ * sends a snapshot instead only once it knows no term for entry 1 (replication.c in libraft:
+ * entry 1 neither in the log nor the last of the snapshot). So while this replica's log still
+ * reaches entry 1, new members are refused and a snapshot is taken after every applied entry,
+ * keeping one entry behind it: the first at index 2 or later drops entry 1 from memory and
+ * deletes the closed segment holding it (libuv deletes closed segments behind the trailing
+ * entries), so it does not come back at the next start either. (Trailing 0 would not do: to
+ * libuv's snapshot_put it means "installing", which drops every entry.) From then on a new
+ * member starts from a snapshot, which holds the store. Reads the public raft->trail of
+ * libraft 0.22; an upgrade must check it still means this. */
+static bool sd_log_reaches_first_entry(const struct raft *raft)
+{
+    return raft->trail.offset == 0 || raft->trail.snapshot.index <= 1;
+}
+
+/* Loop thread (and the starting thread before the loop runs). */
+static void sd_base_watch(sd_replication_t *replication)
+{
+    if (replication->base_seq == 0) {
+        return;
+    }
+    bool in_log = sd_log_reaches_first_entry(&replication->raft);
+    if (in_log == replication->base_in_log) {
+        return;
+    }
+    replication->base_in_log = in_log;
+    const sd_replication_options_t *options = &replication->options;
+    raft_set_snapshot_threshold(&replication->raft, in_log ? 1 : options->snapshot_threshold);
+    raft_set_snapshot_trailing(&replication->raft, in_log ? 1 : options->snapshot_trailing);
+    SD_LOG(LOG_INFO,
+           in_log ? "replication_group_base_in_log" : "replication_group_base_snapshotted",
+           LF_UINT("base_ledger_seq", replication->base_seq),
+           LF_UINT("snapshot_index", replication->raft.trail.snapshot.index));
+}
+
+static bool sd_base_refuses_member(sd_replication_t *replication, const sd_request_t *request)
+{
+    sd_base_watch(replication);
+    return replication->base_in_log && request->member_change != SD_MEMBER_REMOVE;
+}
+
 static void sd_on_refresh(uv_timer_t *timer)
 {
     sd_pre_vote_watch(timer->data);
+    sd_base_watch(timer->data);
     sd_replication_refresh_status(timer->data);
 }
 
@@ -767,7 +815,10 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
     struct raft *raft = &replication->raft;
     bool leads = raft_state(raft) == RAFT_LEADER && !replication->failed;
     if (request->kind == SD_REQUEST_MEMBER) {
-        int rv = leads ? sd_member_change_start(replication, request) : RAFT_NOTLEADER;
+        int rv = !leads ? RAFT_NOTLEADER
+                 : sd_base_refuses_member(replication, request)
+                     ? SD_MEMBER_REFUSED_BASE_IN_LOG
+                     : sd_member_change_start(replication, request);
         if (rv != 0) {
             request->raft_status = rv == RAFT_NOTLEADER ? 0 : rv;
             sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
@@ -1043,14 +1094,18 @@ static void *sd_replication_main(void *argument)
     return NULL;
 }
 
-/* A fresh replica (empty log) starts the group with every --peers member as a voter; one
- * with a log ignores this (RAFT_CANTBOOTSTRAP). */
+/* A fresh replica (empty log) starts the group with every --peers member as a voter, or
+ * (--restore-group) with itself alone; one with a log ignores this (RAFT_CANTBOOTSTRAP). */
 static int sd_replication_bootstrap(sd_replication_t *replication)
 {
     struct raft_configuration configuration;
     raft_configuration_init(&configuration);
     int rv = 0;
     for (size_t i = 0; i < replication->options.peers_count && rv == 0; i++) {
+        if (replication->options.restore_group &&
+            replication->peers[i].id != replication->options.node_id) {
+            continue;
+        }
         rv = raft_configuration_add(&configuration, replication->peers[i].id,
                                     replication->peers[i].raft_address, RAFT_VOTER);
     }
@@ -1109,6 +1164,9 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
     if (rv == 0) {
         step = "raft_start";
         rv = raft_start(&replication->raft);
+    }
+    if (rv == 0) {
+        sd_base_watch(replication); /* the log is loaded: does it reach entry 1? */
     }
     if (rv != 0) {
         snprintf(error, error_capacity, "replication: %s failed: %s (%s)", step, raft_strerror(rv),
@@ -1190,18 +1248,24 @@ static sd_status_t sd_raft_dir_claim(const char *dir, uint64_t node_id, char *er
  * a group with it leaves the other replicas without that data, and joining one applies the
  * entries after its applied index — or from the first, everything twice. Refused. */
 static bool sd_store_matches_log(const sd_replication_options_t *options, uint64_t applied_index,
-                                 char *error, size_t error_capacity)
+                                 uint64_t base_seq, char *error, size_t error_capacity)
 {
     uint64_t last_seq = sd_storage_last_seq(options->storage);
     bool has_log = sd_raft_dir_has_log(options->dir);
-    if (applied_index == 0 && last_seq > 0) {
+    if (applied_index == 0 && last_seq > 0 &&
+        !(base_seq > 0 && (has_log || options->restore_group))) {
         /* a replica's every write comes with an applied index: ledger entries without one are
-         * a one-node store's, whatever log lies beside them */
+         * a one-node store's, whatever log lies beside them — or the base of a group restored
+         * from it (--restore-group), with that group's log or about to start it */
         snprintf(error, error_capacity,
                  "replication: the store holds data written outside any Raft group (ledger seq "
                  "%" PRIu64 ", no applied Raft index)%s: a replica starts a group, or joins one, "
-                 "on an empty data directory (README \"Replication\")",
-                 last_seq, has_log ? " beside a Raft log" : " and holds no Raft log");
+                 "on an empty data directory, or restores one from it with --restore-group "
+                 "(README \"Replication\")%s",
+                 last_seq, has_log ? " beside a Raft log" : " and holds no Raft log",
+                 base_seq > 0 ? "; it was adopted by --restore-group before its log was started: "
+                                "start it with --restore-group again"
+                              : "");
         return false;
     }
     if (applied_index > 0 && !has_log) {
@@ -1214,6 +1278,66 @@ static bool sd_store_matches_log(const sd_replication_options_t *options, uint64
         return false;
     }
     return true;
+}
+
+/* --restore-group on an empty log: the store in the data directory becomes the base of a new
+ * group (sd_storage_adopt_as_group_base: the index and members of whatever group wrote it are
+ * dropped, so the new group's entries apply from its first; done again after a crash before
+ * the log was started). With a log, the group was restored already: the flag is ignored. */
+static bool sd_store_adopt(const sd_replication_options_t *options, uint64_t *applied_index_io,
+                           uint64_t *base_seq_io, char *error, size_t error_capacity)
+{
+    if (options->join) {
+        snprintf(error, error_capacity,
+                 "--restore-group and --join exclude each other: one "
+                 "replica restores the group, the others join it");
+        return false;
+    }
+    if (sd_raft_dir_has_log(options->dir)) {
+        if (*base_seq_io == 0) {
+            snprintf(error, error_capacity,
+                     "--restore-group: %s holds the Raft log of a group that was not restored "
+                     "from a store; start this replica without --restore-group",
+                     options->dir);
+            return false;
+        }
+        SD_LOG(LOG_INFO, "replication_restore_group_done_already",
+               LF_UINT("base_ledger_seq", *base_seq_io));
+        return true;
+    }
+    uint64_t old_index = *applied_index_io;
+    sd_status_t status = sd_storage_adopt_as_group_base(options->storage);
+    if (status != SD_OK) {
+        snprintf(error, error_capacity,
+                 status == SD_FAILED_PRECONDITION
+                     ? "--restore-group: the data directory holds nothing to restore (ledger seq "
+                       "0): copy the backup checkpoint into --data-dir first"
+                     : "--restore-group: the store could not be adopted (%s)",
+                 sd_status_name(status));
+        return false;
+    }
+    *applied_index_io = 0;
+    *base_seq_io = sd_storage_last_seq(options->storage);
+    SD_LOG(LOG_INFO, "replication_group_base_adopted", LF_UINT("base_ledger_seq", *base_seq_io),
+           LF_UINT("previous_applied_index", old_index));
+    return true;
+}
+
+/* What the store holds, against the Raft log beside it (and --restore-group's adoption). */
+static bool sd_store_check(const sd_replication_options_t *options, sd_replication_t *replication,
+                           char *error, size_t error_capacity)
+{
+    if (sd_storage_load_applied_index(options->storage, &replication->applied_index) != SD_OK ||
+        sd_storage_load_group_base(options->storage, &replication->base_seq) != SD_OK) {
+        snprintf(error, error_capacity, "replication: cannot read the store's Raft metadata");
+        return false;
+    }
+    if (options->restore_group && !sd_store_adopt(options, &replication->applied_index,
+                                                  &replication->base_seq, error, error_capacity)) {
+        return false;
+    }
+    return sd_store_matches_log(options, replication->applied_index, replication->base_seq, error,
+                                error_capacity);
 }
 
 /* The replica's own copy of its options (the caller's strings and peers need not outlive the
@@ -1263,12 +1387,7 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
                                          .apply = sd_fsm_apply,
                                          .snapshot = sd_fsm_snapshot,
                                          .restore = sd_fsm_restore};
-    if (sd_storage_load_applied_index(options->storage, &replication->applied_index) != SD_OK) {
-        snprintf(error, error_capacity, "replication: cannot read the applied Raft index");
-        free(replication);
-        return SD_UNAVAILABLE;
-    }
-    if (!sd_store_matches_log(options, replication->applied_index, error, error_capacity)) {
+    if (!sd_store_check(options, replication, error, error_capacity)) {
         free(replication);
         return SD_FAILED_PRECONDITION;
     }

@@ -62,6 +62,11 @@ typedef struct {
     /* --join: on an empty log, wait to be added by the leader (sd_replication_change_member)
      * instead of starting a group of the --peers members. */
     bool join;
+    /* --restore-group: on an empty log, make the store in the data directory (a one-node data
+     * directory or a backup checkpoint, with its ledger and idempotency records) the base of
+     * a new group of this replica alone; the others join it (--join) and start from its
+     * snapshot. Ignored once the log exists. */
+    bool restore_group;
 } sd_replication_options_t;
 
 /* The last_seq of an entry that writes no ledger entry (a member record). */
@@ -141,6 +146,11 @@ typedef enum {
     SD_MEMBER_PROMOTE, /* to voter, once its log has caught up (the library runs the rounds) */
     SD_MEMBER_REMOVE,
 } sd_member_change_t;
+
+/* *raft_status_out of a change refused because the group was restored from a store and its
+ * log still begins with its first entry: a new member would get the log without the store
+ * (sd_base_watch in replication.c); asking again a moment later succeeds. */
+#define SD_MEMBER_REFUSED_BASE_IN_LOG (-1)
 
 /* Any thread, sent to the leader: changes the Raft configuration and waits at most timeout_ms.
  * DONE once the new configuration is committed; NOT_LEADER when nothing changed: this replica

@@ -234,8 +234,11 @@ sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t 
                  sd_status_name(status));
         return status;
     }
-    if (info_out->applied_index <= applied) {
-        return SD_OK; /* held already: Raft's own last snapshot, handed back at start */
+    /* held already: Raft's own last snapshot, handed back at start. A store that applied no
+     * entry takes any snapshot: a group restored from a store (--restore-group) holds data
+     * at applied index 0, and a new member must get it from the group's first snapshot. */
+    if (applied > 0 && info_out->applied_index <= applied) {
+        return SD_OK;
     }
     sd_restore_t restore = {data, info_out};
     status = sd_storage_replace_all(storage, sd_snapshot_records, &restore);

@@ -51,9 +51,9 @@ sd_status_t sd_snapshot_take(sd_storage_t *storage, struct raft_buffer **buffers
 sd_status_t sd_snapshot_check(const void *data, size_t length, sd_snapshot_info_t *info_out,
                               char *error, size_t error_capacity);
 
-/* Replaces the store's state with the snapshot's, unless the store has applied that far
- * already (*restored_out = false). Nothing changes on an invalid snapshot (SD_INVALID_ARGUMENT)
- * or a failed read; a failed write is the storage's failure (fail-stop). */
+/* Replaces the store's state with the snapshot's, unless the store has applied an entry and
+ * that far already (*restored_out = false). Nothing changes on an invalid snapshot
+ * (SD_INVALID_ARGUMENT) or a failed read; a failed write is the storage's failure (fail-stop). */
 sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t length,
                                 sd_snapshot_info_t *info_out, bool *restored_out, char *error,
                                 size_t error_capacity);

@@ -18,6 +18,8 @@ static const char *const sd_cf_names[SD_CF_COUNT] = {"default", "levels", "ledge
 static const char sd_meta_last_seq_key[] = "meta:last_ledger_seq";
 static const char sd_meta_pruned_key[] = "meta:ledger_pruned_through";
 static const char sd_meta_raft_applied_key[] = "meta:raft_applied_index";
+/* a store adopted as the base of a new Raft group (--restore-group): the ledger seq it held */
+static const char sd_meta_group_base_key[] = "meta:raft_group_base";
 /* replication's member directory: + node id (big-endian u64) -> the member's gRPC address */
 static const char sd_meta_member_prefix[] = "meta:member:";
 #define SD_MEMBER_KEY_BYTES (sizeof(sd_meta_member_prefix) - 1 + 8)
@@ -802,6 +804,38 @@ uint64_t sd_storage_read_last_seq(sd_storage_t *storage)
     uint64_t seq = 0;
     sd_storage_load_meta(storage, sd_meta_last_seq_key, &seq);
     return seq;
+}
+
+sd_status_t sd_storage_adopt_as_group_base(sd_storage_t *storage)
+{
+    uint64_t seq = sd_storage_read_last_seq(storage);
+    if (seq == 0) {
+        return SD_FAILED_PRECONDITION;
+    }
+    sd_write_batch_t batch = {rocksdb_writebatch_create()};
+    rocksdb_column_family_handle_t *meta = storage->cf[SD_CF_DEFAULT];
+    rocksdb_writebatch_delete_cf(batch.rocks, meta, sd_meta_raft_applied_key,
+                                 sizeof(sd_meta_raft_applied_key) - 1);
+    /* every member record: "meta:member:" up to the next prefix (':' + 1 = ';') */
+    char members_end[sizeof(sd_meta_member_prefix)];
+    memcpy(members_end, sd_meta_member_prefix, sizeof(members_end));
+    members_end[sizeof(members_end) - 2] = ';';
+    rocksdb_writebatch_delete_range_cf(batch.rocks, meta, sd_meta_member_prefix,
+                                       sizeof(sd_meta_member_prefix) - 1, members_end,
+                                       sizeof(members_end) - 1);
+    uint8_t value[8];
+    sd_be64_put(value, seq);
+    rocksdb_writebatch_put_cf(batch.rocks, meta, sd_meta_group_base_key,
+                              sizeof(sd_meta_group_base_key) - 1, (const char *)value,
+                              sizeof(value));
+    sd_status_t status = sd_storage_write(storage, &batch, true);
+    rocksdb_writebatch_destroy(batch.rocks);
+    return status;
+}
+
+sd_status_t sd_storage_load_group_base(sd_storage_t *storage, uint64_t *seq_out)
+{
+    return sd_storage_load_meta(storage, sd_meta_group_base_key, seq_out);
 }
 
 static void sd_member_key(uint64_t node_id, uint8_t key[SD_MEMBER_KEY_BYTES])

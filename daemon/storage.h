@@ -126,6 +126,15 @@ void sd_storage_batch_put_member(sd_storage_t *storage, sd_write_batch_t *batch,
 sd_status_t sd_storage_get_member(sd_storage_t *storage, uint64_t node_id, char *grpc_address_out,
                                   size_t capacity);
 
+/* Restoring a group (replication.h, --restore-group): a store written outside the group (a
+ * one-node data directory, a backup checkpoint of one node or of a replica of another group)
+ * becomes the base of a new group. In one synced write its applied Raft index and member
+ * directory (the old group's) are dropped and a marker records the ledger seq it holds.
+ * SD_FAILED_PRECONDITION for an empty store (nothing to restore). */
+sd_status_t sd_storage_adopt_as_group_base(sd_storage_t *storage);
+/* *seq_out: the ledger seq of the store adopted as a group base, 0 when it was not. */
+sd_status_t sd_storage_load_group_base(sd_storage_t *storage, uint64_t *seq_out);
+
 /* Called for each record of an export; return false to stop. key/value are valid only during
  * the call. */
 typedef bool sd_export_fn(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,

@@ -578,6 +578,7 @@ def check_replica_ids(replicas):
     wait_for(lambda: r.ready(follower), 60, "stockd-replica: the new member %s never became Ready" % new_id[0])
     check_refusals(r)
     check_first_start_failures(r)
+    check_restore(r, leader)
     # the declared preStop hook on the leader hands leadership to another replica
     pre_stop = r.c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
     if not pre_stop:
@@ -663,6 +664,49 @@ def check_first_start_failures(r):
              "another)" % ids)
     elif ids[2] == ids[0] or ids[2][1] != "join":
         fail("stockd-replica: a --join replica whose data was lost kept its id %s" % ids[0])
+
+
+def check_restore(r, leader):
+    """STOCKD_CLUSTER_STATE=restore (deploy/README.md section 6): stockd-0 on a volume without
+    the backup is refused; with the leader's checkpoint in VOLUME/restore it takes id 1,
+    starts the group alone from it (--restore-group) and leads with the backup's ledger seq;
+    restarted, it keeps its id and its data."""
+    out = r.stockctl(leader, "backup", "restore-check")
+    if out.returncode != 0:
+        fail("stockctl backup: %s" % (out.stdout + out.stderr))
+        return
+    backup = json.loads(out.stdout)
+    r4 = r.variant("restore")
+    restore = {"STOCKD_CLUSTER_STATE": "restore", "STOCKD_POD_NAME": "stockd-0"}
+    scratch = 6  # its own ports; the pod name makes it stockd-0
+    status, log = r4.refused(scratch, restore)
+    if status != 2 or "holds no backup checkpoint" not in log:
+        fail("stockd-replica: under STOCKD_CLUSTER_STATE=restore, stockd-0 without a backup was not "
+             "refused (status %s)" % status)
+        return
+    os.makedirs(r4.volume(scratch), exist_ok=True)
+    shutil.copytree(backup["path"], os.path.join(r4.volume(scratch), "restore"))
+    # and a one-node installation's data directory, in place (deploy/README.md section 7)
+    r5 = r.variant("restore-in-place")
+    shutil.copytree(backup["path"], os.path.join(r5.volume(scratch), "data"))
+    for attempt, r4 in enumerate((r4, r4, r5)):  # the first start, a restart; in place
+        if not r4.launch(scratch, restore):
+            fail("stockd-replica: the restored replica did not start (attempt %d)" % (attempt + 1))
+            return
+        if not wait_for(lambda: r4.leaders() == [scratch], 30,
+                        "stockd-replica: the restored replica does not lead its group of one"):
+            return
+        if r4.node_id(scratch) != ["1", "bootstrap", "stockd-0"]:
+            fail("stockd-replica: the restored replica's id file is %s" % r4.node_id(scratch))
+        adopted = re.search(r'"event":"replication_group_base_adopted","base_ledger_seq":(\d+)',
+                            r4.logs[scratch])
+        if attempt != 1 and (adopted is None or int(adopted.group(1)) != backup["ledger_seq"]):
+            fail("stockd-replica: the restored replica did not adopt the backup (ledger seq %s, "
+                 "backup's %d)" % (adopted and adopted.group(1), backup["ledger_seq"]))
+        r4.stop(scratch)
+    print("stockd-replica: STOCKD_CLUSTER_STATE=restore refused stockd-0 without a backup, then "
+          "started a group of one from the leader's checkpoint (ledger seq %d), restarted it, and "
+          "from a data directory in place" % backup["ledger_seq"])
 
 
 def check_live(objects, probes):

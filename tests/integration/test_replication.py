@@ -161,7 +161,7 @@ class Cluster:
         codes = [n.stop() for n in self.nodes]
         failed = [c for c in codes if c not in (0, -signal.SIGKILL)]
         if failed:
-            for n in self.nodes:
+            for n in (n for n in self.nodes if os.path.exists(n.log_path)):
                 with open(n.log_path) as log:
                     sys.stderr.write("node %d log:\n%s\n" % (n.id, log.read()[-6000:]))
         if os.environ.get("STOCKD_KEEP_LOGS"):
@@ -996,6 +996,157 @@ class PreVote(unittest.TestCase):
             cluster.stop(self)
 
 
+class RestoreGroup(unittest.TestCase):
+    """Restoring a group from a backup with its history (deploy/README.md section 6): a
+    checkpoint of one group's replica, started with --restore-group, becomes a new group of one
+    that keeps the ledger, the idempotency records and the ledger seq; two empty replicas join
+    it and start from its snapshot — never from its log, whose first entries come after the
+    store. Every replica then answers the old history and replays an old request id without
+    applying it twice. Before, a checkpoint was refused as a replica (the group got the levels
+    back only, through export/import), and a snapshot at applied index 0 never reached an empty
+    store."""
+
+    def setUp(self):
+        self.groups = []
+
+    def tearDown(self):
+        for group in self.groups:
+            group.stop(self)
+
+    def group(self):
+        self.groups.append(Cluster())
+        return self.groups[-1]
+
+    def backup_of_a_group(self):
+        """A backup of a group's leader after 20 decrements; its history; the checkpoint path.
+        One more decrement follows the backup (not in it). The group is then stopped."""
+        source = self.group()
+        source.start()
+        leader = source.leader()
+        Replication.set_level(self, leader, "r", 100)
+        for i in range(20):
+            self.assertEqual(write(leader, "r", 1, "old-%d" % i)[0], grpc.StatusCode.OK)
+        code, backup = stockctl(leader, "backup", "before-the-loss")
+        self.assertEqual(code, 0, backup)
+        history = leader.history()
+        self.assertEqual(len(history), 21)
+        self.assertEqual(write(leader, "r", 1, "after-the-backup")[0], grpc.StatusCode.OK)
+        checkpoint = os.path.join(tempfile.mkdtemp(prefix="stockd-raft-backup-"), "checkpoint")
+        shutil.copytree(backup["path"], checkpoint)
+        source.stop(self)
+        self.groups.remove(source)
+        return history, checkpoint
+
+    def add_member(self, leader, node):
+        """add-member, asked again while the restored group has not taken its first snapshot
+        (the only refusal allowed here)."""
+        deadline = time.time() + 30
+        while True:
+            code, added = stockctl(leader, "cluster", "add-member", str(node.id),
+                                   "127.0.0.1:%d" % node.raft_port, node.address)
+            if code == 0 or time.time() > deadline:
+                self.assertEqual((code, added), (0, {"done": True}))
+                return
+            self.assertIn("has not yet taken the snapshot", added["error"]["message"])
+            time.sleep(0.2)
+
+    def level(self, node):
+        return node.call("GetStock", pb.GetStockRequest(tenant_id="t", items=[item("r")]),
+                         pb.GetStockResponse).levels[0].available
+
+    def test_a_group_restored_from_a_backup_keeps_its_history(self):
+        history, checkpoint = self.backup_of_a_group()
+        target = self.group()
+        first, second, third = target.nodes
+        shutil.copytree(checkpoint, first.data)
+        shutil.rmtree(os.path.dirname(checkpoint))
+        first.flags = ["--restore-group"]
+        second.flags = third.flags = ["--join"]
+        target.start()
+        self.assertIs(target.leader(among=[first]), first)
+        self.assertEqual(first.history(), history)
+        self.assertEqual(self.level(first), 80)
+        for joiner in (second, third):
+            self.add_member(first, joiner)
+        self.assertEqual(write(first, "r", 1, "new-0")[0], grpc.StatusCode.OK)
+        Snapshots.same_history(self, target.nodes, 22)
+        restored = second.history()
+        self.assertEqual(restored[:21], history)
+        self.assertEqual(restored[21][0], history[-1][0] + 1)  # the ledger seq goes on
+        for joiner in (second, third):
+            self.assertGreaterEqual(joiner.metric("stockd_raft_snapshots_restored_total"), 1)
+        # an old request id is answered from its record, on the first replica and on a joiner
+        self.assertEqual(write(first, "r", 1, "old-5")[0], grpc.StatusCode.OK)
+        self.assertEqual(stockctl(first, "cluster", "transfer-leader", str(second.id)),
+                         (0, {"leader_id": second.id}))
+        self.assertIs(target.leader(), second)
+        self.assertEqual(write(second, "r", 1, "old-7")[0], grpc.StatusCode.OK)
+        self.assertEqual(self.level(second), 79)
+        Snapshots.same_history(self, target.nodes, 22)
+        # the first replica killed and started again, the flag still set: it rejoins its group
+        first.kill()
+        first.start()
+        Snapshots.same_history(self, target.nodes, 22)
+        with open(first.log_path) as log:
+            events = [json.loads(line) for line in log if line.startswith("{")]
+        names = [e.get("event") for e in events]
+        for event in ("replication_group_base_adopted", "replication_group_base_snapshotted",
+                      "replication_restore_group_done_already"):
+            self.assertIn(event, names)
+        adopted = events[names.index("replication_group_base_adopted")]
+        self.assertEqual(adopted["base_ledger_seq"], history[-1][0])
+        self.assertGreater(adopted["previous_applied_index"], 0)  # a replica's checkpoint
+
+    def test_a_one_node_data_directory_becomes_a_group(self):
+        """One stockd's data directory (no Raft index at all) restored in place: the upgrade
+        from one node to a group, with the history (deploy/README.md section 7)."""
+        target = self.group()
+        first, second, _ = target.nodes
+        address = "127.0.0.1:%d" % free_port()
+        one = subprocess.Popen([STOCKD, "--listen", address, "--data-dir", first.data],
+                               stderr=subprocess.DEVNULL)
+        node = type("N", (), {"channel": grpc.insecure_channel(address)})()
+        deadline = time.time() + 30
+        while write(node, "r", 1, "one-0", restrict=False)[0] != grpc.StatusCode.OK:
+            self.assertLess(time.time(), deadline, "the one-node stockd did not start")
+            time.sleep(0.1)
+        self.assertEqual(write(node, "r", 1, "one-1", restrict=False)[0], grpc.StatusCode.OK)
+        node.channel.close()
+        one.send_signal(signal.SIGTERM)
+        self.assertEqual(one.wait(timeout=30), 0)
+        first.flags, second.flags = ["--restore-group"], ["--join"]
+        first.start()
+        second.start()
+        self.assertIs(target.leader(among=[first]), first)
+        self.add_member(first, second)
+        self.assertEqual(write(first, "r", 1, "one-1", restrict=False)[0], grpc.StatusCode.OK)
+        self.assertEqual(self.level(first), -2)  # the replay applied nothing
+        self.assertEqual(write(first, "r", 1, "group-0", restrict=False)[0], grpc.StatusCode.OK)
+        Snapshots.same_history(self, [first, second], 3)
+        self.assertEqual([e[4] for e in second.history()], ["one-0", "one-1", "group-0"])
+
+    def test_restore_group_refusals(self):
+        """Nothing to restore; --join with it; a replica of a group not restored."""
+        group = self.group()
+        node = group.nodes[0]
+        base = [STOCKD, "--listen", node.address, "--node-id", "1", "--raft-listen",
+                "127.0.0.1:%d" % node.raft_port, "--peers", group.peers(), "--restore-group"]
+        for extra, data, message in (
+                ([], "empty", "holds nothing to restore"),
+                (["--join"], "join", "--restore-group and --join exclude each other")):
+            refused = subprocess.run(base + extra + ["--data-dir", os.path.join(group.dir, data)],
+                                     capture_output=True, text=True, timeout=30)
+            self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+            self.assertIn(message, refused.stderr)
+        group.start()
+        group.leader()
+        node.stop()
+        refused = subprocess.run(base + ["--data-dir", node.data], capture_output=True,
+                                 text=True, timeout=30)
+        self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+        self.assertIn("not restored from a store", refused.stderr)
+
+
 class Flags(unittest.TestCase):
     def run_stockd(self, *args):
         data = tempfile.mkdtemp(prefix="stockd-raft-flags-")
@@ -1104,7 +1255,8 @@ class Flags(unittest.TestCase):
             (["--node-id", "1", "--raft-listen", "127.0.0.1:0", "--peers",
               "1=127.0.0.1:1=127.0.0.1:2,1=127.0.0.1:3=127.0.0.1:4"], "id 1 appears twice"),
             (["--node-id", "1", "--peers", "1=127.0.0.1:1=127.0.0.1:2"], "needs --raft-listen"),
-            (["--join"], "--join need --node-id"),
+            (["--join"], "--join and --restore-group need --node-id"),
+            (["--restore-group"], "--join and --restore-group need --node-id"),
         ]
         usage = [  # out of range: a usage error (exit 2), as every flag's
             (["--snapshot-threshold", "0"], "--snapshot-threshold"),

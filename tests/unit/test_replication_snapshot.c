@@ -257,6 +257,48 @@ static void test_a_snapshot_the_store_holds_is_not_restored(void **state)
     raft_free(snapshot);
 }
 
+/* A group restored from a store (--restore-group) holds data at applied index 0: adopting it
+ * drops the old group's applied index and member directory, and its first snapshot must
+ * reach a new member's empty store (which has applied nothing either). */
+static void test_a_group_base_reaches_an_empty_store(void **state)
+{
+    pair_t *pair = *state;
+    sd_storage_t *base = pair->stores[0], *empty = pair->stores[1];
+    assert_int_equal(sd_storage_adopt_as_group_base(empty), SD_FAILED_PRECONDITION);
+    fill(base, "base", 10, 8, 42); /* written by another group, up to its index 42 */
+    sd_write_batch_t *batch = sd_write_batch_new();
+    sd_storage_batch_put_last_seq(base, batch, 17);
+    sd_storage_batch_put_member(base, batch, 1001, "old-member:50051");
+    assert_int_equal(sd_storage_write(base, batch, true), SD_OK);
+    sd_write_batch_free(batch);
+    assert_int_equal(sd_storage_adopt_as_group_base(base), SD_OK);
+    assert_int_equal(sd_storage_applied_index(base), 0);
+    char address[64];
+    assert_int_equal(sd_storage_get_member(base, 1001, address, sizeof(address)), SD_NOT_FOUND);
+    uint64_t base_seq = 0;
+    assert_int_equal(sd_storage_load_group_base(base, &base_seq), SD_OK);
+    assert_int_equal(base_seq, 17);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    unsigned buffers = 0;
+    uint8_t *snapshot = take(base, &length, &info, &buffers);
+    assert_int_equal(info.applied_index, 0);
+    bool restored = false;
+    char error[256] = "";
+    assert_int_equal(
+        sd_snapshot_restore(empty, snapshot, length, &info, &restored, error, sizeof(error)),
+        SD_OK);
+    assert_true(restored);
+    char *want = dump_store(base), *got = dump_store(empty);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    assert_int_equal(sd_storage_load_group_base(empty, &base_seq), SD_OK);
+    assert_int_equal(base_seq, 17);
+    assert_int_equal(sd_storage_read_last_seq(empty), 17);
+    raft_free(snapshot);
+}
+
 /* Restores `bytes` into the second store and checks it was refused with nothing changed. */
 static void assert_refused(pair_t *pair, const uint8_t *bytes, size_t length, const char *reason)
 {
@@ -376,12 +418,17 @@ static void test_an_empty_store_takes_a_valid_snapshot(void **state)
     sd_snapshot_info_t checked;
     assert_int_equal(sd_snapshot_check(snapshot, length, &checked, error, sizeof(error)), SD_OK);
     assert_int_equal(checked.records, info.records);
-    /* index 0 is held by every store: nothing to restore */
-    bool restored = true;
+    /* a store that applied nothing takes it (a restored group's base is at index 0 too,
+     * test_a_group_base_reaches_an_empty_store), and stays as empty as the snapshot */
+    bool restored = false;
     assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
                                          sizeof(error)),
                      SD_OK);
-    assert_false(restored);
+    assert_true(restored);
+    char *want = dump_store(pair->stores[0]), *got = dump_store(pair->stores[1]);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
     raft_free(snapshot);
 }
 
@@ -391,6 +438,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_makes_the_stores_identical, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_large_state_spans_several_buffers, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_group_base_reaches_an_empty_store, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_snapshot_the_store_holds_is_not_restored, pair_setup,
                                         pair_teardown),

@@ -19,6 +19,10 @@
 #   - while STOCKD_CLUSTER_STATE is "new" (creating the group), an empty volume of one of the
 #     first STOCKD_INITIAL_MEMBERS pods starts the group under id ORDINAL+1 (each does the same,
 #     with the same --peers);
+#   - while STOCKD_CLUSTER_STATE is "restore" (a new group from a backup, deploy/README.md
+#     section 6), stockd-0's volume without an id must hold the backup's checkpoint in
+#     VOLUME/restore: it becomes DATA_DIR and the replica starts the group alone under id 1
+#     with --restore-group (the others join it); without it the start is refused;
 #   - any other volume without an id (STOCKD_CLUSTER_STATE "existing": a replacement, a
 #     scale-up; or a lost log) gets a new random id and waits with --join until an operator
 #     adds it (`stockctl cluster add-member`; the command is logged as waiting_to_be_added).
@@ -26,7 +30,7 @@
 # whose whole volume is lost later would start a group of its own under its old id.
 #
 # Environment (the StatefulSet sets it): STOCKD_POD_NAME (NAME-ORDINAL), STOCKD_INITIAL_MEMBERS,
-# STOCKD_CLUSTER_STATE (new|existing), STOCKD_RAFT_ADDRESS_TEMPLATE and
+# STOCKD_CLUSTER_STATE (new|existing|restore), STOCKD_RAFT_ADDRESS_TEMPLATE and
 # STOCKD_GRPC_ADDRESS_TEMPLATE (HOST:PORT with "@" standing for a pod's ordinal), and
 # optionally STOCKD_BIN and STOCKCTL_BIN (the binaries).
 set -euo pipefail
@@ -76,6 +80,27 @@ write_synced() { # FILE TEXT
   sync "$(dirname "$1")"
 }
 
+# STOCKD_CLUSTER_STATE=restore, stockd-0 without an id: the backup's checkpoint, copied to
+# VOLUME/restore by the operator (deploy/README.md section 6), becomes the data directory.
+take_backup() { # DATA-DIR
+  local backup
+  backup=$(dirname "$1")/restore
+  if [ ! -e "$backup" ] && [ -e "$1/CURRENT" ]; then
+    return 0 # moved already (a crash right after), or copied straight to the data directory
+  fi
+  [ -e "$backup/CURRENT" ] ||
+    die "STOCKD_CLUSTER_STATE is restore but $backup holds no backup checkpoint (a RocksDB CURRENT file): copy one there first (deploy/README.md, section 6)"
+  [ ! -e "$backup/raft" ] ||
+    die "$backup holds a Raft log (raft/): copy a checkpoint (stockctl backup), not a replica's data directory"
+  if [ -e "$1" ]; then
+    [ -z "$(ls -A "$1")" ] || die "$1 is not empty: a backup is restored onto an empty volume"
+    rmdir "$1"
+  fi
+  mv -T "$backup" "$1"
+  sync "$(dirname "$1")"
+  log backup_taken "\"data_dir\":\"$1\""
+}
+
 start() {
   local data_dir="" arg
   for arg in "$@"; do
@@ -91,7 +116,8 @@ start() {
   [[ $raft_template == *@* && $raft_template == *:* && $grpc_template == *@* && $grpc_template == *:* ]] ||
     die "STOCKD_RAFT_ADDRESS_TEMPLATE and STOCKD_GRPC_ADDRESS_TEMPLATE must be HOST:PORT with @ for the ordinal"
   local state=${STOCKD_CLUSTER_STATE:-new}
-  [[ $state == new || $state == existing ]] || die "STOCKD_CLUSTER_STATE must be new or existing"
+  [[ $state == new || $state == existing || $state == restore ]] ||
+    die "STOCKD_CLUSTER_STATE must be new, existing or restore"
 
   local id_file sentinel="$data_dir/raft/stockd-node-id"
   id_file=$(dirname "$data_dir")/node-id
@@ -121,6 +147,9 @@ start() {
   if [ -z "$id" ]; then
     if [ "$state" = new ] && [ -z "$lost" ] && [ "$ordinal" -lt "$STOCKD_INITIAL_MEMBERS" ]; then
       id=$((ordinal + 1)) kind=bootstrap
+    elif [ "$state" = restore ] && [ -z "$lost" ] && [ "$ordinal" -eq 0 ]; then
+      take_backup "$data_dir"
+      id=1 kind=bootstrap
     else
       id=$(new_random_id) kind=join
     fi
@@ -139,6 +168,9 @@ start() {
   raft_address=$(address_of "$raft_template" "$ordinal")
   grpc_address=$(address_of "$grpc_template" "$ordinal")
   local flags=(--node-id="$id" --peers="$peers")
+  if [ "$state" = restore ] && [ "$kind" = bootstrap ] && ! has_raft_state "$data_dir"; then
+    flags+=(--restore-group) # again after a crash before the log was started: stockd allows it
+  fi
   if [ "$kind" = join ]; then
     flags[1]="--peers=$peers,$id=$raft_address=$grpc_address"
     flags+=(--join)
