@@ -106,6 +106,9 @@ struct sd_replication {
      * and (loop thread) whether the log still reaches back to entry 1: see sd_base_watch */
     uint64_t base_seq;
     bool base_in_log;
+    struct raft_barrier base_barrier; /* loop thread: see sd_base_watch */
+    bool base_barrier_in_flight;
+    double base_barrier_ms;
 };
 
 /* the file in the Raft directory naming the member whose log it is */
@@ -676,16 +679,46 @@ static void sd_pre_vote_watch(sd_replication_t *replication)
  * a member sent the log from entry 1 would apply the group's entries without it. The library
  * sends a snapshot instead only once it knows no term for entry 1 (replication.c in libraft:
  * entry 1 neither in the log nor the last of the snapshot). So while this replica's log still
- * reaches entry 1, new members are refused and a snapshot is taken after every applied entry,
- * keeping one entry behind it: the first at index 2 or later drops entry 1 from memory and
- * deletes the closed segment holding it (libuv deletes closed segments behind the trailing
- * entries), so it does not come back at the next start either. (Trailing 0 would not do: to
- * libuv's snapshot_put it means "installing", which drops every entry.) From then on a new
+ * reaches entry 1, new members are refused and a snapshot is taken every 2 applied entries
+ * (not at entry 1 alone: a copy of the whole store each), keeping one entry behind it: the
+ * first at index 2 or later drops entry 1 from memory and deletes the closed segment holding
+ * it (libuv deletes closed segments behind the trailing entries before the library drops them
+ * from memory), so it does not come back at the next start either. (Trailing 0 would not do:
+ * to libuv's snapshot_put it means "installing", which drops every entry.) From then on a new
  * member starts from a snapshot, which holds the store. Reads the public raft->trail of
  * libraft 0.22; an upgrade must check it still means this. */
+#define SD_BASE_SNAPSHOT_THRESHOLD 2
+#define SD_BASE_BARRIER_SPACING_MS 1000
+
 static bool sd_log_reaches_first_entry(const struct raft *raft)
 {
     return raft->trail.offset == 0 || raft->trail.snapshot.index <= 1;
+}
+
+static void sd_on_base_barrier(struct raft_barrier *barrier, int status)
+{
+    (void)status; /* sd_base_watch asks again if the snapshot still has not come */
+    sd_replication_t *replication = barrier->data;
+    replication->base_barrier_in_flight = false;
+}
+
+/* A group of one commits its bootstrap entry on electing itself without appending an entry
+ * (libraft convert.c), and an idle group writes none: with nothing applied past entry 1 there
+ * would be no snapshot, and add-member would be refused for ever. So while the log reaches
+ * entry 1, its leader appends barriers (one at a time, at most one a second). */
+static void sd_base_push(sd_replication_t *replication)
+{
+    struct raft *raft = &replication->raft;
+    double now_ms = util_monotonic_ms();
+    if (!replication->started || replication->closing || replication->failed ||
+        replication->base_barrier_in_flight || raft_state(raft) != RAFT_LEADER ||
+        now_ms - replication->base_barrier_ms < SD_BASE_BARRIER_SPACING_MS) {
+        return;
+    }
+    replication->base_barrier_ms = now_ms;
+    replication->base_barrier.data = replication;
+    replication->base_barrier_in_flight =
+        raft_barrier(raft, &replication->base_barrier, sd_on_base_barrier) == 0;
 }
 
 /* Loop thread (and the starting thread before the loop runs). */
@@ -695,17 +728,20 @@ static void sd_base_watch(sd_replication_t *replication)
         return;
     }
     bool in_log = sd_log_reaches_first_entry(&replication->raft);
-    if (in_log == replication->base_in_log) {
-        return;
+    if (in_log != replication->base_in_log) {
+        replication->base_in_log = in_log;
+        const sd_replication_options_t *options = &replication->options;
+        raft_set_snapshot_threshold(&replication->raft, in_log ? SD_BASE_SNAPSHOT_THRESHOLD
+                                                               : options->snapshot_threshold);
+        raft_set_snapshot_trailing(&replication->raft, in_log ? 1 : options->snapshot_trailing);
+        SD_LOG(LOG_INFO,
+               in_log ? "replication_group_base_in_log" : "replication_group_base_snapshotted",
+               LF_UINT("base_ledger_seq", replication->base_seq),
+               LF_UINT("snapshot_index", replication->raft.trail.snapshot.index));
     }
-    replication->base_in_log = in_log;
-    const sd_replication_options_t *options = &replication->options;
-    raft_set_snapshot_threshold(&replication->raft, in_log ? 1 : options->snapshot_threshold);
-    raft_set_snapshot_trailing(&replication->raft, in_log ? 1 : options->snapshot_trailing);
-    SD_LOG(LOG_INFO,
-           in_log ? "replication_group_base_in_log" : "replication_group_base_snapshotted",
-           LF_UINT("base_ledger_seq", replication->base_seq),
-           LF_UINT("snapshot_index", replication->raft.trail.snapshot.index));
+    if (in_log) {
+        sd_base_push(replication);
+    }
 }
 
 static bool sd_base_refuses_member(sd_replication_t *replication, const sd_request_t *request)
@@ -1263,8 +1299,10 @@ static bool sd_store_matches_log(const sd_replication_options_t *options, uint64
                  "on an empty data directory, or restores one from it with --restore-group "
                  "(README \"Replication\")%s",
                  last_seq, has_log ? " beside a Raft log" : " and holds no Raft log",
-                 base_seq > 0 ? "; it was adopted by --restore-group before its log was started: "
-                                "start it with --restore-group again"
+                 base_seq > 0 ? "; it is a restored group's store: if this is the replica that "
+                                "was restoring the group and its log was never started, start it "
+                                "with --restore-group again; a replica that joined the group and "
+                                "lost its log is replaced under a new id with --join"
                               : "");
         return false;
     }

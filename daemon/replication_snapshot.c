@@ -227,17 +227,23 @@ sd_status_t sd_snapshot_restore(sd_storage_t *storage, const void *data, size_t 
     if (status != SD_OK) {
         return status;
     }
-    uint64_t applied = 0;
+    uint64_t applied = 0, base_seq = 0;
     status = sd_storage_load_applied_index(storage, &applied);
+    if (status == SD_OK) {
+        status = sd_storage_load_group_base(storage, &base_seq);
+    }
     if (status != SD_OK) {
         snprintf(error, error_capacity, "storage could not say what it holds (%s)",
                  sd_status_name(status));
         return status;
     }
-    /* held already: Raft's own last snapshot, handed back at start. A store that applied no
-     * entry takes any snapshot: a group restored from a store (--restore-group) holds data
-     * at applied index 0, and a new member must get it from the group's first snapshot. */
-    if (applied > 0 && info_out->applied_index <= applied) {
+    /* held already: Raft's own last snapshot, handed back at start. A group restored from a
+     * store (--restore-group) holds data at applied index 0, so a store that applied no entry
+     * takes any snapshot (a new member must get the base from the group's first one) — unless
+     * it is that base: a store adopted as a group base, or restored from one, holds exactly
+     * the base as long as it applied no entry, and so does any snapshot at applied index 0. */
+    if (applied > 0 ? info_out->applied_index <= applied
+                    : info_out->applied_index == 0 && base_seq > 0) {
         return SD_OK;
     }
     sd_restore_t restore = {data, info_out};

@@ -670,7 +670,8 @@ def check_restore(r, leader):
     """STOCKD_CLUSTER_STATE=restore (deploy/README.md section 6): stockd-0 on a volume without
     the backup is refused; with the leader's checkpoint in VOLUME/restore it takes id 1,
     starts the group alone from it (--restore-group) and leads with the backup's ledger seq;
-    restarted, it keeps its id and its data."""
+    restarted, it keeps its id and leads again (its data: test_replication.py RestoreGroup);
+    a one-node data directory in place is restored the same way."""
     out = r.stockctl(leader, "backup", "restore-check")
     if out.returncode != 0:
         fail("stockctl backup: %s" % (out.stdout + out.stderr))

@@ -159,6 +159,10 @@ start() {
     write_synced "$id_file" "$id $kind $name"
   fi
 
+  if [ -e "$(dirname "$data_dir")/restore" ]; then # not taken by take_backup
+    LEVEL=warn log restore_ignored "\"node_id\":$id,\"reason\":\"a backup is restored only onto an empty volume of stockd-0 under STOCKD_CLUSTER_STATE=restore (deploy/README.md, section 6)\""
+  fi
+
   # The first members (ids 1..N), then this replica when it joined under an id of its own.
   local peers="" i
   for ((i = 0; i < STOCKD_INITIAL_MEMBERS; i++)); do
