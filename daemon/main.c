@@ -454,6 +454,8 @@ static bool sd_start_security(const sd_config_t *config, sd_daemon_t *daemon)
     return true;
 }
 
+#define SD_ADMIN_THREADS 3
+
 static sd_server_t *sd_start_listener(const sd_config_t *config, sd_daemon_t *daemon,
                                       const char *address, bool admin)
 {
@@ -461,7 +463,9 @@ static sd_server_t *sd_start_listener(const sd_config_t *config, sd_daemon_t *da
                               daemon->hub,     daemon->checkpoints, daemon->replication};
     sd_server_options_t options = {
         .listen = address,
-        .polling_threads_count = admin ? 1 : (int)config->threads,
+        /* admin: a membership change waits up to ~90 s on its thread; the others keep
+         * answering status, backups and the preStop hand-over meanwhile */
+        .polling_threads_count = admin ? SD_ADMIN_THREADS : (int)config->threads,
         .message_bytes_max = SD_REQUEST_BYTES_MAX,
         .inflight_bytes_max = (size_t)config->inflight_mb << 20,
         .streams_per_connection_max = (int)config->streams_per_connection,

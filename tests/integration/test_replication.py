@@ -865,6 +865,13 @@ class Membership(unittest.TestCase):
             self.assertLess(time.time(), deadline, "the joiner was never added as a spare")
             time.sleep(0.1)
         time.sleep(1)  # into the promotion's catch-up round
+        # the admin listener still answers meanwhile (it answered one call at a time: status,
+        # backups and the preStop hand-over waited for the promotion, up to ~90 s)
+        started = time.time()
+        code, status = stockctl(leader, "cluster", "status")
+        self.assertEqual((code, status.get("role")), (0, "leader"), status)
+        self.assertLess(time.time() - started, 5, "cluster status waited for add-member")
+        self.assertTrue(adding.is_alive(), "add-member ended with the joiner frozen")
         if how == "kill":
             leader.kill()
             successor = self.cluster.leader(among=others, timeout=30)
@@ -1194,22 +1201,32 @@ class RestoreGroup(unittest.TestCase):
 
     def test_restore_group_refusals(self):
         """Nothing to restore; --join with it; a replica of a group not restored."""
-        group = self.group()
-        node = group.nodes[0]
-        base = [STOCKD, "--listen", node.address, "--node-id", "1", "--raft-listen",
-                "127.0.0.1:%d" % node.raft_port, "--peers", group.peers(), "--restore-group"]
-        for extra, data, message in (
-                ([], "empty", "holds nothing to restore"),
-                (["--join"], "join", "--restore-group and --join exclude each other")):
-            refused = subprocess.run(base + extra + ["--data-dir", os.path.join(group.dir, data)],
-                                     capture_output=True, text=True, timeout=30)
-            self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
-            self.assertIn(message, refused.stderr)
+        top = tempfile.mkdtemp(prefix="stockd-raft-refusals-")
+        grpc_port, raft_port = free_port(), free_port()
+        address = "127.0.0.1:%d" % grpc_port
+        flags = ["--listen", address, "--node-id", "1", "--raft-listen",
+                 "127.0.0.1:%d" % raft_port, "--peers",
+                 "1=127.0.0.1:%d=%s" % (raft_port, address), "--restore-group"]
+        try:
+            for extra, data, message in (
+                    ([], "empty", "holds nothing to restore"),
+                    (["--join"], "join", "--restore-group and --join exclude each other")):
+                refused = subprocess.run([STOCKD] + flags + extra +
+                                         ["--data-dir", os.path.join(top, data)],
+                                         capture_output=True, text=True, timeout=30)
+                self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
+                self.assertIn(message, refused.stderr)
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
+        group = self.group()  # its ports taken just before it starts
         group.start()
         group.leader()
+        node = group.nodes[0]
         node.stop()
-        refused = subprocess.run(base + ["--data-dir", node.data], capture_output=True,
-                                 text=True, timeout=30)
+        refused = subprocess.run(
+            [STOCKD, "--listen", node.address, "--node-id", "1", "--raft-listen",
+             "127.0.0.1:%d" % node.raft_port, "--peers", group.peers(), "--restore-group",
+             "--data-dir", node.data], capture_output=True, text=True, timeout=30)
         self.assertEqual(refused.returncode, 1, refused.stderr[-2000:])
         self.assertIn("not restored from a store", refused.stderr)
 
