@@ -2,6 +2,7 @@
 #ifndef STOCKD_UTIL_H
 #define STOCKD_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
@@ -17,6 +18,9 @@ double util_monotonic_ms(void);
  * pthread_cond_timedwait (CLOCK_MONOTONIC with a condvar from util_cond_init_monotonic) and
  * sem_timedwait (CLOCK_REALTIME) take. */
 struct timespec util_time_after_us(clockid_t clock, int64_t us);
+/* Initialises a condition variable whose timed waits run on CLOCK_MONOTONIC (a wall-clock
+ * jump must not cut a wait short or stretch it); false when it could not be made. */
+bool util_cond_init_monotonic(pthread_cond_t *cond);
 
 /* True when bytes[0..length) is well-formed UTF-8 (no overlongs, no surrogates) without NUL. */
 bool util_utf8_valid(const char *bytes, size_t length);

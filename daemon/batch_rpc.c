@@ -340,24 +340,6 @@ static bool sd_batch_admit(sd_call_t *call, const Stockd__V1__BatchRequest *requ
     return true;
 }
 
-/* Replication: a replica that does not lead refuses the whole call (with the stockd-leader
- * hint), so clients move to the leader as for any other write, instead of each write coming
- * back refused inside an OK answer. True if refused. */
-static bool sd_batch_refused_off_leader(sd_call_t *call)
-{
-    sd_replication_t *replication = sd_call_services(call)->replication;
-    if (replication == NULL) {
-        return false;
-    }
-    sd_replication_status_t status;
-    sd_replication_status(replication, &status);
-    if (status.leader) {
-        return false;
-    }
-    sd_call_reply_status(call, SD_UNAVAILABLE, SD_NOT_LEADER_MESSAGE);
-    return true;
-}
-
 void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
 {
     if (length > SD_BATCH_REQUEST_BYTES_MAX) { /* before unpacking it */
@@ -371,7 +353,11 @@ void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length)
     }
     Stockd__V1__BatchRequest *request = (Stockd__V1__BatchRequest *)sd_unpack(
         call, &stockd__v1__batch_request__descriptor, bytes, length);
-    if (request == NULL || !sd_batch_admit(call, request) || sd_batch_refused_off_leader(call)) {
+    /* a replica that does not lead refuses the whole call (with the stockd-leader hint), so
+     * clients move to the leader as for any other write, instead of each write coming back
+     * refused inside an OK answer */
+    if (request == NULL || !sd_batch_admit(call, request) ||
+        sd_refuse_off_leader(call, SD_NOT_LEADER_MESSAGE)) {
         return;
     }
     sd_batch_call_t *batch = sd_call_slot(call, sd_batch_call_release);

@@ -245,7 +245,7 @@ static void sd_reply_fitting(sd_call_t *call, const ProtobufCMessage *message, c
 
 /* Replication: GetStock and ListStock answer from the leader only (a follower may not have
  * applied the latest writes); a follower refuses with the leader's address. True if refused. */
-static bool sd_refuse_read_off_leader(sd_call_t *call)
+bool sd_refuse_off_leader(sd_call_t *call, const char *message)
 {
     sd_replication_t *replication = sd_call_services(call)->replication;
     if (replication == NULL) {
@@ -253,10 +253,21 @@ static bool sd_refuse_read_off_leader(sd_call_t *call)
     }
     sd_replication_status_t status;
     sd_replication_status(replication, &status);
-    if (!status.leader) {
-        sd_call_reply_status(call, SD_UNAVAILABLE,
-                             "this replica is not the leader; GetStock and ListStock are served "
-                             "by the leader (retry at the stockd-leader address)");
+    if (status.leader) {
+        return false;
+    }
+    sd_call_reply_status(call, SD_UNAVAILABLE, message);
+    return true;
+}
+
+static bool sd_refuse_read_off_leader(sd_call_t *call)
+{
+    sd_replication_t *replication = sd_call_services(call)->replication;
+    if (replication == NULL) {
+        return false;
+    }
+    if (sd_refuse_off_leader(call, "this replica is not the leader; GetStock and ListStock are "
+                                   "served by the leader (retry at the stockd-leader address)")) {
         return true;
     }
     /* a leader cut off from the majority may not know it was replaced: it answers only

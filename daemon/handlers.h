@@ -36,6 +36,10 @@ void sd_write_job_prepare(sd_call_t *call, const ProtobufCMessage *message, sd_w
 /* What a write refused by sd_writer_submit is answered (RESOURCE_EXHAUSTED, UNAVAILABLE). */
 const char *sd_write_refusal_message(sd_status_t status);
 
+/* Replication: true after refusing the call with UNAVAILABLE and `message` (the stockd-leader
+ * hint goes with it) when this stockd is a replica that does not lead; false otherwise. */
+bool sd_refuse_off_leader(sd_call_t *call, const char *message);
+
 /* Inventory/Batch (batch_rpc.c). */
 void sd_handle_batch(sd_call_t *call, const uint8_t *bytes, size_t length);
 /* stockd.v1.Admin/ClusterStatus, /TransferLeadership, /AddMember, /RemoveMember

@@ -1431,12 +1431,12 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     }
     replication->status.node_id = options->node_id;
     pthread_mutex_init(&replication->mutex, NULL);
-    /* waits are timed on the monotonic clock: a wall-clock jump must not cut one short */
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&replication->changed, &attributes);
-    pthread_condattr_destroy(&attributes);
+    if (!util_cond_init_monotonic(&replication->changed)) {
+        snprintf(error, error_capacity, "replication: cannot make a condition variable");
+        pthread_mutex_destroy(&replication->mutex);
+        free(replication);
+        return SD_UNAVAILABLE;
+    }
     if (!sd_replication_init(replication, self, error, error_capacity)) {
         /* the library's handles may be half open: the process exits on this error */
         return SD_UNAVAILABLE;

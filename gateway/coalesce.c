@@ -59,11 +59,11 @@ gw_coalescer_t *gw_coalescer_new(const gw_coalescer_options_t *options)
     }
     coalescer->options = *options;
     pthread_mutex_init(&coalescer->mutex, NULL);
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&coalescer->arrivals, &attributes);
-    pthread_condattr_destroy(&attributes);
+    if (!util_cond_init_monotonic(&coalescer->arrivals)) {
+        pthread_mutex_destroy(&coalescer->mutex);
+        free(coalescer);
+        return NULL;
+    }
     return coalescer;
 }
 

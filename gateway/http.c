@@ -374,12 +374,7 @@ static void *gw_watchdog_main(void *argument)
 /* The watchdog's lock, wake-up, table and thread; false (nothing left to free) on failure. */
 static bool gw_watchdog_start(gw_http_t *http)
 {
-    pthread_condattr_t attributes;
-    bool ok = pthread_condattr_init(&attributes) == 0;
-    ok = ok && pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0 &&
-         pthread_cond_init(&http->wake, &attributes) == 0;
-    pthread_condattr_destroy(&attributes);
-    if (!ok) {
+    if (!util_cond_init_monotonic(&http->wake)) {
         return false;
     }
     http->tracked = calloc(http->options.connections_max, sizeof(*http->tracked));
