@@ -250,7 +250,8 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
     prom_single(buffer, "stockd_raft_snapshot_bytes", "gauge",
                 "The size of the last snapshot this process took.", (double)status.snapshot_bytes);
     prom_single(buffer, "stockd_raft_snapshot_seconds", "gauge",
-                "How long taking the last snapshot held the replication loop.",
+                "How long taking the last snapshot held the replication loop (its thread copies "
+                "the records; the loop appends the entries applied meanwhile).",
                 status.snapshot_ms / 1000.0);
 }
 

@@ -27,6 +27,9 @@
 #define SD_ENTRY_HEADER_BYTES 16
 #define SD_STATUS_REFRESH_MS 20
 #define SD_SNAPSHOT_RETRY_MS 10000
+/* a prepared snapshot the library did not take within this long after it was ready is
+ * dropped (sd_snapshot_prep_watch): it asks on every event, heartbeat ticks included */
+#define SD_SNAPSHOT_UNCLAIMED_MS 2000
 #define SD_CATCH_UP_ROUND_MS 30000
 /* election timeouts without a known leader before pre-vote is set aside (sd_pre_vote_watch) */
 #define SD_PRE_VOTE_GIVE_UP_ELECTIONS 5
@@ -84,6 +87,8 @@ struct sd_replication {
     sd_replication_status_t status; /* the snapshot other threads read */
     uint64_t applied_index;         /* the last entry stored (loop thread) */
     double snapshot_retry_ms;       /* loop thread: no snapshot before this (after a failed one) */
+    sd_snapshot_prep_t *prep;       /* loop thread: a snapshot being prepared off the loop */
+    double prep_started_ms, prep_ready_ms; /* when it started; when first seen ready (0: not) */
     bool failed;
     bool started; /* raft_start returned: the loop thread runs */
     /* read fences: readers take generation numbers; one barrier at a time covers every
@@ -257,6 +262,10 @@ static int sd_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buffer, 
         return sd_fsm_apply_failed(replication, "storage refused a committed entry");
     }
     replication->applied_index = index;
+    if (replication->prep != NULL) { /* written after the prepared snapshot's point in time */
+        sd_snapshot_prep_add_delta(replication->prep, bytes + SD_ENTRY_HEADER_BYTES, length, index,
+                                   last_seq);
+    }
     if (replication->options.on_applied != NULL && last_seq != SD_REPLICATION_NO_LEDGER_SEQ) {
         replication->options.on_applied(replication->options.on_applied_context, last_seq);
     }
@@ -291,9 +300,65 @@ static bool sd_snapshot_defer(sd_replication_t *replication)
     return false;
 }
 
+/* The copy of the state, prepared off the loop (replication_snapshot.h): the first ask starts
+ * it (RAFT_BUSY: the library asks again after its next event), the ask after it is ready
+ * takes it. Copied on the loop as before only when no thread could be started. */
+static sd_status_t sd_snapshot_obtain(sd_replication_t *replication, struct raft_buffer **buffers,
+                                      unsigned *count, sd_snapshot_info_t *info, bool *busy_out)
+{
+    sd_storage_t *storage = replication->options.storage;
+    *busy_out = false;
+    if (replication->prep == NULL) {
+        replication->prep = sd_snapshot_prep_start(storage);
+        if (replication->prep == NULL) {
+            replication->prep_started_ms = util_monotonic_ms();
+            return sd_snapshot_take(storage, buffers, count, info);
+        }
+        replication->prep_started_ms = util_monotonic_ms();
+        *busy_out = true;
+        return SD_OK;
+    }
+    if (!sd_snapshot_prep_ready(replication->prep)) {
+        *busy_out = true;
+        return SD_OK;
+    }
+    sd_status_t status = sd_snapshot_prep_finish(replication->prep, buffers, count, info);
+    replication->prep = NULL;
+    replication->prep_ready_ms = 0;
+    return status;
+}
+
+/* Loop thread (refresh timer). A preparation the library no longer asks for — it asks on
+ * every event while it wants a snapshot, and stops wanting one when its threshold moves
+ * (sd_base_watch) — or one of a replica that failed would hold a copy of the state, a RocksDB
+ * snapshot (old versions kept from compaction) and a copy of every entry applied: dropped. */
+static void sd_snapshot_prep_watch(sd_replication_t *replication)
+{
+    sd_snapshot_prep_t *prep = replication->prep;
+    if (prep == NULL) {
+        return;
+    }
+    double now_ms = util_monotonic_ms();
+    bool failed = replication->failed || sd_storage_failed(replication->options.storage);
+    if (replication->prep_ready_ms == 0 && sd_snapshot_prep_ready(prep)) {
+        replication->prep_ready_ms = now_ms;
+    }
+    if (!failed && (replication->prep_ready_ms == 0 ||
+                    now_ms - replication->prep_ready_ms < SD_SNAPSHOT_UNCLAIMED_MS)) {
+        return;
+    }
+    SD_LOG(LOG_INFO, "replication_snapshot_dropped_unclaimed",
+           LF_UINT("entries_after", sd_snapshot_prep_delta_count(prep)),
+           LF_STR("why", failed ? "replica failed" : "the library did not ask for it"));
+    sd_snapshot_prep_abandon(prep);
+    replication->prep = NULL;
+    replication->prep_ready_ms = 0;
+}
+
 /* Raft replaces the applied part of its log with a copy of the state once it grew by
- * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is taken while
- * no entry is being applied, so it holds exactly the entries applied so far. */
+ * snapshot_threshold entries (replication_snapshot.h). Loop thread: the copy is of a point in
+ * time between two applied entries, plus every entry applied after it, so it holds exactly
+ * the entries applied so far. */
 static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
                            unsigned *buffers_count)
 {
@@ -307,9 +372,12 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
     if (sd_snapshot_defer(replication)) {
         return RAFT_BUSY;
     }
-    sd_snapshot_info_t info;
-    sd_status_t status =
-        sd_snapshot_take(replication->options.storage, buffers, buffers_count, &info);
+    sd_snapshot_info_t info = {0};
+    bool busy = false;
+    sd_status_t status = sd_snapshot_obtain(replication, buffers, buffers_count, &info, &busy);
+    if (busy) {
+        return RAFT_BUSY;
+    }
     double took_ms = util_monotonic_ms() - started_ms;
     if (status != SD_OK) {
         replication->snapshot_retry_ms = util_monotonic_ms() + SD_SNAPSHOT_RETRY_MS;
@@ -320,7 +388,9 @@ static int sd_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *buffers[],
     SD_LOG(LOG_INFO, "replication_snapshot_taken",
            LF_UINT("raft_index", raft_last_applied(&replication->raft)),
            LF_UINT("applied_index", info.applied_index), LF_UINT("records", info.records),
-           LF_UINT("bytes", info.bytes), LF_DBL("ms", took_ms));
+           LF_UINT("entries_after", info.deltas), LF_UINT("bytes", info.bytes),
+           LF_DBL("loop_ms", took_ms),
+           LF_DBL("ms", util_monotonic_ms() - replication->prep_started_ms));
     pthread_mutex_lock(&replication->mutex);
     replication->status.snapshots_taken++;
     replication->status.snapshot_index = raft_last_applied(&replication->raft);
@@ -342,6 +412,10 @@ static void sd_snapshot_buffer_release(struct raft_buffer *buffer)
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
     sd_replication_t *replication = fsm->data;
+    /* a snapshot being prepared is of the state this one replaces */
+    sd_snapshot_prep_abandon(replication->prep);
+    replication->prep = NULL;
+    replication->prep_ready_ms = 0;
     if (replication->failed) { /* stopping: nothing more is written (sd_fsm_apply_failed) */
         sd_snapshot_buffer_release(buffer);
         return 0;
@@ -754,6 +828,7 @@ static void sd_on_refresh(uv_timer_t *timer)
 {
     sd_pre_vote_watch(timer->data);
     sd_base_watch(timer->data);
+    sd_snapshot_prep_watch(timer->data);
     sd_replication_refresh_status(timer->data);
 }
 
@@ -1127,6 +1202,8 @@ static void *sd_replication_main(void *argument)
     sd_replication_t *replication = argument;
     sd_storage_thread_init(); /* entries are applied here */
     uv_run(&replication->loop, UV_RUN_DEFAULT);
+    sd_snapshot_prep_abandon(replication->prep); /* the library is closed: nobody asks for it */
+    replication->prep = NULL;
     return NULL;
 }
 

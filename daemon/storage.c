@@ -924,14 +924,46 @@ static sd_status_t sd_storage_read_applied(sd_storage_t *storage, rocksdb_readop
     return status;
 }
 
+struct sd_storage_point {
+    const rocksdb_snapshot_t *snapshot;
+};
+
+sd_storage_point_t *sd_storage_point_take(sd_storage_t *storage)
+{
+    sd_storage_point_t *point = malloc(sizeof(*point));
+    if (point != NULL) {
+        point->snapshot = rocksdb_create_snapshot(storage->db);
+    }
+    return point;
+}
+
+void sd_storage_point_release(sd_storage_t *storage, sd_storage_point_t *point)
+{
+    if (point != NULL) {
+        rocksdb_release_snapshot(storage->db, point->snapshot);
+        free(point);
+    }
+}
+
 sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *context,
                               uint64_t *applied_index_out)
 {
     /* one RocksDB snapshot for every family: the copy is of a single point in time even while
      * entries are applied and retention prunes */
-    const rocksdb_snapshot_t *snapshot = rocksdb_create_snapshot(storage->db);
+    sd_storage_point_t *point = sd_storage_point_take(storage);
+    if (point == NULL) {
+        return SD_RESOURCE_EXHAUSTED;
+    }
+    sd_status_t status = sd_storage_export_at(storage, point, visit, context, applied_index_out);
+    sd_storage_point_release(storage, point);
+    return status;
+}
+
+sd_status_t sd_storage_export_at(sd_storage_t *storage, const sd_storage_point_t *point,
+                                 sd_export_fn *visit, void *context, uint64_t *applied_index_out)
+{
     rocksdb_readoptions_t *options = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_snapshot(options, snapshot);
+    rocksdb_readoptions_set_snapshot(options, point->snapshot);
     rocksdb_readoptions_set_fill_cache(options, 0); /* a one-off pass: keep the hot blocks */
     uint64_t applied = 0;
     sd_status_t status = sd_storage_read_applied(storage, options, &applied);
@@ -943,7 +975,6 @@ sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *
         status = sd_storage_visit_cf(storage, options, (sd_cf_t)cf, visit, context, &stopped);
     }
     rocksdb_readoptions_destroy(options);
-    rocksdb_release_snapshot(storage->db, snapshot);
     return status == SD_OK && stopped ? SD_CANCELLED : status;
 }
 

@@ -144,6 +144,14 @@ typedef bool sd_export_fn(void *context, sd_cf_t cf, const uint8_t *key, size_t 
  * Raft index applied at that point. SD_CANCELLED when visit stopped it. */
 sd_status_t sd_storage_export(sd_storage_t *storage, sd_export_fn *visit, void *context,
                               uint64_t *applied_index_out);
+/* A point in time of the whole store (a RocksDB snapshot: O(1) to take; it keeps what it
+ * sees from compaction until released). Any thread. */
+typedef struct sd_storage_point sd_storage_point_t;
+sd_storage_point_t *sd_storage_point_take(sd_storage_t *storage); /* NULL: out of memory */
+void sd_storage_point_release(sd_storage_t *storage, sd_storage_point_t *point);
+/* sd_storage_export as of `point`, on any thread while writes go on. */
+sd_status_t sd_storage_export_at(sd_storage_t *storage, const sd_storage_point_t *point,
+                                 sd_export_fn *visit, void *context, uint64_t *applied_index_out);
 /* Hands every record of a replacement state to emit (see sd_storage_replace_all). */
 typedef void sd_records_fn(void *context, sd_export_fn *emit, void *emit_context);
 /* Replaces the whole state (every record of every column family) with the records `source`

@@ -36,10 +36,19 @@ SERVICE = "/stockd.v1.Inventory/"
 SANITIZED = bool(os.environ.get("STOCKD_SANITIZED"))
 
 
+HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this run: a port is free again once its probe
+    socket closes, and two nodes were given the same one (listen_failed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in HANDED_OUT:
+            HANDED_OUT.add(port)
+            return port
 
 
 def item(sku):

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "replication_snapshot.h"
@@ -108,13 +109,10 @@ static void reseal(uint8_t *snapshot)
     sd_be32_put(snapshot + 4, (uint32_t)crc);
 }
 
-/* The buffers of a snapshot, one after the other (as the library hands them to a restore). */
-static uint8_t *take(sd_storage_t *storage, size_t *length_out, sd_snapshot_info_t *info_out,
-                     unsigned *buffers_count_out)
+/* The buffers of a snapshot, joined (the library hands a restore one buffer); frees them. */
+static uint8_t *join(struct raft_buffer *buffers, unsigned count, const sd_snapshot_info_t *info,
+                     size_t *length_out)
 {
-    struct raft_buffer *buffers = NULL;
-    unsigned count = 0;
-    assert_int_equal(sd_snapshot_take(storage, &buffers, &count, info_out), SD_OK);
     size_t total = 0;
     for (unsigned i = 0; i < count; i++) {
         total += buffers[i].len;
@@ -128,11 +126,20 @@ static uint8_t *take(sd_storage_t *storage, size_t *length_out, sd_snapshot_info
         raft_free(buffers[i].base);
     }
     raft_free(buffers);
-    assert_int_equal(total, info_out->bytes);
+    assert_int_equal(total, info->bytes);
     assert_int_equal(total % 8, 0);
     *length_out = total;
-    *buffers_count_out = count;
     return joined;
+}
+
+static uint8_t *take(sd_storage_t *storage, size_t *length_out, sd_snapshot_info_t *info_out,
+                     unsigned *buffers_count_out)
+{
+    struct raft_buffer *buffers = NULL;
+    unsigned count = 0;
+    assert_int_equal(sd_snapshot_take(storage, &buffers, &count, info_out), SD_OK);
+    *buffers_count_out = count;
+    return join(buffers, count, info_out, length_out);
 }
 
 typedef struct {
@@ -308,6 +315,161 @@ static void test_a_group_base_reaches_an_empty_store(void **state)
     raft_free(snapshot);
 }
 
+/* Applies an entry (a put of `key` in every family, or its delete) to `storage` as the loop
+ * does, and hands it to `prep` as written after its point in time. */
+static void apply_entry(sd_storage_t *storage, sd_snapshot_prep_t *prep, const char *key,
+                        bool delete, uint64_t index)
+{
+    sd_write_batch_t *batch = sd_write_batch_new();
+    for (int cf = 0; cf < SD_CF_COUNT; cf++) {
+        if (delete) {
+            sd_write_batch_delete(storage, batch, (sd_cf_t)cf, (const uint8_t *)key, strlen(key));
+        } else {
+            sd_write_batch_put(storage, batch, (sd_cf_t)cf, (const uint8_t *)key, strlen(key),
+                               (const uint8_t *)"after", 5);
+        }
+    }
+    size_t length = 0;
+    const void *data = sd_write_batch_data(batch, &length);
+    assert_int_equal(sd_storage_apply_replicated(storage, data, length, index, index), SD_OK);
+    sd_snapshot_prep_add_delta(prep, data, length, index, index);
+    sd_write_batch_free(batch);
+}
+
+static uint8_t *finish(sd_snapshot_prep_t *prep, size_t *length_out, sd_snapshot_info_t *info)
+{
+    while (!sd_snapshot_prep_ready(prep)) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    struct raft_buffer *buffers = NULL;
+    unsigned count = 0;
+    assert_int_equal(sd_snapshot_prep_finish(prep, &buffers, &count, info), SD_OK);
+    return join(buffers, count, info, length_out);
+}
+
+/* The records of a format-2 snapshot alone, as a format-1 snapshot (raft_malloc'ed). */
+static uint8_t *records_only(const uint8_t *snapshot, const sd_snapshot_info_t *info,
+                             size_t *length_out)
+{
+    uint64_t payload = info->deltas_offset - SD_SNAPSHOT_HEADER_BYTES;
+    size_t length = (size_t)((info->deltas_offset + 7) / 8 * 8);
+    uint8_t *copy = raft_calloc(1, length);
+    assert_non_null(copy);
+    memcpy(copy, snapshot, (size_t)info->deltas_offset);
+    copy[3] = 1;
+    sd_be64_put(copy + 8, info->deltas_base);
+    sd_be64_put(copy + 24, payload);
+    uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), copy + SD_SNAPSHOT_HEADER_BYTES, (size_t)payload);
+    sd_be32_put(copy + 4, (uint32_t)crc);
+    *length_out = length;
+    return copy;
+}
+
+static void restore_ok(sd_storage_t *storage, const uint8_t *bytes, size_t length)
+{
+    sd_snapshot_info_t info;
+    char error[256] = "";
+    bool restored = false;
+    assert_int_equal(
+        sd_snapshot_restore(storage, bytes, length, &info, &restored, error, sizeof(error)), SD_OK);
+    assert_true(restored);
+}
+
+/* A snapshot prepared off the loop: the records as of its point in time (copied by its
+ * thread while entries go on being applied: they are not in the records), then those entries
+ * — puts and deletes — in order; restored on an empty store (records replaced, then the
+ * entries) or on a store holding the records' state already (only the entries), it is
+ * exactly the store at the end, and its applied index the last entry's. Damaged in the
+ * entries' section, it is refused. */
+static void test_a_prepared_snapshot_holds_the_entries_applied_meanwhile(void **state)
+{
+    pair_t *pair = *state;
+    sd_storage_t *source = pair->stores[0];
+    fill(source, "base", 2000, 64, 5);
+    sd_snapshot_prep_t *prep = sd_snapshot_prep_start(source);
+    assert_non_null(prep);
+    apply_entry(source, prep, "base-000001", true, 6);
+    apply_entry(source, prep, "later", false, 7);
+    assert_true(sd_snapshot_prep_delta_bytes(prep) > 0);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    uint8_t *snapshot = finish(prep, &length, &info);
+    assert_int_equal(info.applied_index, 7);
+    assert_int_equal(info.deltas, 2);
+    assert_int_equal(info.deltas_base, 5);
+    assert_int_equal(info.records, 5 * 2000 + 2); /* and the applied index and its records */
+    char *want = dump_store(source);
+    /* the records alone: the point in time, before both entries */
+    size_t records_length = 0;
+    uint8_t *records = records_only(snapshot, &info, &records_length);
+    restore_ok(pair->stores[1], records, records_length);
+    raft_free(records);
+    assert_int_equal(sd_storage_applied_index(pair->stores[1]), 5);
+    size_t value_length = 0;
+    assert_null(get(pair->stores[1], SD_CF_LEVELS, "later", &value_length));
+    char *value = get(pair->stores[1], SD_CF_LEVELS, "base-000001", &value_length);
+    assert_non_null(value);
+    sd_storage_free(value);
+    /* on that store: only the entries */
+    restore_ok(pair->stores[1], snapshot, length);
+    char *got = dump_store(pair->stores[1]);
+    assert_string_equal(got, want);
+    free(got);
+    assert_int_equal(sd_storage_applied_index(pair->stores[1]), 7);
+    /* on an empty store: the records, then the entries */
+    char *dir = th_temp_dir();
+    sd_storage_t *empty = th_open_storage(dir);
+    restore_ok(empty, snapshot, length);
+    got = dump_store(empty);
+    assert_string_equal(got, want);
+    free(got);
+    assert_int_equal(sd_storage_applied_index(empty), 7);
+    assert_int_equal(sd_storage_close(empty), SD_OK);
+    th_remove_tree(dir);
+    free(dir);
+    free(want);
+    char error[256] = "";
+    sd_snapshot_info_t checked;
+    sd_be64_put(snapshot + 8, 6); /* the header names another applied index than its last */
+    assert_int_equal(sd_snapshot_check(snapshot, length, &checked, error, sizeof(error)),
+                     SD_INVALID_ARGUMENT);
+    assert_non_null(strstr(error, "last entry is not its applied index"));
+    sd_be64_put(snapshot + 8, 7);
+    /* one byte of the last entry changed: the checksum no longer matches */
+    snapshot[length - 9] ^= 0x01;
+    assert_int_equal(sd_snapshot_check(snapshot, length, &checked, error, sizeof(error)),
+                     SD_INVALID_ARGUMENT);
+    raft_free(snapshot);
+}
+
+/* Without entries after its point it is a format-1 snapshot; abandoned while its thread
+ * copies, nothing is left behind (ASan, valgrind). */
+static void test_a_prepared_snapshot_without_entries_and_an_abandoned_one(void **state)
+{
+    pair_t *pair = *state;
+    fill(pair->stores[0], "base", 2000, 256, 3);
+    sd_snapshot_prep_abandon(sd_snapshot_prep_start(pair->stores[0]));
+    sd_snapshot_prep_t *prep = sd_snapshot_prep_start(pair->stores[0]);
+    assert_non_null(prep);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    uint8_t *snapshot = finish(prep, &length, &info);
+    assert_int_equal(info.deltas, 0);
+    assert_int_equal(snapshot[3], 1);
+    size_t taken_length = 0;
+    unsigned buffers = 0;
+    sd_snapshot_info_t taken_info;
+    uint8_t *taken = take(pair->stores[0], &taken_length, &taken_info, &buffers);
+    assert_int_equal(taken_length, length);
+    assert_memory_equal(taken, snapshot, length); /* the same bytes as a copy on the loop */
+    raft_free(taken);
+    raft_free(snapshot);
+}
+
+/* index u64, last seq u64, length u32 (replication_snapshot.h) */
+#define SD_SNAPSHOT_DELTA_TEST_HEADER 20
+
 /* Restores `bytes` into the second store and checks it was refused with nothing changed. */
 static void assert_refused(pair_t *pair, const uint8_t *bytes, size_t length, const char *reason)
 {
@@ -348,8 +510,11 @@ static void test_a_damaged_snapshot_changes_nothing(void **state)
     copy[0] = 'X';
     assert_refused(pair, copy, length, "not a stockd snapshot");
     memcpy(copy, snapshot, length);
-    copy[3] = 2; /* a format this version does not know */
+    copy[3] = 3; /* a format this version does not know */
     assert_refused(pair, copy, length, "not a stockd snapshot");
+    memcpy(copy, snapshot, length);
+    copy[3] = 2; /* format 2 names entries after the records: there are none */
+    assert_refused(pair, copy, length, "entries section is cut off");
     memcpy(copy, snapshot, length);
     copy[records_end(snapshot) - 1] ^= 1; /* one bit of the last value */
     assert_refused(pair, copy, length, "checksum does not match");
@@ -441,6 +606,54 @@ static void test_an_empty_store_takes_a_valid_snapshot(void **state)
     raft_free(snapshot);
 }
 
+/* The entries section of a format-2 snapshot, damaged and sealed again (so past the
+ * checksum): a count that lies either way or is 0, an entry at or before the records' index
+ * or out of order, a length past the end or shorter than a WriteBatch. Refused, nothing
+ * changed. */
+static void test_a_damaged_entries_section_changes_nothing(void **state)
+{
+    pair_t *pair = *state;
+    fill(pair->stores[0], "base", 50, 16, 5);
+    fill(pair->stores[1], "mine", 3, 8, 2);
+    sd_snapshot_prep_t *prep = sd_snapshot_prep_start(pair->stores[0]);
+    assert_non_null(prep);
+    apply_entry(pair->stores[0], prep, "one", false, 6);
+    apply_entry(pair->stores[0], prep, "two", false, 8);
+    size_t length = 0;
+    sd_snapshot_info_t info;
+    uint8_t *snapshot = finish(prep, &length, &info);
+    size_t section = (size_t)info.deltas_offset, first = section + 16;
+    size_t second = first + SD_SNAPSHOT_DELTA_TEST_HEADER + sd_be32_get(snapshot + first + 16);
+    struct {
+        size_t at;
+        uint64_t value;
+        int bytes;
+        const char *reason;
+    } cases[] = {
+        {section, 3, 8, "entry 3 is cut off"},
+        {section, 1, 8, "bytes after its last entry"},
+        {section, 0, 8, "without entries"},
+        {first, 5, 8, "entry 1 is cut off or out of order"},
+        {second, 6, 8, "entry 2 is cut off or out of order"},
+        {first + 16, 0x7fffffff, 4, "entry 1 is cut off"},
+        {first + 16, 4, 4, "entry 1 is cut off"},
+    };
+    uint8_t *copy = malloc(length);
+    assert_non_null(copy);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memcpy(copy, snapshot, length);
+        if (cases[i].bytes == 8) {
+            sd_be64_put(copy + cases[i].at, cases[i].value);
+        } else {
+            sd_be32_put(copy + cases[i].at, (uint32_t)cases[i].value);
+        }
+        reseal(copy);
+        assert_refused(pair, copy, length, cases[i].reason);
+    }
+    free(copy);
+    raft_free(snapshot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +662,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_large_state_spans_several_buffers, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_group_base_reaches_an_empty_store, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_prepared_snapshot_holds_the_entries_applied_meanwhile, pair_setup,
+            pair_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_prepared_snapshot_without_entries_and_an_abandoned_one, pair_setup,
+            pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_damaged_entries_section_changes_nothing, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_snapshot_the_store_holds_is_not_restored, pair_setup,
                                         pair_teardown),
