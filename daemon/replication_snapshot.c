@@ -304,7 +304,7 @@ sd_status_t sd_snapshot_prep_finish(sd_snapshot_prep_t *prep, struct raft_buffer
                          crc, applied, buffers_out, count_out, info_out);
         info_out->deltas = prep->deltas_count;
         info_out->deltas_offset = prep->deltas_count > 0 ? records_end : 0;
-        info_out->deltas_base = prep->applied;
+        info_out->deltas_base = prep->deltas_count > 0 ? prep->applied : 0;
         prep->builder = (sd_snapshot_builder_t){0}; /* the buffers are the caller's */
     }
     sd_snapshot_prep_abandon(prep);
