@@ -474,7 +474,8 @@ static void sim_node_apply(sim_world_t *world, sim_node_t *node)
 }
 
 /* stockd's sd_snapshot_defer: no snapshot over entries not yet persisted, for at most a
- * threshold of entries (then one is taken anyway: the log must not grow without bound). */
+ * threshold of entries (then one is taken anyway: the log must not grow without bound), and
+ * once given up, not again until a snapshot is taken (sim_node_maybe_snapshot resets it). */
 static bool sim_node_defer_snapshot(sim_node_t *node, raft_index index,
                                     const sim_node_config_t *config)
 {
@@ -485,11 +486,7 @@ static bool sim_node_defer_snapshot(sim_node_t *node, raft_index index,
     if (node->snapshot_deferred_at == 0) {
         node->snapshot_deferred_at = index;
     }
-    if (index - node->snapshot_deferred_at < config->snapshot_threshold) {
-        return true;
-    }
-    node->snapshot_deferred_at = 0;
-    return false;
+    return index - node->snapshot_deferred_at < config->snapshot_threshold;
 }
 
 /* Every snapshot_threshold applied entries the store is copied into a snapshot (stockd: a
@@ -521,6 +518,7 @@ static void sim_node_maybe_snapshot(sim_world_t *world, sim_node_t *node)
         return;
     }
     sim_node_drop_snapshot(node);
+    node->snapshot_deferred_at = 0;
     node->snapshot.index = index;
     node->snapshot.term = entry->term;
     sim_configuration_copy(&raft->configuration, &node->snapshot.configuration);
