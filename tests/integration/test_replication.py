@@ -144,8 +144,18 @@ class Cluster:
                         for n in self.nodes)
 
     def start(self):
-        for n in self.nodes:
-            n.start()
+        """Starts every node; if one does not come up, stops those started before re-raising
+        (a failed setUp runs no tearDown: they were left running)."""
+        try:
+            for n in self.nodes:
+                n.start()
+        except BaseException:
+            for n in self.nodes:
+                try:
+                    n.stop()
+                except Exception:  # noqa: BLE001 - the first failure is the one to report
+                    pass
+            raise
 
     def by_address(self, address):
         return next(n for n in self.nodes if n.address == address)
