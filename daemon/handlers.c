@@ -243,8 +243,6 @@ static void sd_reply_fitting(sd_call_t *call, const ProtobufCMessage *message, c
 /* How long a read waits for the leader to confirm it still leads. */
 #define SD_READ_FENCE_WAIT_MS 2000
 
-/* Replication: GetStock and ListStock answer from the leader only (a follower may not have
- * applied the latest writes); a follower refuses with the leader's address. True if refused. */
 bool sd_refuse_off_leader(sd_call_t *call, const char *message)
 {
     sd_replication_t *replication = sd_call_services(call)->replication;
@@ -260,6 +258,8 @@ bool sd_refuse_off_leader(sd_call_t *call, const char *message)
     return true;
 }
 
+/* Replication: GetStock and ListStock answer from the leader only (a follower may not have
+ * applied the latest writes); a follower refuses with the leader's address. True if refused. */
 static bool sd_refuse_read_off_leader(sd_call_t *call)
 {
     sd_replication_t *replication = sd_call_services(call)->replication;

@@ -305,6 +305,15 @@ static bool sd_snapshot_defer(sd_replication_t *replication)
     return false;
 }
 
+/* Loop thread: lets go of the snapshot being prepared, if any (its thread stops at the next
+ * record). */
+static void sd_snapshot_prep_drop(sd_replication_t *replication)
+{
+    sd_snapshot_prep_abandon(replication->prep);
+    replication->prep = NULL;
+    replication->prep_ready_ms = 0;
+}
+
 /* The copy of the state, prepared off the loop (replication_snapshot.h): the first ask starts
  * it (RAFT_BUSY: the library asks again after its next event), the ask after it is ready
  * takes it. Copied on the loop as before only when no thread could be started. */
@@ -314,12 +323,11 @@ static sd_status_t sd_snapshot_obtain(sd_replication_t *replication, struct raft
     sd_storage_t *storage = replication->options.storage;
     *busy_out = false;
     if (replication->prep == NULL) {
+        replication->prep_started_ms = util_monotonic_ms();
         replication->prep = sd_snapshot_prep_start(storage);
         if (replication->prep == NULL) {
-            replication->prep_started_ms = util_monotonic_ms();
             return sd_snapshot_take(storage, buffers, count, info);
         }
-        replication->prep_started_ms = util_monotonic_ms();
         *busy_out = true;
         return SD_OK;
     }
@@ -355,9 +363,7 @@ static void sd_snapshot_prep_watch(sd_replication_t *replication)
     SD_LOG(LOG_INFO, "replication_snapshot_dropped_unclaimed",
            LF_UINT("entries_after", sd_snapshot_prep_delta_count(prep)),
            LF_STR("why", failed ? "replica failed" : "the library did not ask for it"));
-    sd_snapshot_prep_abandon(prep);
-    replication->prep = NULL;
-    replication->prep_ready_ms = 0;
+    sd_snapshot_prep_drop(replication);
 }
 
 /* Raft replaces the applied part of its log with a copy of the state once it grew by
@@ -419,10 +425,7 @@ static void sd_snapshot_buffer_release(struct raft_buffer *buffer)
 static int sd_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buffer)
 {
     sd_replication_t *replication = fsm->data;
-    /* a snapshot being prepared is of the state this one replaces */
-    sd_snapshot_prep_abandon(replication->prep);
-    replication->prep = NULL;
-    replication->prep_ready_ms = 0;
+    sd_snapshot_prep_drop(replication); /* it is of the state this one replaces */
     if (replication->failed) { /* stopping: nothing more is written (sd_fsm_apply_failed) */
         sd_snapshot_buffer_release(buffer);
         return 0;
@@ -1209,8 +1212,7 @@ static void *sd_replication_main(void *argument)
     sd_replication_t *replication = argument;
     sd_storage_thread_init(); /* entries are applied here */
     uv_run(&replication->loop, UV_RUN_DEFAULT);
-    sd_snapshot_prep_abandon(replication->prep); /* the library is closed: nobody asks for it */
-    replication->prep = NULL;
+    sd_snapshot_prep_drop(replication); /* the library is closed: nobody asks for it */
     return NULL;
 }
 

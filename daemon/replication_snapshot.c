@@ -11,10 +11,11 @@
 #include "keys.h"
 
 #define SD_SNAPSHOT_MAGIC "SDS"
-#define SD_SNAPSHOT_FORMAT 1              /* the records */
-#define SD_SNAPSHOT_FORMAT_DELTAS 2       /* the records, then entries applied after them */
-#define SD_SNAPSHOT_RECORD_HEADER_BYTES 9 /* cf u8, key length u32, value length u32 */
-#define SD_SNAPSHOT_DELTA_HEADER_BYTES 20 /* index u64, last seq u64, length u32 */
+#define SD_SNAPSHOT_FORMAT 1               /* the records */
+#define SD_SNAPSHOT_FORMAT_DELTAS 2        /* the records, then entries applied after them */
+#define SD_SNAPSHOT_RECORD_HEADER_BYTES 9  /* cf u8, key length u32, value length u32 */
+#define SD_SNAPSHOT_DELTA_HEADER_BYTES 20  /* index u64, last seq u64, length u32 */
+#define SD_SNAPSHOT_DELTAS_HEADER_BYTES 16 /* the section's: count u64, records' index u64 */
 
 /* ---- taking ---- */
 
@@ -56,6 +57,18 @@ static uint8_t *sd_snapshot_room(sd_snapshot_builder_t *builder, size_t need)
     return base;
 }
 
+/* Counts the `need` bytes just written at `out` (from sd_snapshot_room) into the last buffer
+ * and the payload, and into *crc when given. */
+static void sd_snapshot_written(sd_snapshot_builder_t *builder, const uint8_t *out, size_t need,
+                                uLong *crc)
+{
+    builder->buffers[builder->count - 1].len += need;
+    builder->payload += need;
+    if (crc != NULL) {
+        *crc = crc32_z(*crc, out, need);
+    }
+}
+
 static bool sd_snapshot_add(void *context, sd_cf_t cf, const uint8_t *key, size_t key_length,
                             const uint8_t *value, size_t value_length)
 {
@@ -76,9 +89,8 @@ static bool sd_snapshot_add(void *context, sd_cf_t cf, const uint8_t *key, size_
     sd_be32_put(out + 5, (uint32_t)value_length);
     memcpy(out + SD_SNAPSHOT_RECORD_HEADER_BYTES, key, key_length);
     memcpy(out + SD_SNAPSHOT_RECORD_HEADER_BYTES + key_length, value, value_length);
-    builder->buffers[builder->count - 1].len += need;
+    sd_snapshot_written(builder, out, need, NULL);
     builder->records++;
-    builder->payload += need;
     return true;
 }
 
@@ -181,7 +193,7 @@ struct sd_snapshot_prep {
     uLong crc;
     /* the caller's thread: entries written to the store after the point, in order */
     sd_snapshot_delta_t *deltas;
-    size_t deltas_count, deltas_capacity, delta_bytes;
+    size_t deltas_count, deltas_capacity;
     bool deltas_failed;
 };
 
@@ -241,12 +253,6 @@ void sd_snapshot_prep_add_delta(sd_snapshot_prep_t *prep, const void *data, size
     }
     memcpy(copy, data, length);
     prep->deltas[prep->deltas_count++] = (sd_snapshot_delta_t){index, last_seq, copy, length};
-    prep->delta_bytes += length;
-}
-
-size_t sd_snapshot_prep_delta_bytes(const sd_snapshot_prep_t *prep)
-{
-    return prep->delta_bytes;
 }
 
 size_t sd_snapshot_prep_delta_count(const sd_snapshot_prep_t *prep)
@@ -258,15 +264,13 @@ size_t sd_snapshot_prep_delta_count(const sd_snapshot_prep_t *prep)
  * memory. Updates *crc over what it appends. */
 static bool sd_snapshot_append_deltas(sd_snapshot_prep_t *prep, uLong *crc)
 {
-    uint8_t *out = sd_snapshot_room(&prep->builder, 16);
+    uint8_t *out = sd_snapshot_room(&prep->builder, SD_SNAPSHOT_DELTAS_HEADER_BYTES);
     if (out == NULL) {
         return false;
     }
     sd_be64_put(out, prep->deltas_count);
     sd_be64_put(out + 8, prep->applied); /* the records' applied index */
-    prep->builder.buffers[prep->builder.count - 1].len += 16;
-    prep->builder.payload += 16;
-    *crc = crc32_z(*crc, out, 16);
+    sd_snapshot_written(&prep->builder, out, SD_SNAPSHOT_DELTAS_HEADER_BYTES, crc);
     for (size_t i = 0; i < prep->deltas_count; i++) {
         const sd_snapshot_delta_t *delta = &prep->deltas[i];
         size_t need = SD_SNAPSHOT_DELTA_HEADER_BYTES + delta->length;
@@ -278,9 +282,7 @@ static bool sd_snapshot_append_deltas(sd_snapshot_prep_t *prep, uLong *crc)
         sd_be64_put(out + 8, delta->last_seq);
         sd_be32_put(out + 16, (uint32_t)delta->length);
         memcpy(out + SD_SNAPSHOT_DELTA_HEADER_BYTES, delta->data, delta->length);
-        prep->builder.buffers[prep->builder.count - 1].len += need;
-        prep->builder.payload += need;
-        *crc = crc32_z(*crc, out, need);
+        sd_snapshot_written(&prep->builder, out, need, crc);
     }
     return true;
 }
@@ -380,13 +382,14 @@ static bool sd_snapshot_check_records(const uint8_t *at, uint64_t payload, uint6
 static bool sd_snapshot_check_deltas(const uint8_t *at, uint64_t length, sd_snapshot_info_t *info,
                                      uint64_t *last_index_out, char *error, size_t error_capacity)
 {
-    if (length < 16) {
+    if (length < SD_SNAPSHOT_DELTAS_HEADER_BYTES) {
         snprintf(error, error_capacity, "a snapshot whose entries section is cut off");
         return false;
     }
-    uint64_t count = sd_be64_get(at), left = length - 16, previous = sd_be64_get(at + 8);
+    uint64_t count = sd_be64_get(at), previous = sd_be64_get(at + 8);
+    uint64_t left = length - SD_SNAPSHOT_DELTAS_HEADER_BYTES;
     info->deltas_base = previous;
-    at += 16;
+    at += SD_SNAPSHOT_DELTAS_HEADER_BYTES;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t index = left >= SD_SNAPSHOT_DELTA_HEADER_BYTES ? sd_be64_get(at) : 0;
         uint64_t size = left >= SD_SNAPSHOT_DELTA_HEADER_BYTES ? sd_be32_get(at + 16) : 0;
@@ -495,7 +498,7 @@ static void sd_snapshot_records(void *context, sd_export_fn *emit, void *emit_co
 static sd_status_t sd_snapshot_apply_deltas(sd_storage_t *storage, const uint8_t *bytes,
                                             const sd_snapshot_info_t *info, uint64_t after)
 {
-    const uint8_t *at = bytes + info->deltas_offset + 16;
+    const uint8_t *at = bytes + info->deltas_offset + SD_SNAPSHOT_DELTAS_HEADER_BYTES;
     for (uint64_t i = 0; i < info->deltas; i++) {
         uint64_t index = sd_be64_get(at), last_seq = sd_be64_get(at + 8);
         uint32_t size = sd_be32_get(at + 16);

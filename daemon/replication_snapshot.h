@@ -70,7 +70,6 @@ sd_snapshot_prep_t *sd_snapshot_prep_start(sd_storage_t *storage); /* NULL: coul
 bool sd_snapshot_prep_ready(const sd_snapshot_prep_t *prep);
 void sd_snapshot_prep_add_delta(sd_snapshot_prep_t *prep, const void *data, size_t length,
                                 uint64_t index, uint64_t last_seq);
-size_t sd_snapshot_prep_delta_bytes(const sd_snapshot_prep_t *prep);
 size_t sd_snapshot_prep_delta_count(const sd_snapshot_prep_t *prep);
 /* Waits for the thread (done when ready), frees prep, and returns the snapshot or why not. */
 sd_status_t sd_snapshot_prep_finish(sd_snapshot_prep_t *prep, struct raft_buffer **buffers_out,

@@ -185,6 +185,16 @@ static sd_status_t sd_storage_load_meta(sd_storage_t *storage, const char *key, 
     return value_length == 8 ? SD_OK : SD_INTERNAL;
 }
 
+/* Puts a big-endian u64 metadata record (what sd_storage_load_meta reads) into `rocks`. */
+static void sd_batch_put_meta(sd_storage_t *storage, rocksdb_writebatch_t *rocks, const char *key,
+                              uint64_t value)
+{
+    uint8_t bytes[8];
+    sd_be64_put(bytes, value);
+    rocksdb_writebatch_put_cf(rocks, storage->cf[SD_CF_DEFAULT], key, strlen(key),
+                              (const char *)bytes, sizeof(bytes));
+}
+
 static sd_status_t sd_storage_load_last_seq(sd_storage_t *storage)
 {
     uint64_t pruned = 0;
@@ -754,10 +764,7 @@ uint64_t sd_storage_last_seq(const sd_storage_t *storage)
 
 void sd_storage_batch_put_last_seq(sd_storage_t *storage, sd_write_batch_t *batch, uint64_t seq)
 {
-    uint8_t value[8];
-    sd_be64_put(value, seq);
-    rocksdb_writebatch_put_cf(batch->rocks, storage->cf[SD_CF_DEFAULT], sd_meta_last_seq_key,
-                              sizeof(sd_meta_last_seq_key) - 1, (const char *)value, sizeof(value));
+    sd_batch_put_meta(storage, batch->rocks, sd_meta_last_seq_key, seq);
 }
 
 const void *sd_write_batch_data(sd_write_batch_t *batch, size_t *length_out)
@@ -772,11 +779,7 @@ sd_status_t sd_storage_apply_replicated(sd_storage_t *storage, const void *data,
     if (batch.rocks == NULL) {
         return SD_INTERNAL;
     }
-    uint8_t value[8];
-    sd_be64_put(value, raft_index);
-    rocksdb_writebatch_put_cf(batch.rocks, storage->cf[SD_CF_DEFAULT], sd_meta_raft_applied_key,
-                              sizeof(sd_meta_raft_applied_key) - 1, (const char *)value,
-                              sizeof(value));
+    sd_batch_put_meta(storage, batch.rocks, sd_meta_raft_applied_key, raft_index);
     /* RocksDB's WAL on, not synced: the Raft log is the durable copy (a lost tail is applied
      * again from it, past the stored index). The WAL is still needed: column families flush
      * at different times, and only the WAL brings them back to one consistent point after a
@@ -823,11 +826,7 @@ sd_status_t sd_storage_adopt_as_group_base(sd_storage_t *storage)
     rocksdb_writebatch_delete_range_cf(batch.rocks, meta, sd_meta_member_prefix,
                                        sizeof(sd_meta_member_prefix) - 1, members_end,
                                        sizeof(members_end) - 1);
-    uint8_t value[8];
-    sd_be64_put(value, seq);
-    rocksdb_writebatch_put_cf(batch.rocks, meta, sd_meta_group_base_key,
-                              sizeof(sd_meta_group_base_key) - 1, (const char *)value,
-                              sizeof(value));
+    sd_batch_put_meta(storage, batch.rocks, sd_meta_group_base_key, seq);
     sd_status_t status = sd_storage_write(storage, &batch, true);
     rocksdb_writebatch_destroy(batch.rocks);
     return status;
@@ -1233,7 +1232,7 @@ static sd_status_t sd_storage_prune_ledger_entries(sd_storage_t *storage, int64_
         sd_write_batch_free(batch);
         return SD_UNAVAILABLE; /* retried at the next interval; nothing was deleted */
     }
-    uint8_t begin[SD_TIME_INDEX_KEY_BYTES], end[SD_TIME_INDEX_KEY_BYTES], value[8];
+    uint8_t begin[SD_TIME_INDEX_KEY_BYTES], end[SD_TIME_INDEX_KEY_BYTES];
     memcpy(begin, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     memcpy(end, sd_time_index_prefix, sizeof(sd_time_index_prefix) - 1);
     sd_be64_put(begin + sizeof(sd_time_index_prefix) - 1, 0);
@@ -1241,9 +1240,7 @@ static sd_status_t sd_storage_prune_ledger_entries(sd_storage_t *storage, int64_
     rocksdb_writebatch_delete_range_cf(batch->rocks, storage->cf[SD_CF_DEFAULT],
                                        (const char *)begin, sizeof(begin), (const char *)end,
                                        sizeof(end));
-    sd_be64_put(value, scan.cutoff_seq);
-    sd_write_batch_put(storage, batch, SD_CF_DEFAULT, (const uint8_t *)sd_meta_pruned_key,
-                       sizeof(sd_meta_pruned_key) - 1, value, sizeof(value));
+    sd_batch_put_meta(storage, batch->rocks, sd_meta_pruned_key, scan.cutoff_seq);
     status = sd_storage_write(storage, batch, true);
     sd_write_batch_free(batch);
     if (status == SD_OK) {

@@ -690,21 +690,21 @@ def check_restore(r, leader):
     # and a one-node installation's data directory, in place (deploy/README.md section 7)
     r5 = r.variant("restore-in-place")
     shutil.copytree(backup["path"], os.path.join(r5.volume(scratch), "data"))
-    for attempt, r4 in enumerate((r4, r4, r5)):  # the first start, a restart; in place
-        if not r4.launch(scratch, restore):
+    for attempt, replica in enumerate((r4, r4, r5)):  # the first start, a restart; in place
+        if not replica.launch(scratch, restore):
             fail("stockd-replica: the restored replica did not start (attempt %d)" % (attempt + 1))
             return
-        if not wait_for(lambda: r4.leaders() == [scratch], 30,
+        if not wait_for(lambda: replica.leaders() == [scratch], 30,
                         "stockd-replica: the restored replica does not lead its group of one"):
             return
-        if r4.node_id(scratch) != ["1", "bootstrap", "stockd-0"]:
-            fail("stockd-replica: the restored replica's id file is %s" % r4.node_id(scratch))
+        if replica.node_id(scratch) != ["1", "bootstrap", "stockd-0"]:
+            fail("stockd-replica: the restored replica's id file is %s" % replica.node_id(scratch))
         adopted = re.search(r'"event":"replication_group_base_adopted","base_ledger_seq":(\d+)',
-                            r4.logs[scratch])
+                            replica.logs[scratch])
         if attempt != 1 and (adopted is None or int(adopted.group(1)) != backup["ledger_seq"]):
             fail("stockd-replica: the restored replica did not adopt the backup (ledger seq %s, "
                  "backup's %d)" % (adopted and adopted.group(1), backup["ledger_seq"]))
-        r4.stop(scratch)
+        replica.stop(scratch)
     print("stockd-replica: STOCKD_CLUSTER_STATE=restore refused stockd-0 without a backup, then "
           "started a group of one from the leader's checkpoint (ledger seq %d), restarted it, and "
           "from a data directory in place" % backup["ledger_seq"])

@@ -142,6 +142,27 @@ static uint8_t *take(sd_storage_t *storage, size_t *length_out, sd_snapshot_info
     return join(buffers, count, info_out, length_out);
 }
 
+/* Restores a snapshot that must be restored (not held already); what it says of itself. */
+static sd_snapshot_info_t restore_ok(sd_storage_t *storage, const uint8_t *bytes, size_t length)
+{
+    sd_snapshot_info_t info;
+    char error[256] = "";
+    bool restored = false;
+    assert_int_equal(
+        sd_snapshot_restore(storage, bytes, length, &info, &restored, error, sizeof(error)), SD_OK);
+    assert_true(restored);
+    return info;
+}
+
+/* Every record of every family the same in both stores. */
+static void assert_same_store(sd_storage_t *want_store, sd_storage_t *got_store)
+{
+    char *want = dump_store(want_store), *got = dump_store(got_store);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+}
+
 typedef struct {
     char *dirs[2];
     sd_storage_t *stores[2];
@@ -186,13 +207,7 @@ static void test_restore_makes_the_stores_identical(void **state)
     assert_int_equal(info.applied_index, 11);
     /* every record of 5 families, plus the applied index and last-seq metadata */
     assert_true(info.records >= 5 * 70);
-    sd_snapshot_info_t restored_info;
-    bool restored = false;
-    char error[256] = "";
-    assert_int_equal(sd_snapshot_restore(behind, snapshot, length, &restored_info, &restored, error,
-                                         sizeof(error)),
-                     SD_OK);
-    assert_true(restored);
+    sd_snapshot_info_t restored_info = restore_ok(behind, snapshot, length);
     assert_int_equal(restored_info.applied_index, 11);
     assert_int_equal(sd_storage_applied_index(behind), 11);
     char *want = dump_store(leader), *got = dump_store(behind);
@@ -226,16 +241,8 @@ static void test_a_large_state_spans_several_buffers(void **state)
     unsigned buffers = 0;
     uint8_t *snapshot = take(pair->stores[0], &length, &info, &buffers);
     assert_true(buffers >= 3);
-    bool restored = false;
-    char error[256] = "";
-    assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
-                                         sizeof(error)),
-                     SD_OK);
-    assert_true(restored);
-    char *want = dump_store(pair->stores[0]), *got = dump_store(pair->stores[1]);
-    assert_true(strcmp(got, want) == 0);
-    free(want);
-    free(got);
+    restore_ok(pair->stores[1], snapshot, length);
+    assert_same_store(pair->stores[0], pair->stores[1]);
     raft_free(snapshot);
 }
 
@@ -290,23 +297,16 @@ static void test_a_group_base_reaches_an_empty_store(void **state)
     unsigned buffers = 0;
     uint8_t *snapshot = take(base, &length, &info, &buffers);
     assert_int_equal(info.applied_index, 0);
-    bool restored = false;
-    char error[256] = "";
-    assert_int_equal(
-        sd_snapshot_restore(empty, snapshot, length, &info, &restored, error, sizeof(error)),
-        SD_OK);
-    assert_true(restored);
-    char *want = dump_store(base), *got = dump_store(empty);
-    assert_string_equal(got, want);
-    free(want);
-    free(got);
+    restore_ok(empty, snapshot, length);
+    assert_same_store(base, empty);
     assert_int_equal(sd_storage_load_group_base(empty, &base_seq), SD_OK);
     assert_int_equal(base_seq, 17);
     assert_int_equal(sd_storage_read_last_seq(empty), 17);
     /* both hold the base now: a snapshot at applied index 0, handed back at a restart, is not
      * written again (a whole-store rewrite of what is there) */
     for (int i = 0; i < 2; i++) {
-        restored = true;
+        bool restored = true;
+        char error[256] = "";
         assert_int_equal(sd_snapshot_restore(pair->stores[i], snapshot, length, &info, &restored,
                                              error, sizeof(error)),
                          SD_OK);
@@ -368,16 +368,6 @@ static uint8_t *records_only(const uint8_t *snapshot, const sd_snapshot_info_t *
     return copy;
 }
 
-static void restore_ok(sd_storage_t *storage, const uint8_t *bytes, size_t length)
-{
-    sd_snapshot_info_t info;
-    char error[256] = "";
-    bool restored = false;
-    assert_int_equal(
-        sd_snapshot_restore(storage, bytes, length, &info, &restored, error, sizeof(error)), SD_OK);
-    assert_true(restored);
-}
-
 /* A snapshot prepared off the loop: the records as of its point in time (copied by its
  * thread while entries go on being applied: they are not in the records), then those entries
  * — puts and deletes — in order; restored on an empty store (records replaced, then the
@@ -393,7 +383,7 @@ static void test_a_prepared_snapshot_holds_the_entries_applied_meanwhile(void **
     assert_non_null(prep);
     apply_entry(source, prep, "base-000001", true, 6);
     apply_entry(source, prep, "later", false, 7);
-    assert_true(sd_snapshot_prep_delta_bytes(prep) > 0);
+    assert_int_equal(sd_snapshot_prep_delta_count(prep), 2);
     size_t length = 0;
     sd_snapshot_info_t info;
     uint8_t *snapshot = finish(prep, &length, &info);
@@ -401,7 +391,6 @@ static void test_a_prepared_snapshot_holds_the_entries_applied_meanwhile(void **
     assert_int_equal(info.deltas, 2);
     assert_int_equal(info.deltas_base, 5);
     assert_int_equal(info.records, 5 * 2000 + 2); /* and the applied index and its records */
-    char *want = dump_store(source);
     /* the records alone: the point in time, before both entries */
     size_t records_length = 0;
     uint8_t *records = records_only(snapshot, &info, &records_length);
@@ -417,22 +406,17 @@ static void test_a_prepared_snapshot_holds_the_entries_applied_meanwhile(void **
      * snapshot: only the entry past its own index */
     apply_entry(pair->stores[1], NULL, "base-000001", true, 6);
     restore_ok(pair->stores[1], snapshot, length);
-    char *got = dump_store(pair->stores[1]);
-    assert_string_equal(got, want);
-    free(got);
+    assert_same_store(source, pair->stores[1]);
     assert_int_equal(sd_storage_applied_index(pair->stores[1]), 7);
     /* on an empty store: the records, then the entries */
     char *dir = th_temp_dir();
     sd_storage_t *empty = th_open_storage(dir);
     restore_ok(empty, snapshot, length);
-    got = dump_store(empty);
-    assert_string_equal(got, want);
-    free(got);
+    assert_same_store(source, empty);
     assert_int_equal(sd_storage_applied_index(empty), 7);
     assert_int_equal(sd_storage_close(empty), SD_OK);
     th_remove_tree(dir);
     free(dir);
-    free(want);
     char error[256] = "";
     sd_snapshot_info_t checked;
     sd_be64_put(snapshot + 8, 6); /* the header names another applied index than its last */
@@ -598,15 +582,8 @@ static void test_an_empty_store_takes_a_valid_snapshot(void **state)
     assert_int_equal(checked.records, info.records);
     /* a store that applied nothing takes it (a restored group's base is at index 0 too,
      * test_a_group_base_reaches_an_empty_store), and stays as empty as the snapshot */
-    bool restored = false;
-    assert_int_equal(sd_snapshot_restore(pair->stores[1], snapshot, length, &info, &restored, error,
-                                         sizeof(error)),
-                     SD_OK);
-    assert_true(restored);
-    char *want = dump_store(pair->stores[0]), *got = dump_store(pair->stores[1]);
-    assert_string_equal(got, want);
-    free(want);
-    free(got);
+    restore_ok(pair->stores[1], snapshot, length);
+    assert_same_store(pair->stores[0], pair->stores[1]);
     raft_free(snapshot);
 }
 
