@@ -887,6 +887,7 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
     status->pre_vote = !replication->pre_vote_off;
+    status->fresh_log = replication->fresh_log;
     status->role = raft_state_name(raft_state(raft));
     status->members_count = fresh.members_count;
     memcpy(status->members, fresh.members, sizeof(status->members));

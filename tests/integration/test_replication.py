@@ -1132,6 +1132,7 @@ class FreshLog(unittest.TestCase):
         a.kill(signal.SIGCONT)
         b.start()
         self.assertTrue(self.fresh(b))
+        Snapshots.wait_for(self, lambda: b.metric("stockd_raft_fresh_log") == 1)
         with self.assertRaises(AssertionError):  # B refuses A's vote requests: A's log is longer
             c.leader(timeout=8, among=[a, b])
         self.assertTrue(self.logged(b, "replication_fresh_log_waits"))
@@ -1143,7 +1144,8 @@ class FreshLog(unittest.TestCase):
         self.assertEqual(histories[0], histories[1])
         self.assertEqual(histories[0], histories[2])
         Snapshots.wait_for(self, lambda: not self.fresh(b) and
-                           self.logged(b, "replication_fresh_log_caught_up"))
+                           self.logged(b, "replication_fresh_log_caught_up") and
+                           b.metric("stockd_raft_fresh_log") == 0)
         elected.kill()
         survivor = c.leader(timeout=30, among=[n for n in c.nodes if n is not elected])
         self.assertEqual(self.level(survivor, "f"), 6)
