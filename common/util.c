@@ -418,16 +418,3 @@ bool util_write_file_synced(const char *path, const void *bytes, size_t length)
     }
     return util_fsync_path(dirname(directory), O_RDONLY | O_DIRECTORY);
 }
-
-bool util_remove_file_synced(const char *path)
-{
-    char directory[PATH_MAX];
-    if ((size_t)snprintf(directory, sizeof(directory), "%s", path) >= sizeof(directory)) {
-        errno = ENAMETOOLONG;
-        return false;
-    }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        return false;
-    }
-    return util_fsync_path(dirname(directory), O_RDONLY | O_DIRECTORY);
-}

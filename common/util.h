@@ -84,8 +84,4 @@ char *util_read_file(const char *path, size_t bytes_max, size_t *length_out, cha
  * whole. False (errno set) when any step fails. */
 bool util_write_file_synced(const char *path, const void *bytes, size_t length);
 
-/* Removes path durably: unlinked, then its directory fsynced, so after a crash it stays gone.
- * True when it is gone (also when it was not there); false (errno set) otherwise. */
-bool util_remove_file_synced(const char *path);
-
 #endif

@@ -214,11 +214,6 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 "election timeouts with a majority answering (a way out of a pre-vote "
                 "livelock; back to 1 once it knows a leader).",
                 status.pre_vote ? 1.0 : 0.0);
-    prom_single(buffer, "stockd_raft_fresh_log", "gauge",
-                "1 while this replica's log, begun empty at a bootstrap, is not yet shown to hold "
-                "the group's committed entries: it votes for no longer log and stands for no "
-                "election.",
-                status.fresh_log ? 1.0 : 0.0);
     prom_single(buffer, "stockd_raft_commit_index", "gauge",
                 "The last Raft log index this replica knows to be committed.",
                 (double)status.commit_index);

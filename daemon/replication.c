@@ -115,16 +115,6 @@ struct sd_replication {
     struct raft_barrier base_barrier; /* loop thread: see sd_base_watch */
     bool base_barrier_in_flight;
     double base_barrier_ms;
-    /* loop thread: see sd_fresh_guard. fresh_log: this replica's log began empty at a
-     * bootstrap (DIR/stockd-fresh-log) and it has not yet applied an entry of its current term */
-    bool fresh_log;
-    bool fresh_elections_held;
-    bool fresh_clear_failed_told;
-    unsigned election_timeout_ms; /* as configured: restored when the hold ends */
-    /* loop thread: the term a leader's barrier was appended for (sd_term_barrier_push) */
-    raft_term term_barrier_term;
-    bool term_barrier_in_flight;
-    struct raft_barrier term_barrier;
     /* loop thread: see sd_lost_log_watch */
     struct raft_transfer lost_log_transfer;
     bool lost_log_transfer_in_flight;
@@ -133,10 +123,6 @@ struct sd_replication {
 
 /* the file in the Raft directory naming the member whose log it is */
 #define SD_RAFT_NODE_ID_FILE "stockd-node-id"
-/* the file in the Raft directory of a replica whose log began empty (sd_fresh_guard) */
-#define SD_RAFT_FRESH_LOG_FILE "stockd-fresh-log"
-/* the election timeout while such a replica must not stand for election: an hour */
-#define SD_HELD_ELECTION_TIMEOUT_MS 3600000u
 /* at most one hand-over for a member that lost its log this often (sd_lost_log_watch) */
 #define SD_LOST_LOG_TRANSFER_SPACING_MS 10000
 
@@ -570,168 +556,14 @@ static bool sd_join_guard(sd_replication_t *replication, struct raft_message *me
     return true;
 }
 
-/* ---- a replica whose log began empty at a bootstrap ----
- * A replica started without --join on an empty log bootstraps a configuration of its --peers.
- * Under an id the group knew before (a replica whose volume was lost, started again under its
- * id) it must not vote as if it had always been empty: entries it acknowledged in its earlier
- * life were committed counting it, it no longer holds them, and its vote could elect a
- * candidate that lacks them. Nothing tells a member's late first start from such a return, so
- * both are treated alike until the replica has shown it holds the group's committed entries:
- * it writes DIR/stockd-fresh-log before it bootstraps, and while that file exists it
- *  - grants no vote or pre-vote to a candidate whose log goes past the bootstrap entry (at a
- *    group's first formation every log holds that entry only: the first election is as usual);
- *  - stands for no election once it has seen a log longer than that (a group exists: it waits
- *    for the leader to send it the log instead of competing with members that hold it);
- * until it applies an entry of its current term. That entry was committed by the term's
- * leader, which holds every entry committed before it (Leader Completeness), in the order this
- * replica has now applied them. The file is then removed and it votes and stands as usual.
- * Each leader appends a barrier at the start of its term if its last entry is of an older one
- * (sd_term_barrier_push), so an idle group gives that proof within a heartbeat. Test:
- * test_replication.py FreshLog. */
-
-/* The term of entry `index` of the trail (0: it holds no such entry): libraft's TrailTermOf,
- * which the library does not export. Reads the public raft->trail of libraft 0.22; an upgrade
- * must check it still means this. */
-static raft_term sd_trail_term_of(const struct raft_trail *trail, raft_index index)
-{
-    unsigned records = trail->back >= trail->front ? trail->back - trail->front
-                                                   : trail->size - trail->front + trail->back;
-    if (index == trail->snapshot.index && index > 0) {
-        return trail->snapshot.term;
-    }
-    for (unsigned k = 0; k < records && index > trail->offset; k++) {
-        unsigned at = (trail->front + k) % trail->size;
-        if (index <= trail->records[at].index) { /* a record holds the last index of a term */
-            return trail->records[at].term;
-        }
-    }
-    return 0;
-}
-
-#define SD_FRESH_LOG_PATH_MAX (PATH_MAX + sizeof("/" SD_RAFT_FRESH_LOG_FILE))
-
-static void sd_fresh_log_path(const sd_replication_t *replication, char path[SD_FRESH_LOG_PATH_MAX])
-{
-    snprintf(path, SD_FRESH_LOG_PATH_MAX, "%s/" SD_RAFT_FRESH_LOG_FILE, replication->dir);
-}
-
-static void sd_fresh_hold_elections(sd_replication_t *replication)
-{
-    if (replication->fresh_elections_held) {
-        return;
-    }
-    replication->fresh_elections_held = true;
-    raft_set_election_timeout(&replication->raft, SD_HELD_ELECTION_TIMEOUT_MS);
-    SD_LOG(LOG_WARN, "replication_fresh_log_waits",
-           LF_UINT("node_id", replication->options.node_id),
-           LF_STR("reason", "this replica's log began empty at its bootstrap and the group's log "
-                            "goes further: it votes and stands for election again once it holds "
-                            "the entries the group committed (an id whose volume was lost must "
-                            "not vote on what it forgot)"));
-}
-
-/* While the log is fresh: true when the message was consumed (a vote request it must not
- * answer). */
-static bool sd_fresh_guard(sd_replication_t *replication, struct raft_message *message)
-{
-    bool longer =
-        (message->type == RAFT_REQUEST_VOTE && message->request_vote.last_log_index > 1) ||
-        (message->type == RAFT_APPEND_ENTRIES &&
-         message->append_entries.prev_log_index + message->append_entries.n_entries > 1) ||
-        message->type == RAFT_INSTALL_SNAPSHOT;
-    if (!longer) {
-        return false;
-    }
-    sd_fresh_hold_elections(replication);
-    return message->type == RAFT_REQUEST_VOTE; /* no heap memory to free */
-}
-
-/* Loop thread: ends the fresh state once an entry of the current term is applied. */
-static void sd_fresh_watch(sd_replication_t *replication)
-{
-    struct raft *raft = &replication->raft;
-    raft_index applied = raft_last_applied(raft);
-    if (!replication->fresh_log || !replication->started || replication->failed || applied <= 1 ||
-        sd_trail_term_of(&raft->trail, applied) != raft_current_term(raft)) {
-        return;
-    }
-    char path[SD_FRESH_LOG_PATH_MAX];
-    sd_fresh_log_path(replication, path);
-    if (!util_remove_file_synced(path)) {
-        if (!replication->fresh_clear_failed_told) { /* tried again every refresh */
-            replication->fresh_clear_failed_told = true;
-            SD_LOG(LOG_ERROR, "replication_fresh_log_clear_failed", LF_STR("path", path),
-                   LF_STR("error", strerror(errno)));
-        }
-        return;
-    }
-    replication->fresh_log = false;
-    if (replication->fresh_elections_held) {
-        replication->fresh_elections_held = false;
-        raft_set_election_timeout(raft, replication->election_timeout_ms);
-    }
-    SD_LOG(LOG_INFO, "replication_fresh_log_caught_up", LF_UINT("term", raft_current_term(raft)),
-           LF_UINT("applied_index", applied));
-}
-
-/* Starting thread, before the bootstrap: a replica about to bootstrap on an empty log marks it
- * fresh (synced, before the log exists); one that restarts reads the mark. */
-static bool sd_fresh_log_mark(sd_replication_t *replication, bool log_exists, char *error,
-                              size_t error_capacity)
-{
-    const sd_replication_options_t *options = &replication->options;
-    char path[SD_FRESH_LOG_PATH_MAX];
-    sd_fresh_log_path(replication, path);
-    if (log_exists || options->join || options->restore_group || options->peers_count < 2) {
-        struct stat info;
-        replication->fresh_log = stat(path, &info) == 0;
-        return true;
-    }
-    static const char text[] = "this log began empty: it votes once it holds the group's log\n";
-    if (!util_write_file_synced(path, text, sizeof(text) - 1)) {
-        snprintf(error, error_capacity, "replication: cannot write %s: %s", path, strerror(errno));
-        return false;
-    }
-    replication->fresh_log = true;
-    return true;
-}
-
-/* A leader's last entry is of an older term: one barrier (libraft appends one at election only
- * when it holds entries past its commit index), so that a fresh replica can catch up. */
-static void sd_on_term_barrier(struct raft_barrier *barrier, int status)
-{
-    (void)status;
-    sd_replication_t *replication = barrier->data;
-    replication->term_barrier_in_flight = false;
-}
-
-static void sd_term_barrier_push(sd_replication_t *replication)
-{
-    struct raft *raft = &replication->raft;
-    raft_term term = raft_current_term(raft);
-    if (!replication->started || replication->closing || replication->failed ||
-        replication->term_barrier_in_flight || raft_state(raft) != RAFT_LEADER ||
-        replication->term_barrier_term == term) {
-        return;
-    }
-    if (sd_trail_term_of(&raft->trail, raft_last_index(raft)) == term) {
-        replication->term_barrier_term = term; /* an entry of this term is there already */
-        return;
-    }
-    replication->term_barrier.data = replication;
-    if (raft_barrier(raft, &replication->term_barrier, sd_on_term_barrier) == 0) {
-        replication->term_barrier_in_flight = true;
-        replication->term_barrier_term = term;
-    }
-}
-
 /* ---- a member that lost its log (the leader, loop thread) ----
  * A voter that acknowledged entries and then lost its volume comes back with a shorter log.
  * The leader's progress for it still counts what it acknowledged, and libraft ignores its
  * rejections of those entries as stale (progress.c: rejected <= match index), so this leader
- * would never send it the log again: it stays behind, fresh (sd_fresh_guard) or, with --join,
- * not ready. A new leader starts from fresh progress, so the leader hands leadership to the
- * most up-to-date other voter (at most once per SD_LOST_LOG_TRANSFER_SPACING_MS). */
+ * would never send it the log again: it stays behind and not ready (with --join it would never
+ * learn that its id was used before: sd_join_guard). A new leader starts from fresh progress, so
+ * the leader hands leadership to the most up-to-date other voter (at most once per
+ * SD_LOST_LOG_TRANSFER_SPACING_MS). */
 static void sd_on_lost_log_transfer(struct raft_transfer *transfer)
 {
     sd_replication_t *replication = transfer->data;
@@ -791,9 +623,6 @@ static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
     sd_replication_t *replication = raft->data;
     if (replication->options.join && raft_last_index(raft) == 0 &&
         sd_join_guard(replication, message)) {
-        return;
-    }
-    if (replication->fresh_log && sd_fresh_guard(replication, message)) {
         return;
     }
     if (message->type == RAFT_REQUEST_VOTE_RESULT) {
@@ -887,7 +716,6 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
     status->pre_vote = !replication->pre_vote_off;
-    status->fresh_log = replication->fresh_log;
     status->role = raft_state_name(raft_state(raft));
     status->members_count = fresh.members_count;
     memcpy(status->members, fresh.members, sizeof(status->members));
@@ -1077,8 +905,6 @@ static void sd_on_refresh(uv_timer_t *timer)
     sd_pre_vote_watch(timer->data);
     sd_base_watch(timer->data);
     sd_snapshot_prep_watch(timer->data);
-    sd_term_barrier_push(timer->data);
-    sd_fresh_watch(timer->data);
     sd_replication_refresh_status(timer->data);
 }
 
@@ -1516,7 +1342,6 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
             raft_set_election_timeout(&replication->raft, election);
             raft_set_heartbeat_timeout(&replication->raft, election / 10 > 0 ? election / 10 : 1);
         }
-        replication->election_timeout_ms = replication->raft.election_timeout;
         raft_set_pre_vote(&replication->raft, true); /* see sd_pre_vote_watch */
         /* a catch-up round may have to send and install a whole snapshot (the library's 5 s
          * would give up on large states, and the new member would stay a spare) */
@@ -1530,9 +1355,6 @@ static bool sd_replication_init(sd_replication_t *replication, const sd_replicat
     }
     if (rv == 0) {
         sd_base_watch(replication); /* the log is loaded: does it reach entry 1? */
-        if (replication->fresh_log && raft_last_index(&replication->raft) > 1) {
-            sd_fresh_hold_elections(replication); /* restarted before it caught up */
-        }
     }
     if (rv != 0) {
         snprintf(error, error_capacity, "replication: %s failed: %s (%s)", step, raft_strerror(rv),
@@ -1758,10 +1580,6 @@ sd_status_t sd_replication_start(const sd_replication_options_t *options,
     if (!sd_store_check(options, replication, error, error_capacity)) {
         free(replication);
         return SD_FAILED_PRECONDITION;
-    }
-    if (!sd_fresh_log_mark(replication, sd_raft_dir_has_log(options->dir), error, error_capacity)) {
-        free(replication);
-        return SD_UNAVAILABLE;
     }
     replication->status.node_id = options->node_id;
     pthread_mutex_init(&replication->mutex, NULL);

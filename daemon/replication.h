@@ -131,8 +131,6 @@ typedef struct {
     uint64_t snapshots_taken, snapshots_restored, snapshot_index, snapshot_bytes;
     uint64_t snapshots_dropped; /* received while installing or taking one: sent again later */
     bool pre_vote;              /* Raft's pre-vote is on (set aside after a long leaderless time) */
-    bool fresh_log; /* its log began empty at a bootstrap and is not yet proven (no vote for a
-                     * longer log, no election): see replication.c, sd_fresh_guard */
     double snapshot_ms;
 } sd_replication_status_t;
 

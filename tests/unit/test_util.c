@@ -175,13 +175,6 @@ static void test_write_file_synced(void **state)
     free(text);
     assert_int_not_equal(access(temporary, F_OK), 0);
     assert_false(util_write_file_synced(missing, "1\n", 2));
-    /* util_remove_file_synced: gone, gone again (absent is fine), refused when it cannot */
-    assert_true(util_remove_file_synced(path));
-    assert_int_not_equal(access(path, F_OK), 0);
-    assert_true(util_remove_file_synced(path));
-    assert_false(util_remove_file_synced(missing)); /* its directory cannot be synced */
-    assert_true(util_write_file_synced(path, "1\n", 2));
-    assert_false(util_remove_file_synced(directory)); /* a non-empty directory: EISDIR */
     assert_int_equal(unlink(path), 0);
     assert_int_equal(rmdir(directory), 0);
 }
