@@ -115,15 +115,20 @@ struct sd_replication {
     struct raft_barrier base_barrier; /* loop thread: see sd_base_watch */
     bool base_barrier_in_flight;
     double base_barrier_ms;
-    /* loop thread: see sd_lost_log_watch */
+    /* loop thread: see sd_lost_log_watch. The member that lost its log (0: none), the hand-over
+     * in flight and when the last one was tried; when each member was last heard from */
+    raft_id lost_log_member;
     struct raft_transfer lost_log_transfer;
     bool lost_log_transfer_in_flight;
     double lost_log_transfer_ms;
+    raft_id heard_ids[SD_REPLICATION_PEERS_MAX];
+    double heard_ms[SD_REPLICATION_PEERS_MAX];
 };
 
 /* the file in the Raft directory naming the member whose log it is */
 #define SD_RAFT_NODE_ID_FILE "stockd-node-id"
-/* at most one hand-over for a member that lost its log this often (sd_lost_log_watch) */
+/* at most one hand-over for a member that lost its log this often (sd_lost_log_watch): a
+ * transfer that fails holds writes for an election timeout */
 #define SD_LOST_LOG_TRANSFER_SPACING_MS 10000
 
 /* ---- --peers ---- */
@@ -558,27 +563,64 @@ static bool sd_join_guard(sd_replication_t *replication, struct raft_message *me
 
 /* ---- a member that lost its log (the leader, loop thread) ----
  * A voter that acknowledged entries and then lost its volume comes back with a shorter log.
- * The leader's progress for it still counts what it acknowledged, and libraft ignores its
- * rejections of those entries as stale (progress.c: rejected <= match index), so this leader
- * would never send it the log again: it stays behind and not ready (with --join it would never
- * learn that its id was used before: sd_join_guard). A new leader starts from fresh progress, so
- * the leader hands leadership to the most up-to-date other voter (at most once per
- * SD_LOST_LOG_TRANSFER_SPACING_MS). */
+ * The leader's progress for it still counts what it acknowledged: libraft ignores its
+ * rejections of those entries as stale while it streams to that member (progress.c: rejected
+ * <= match index), and when it probes instead it sets the member's next index below its match
+ * index, after which it sends only empty heartbeats (replication.c: the entries in flight,
+ * next - match - 1, wrap around). Either way this leader never sends it the log again: it stays
+ * behind and not ready (with --join it never learns that its id was used before: sd_join_guard).
+ * A new leader starts from fresh progress. So once a member answers with a last index below
+ * what it acknowledged, the leader hands leadership to the most up-to-date other voter heard
+ * from lately (a dead one would hold writes for an election timeout), and tries again (at most
+ * every SD_LOST_LOG_TRANSFER_SPACING_MS) until it no longer leads. */
 static void sd_on_lost_log_transfer(struct raft_transfer *transfer)
 {
     sd_replication_t *replication = transfer->data;
     replication->lost_log_transfer_in_flight = false;
 }
 
-/* The voter other than this replica and `lost` with the highest match index (0: none). */
-static raft_id sd_lost_log_heir(struct raft *raft, raft_id lost)
+/* Any message from a member: it is alive. */
+static void sd_heard_from(sd_replication_t *replication, raft_id id)
 {
+    size_t slot = SD_REPLICATION_PEERS_MAX;
+    for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
+        if (replication->heard_ids[i] == id) {
+            slot = i;
+            break;
+        }
+        if (slot == SD_REPLICATION_PEERS_MAX && replication->heard_ids[i] == 0) {
+            slot = i;
+        }
+    }
+    if (slot < SD_REPLICATION_PEERS_MAX) {
+        replication->heard_ids[slot] = id;
+        replication->heard_ms[slot] = util_monotonic_ms();
+    }
+}
+
+/* Heard from within three heartbeats: a live follower answers each of the leader's. */
+static bool sd_heard_lately(const sd_replication_t *replication, raft_id id, double now_ms)
+{
+    for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
+        if (replication->heard_ids[i] == id) {
+            return now_ms - replication->heard_ms[i] <= 3.0 * replication->raft.heartbeat_timeout;
+        }
+    }
+    return false;
+}
+
+/* The voter other than this replica and `lost`, heard from lately, with the highest match
+ * index (0: none). */
+static raft_id sd_lost_log_heir(const sd_replication_t *replication, raft_id lost, double now_ms)
+{
+    const struct raft *raft = &replication->raft;
     raft_id heir = 0;
     raft_index best = 0;
     for (unsigned i = 0; i < raft->configuration.n; i++) {
         const struct raft_server *server = &raft->configuration.servers[i];
         raft_index match = 0;
         if (server->role == RAFT_VOTER && server->id != raft->id && server->id != lost &&
+            sd_heard_lately(replication, server->id, now_ms) &&
             raft_match_index(raft, server->id, &match) == 0 && (heir == 0 || match > best)) {
             heir = server->id;
             best = match;
@@ -587,32 +629,49 @@ static raft_id sd_lost_log_heir(struct raft *raft, raft_id lost)
     return heir;
 }
 
-static void sd_lost_log_watch(sd_replication_t *replication, const struct raft_message *message)
+/* On an AppendEntries result: a member whose last index is below what it acknowledged. */
+static void sd_lost_log_note(sd_replication_t *replication, const struct raft_message *message)
 {
     struct raft *raft = &replication->raft;
     const struct raft_append_entries_result *result = &message->append_entries_result;
     raft_index match = 0;
-    if (message->type != RAFT_APPEND_ENTRIES_RESULT || result->rejected == 0 ||
-        raft_state(raft) != RAFT_LEADER || result->term != raft_current_term(raft) ||
+    if (message->type != RAFT_APPEND_ENTRIES_RESULT || raft_state(raft) != RAFT_LEADER ||
+        result->term != raft_current_term(raft) ||
         raft_match_index(raft, message->server_id, &match) != 0 ||
-        result->last_log_index >= match) {
+        result->last_log_index >= match || replication->lost_log_member == message->server_id) {
+        return;
+    }
+    replication->lost_log_member = message->server_id;
+    SD_LOG(LOG_WARN, "replication_member_lost_its_log", LF_UINT("node_id", message->server_id),
+           LF_UINT("acknowledged_index", match), LF_UINT("holds_index", result->last_log_index));
+}
+
+/* Refresh timer: hands leadership over while a member that lost its log is known. */
+static void sd_lost_log_watch(sd_replication_t *replication)
+{
+    struct raft *raft = &replication->raft;
+    if (raft_state(raft) != RAFT_LEADER) {
+        replication->lost_log_member = 0; /* the next leader starts from fresh progress */
         return;
     }
     double now_ms = util_monotonic_ms();
-    if (replication->closing || replication->lost_log_transfer_in_flight ||
-        raft_transferee(raft) != 0 ||
+    if (replication->lost_log_member == 0 || replication->closing || replication->failed ||
+        replication->lost_log_transfer_in_flight || raft_transferee(raft) != 0 ||
         now_ms - replication->lost_log_transfer_ms < SD_LOST_LOG_TRANSFER_SPACING_MS) {
         return;
     }
     replication->lost_log_transfer_ms = now_ms;
-    raft_id heir = sd_lost_log_heir(raft, message->server_id);
-    SD_LOG(LOG_WARN, "replication_member_lost_its_log", LF_UINT("node_id", message->server_id),
-           LF_UINT("acknowledged_index", match), LF_UINT("holds_index", result->last_log_index),
-           LF_UINT("handing_leadership_to", heir));
+    raft_id heir = sd_lost_log_heir(replication, replication->lost_log_member, now_ms);
     replication->lost_log_transfer.data = replication;
-    replication->lost_log_transfer_in_flight =
-        heir != 0 &&
-        raft_transfer(raft, &replication->lost_log_transfer, heir, sd_on_lost_log_transfer) == 0;
+    int rv = heir == 0 ? 0
+                       : raft_transfer(raft, &replication->lost_log_transfer, heir,
+                                       sd_on_lost_log_transfer);
+    replication->lost_log_transfer_in_flight = heir != 0 && rv == 0;
+    SD_LOG(LOG_WARN, "replication_lost_log_hand_over",
+           LF_UINT("node_id", replication->lost_log_member), LF_UINT("to", heir),
+           LF_STR("outcome", heir == 0 ? "no other voter heard from lately: tried again later"
+                             : rv == 0 ? "started"
+                                       : raft_strerror(rv)));
 }
 
 static void sd_pre_vote_note_answer(sd_replication_t *replication, uint64_t node_id);
@@ -628,7 +687,8 @@ static void sd_on_raft_message(struct raft_io *io, struct raft_message *message)
     if (message->type == RAFT_REQUEST_VOTE_RESULT) {
         sd_pre_vote_note_answer(replication, message->server_id);
     }
-    sd_lost_log_watch(replication, message);
+    sd_heard_from(replication, message->server_id);
+    sd_lost_log_note(replication, message);
     uint64_t told = message->type == RAFT_APPEND_ENTRIES     ? message->append_entries.leader_commit
                     : message->type == RAFT_INSTALL_SNAPSHOT ? message->install_snapshot.last_index
                                                              : 0;
@@ -905,6 +965,7 @@ static void sd_on_refresh(uv_timer_t *timer)
     sd_pre_vote_watch(timer->data);
     sd_base_watch(timer->data);
     sd_snapshot_prep_watch(timer->data);
+    sd_lost_log_watch(timer->data);
     sd_replication_refresh_status(timer->data);
 }
 
