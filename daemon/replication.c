@@ -115,9 +115,9 @@ struct sd_replication {
     struct raft_barrier base_barrier; /* loop thread: see sd_base_watch */
     bool base_barrier_in_flight;
     double base_barrier_ms;
-    /* loop thread: see sd_lost_log_watch. The member that lost its log (0: none), the hand-over
-     * in flight and when the last one was tried; when each member was last heard from */
-    raft_id lost_log_member;
+    /* loop thread: see sd_lost_log_watch. The members that lost their log (0: a free slot), the
+     * hand-over in flight and when the last one was tried; when each sender was last heard */
+    raft_id lost_log_members[SD_REPLICATION_PEERS_MAX];
     struct raft_transfer lost_log_transfer;
     bool lost_log_transfer_in_flight;
     double lost_log_transfer_ms;
@@ -569,49 +569,79 @@ static bool sd_join_guard(sd_replication_t *replication, struct raft_message *me
  * index, after which it sends only empty heartbeats (replication.c: the entries in flight,
  * next - match - 1, wrap around). Either way this leader never sends it the log again: it stays
  * behind and not ready (with --join it never learns that its id was used before: sd_join_guard).
- * A new leader starts from fresh progress. So once a member answers with a last index below
- * what it acknowledged, the leader hands leadership to the most up-to-date other voter heard
- * from lately (a dead one would hold writes for an election timeout), and tries again (at most
- * every SD_LOST_LOG_TRANSFER_SPACING_MS) until it no longer leads. */
+ * A new leader starts from fresh progress. So a member that answers with a last index below
+ * what it acknowledged is a suspect, and the leader hands leadership to the most up-to-date
+ * other voter, not a suspect, heard from lately (a dead one would hold writes for an election
+ * timeout), again every SD_LOST_LOG_TRANSFER_SPACING_MS while it leads and a suspect is left. */
+
+/* Which answers say "lost": a rejection whose last index is below the match index and not just
+ * the one before the rejected index (a log that holds the index under another term, or
+ * compacted past it, answers that), unless it is the bootstrap entry or nothing; a success
+ * whose stored index is below the match index but not 0 (0: installing a snapshot, which sets
+ * the stored index to 0 until it is written). */
+static bool sd_answer_lost_log(const struct raft_append_entries_result *result, raft_index match)
+{
+    if (result->last_log_index >= match) {
+        return false;
+    }
+    if (result->rejected > 0) {
+        return result->last_log_index + 1 < result->rejected || result->last_log_index <= 1;
+    }
+    return result->last_log_index > 0;
+}
+
 static void sd_on_lost_log_transfer(struct raft_transfer *transfer)
 {
     sd_replication_t *replication = transfer->data;
     replication->lost_log_transfer_in_flight = false;
 }
 
-/* Any message from a member: it is alive. */
+/* Any message from a member: it is alive. A full table gives up its oldest entry. */
 static void sd_heard_from(sd_replication_t *replication, raft_id id)
 {
-    size_t slot = SD_REPLICATION_PEERS_MAX;
+    size_t slot = 0;
     for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
         if (replication->heard_ids[i] == id) {
             slot = i;
             break;
         }
-        if (slot == SD_REPLICATION_PEERS_MAX && replication->heard_ids[i] == 0) {
-            slot = i;
+        if (replication->heard_ms[i] < replication->heard_ms[slot]) {
+            slot = i; /* never heard (0) or the oldest */
         }
     }
-    if (slot < SD_REPLICATION_PEERS_MAX) {
-        replication->heard_ids[slot] = id;
-        replication->heard_ms[slot] = util_monotonic_ms();
-    }
+    replication->heard_ids[slot] = id;
+    replication->heard_ms[slot] = util_monotonic_ms();
 }
 
-/* Heard from within three heartbeats: a live follower answers each of the leader's. */
+/* Heard from within half an election timeout (at least three heartbeats): a live follower
+ * answers each of the leader's heartbeats. */
 static bool sd_heard_lately(const sd_replication_t *replication, raft_id id, double now_ms)
 {
+    double window = replication->raft.election_timeout / 2.0;
+    window = window > 3.0 * replication->raft.heartbeat_timeout
+                 ? window
+                 : 3.0 * replication->raft.heartbeat_timeout;
     for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
         if (replication->heard_ids[i] == id) {
-            return now_ms - replication->heard_ms[i] <= 3.0 * replication->raft.heartbeat_timeout;
+            return now_ms - replication->heard_ms[i] <= window;
         }
     }
     return false;
 }
 
-/* The voter other than this replica and `lost`, heard from lately, with the highest match
+static int sd_lost_log_slot(const sd_replication_t *replication, raft_id id)
+{
+    for (int i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
+        if (replication->lost_log_members[i] == id) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The voter other than this replica and the suspects, heard from lately, with the highest match
  * index (0: none). */
-static raft_id sd_lost_log_heir(const sd_replication_t *replication, raft_id lost, double now_ms)
+static raft_id sd_lost_log_heir(const sd_replication_t *replication, double now_ms)
 {
     const struct raft *raft = &replication->raft;
     raft_id heir = 0;
@@ -619,7 +649,8 @@ static raft_id sd_lost_log_heir(const sd_replication_t *replication, raft_id los
     for (unsigned i = 0; i < raft->configuration.n; i++) {
         const struct raft_server *server = &raft->configuration.servers[i];
         raft_index match = 0;
-        if (server->role == RAFT_VOTER && server->id != raft->id && server->id != lost &&
+        if (server->role == RAFT_VOTER && server->id != raft->id &&
+            sd_lost_log_slot(replication, server->id) < 0 &&
             sd_heard_lately(replication, server->id, now_ms) &&
             raft_match_index(raft, server->id, &match) == 0 && (heir == 0 || match > best)) {
             heir = server->id;
@@ -629,7 +660,8 @@ static raft_id sd_lost_log_heir(const sd_replication_t *replication, raft_id los
     return heir;
 }
 
-/* On an AppendEntries result: a member whose last index is below what it acknowledged. */
+/* On an AppendEntries result: a member becomes a suspect, or stops being one once it answers
+ * with all it acknowledged. */
 static void sd_lost_log_note(sd_replication_t *replication, const struct raft_message *message)
 {
     struct raft *raft = &replication->raft;
@@ -637,38 +669,64 @@ static void sd_lost_log_note(sd_replication_t *replication, const struct raft_me
     raft_index match = 0;
     if (message->type != RAFT_APPEND_ENTRIES_RESULT || raft_state(raft) != RAFT_LEADER ||
         result->term != raft_current_term(raft) ||
-        raft_match_index(raft, message->server_id, &match) != 0 ||
-        result->last_log_index >= match || replication->lost_log_member == message->server_id) {
+        raft_match_index(raft, message->server_id, &match) != 0) {
         return;
     }
-    replication->lost_log_member = message->server_id;
+    int slot = sd_lost_log_slot(replication, message->server_id);
+    if (slot >= 0 && result->rejected == 0 && result->last_log_index >= match) {
+        replication->lost_log_members[slot] = 0; /* it holds the log again */
+        return;
+    }
+    int free_slot = sd_lost_log_slot(replication, 0);
+    if (slot >= 0 || free_slot < 0 || !sd_answer_lost_log(result, match)) {
+        return;
+    }
+    replication->lost_log_members[free_slot] = message->server_id;
     SD_LOG(LOG_WARN, "replication_member_lost_its_log", LF_UINT("node_id", message->server_id),
            LF_UINT("acknowledged_index", match), LF_UINT("holds_index", result->last_log_index));
 }
 
-/* Refresh timer: hands leadership over while a member that lost its log is known. */
+/* Whether any suspect is still a member (those that left are forgotten). */
+static bool sd_lost_log_suspects(sd_replication_t *replication)
+{
+    bool any = false;
+    for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
+        raft_id id = replication->lost_log_members[i];
+        bool member = false;
+        for (unsigned k = 0; id != 0 && k < replication->raft.configuration.n; k++) {
+            member = member || replication->raft.configuration.servers[k].id == id;
+        }
+        replication->lost_log_members[i] = member ? id : 0;
+        any = any || member;
+    }
+    return any;
+}
+
+/* Refresh timer: hands leadership over while a suspect is left, unless a configuration change
+ * or a promotion is under way (a hand-over would fail it: add-member is how a lost member is
+ * replaced). */
 static void sd_lost_log_watch(sd_replication_t *replication)
 {
     struct raft *raft = &replication->raft;
     if (raft_state(raft) != RAFT_LEADER) {
-        replication->lost_log_member = 0; /* the next leader starts from fresh progress */
-        return;
+        memset(replication->lost_log_members, 0, sizeof(replication->lost_log_members));
+        return; /* the next leader starts from fresh progress */
     }
     double now_ms = util_monotonic_ms();
-    if (replication->lost_log_member == 0 || replication->closing || replication->failed ||
+    if (!sd_lost_log_suspects(replication) || replication->closing || replication->failed ||
         replication->lost_log_transfer_in_flight || raft_transferee(raft) != 0 ||
+        raft->legacy.change != NULL || raft->leader_state.promotee_id != 0 ||
         now_ms - replication->lost_log_transfer_ms < SD_LOST_LOG_TRANSFER_SPACING_MS) {
         return;
     }
     replication->lost_log_transfer_ms = now_ms;
-    raft_id heir = sd_lost_log_heir(replication, replication->lost_log_member, now_ms);
+    raft_id heir = sd_lost_log_heir(replication, now_ms);
     replication->lost_log_transfer.data = replication;
     int rv = heir == 0 ? 0
                        : raft_transfer(raft, &replication->lost_log_transfer, heir,
                                        sd_on_lost_log_transfer);
     replication->lost_log_transfer_in_flight = heir != 0 && rv == 0;
-    SD_LOG(LOG_WARN, "replication_lost_log_hand_over",
-           LF_UINT("node_id", replication->lost_log_member), LF_UINT("to", heir),
+    SD_LOG(LOG_WARN, "replication_lost_log_hand_over", LF_UINT("to", heir),
            LF_STR("outcome", heir == 0 ? "no other voter heard from lately: tried again later"
                              : rv == 0 ? "started"
                                        : raft_strerror(rv)));
@@ -1076,8 +1134,13 @@ static void sd_request_start(sd_replication_t *replication, sd_request_t *reques
     if (request->kind == SD_REQUEST_TRANSFER) {
         /* a failed leader may still hand leadership over: its log is sound */
         request->transfer.data = request;
+        raft_id target = request->term;
+        if (target == 0 && sd_lost_log_suspects(replication)) {
+            /* the library's own choice may be a suspect: its match index is stale */
+            target = sd_lost_log_heir(replication, util_monotonic_ms());
+        }
         if (raft_state(raft) != RAFT_LEADER ||
-            raft_transfer(raft, &request->transfer, request->term, sd_on_transfer) != 0) {
+            raft_transfer(raft, &request->transfer, target, sd_on_transfer) != 0) {
             sd_request_finish(request, SD_REPLICATION_NOT_LEADER);
         }
         return;

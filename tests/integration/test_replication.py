@@ -518,6 +518,9 @@ class Snapshots(unittest.TestCase):
         entries = 1 + 10 + 5 * self.THRESHOLD + 5
         self.same_history(self.cluster.nodes, entries)
         self.assertEqual(self.level(leader), 1000 - (entries - 1))
+        # installing a snapshot answers heartbeats with stored index 0: not a lost log (review)
+        with open(leader.log_path) as text:
+            self.assertNotIn("replication_member_lost_its_log", text.read())
         # the replica that caught up leads with the same state
         code, moved = stockctl(leader, "cluster", "transfer-leader", str(behind.id))
         self.assertEqual(code, 0, moved)
@@ -1003,12 +1006,12 @@ class LostLog(unittest.TestCase):
         dead, back = others[0], others[-1]
         Snapshots.wait_for(self, lambda: all(n.history() == leader.history() for n in others))
         dead.kill()
-        time.sleep(0.5)  # longer than three heartbeats: the leader no longer counts it as alive
+        time.sleep(1)  # longer than half an election timeout: the leader counts it as dead
         back_on_an_empty_volume(self, back, leader)
         with open(leader.log_path) as text:
             log = text.read()
         self.assertIn('"event":"replication_member_lost_its_log","node_id":%d' % back.id, log)
-        self.assertIn('"event":"replication_lost_log_hand_over","node_id":%d' % back.id, log)
+        self.assertIn('"event":"replication_lost_log_hand_over","to":', log)
         self.assertNotIn('"to":%d,' % dead.id, log)
         self.assertNotIn(c.leader(among=[n for n in c.nodes if n is not dead]), (leader, dead))
 
