@@ -240,6 +240,10 @@ static void sd_render_replication(prom_buffer_t *buffer, sd_replication_t *repli
                 "Snapshots this process restored (sent by a leader to a replica too far "
                 "behind for its log).",
                 (double)status.snapshots_restored);
+    prom_single(buffer, "stockd_raft_members_lost_log", "gauge",
+                "On the leader: members that answered with less than they had acknowledged (a "
+                "lost volume); leadership is handed over so that they are sent the log.",
+                (double)status.members_lost_log);
     prom_single(buffer, "stockd_raft_snapshots_dropped_total", "counter",
                 "Snapshots from a leader dropped because one was being installed or taken here "
                 "(the leader sends them again).",

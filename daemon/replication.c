@@ -834,6 +834,10 @@ static void sd_replication_refresh_status(sd_replication_t *replication)
     status->last_index = raft_last_index(raft);
     status->leader = raft_state(raft) == RAFT_LEADER;
     status->pre_vote = !replication->pre_vote_off;
+    status->members_lost_log = 0;
+    for (size_t i = 0; i < SD_REPLICATION_PEERS_MAX; i++) {
+        status->members_lost_log += replication->lost_log_members[i] != 0;
+    }
     status->role = raft_state_name(raft_state(raft));
     status->members_count = fresh.members_count;
     memcpy(status->members, fresh.members, sizeof(status->members));

@@ -130,6 +130,8 @@ typedef struct {
      * how long the copy held the loop */
     uint64_t snapshots_taken, snapshots_restored, snapshot_index, snapshot_bytes;
     uint64_t snapshots_dropped; /* received while installing or taking one: sent again later */
+    uint64_t members_lost_log;  /* on the leader: members that answered below what they
+                                 * acknowledged (lost their log; replication.c) */
     bool pre_vote;              /* Raft's pre-vote is on (set aside after a long leaderless time) */
     double snapshot_ms;
 } sd_replication_status_t;
