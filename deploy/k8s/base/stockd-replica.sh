@@ -27,7 +27,7 @@
 #     scale-up; or a lost log) gets a new random id and waits with --join until an operator
 #     adds it (`stockctl cluster add-member`; the command is logged as waiting_to_be_added).
 # Like etcd's initial-cluster-state: set "existing" once the group has formed, or a replica
-# whose whole volume is lost later would start a group of its own under its old id.
+# whose whole volume is lost later would start again under its old id, with an empty log.
 #
 # Environment (the StatefulSet sets it): STOCKD_POD_NAME (NAME-ORDINAL), STOCKD_INITIAL_MEMBERS,
 # STOCKD_CLUSTER_STATE (new|existing|restore), STOCKD_RAFT_ADDRESS_TEMPLATE and
@@ -137,7 +137,7 @@ start() {
     [ -n "$id" ] || die "$data_dir/raft holds a Raft log but $id_file is missing: restore it"
     [ "$sentinel_id" = "$id" ] || die "$data_dir/raft holds a Raft log that is not replica $id's"
     if [ "$state" = new ]; then
-      LEVEL=warn log cluster_state_still_new '"hint":"once the group has formed, set STOCKD_CLUSTER_STATE to existing: under new, a replica whose volume is lost starts a group under its old id"'
+      LEVEL=warn log cluster_state_still_new '"hint":"once the group has formed, set STOCKD_CLUSTER_STATE to existing: under new, a replica whose volume is lost starts again under its old id"'
     fi
   elif [ -n "$id" ] && [ "$sentinel_id" != "$id" ]; then
     # the directory this id kept its log in is gone: the id must not come back
